@@ -1,0 +1,349 @@
+"""The log contract: what every engine (sqlite, redis, kafka, nats) must do.
+
+The rungs, each adding to the one before (compare eventsourcing's recorders):
+
+1. **append / read** -- an ordered, deduplicated log per topic.
+2. **subscribe** -- consumer groups: one member per event, ack, redelivery
+   after the ack timeout, per-partition-key order across members.
+3. **retention / lag / health** -- bounded topics and observable groups.
+
+Engines deal in bytes: the hub encodes an event once (CloudEvents structured
+JSON) and the engine stores the body with the few attributes it needs to
+route and deduplicate (``id``, partition ``key``, content ``digest``).  The
+method docstrings below are the rules ``creative_hub.testing.contract``
+checks on every engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from ..errors import ValidationError
+
+__all__ = [
+    "DEFAULT_ACK_TIMEOUT",
+    "DEFAULT_BATCH",
+    "Appended",
+    "Delivery",
+    "Entry",
+    "GroupLag",
+    "Health",
+    "Log",
+    "Record",
+    "Retention",
+    "Start",
+    "Subscription",
+    "TopicInfo",
+    "check_topic",
+]
+
+DEFAULT_ACK_TIMEOUT = 30.0  # seconds an un-acked delivery waits before redelivery
+DEFAULT_BATCH = 256  # events fetched per round trip by a subscription
+
+_TOPIC = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)*$")
+MAX_TOPIC_LENGTH = 200  # characters; under every broker's limit (Kafka: 249)
+
+
+def check_topic(topic: str) -> str:
+    """Return ``topic`` if it is a valid topic name, else raise ValidationError.
+
+    Topic names are dot-separated words of ``a-z 0-9 _ -``: they map onto Redis
+    keys, Kafka topics and NATS subjects alike, and cannot escape a prefix
+    (no ``/``, ``..``, wildcards or spaces).
+    """
+    if not isinstance(topic, str) or not _TOPIC.match(topic) or len(topic) > MAX_TOPIC_LENGTH:
+        raise ValidationError(
+            "topic",
+            f"{topic!r} is not a topic name: dot-separated words of a-z, 0-9, '_' "
+            f"and '-', at most {MAX_TOPIC_LENGTH} characters",
+        )
+    return topic
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event as the log stores it."""
+
+    id: str  #: the event id; the idempotency key within a topic
+    key: str  #: partition key; events with the same key keep their order
+    body: bytes  #: the encoded event (CloudEvents structured JSON)
+    digest: str  #: content hash; a re-sent id with another digest is a conflict
+    creator: str = ""  #: who made it; engines with subject routing use it (nats)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The receipt of one appended entry."""
+
+    position: str  #: where it is (or already was) in the topic
+    duplicate: bool = False  #: True when the id was already stored
+
+
+@dataclass(slots=True)
+class Record:
+    """One stored event, as read back."""
+
+    topic: str
+    position: str  #: opaque to callers; pass it back as ``read(after=...)``
+    id: str
+    key: str
+    body: bytes
+    time_ms: int  #: when the log stored it, in ms since the epoch
+
+
+class Delivery:
+    """A record handed to one member of a consumer group; ack it when handled.
+
+    ``ack()`` after the handler's effect is durable (at-least-once).  An
+    un-acked delivery is redelivered after the subscription's ack timeout,
+    to this member or, if it died, to another.  ``nack(delay)`` asks for
+    redelivery after ``delay`` seconds.  Acking twice is harmless.
+    """
+
+    __slots__ = ("_ack", "_done", "_nack", "delivery_count", "record")
+
+    def __init__(
+        self,
+        record: Record,
+        delivery_count: int,
+        ack: Callable[[], Awaitable[None]],
+        nack: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.record = record
+        self.delivery_count = delivery_count  #: 1 on first delivery, then more
+        self._ack = ack
+        self._nack = nack
+        self._done = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    @property
+    def body(self) -> bytes:
+        return self.record.body
+
+    @property
+    def position(self) -> str:
+        return self.record.position
+
+    @property
+    def topic(self) -> str:
+        return self.record.topic
+
+    @property
+    def done(self) -> bool:
+        """True once acked or nacked."""
+        return self._done
+
+    async def ack(self) -> None:
+        """Mark handled: it will not be delivered to this group again."""
+        if not self._done:
+            self._done = True
+            await self._ack()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Not handled: deliver it again after ``delay`` seconds."""
+        if not self._done:
+            self._done = True
+            await self._nack(delay)
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"<Delivery {r.topic}@{r.position} id={r.id} n={self.delivery_count}>"
+
+
+class Start(str, Enum):
+    """Where a consumer group that has never committed begins."""
+
+    EARLIEST = "earliest"  # the whole retained history, then live (catch-up)
+    LATEST = "latest"  # only events appended after the group was created
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How much of a topic the hot log keeps.  ``None`` means no limit.
+
+    Retention(max_age=7 * 86400)   # drop events older than a week
+    Retention(max_count=100_000)   # keep the newest 100k events
+    Retention(max_bytes=1 << 30)   # keep about the newest GiB
+    """
+
+    max_age: float | None = None  #: seconds
+    max_count: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_age", "max_count", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValidationError(f"retention.{name}", f"must be > 0, got {value!r}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_age is None and self.max_count is None and self.max_bytes is None
+
+
+@dataclass(slots=True)
+class TopicInfo:
+    """What a topic holds now."""
+
+    name: str
+    count: int  #: events retained
+    first: str | None  #: position of the oldest retained event
+    last: str | None  #: position of the newest event
+    bytes: int | None = None  #: stored size, where the engine knows it
+    retention: Retention = field(default_factory=Retention)
+
+
+@dataclass(slots=True)
+class GroupLag:
+    """How far a consumer group is behind the end of a topic."""
+
+    topic: str
+    group: str
+    lag: int  #: events not yet acked by the group
+    pending: int = 0  #: delivered to a member but not acked yet
+    members: int = 0  #: members seen alive recently
+
+
+@dataclass(slots=True)
+class Health:
+    ok: bool
+    engine: str
+    url: str  #: without any password
+    detail: str = ""
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """A consumer-group membership, used as::
+
+        async with log.subscribe("creative.narrative", "indexer") as sub:
+            async for delivery in sub:
+                handle(delivery.body)
+                await delivery.ack()
+    """
+
+    topic: str
+    group: str
+    consumer: str
+
+    async def __aenter__(self) -> Subscription: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def next(self, timeout: float | None = None) -> Delivery:
+        """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group.  Un-acked deliveries go back to the group.  Safe twice."""
+        ...
+
+
+@runtime_checkable
+class Log(Protocol):
+    """An engine.  Open it with ``creative_hub.log.open_log(url)``."""
+
+    url: str  #: as given, password removed
+
+    async def open(self) -> None:
+        """Connect (or create the file).  Raises EngineUnavailable naming the URL."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections.  Safe to call twice; any use afterwards raises LogClosed."""
+        ...
+
+    async def append(self, topic: str, entries: Sequence[Entry]) -> list[Appended]:
+        """Store ``entries`` at the end of ``topic`` in the given order.
+
+        The topic is created on first use.  An id already in the topic (within
+        the engine's dedup window) is not stored again: its receipt has the
+        original position and ``duplicate=True``.  The same id with another
+        digest raises IdConflict, and then none of the batch is stored.
+        """
+        ...
+
+    def read(
+        self,
+        topic: str,
+        *,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[Record]:
+        """Yield the topic's records in log order.
+
+        ``after``: only records after this position (``None``: from the start).
+        ``since``: only records stored at or after this time (epoch seconds).
+        ``follow``: after the end, wait for new records instead of stopping.
+        A position already removed by retention raises PositionGone, never a
+        silent jump.  A topic that does not exist yields nothing.
+        """
+        ...
+
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        consumer: str | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        start: Start = Start.EARLIEST,
+        batch: int = DEFAULT_BATCH,
+    ) -> Subscription:
+        """Join ``group`` on ``topic``.
+
+        Each record reaches one member of the group.  A record not acked within
+        ``ack_timeout`` seconds (the member crashed, hangs or was killed) is
+        delivered again.  Records with the same key are delivered in append
+        order, and never to two members at once, even with several members.
+        """
+        ...
+
+    async def topics(self) -> list[TopicInfo]:
+        """Every topic with its counts, sorted by name."""
+        ...
+
+    async def topic_info(self, topic: str) -> TopicInfo:
+        """One topic's counts; raises NotFound if it does not exist."""
+        ...
+
+    async def set_retention(self, topic: str, retention: Retention) -> None:
+        """Set how much of ``topic`` is kept; applied by the engine or by ``apply_retention``."""
+        ...
+
+    async def apply_retention(self, topic: str) -> int:
+        """Remove what the topic's retention no longer keeps; returns how many went."""
+        ...
+
+    async def groups(self, topic: str) -> list[str]:
+        """The consumer groups that have joined ``topic``."""
+        ...
+
+    async def lag(self, topic: str, group: str) -> GroupLag:
+        """How many records of ``topic`` the group has not acked yet."""
+        ...
+
+    async def health(self) -> Health:
+        """Whether the engine answers now."""
+        ...
