@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -162,7 +162,7 @@ class Delivery:
         return f"<Delivery {r.topic}@{r.position} id={r.id} n={self.delivery_count}>"
 
 
-class Start(str, Enum):
+class Start(StrEnum):
     """Where a consumer group that has never committed begins."""
 
     EARLIEST = "earliest"  # the whole retained history, then live (catch-up)

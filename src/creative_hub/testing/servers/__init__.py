@@ -48,7 +48,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = STARTUP_TIMEOUT, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until 127.0.0.1:``port`` accepts connections, or raise ServerError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,7 +103,7 @@ class Server:
         """Start (or restart) on the same data directory; returns when it serves."""
         if self.running:
             return self
-        out = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
+        out = open(self.log_path, "ab")  # handed to the child
         try:
             self.proc = subprocess.Popen(
                 list(self.command()),
