@@ -1,0 +1,273 @@
+"""The event: a CloudEvents 1.0 event in structured JSON mode.
+
+Any CloudEvents reader can parse what the hub writes, and the hub reads what
+any CloudEvents writer produces (with the attributes below).  Extensions the
+hub understands (all strings):
+
+==============  ================================================================
+creator         the principal that made it (the hub sets it from the publisher)
+partitionkey    events with the same key keep their order (default: creator)
+hub             ``shared`` or the peer id whose hub it belongs to
+visibility      ``public`` or ``private`` (drafts)
+causationid     the event that caused this one
+correlationid   the conversation / workflow it belongs to
+supersedes      the earlier revision this one replaces
+forkedfrom      the event this one was forked from
+traceparent     W3C trace context
+signature       the creator's signature (Ed25519, base64)
+==============  ================================================================
+
+Unknown attributes are refused (a typo should not pass silently), and so is
+``data_base64``: payloads are JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from .errors import PayloadTooLarge, ValidationError
+from .schemas import AREAS, PAYLOADS, Payload
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "EXTENSIONS",
+    "Event",
+    "decode_event",
+    "derive_id",
+    "digest",
+    "encode_event",
+    "parse_event",
+    "validate_event",
+]
+
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # 1 MiB: under NATS' and Kafka's default message limits
+MAX_ID_LENGTH = 256
+NAMESPACE = uuid.UUID("6f1c3e1e-8a5b-4c3e-9a59-6b1f0c7d2e10")  # for derive_id
+
+EXTENSIONS = (
+    "creator",
+    "partitionkey",
+    "hub",
+    "visibility",
+    "causationid",
+    "correlationid",
+    "supersedes",
+    "forkedfrom",
+    "traceparent",
+    "signature",
+)
+REQUIRED = ("specversion", "id", "source", "type")
+_PEER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One event.  Build it with keywords; the hub fills in what is missing.
+
+    Event(type="creative.narrative.fragment", subject="story:hansel",
+          data={"story": "hansel", "title": "The wood", "text": "..."})
+    """
+
+    specversion: str = "1.0"
+    id: str = ""
+    source: str = ""
+    type: str
+    subject: str | None = None
+    time: AwareDatetime | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = None
+    creator: str | None = None
+    partitionkey: str | None = None
+    hub: str | None = None
+    visibility: str | None = None
+    causationid: str | None = None
+    correlationid: str | None = None
+    supersedes: str | None = None
+    forkedfrom: str | None = None
+    traceparent: str | None = None
+    signature: str | None = None
+
+    @property
+    def area(self) -> str:
+        """``narrative`` for ``creative.narrative.fragment``."""
+        return self.type.split(".")[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-ready values (the structured-mode object)."""
+        d: dict[str, Any] = msgspec.json.decode(encode_event(self))
+        return d
+
+    def to_json(self) -> bytes:
+        return encode_event(self)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+_SPEC_PREFIX = b'{"specversion":"1.0",'
+
+
+def encode_event(event: Event) -> bytes:
+    """Structured-mode JSON.  ``specversion`` is always written first."""
+    body = _encoder.encode(event)
+    if event.specversion == "1.0":
+        # omit_defaults drops specversion; CloudEvents requires it.
+        return _SPEC_PREFIX + body[1:] if len(body) > 2 else b'{"specversion":"1.0"}'
+    return body
+
+
+def decode_event(body: bytes) -> Event:
+    """Decode a body this hub wrote (trusted: typed decode, no payload check)."""
+    return _decoder.decode(body)
+
+
+def derive_id(*parts: str) -> str:
+    """A stable id from a source's own identifiers, so re-ingesting adds nothing.
+
+    derive_id("github", "owner/repo", "commit", sha)
+    """
+    return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))
+
+
+def digest(event: Event) -> str:
+    """Hash of what makes the event *this* event: a retry with the same id and
+    digest is a duplicate; the same id with another digest is a conflict.
+    ``time`` and ``signature`` are left out, since a retry may restamp them."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (event.type, event.source, event.subject or "", event.creator or ""):
+        h.update(part.encode())
+        h.update(b"\x1f")
+    h.update(_encoder.encode(event.data))
+    return h.hexdigest()
+
+
+def _msgspec_error(e: msgspec.ValidationError, prefix: str = "") -> ValidationError:
+    """``Expected `str`, got `int` - at `$.data.title``` -> field data.title."""
+    text = str(e)
+    rule, _, where = text.partition(" - at `$")
+    path = where.rstrip("`").lstrip(".")
+    path = re.sub(r"\[(\d+)\]", r".\1", path)
+    m = re.match(r"Object missing required field `([^`]+)`", rule)
+    if m:
+        path = f"{path}.{m.group(1)}" if path else m.group(1)
+        rule = "required"
+    m = re.match(r"Object contains unknown field `([^`]+)`", rule)
+    if m:
+        path = f"{path}.{m.group(1)}" if path else m.group(1)
+        rule = "unknown field (not in the schema)"
+    m = re.match(r"^([a-z_][a-z0-9_]*): (.+)$", rule)
+    if m:  # a __post_init__ check names its own field
+        path = f"{path}.{m.group(1)}" if path else m.group(1)
+        rule = m.group(2)
+    rule = rule.replace("`", "")
+    field = ".".join(p for p in (prefix, path) if p) or (prefix or "event")
+    return ValidationError(field, rule)
+
+
+def validate_payload(type_: str, data: Any) -> Any:
+    """Check ``data`` against the schema of ``type_``; returns it unchanged if valid."""
+    schema = PAYLOADS.get(type_)
+    if schema is None:
+        raise ValidationError("type", _unknown_type(type_))
+    if isinstance(data, Payload):
+        if not isinstance(data, schema):
+            raise ValidationError(
+                "data", f"{type(data).__name__} is not the payload of {type_} (expected {schema.__name__})"
+            )
+        return data
+    if not isinstance(data, Mapping):
+        raise ValidationError("data", f"must be a JSON object for {type_}, got {type(data).__name__}")
+    try:
+        msgspec.convert(data, schema)
+    except msgspec.ValidationError as e:
+        raise _msgspec_error(e, "data") from None
+    except (ValueError, TypeError) as e:  # __post_init__ checks
+        text = str(e)
+        field, sep, rule = text.partition(": ")
+        raise ValidationError(f"data.{field}" if sep else "data", rule if sep else text) from None
+    return data
+
+
+def _unknown_type(type_: str) -> str:
+    parts = type_.split(".") if isinstance(type_, str) else []
+    if len(parts) != 3 or parts[0] != "creative":
+        return f"{type_!r} is not creative.<area>.<kind> (areas: {', '.join(AREAS)})"
+    kinds = sorted(t for t in PAYLOADS if t.split(".")[1] == parts[1])
+    if not kinds:
+        return f"unknown area {parts[1]!r} in {type_!r}; areas are {', '.join(AREAS)}"
+    return f"unknown type {type_!r}; {parts[1]} has {', '.join(kinds)}"
+
+
+def validate_event(event: Event) -> Event:
+    """Check the attributes and payload of a complete event (id and source set)."""
+    if event.specversion != "1.0":
+        raise ValidationError("specversion", f"must be '1.0', got {event.specversion!r}")
+    for name in ("id", "source"):
+        value = getattr(event, name)
+        if not isinstance(value, str) or not value:
+            raise ValidationError(name, "required, a non-empty string")
+    if len(event.id) > MAX_ID_LENGTH:
+        raise ValidationError("id", f"at most {MAX_ID_LENGTH} characters, got {len(event.id)}")
+    if not isinstance(event.type, str) or event.type not in PAYLOADS:
+        raise ValidationError("type", _unknown_type(event.type))
+    if event.datacontenttype is not None and not (
+        event.datacontenttype == "application/json" or event.datacontenttype.endswith("+json")
+    ):
+        raise ValidationError("datacontenttype", f"must be application/json, got {event.datacontenttype!r}")
+    if event.visibility is not None and event.visibility not in ("public", "private"):
+        raise ValidationError("visibility", f"must be 'public' or 'private', got {event.visibility!r}")
+    if event.hub is not None and event.hub != "shared" and not _PEER_ID.match(event.hub):
+        raise ValidationError("hub", f"must be 'shared' or a peer id (a-z, 0-9, _ -), got {event.hub!r}")
+    if event.traceparent is not None and not _TRACEPARENT.match(event.traceparent):
+        raise ValidationError("traceparent", "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)")
+    if event.partitionkey is not None and not event.partitionkey:
+        raise ValidationError("partitionkey", "must not be empty")
+    validate_payload(event.type, event.data)
+    return event
+
+
+def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
+    """An event from untrusted input (JSON text or an object), fully checked.
+
+    Errors name the attribute (``data.title``, ``time``, ``type`` ...) and the rule.
+    """
+    if isinstance(raw, (bytes, str)):
+        try:
+            obj = msgspec.json.decode(raw)
+        except msgspec.DecodeError as e:
+            raise ValidationError("event", f"not valid JSON: {e}") from None
+    else:
+        obj = raw
+    if not isinstance(obj, Mapping):
+        raise ValidationError("event", f"must be a JSON object, got {type(obj).__name__}")
+    if "data_base64" in obj:
+        raise ValidationError("data_base64", "binary data is not supported; send JSON in data")
+    for name in REQUIRED:
+        if name not in obj:
+            raise ValidationError(name, "required CloudEvents attribute is missing")
+    for name in EXTENSIONS:
+        if name in obj and obj[name] is not None and not isinstance(obj[name], str):
+            raise ValidationError(name, f"extension attributes are strings, got {type(obj[name]).__name__}")
+    try:
+        event = msgspec.convert(obj, Event)
+    except msgspec.ValidationError as e:
+        raise _msgspec_error(e) from None
+    return validate_event(event)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_size(body: bytes, limit: int) -> None:
+    if len(body) > limit:
+        raise PayloadTooLarge(len(body), limit)

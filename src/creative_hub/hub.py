@@ -1,0 +1,450 @@
+"""The hub: publish (validate, stamp, route, append), subscribe, replay.
+
+Every face (CLI, HTTP, MCP) goes through a Hub; none reaches into an engine.
+
+    async with Hub.connect("sqlite:///hub.db", principal="alice") as hub:
+        await hub.publish({"type": "creative.narrative.fragment",
+                           "data": {"story": "s1", "title": "Opening", "text": "..."}})
+        async with hub.subscribe("creative.narrative", group="readers") as sub:
+            async for delivery in sub:
+                print(delivery.event.data)
+                await delivery.ack()
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from .errors import HubError, ValidationError
+from .event import (
+    DEFAULT_MAX_EVENT_BYTES,
+    Event,
+    decode_event,
+    digest,
+    encode_event,
+    now,
+    parse_event,
+    validate_event,
+)
+from .ledger import EffectLedger
+from .log import Delivery, Entry, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
+from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
+from .schemas import DeadLetter
+
+__all__ = ["DEADLETTER_PREFIX", "Hub", "HubDelivery", "HubSubscription", "Receipt", "StoredEvent", "route"]
+
+logger = logging.getLogger(__name__)
+
+DEADLETTER_PREFIX = "deadletter."  # records a subscriber could not decode go to deadletter.<topic>
+PUBLIC, PRIVATE = "public", "private"
+
+
+def route(event: Event) -> str:
+    """The topic an event belongs to.
+
+    Shared hub: ``creative.<area>`` from the type.  A peer's hub: private
+    events go to ``peer.<id>.drafts``, public ones to ``peer.<id>.published``.
+    """
+    if event.hub in (None, "shared"):
+        return "creative." + event.type.split(".")[1]
+    stream = "drafts" if event.visibility == PRIVATE else "published"
+    return f"peer.{event.hub}.{stream}"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where a published event went."""
+
+    id: str
+    topic: str
+    position: str
+    duplicate: bool  #: True if the id was already there (a safe retry)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event read back from the log, with where it is."""
+
+    topic: str
+    position: str
+    time_ms: int
+    event: Event
+
+
+class HubDelivery:
+    """An event handed to one member of a group; ``ack()`` once handled."""
+
+    __slots__ = ("delivery", "event")
+
+    def __init__(self, delivery: Delivery, event: Event) -> None:
+        self.delivery = delivery
+        self.event = event
+
+    @property
+    def topic(self) -> str:
+        return self.delivery.topic
+
+    @property
+    def position(self) -> str:
+        return self.delivery.position
+
+    @property
+    def delivery_count(self) -> int:
+        return self.delivery.delivery_count
+
+    async def ack(self) -> None:
+        await self.delivery.ack()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        await self.delivery.nack(delay)
+
+    def __repr__(self) -> str:
+        return f"<HubDelivery {self.topic}@{self.position} {self.event.type} id={self.event.id}>"
+
+
+class HubSubscription:
+    """A consumer-group membership that decodes events and dead-letters junk.
+
+    A record that is not a valid event (written by hand, by an older or foreign
+    producer, or corrupted) is appended to ``deadletter.<topic>`` with the
+    reason, acked, and never reaches the handler; the loop goes on.
+    """
+
+    def __init__(self, hub: Hub, inner: Any, *, validate: bool = True) -> None:
+        self.hub = hub
+        self.inner = inner
+        self.validate = validate
+        self.topic: str = inner.topic
+        self.group: str = inner.group
+        self.dead_letters = 0
+
+    async def __aenter__(self) -> HubSubscription:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.inner.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> AsyncIterator[HubDelivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[HubDelivery]:
+        async for d in self.inner:
+            hd = await self._decode(d)
+            if hd is not None:
+                yield hd
+
+    async def next(self, timeout: float | None = None) -> HubDelivery:
+        while True:
+            d = await self.inner.next(timeout)
+            hd = await self._decode(d)
+            if hd is not None:
+                return hd
+
+    async def _decode(self, d: Delivery) -> HubDelivery | None:
+        try:
+            event = decode_event(d.body)
+            if self.validate:
+                validate_event(event)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValidationError) as e:
+            await self.hub.dead_letter(d.record, f"not a valid event: {e}", group=self.group)
+            await d.ack()
+            self.dead_letters += 1
+            return None
+        return HubDelivery(d, event)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class Hub:
+    """Publish and subscribe through one log.
+
+    Hub(log, principal="alice")                     # an opened Log
+    Hub.connect("redis://127.0.0.1:6390/0")          # async context manager
+    """
+
+    def __init__(
+        self,
+        log: Log,
+        *,
+        principal: str = "local",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.log = log
+        self.principal = principal
+        self.max_event_bytes = max_event_bytes
+
+    @classmethod
+    def connect(cls, url: str, **kwargs: Any) -> _Connect:
+        """``async with Hub.connect(url) as hub``: opens the log, closes it after."""
+        return _Connect(url, kwargs)
+
+    async def close(self) -> None:
+        await self.log.close()
+
+    # -- publish -------------------------------------------------------------
+    def prepare(self, item: Event | Mapping[str, Any]) -> tuple[str, Event, Entry]:
+        """Validate and stamp one event; returns its topic, the event and the log entry."""
+        if isinstance(item, Event):
+            event = item
+            if not event.id:
+                event.id = str(uuid.uuid4())
+            if event.creator is None:
+                event.creator = self.principal
+            if not event.source:
+                event.source = f"/peers/{event.creator}"
+            validate_event(event)
+        elif isinstance(item, Mapping):
+            obj = dict(item)
+            obj.setdefault("specversion", "1.0")
+            obj.setdefault("id", str(uuid.uuid4()))
+            creator = obj.get("creator") or self.principal
+            obj["creator"] = creator
+            obj.setdefault("source", f"/peers/{creator}")
+            event = parse_event(obj)
+        else:
+            raise ValidationError("event", f"must be an Event or a JSON object, got {type(item).__name__}")
+        if event.time is None:
+            event.time = now()
+        if event.partitionkey is None:
+            event.partitionkey = event.creator
+        if event.hub is None:
+            event.hub = "shared"
+        if event.visibility is None:
+            event.visibility = PUBLIC
+        body = encode_event(event)
+        if len(body) > self.max_event_bytes:
+            from .errors import PayloadTooLarge
+
+            raise PayloadTooLarge(len(body), self.max_event_bytes)
+        assert event.partitionkey is not None and event.creator is not None
+        return route(event), event, Entry(event.id, event.partitionkey, body, digest(event), event.creator)
+
+    async def publish(self, events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]]) -> list[Receipt]:
+        """Validate every event, then append them; a bad one means none is appended.
+
+        Events go to their topics in the given order.  Publishing the same id
+        again (a retry) stores nothing and returns the original position.
+        """
+        if isinstance(events, (Event, Mapping)):
+            events = [events]
+        prepared: list[tuple[str, Event, Entry]] = []
+        for i, item in enumerate(events):
+            try:
+                prepared.append(self.prepare(item))
+            except ValidationError as e:
+                raise e.at(i) from None
+        by_topic: dict[str, list[int]] = {}
+        for i, (topic, _, _) in enumerate(prepared):
+            by_topic.setdefault(topic, []).append(i)
+        receipts: list[Receipt | None] = [None] * len(prepared)
+        for topic, indexes in by_topic.items():
+            appended = await self.log.append(topic, [prepared[i][2] for i in indexes])
+            for i, a in zip(indexes, appended, strict=True):
+                receipts[i] = Receipt(prepared[i][1].id, topic, a.position, a.duplicate)
+        return [r for r in receipts if r is not None]
+
+    async def dead_letter(self, record: Record, reason: str, *, group: str | None = None) -> Receipt:
+        """Keep an unusable record in ``deadletter.<topic>``, with the reason."""
+        letter = Event(
+            type="creative.system.deadletter",
+            id=f"dl-{record.topic}-{record.position}",
+            source="/hub/deadletter",
+            subject=record.topic,
+            creator="hub",
+            data=DeadLetter(
+                topic=record.topic,
+                position=record.position,
+                reason=reason[:2000],
+                group=group,
+                record_id=record.id,
+                body=record.body[:65536].decode("utf-8", errors="replace"),
+            ),
+        )
+        letter.time = now()
+        letter.partitionkey = record.topic
+        letter.hub = "shared"
+        letter.visibility = PUBLIC
+        topic = DEADLETTER_PREFIX + record.topic
+        logger.warning("dead-lettered %s@%s to %s: %s", record.topic, record.position, topic, reason)
+        body = encode_event(letter)
+        (a,) = await self.log.append(topic, [Entry(letter.id, record.topic, body, digest(letter), "hub")])
+        return Receipt(letter.id, topic, a.position, a.duplicate)
+
+    # -- read ----------------------------------------------------------------
+    async def replay(
+        self,
+        topic: str,
+        *,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[StoredEvent]:
+        """Events of ``topic`` in log order (history; with ``follow``, then live)."""
+        check_topic(topic)
+        async for r in self.log.read(topic, after=after, since=since, limit=limit, follow=follow):
+            try:
+                event = decode_event(r.body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                logger.warning("skipping %s@%s: not a valid event (%s)", topic, r.position, e)
+                continue
+            yield StoredEvent(topic, r.position, r.time_ms, event)
+
+    async def get(self, topic: str, event_id: str) -> StoredEvent | None:
+        """The event with ``event_id`` in ``topic`` (a scan: for tools, not hot paths)."""
+        async for stored in self.replay(topic):
+            if stored.event.id == event_id:
+                return stored
+        return None
+
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        consumer: str | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        start: Start = Start.EARLIEST,
+        batch: int = DEFAULT_BATCH,
+        validate: bool = True,
+    ) -> HubSubscription:
+        """Join ``group`` on ``topic``: history first (unless start=LATEST), then live."""
+        inner = self.log.subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
+        )
+        return HubSubscription(self, inner, validate=validate)
+
+    async def handle(
+        self,
+        topic: str,
+        group: str,
+        handler: Callable[[Event, Any], Awaitable[None] | None],
+        *,
+        ledger: EffectLedger,
+        stop_after: int | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+    ) -> int:
+        """Run ``handler(event, tx)`` once per event id for ``group``, then ack.
+
+        ``tx`` is the ledger's transaction: whatever the handler writes through
+        it commits together with the record that the event was handled, so a
+        redelivery (after a crash before the ack) finds it done and skips it.
+        Returns how many events were handled (``stop_after`` bounds it).
+        """
+        handled = 0
+        async with self.subscribe(topic, group, ack_timeout=ack_timeout) as sub:
+            async for d in sub:
+                with ledger.once(group, d.event.id) as tx:
+                    if tx is not None:
+                        result = handler(d.event, tx)
+                        if result is not None:
+                            await result
+                await d.ack()
+                handled += 1
+                if stop_after is not None and handled >= stop_after:
+                    break
+        return handled
+
+    # -- admin ---------------------------------------------------------------
+    async def topics(self) -> list[TopicInfo]:
+        return await self.log.topics()
+
+    async def stats(self) -> list[tuple[TopicInfo, list[GroupLag]]]:
+        """Per topic: its counts, and the lag of every group on it."""
+        out = []
+        for info in await self.log.topics():
+            lags = [await self.log.lag(info.name, g) for g in await self.log.groups(info.name)]
+            out.append((info, lags))
+        return out
+
+    async def set_retention(self, topic: str, retention: Retention) -> None:
+        await self.log.set_retention(topic, retention)
+
+
+class _Connect:
+    def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
+        self.url = url
+        self.kwargs = kwargs
+        self.hub: Hub | None = None
+
+    async def __aenter__(self) -> Hub:
+        log_options = self.kwargs.pop("log_options", {})
+        log = open_log(self.url, **log_options)
+        await log.open()
+        self.hub = Hub(log, **self.kwargs)
+        return self.hub
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.hub is not None:
+            await self.hub.close()
+
+
+async def migrate(
+    source: Log,
+    target: Log,
+    *,
+    topics: Sequence[str] | None = None,
+    batch: int = 500,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, tuple[int, int]]:
+    """Copy topics from ``source`` to ``target`` with ids, order and bodies kept.
+
+    Returns ``{topic: (copied, already_there)}``.  Running it again copies
+    nothing (ids dedup).  Group positions are not copied: positions differ
+    between engines, so groups on the target start from its beginning.
+    ``progress(topic, done, total)`` is called after each batch.
+    """
+    infos = {t.name: t for t in await source.topics()}
+    names = list(topics) if topics is not None else sorted(infos)
+    result: dict[str, tuple[int, int]] = {}
+    for name in names:
+        if name not in infos:
+            raise HubError(f"topic {name!r} is not in the source log")
+        total = infos[name].count
+        copied = dup = done = 0
+        chunk: list[Entry] = []
+
+        async def flush() -> None:
+            nonlocal copied, dup, done
+            if not chunk:
+                return
+            for a in await target.append(name, chunk):
+                if a.duplicate:
+                    dup += 1
+                else:
+                    copied += 1
+            done += len(chunk)
+            chunk.clear()
+            if progress is not None:
+                progress(name, done, total)
+
+        async for r in source.read(name):
+            try:
+                event = decode_event(r.body)
+                d = digest(event)
+                creator = event.creator or ""
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                d, creator = _raw_digest(r.body), ""
+            chunk.append(Entry(r.id, r.key, r.body, d, creator))
+            if len(chunk) >= batch:
+                await flush()
+        await flush()
+        result[name] = (copied, dup)
+    return result
+
+
+def _raw_digest(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(body, digest_size=16).hexdigest()

@@ -1,0 +1,277 @@
+"""Typed payloads: the ``data`` of each event type, ``creative.<area>.<kind>``.
+
+Each payload is a msgspec Struct: validated on publish, exported as JSON
+Schema (``creative-hub schema TYPE``).  Every payload may carry ``extra`` (a
+free-form object) for what its source knows beyond the common fields.
+
+The area names the shared-hub topic an event is routed to:
+``creative.narrative.plot_point`` goes to topic ``creative.narrative``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+__all__ = ["AREAS", "PAYLOADS", "Payload", "json_schema", "register"]
+
+NonEmpty = Annotated[str, Meta(min_length=1)]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Payload(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every payload."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- engineering ---------------------------------------------------------------
+class Person(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    name: str | None = None
+    email: str | None = None
+    login: str | None = None
+
+
+class Commit(Payload, kw_only=True):
+    """A commit in a repository."""
+
+    repo: NonEmpty
+    sha: Annotated[str, Meta(min_length=4, max_length=64, pattern=r"^[0-9a-f]+$")]
+    message: str
+    author: Person | None = None
+    committer: Person | None = None
+    branch: str | None = None
+    files: list[str] = field(default_factory=list)
+    additions: Count | None = None
+    deletions: Count | None = None
+    url: str | None = None
+    parents: list[str] = field(default_factory=list)
+
+
+class PullRequest(Payload, kw_only=True):
+    repo: NonEmpty
+    number: Annotated[int, Meta(ge=1)]
+    title: NonEmpty
+    state: Literal["open", "closed", "merged", "draft"]
+    author: Person | None = None
+    body: str | None = None
+    base: str | None = None
+    head: str | None = None
+    url: str | None = None
+    action: str | None = None
+
+
+class Review(Payload, kw_only=True):
+    repo: NonEmpty
+    pull_request: Annotated[int, Meta(ge=1)]
+    state: Literal["approved", "changes_requested", "commented", "dismissed", "pending"]
+    reviewer: Person | None = None
+    body: str | None = None
+    url: str | None = None
+
+
+class Issue(Payload, kw_only=True):
+    repo: NonEmpty
+    number: Annotated[int, Meta(ge=1)]
+    title: NonEmpty
+    state: Literal["open", "closed"]
+    author: Person | None = None
+    body: str | None = None
+    labels: list[str] = field(default_factory=list)
+    url: str | None = None
+    action: str | None = None
+
+
+# -- narrative -----------------------------------------------------------------
+class Fragment(Payload, kw_only=True):
+    """A piece of a story: a scene, a chapter, a passage."""
+
+    story: NonEmpty
+    title: NonEmpty
+    text: str
+    order: Count | None = None
+    chapter: str | None = None
+    scene: str | None = None
+    characters: list[str] = field(default_factory=list)
+
+
+class PlotPoint(Payload, kw_only=True):
+    """Something that happens: who did what, in story order."""
+
+    story: NonEmpty
+    summary: NonEmpty
+    order: Count | None = None
+    characters: list[str] = field(default_factory=list)
+    actor: str | None = None
+    action: str | None = None
+    scene: str | None = None
+
+
+class ArcStep(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    scene: str
+    state: str
+    order: Count | None = None
+
+
+class CharacterArc(Payload, kw_only=True):
+    story: NonEmpty
+    character: NonEmpty
+    steps: list[ArcStep] = field(default_factory=list)
+    summary: str | None = None
+
+
+# -- ceremony ------------------------------------------------------------------
+class Phase(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    name: NonEmpty
+    minutes: Annotated[float, Meta(ge=0)] | None = None
+    start: datetime | None = None
+    description: str | None = None
+
+
+class Session(Payload, kw_only=True):
+    """A ceremony: a gathering with an intention, phases and participants."""
+
+    title: NonEmpty
+    start: datetime
+    end: datetime | None = None
+    intention: str | None = None
+    place: str | None = None
+    participants: list[str] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    recurrence: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("end: must not be before start")
+
+
+# -- feedback ------------------------------------------------------------------
+class Comment(Payload, kw_only=True):
+    on: NonEmpty  #: id of the event this is about
+    text: NonEmpty
+    rating: Annotated[int, Meta(ge=1, le=5)] | None = None
+
+
+class Suggestion(Payload, kw_only=True):
+    on: NonEmpty
+    text: NonEmpty
+    patch: str | None = None
+
+
+# -- contributions -------------------------------------------------------------
+class Proposed(Payload, kw_only=True):
+    to: NonEmpty  #: the peer whose hub it is proposed to
+    title: NonEmpty
+    description: str | None = None
+    content: str | None = None
+    on: str | None = None  #: the event it builds on
+
+
+class Decision(Payload, kw_only=True):
+    contribution: NonEmpty  #: id of the proposal
+    reason: str | None = None
+
+
+# -- metadata ------------------------------------------------------------------
+class Paper(Payload, kw_only=True):
+    title: NonEmpty
+    authors: list[str] = field(default_factory=list)
+    doi: str | None = None
+    arxiv_id: str | None = None
+    abstract: str | None = None
+    published: str | None = None
+    venue: str | None = None
+    url: str | None = None
+
+
+class Message(Payload, kw_only=True):
+    """A mail (metadata only)."""
+
+    message_id: NonEmpty
+    subject: str
+    sender: str
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    date: datetime | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    thread: str | None = None
+    mailbox: str | None = None
+
+
+class File(Payload, kw_only=True):
+    path: NonEmpty
+    size: Count
+    media_type: str | None = None
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    modified: datetime | None = None
+
+
+class Webpage(Payload, kw_only=True):
+    url: NonEmpty
+    title: str | None = None
+    description: str | None = None
+    canonical_url: str | None = None
+    site_name: str | None = None
+    image: str | None = None
+    published: datetime | None = None
+    feed: str | None = None
+
+
+# -- system --------------------------------------------------------------------
+class DeadLetter(Payload, kw_only=True):
+    """A record a subscriber could not use, kept with the reason."""
+
+    topic: NonEmpty
+    position: str
+    reason: NonEmpty
+    group: str | None = None
+    record_id: str | None = None
+    body: str  #: the original bytes, as text (invalid UTF-8 replaced)
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "creative.engineering.commit": Commit,
+    "creative.engineering.pull_request": PullRequest,
+    "creative.engineering.review": Review,
+    "creative.engineering.issue": Issue,
+    "creative.narrative.fragment": Fragment,
+    "creative.narrative.plot_point": PlotPoint,
+    "creative.narrative.character_arc": CharacterArc,
+    "creative.ceremony.session": Session,
+    "creative.feedback.comment": Comment,
+    "creative.feedback.suggestion": Suggestion,
+    "creative.contributions.proposed": Proposed,
+    "creative.contributions.accepted": Decision,
+    "creative.contributions.rejected": Decision,
+    "creative.metadata.paper": Paper,
+    "creative.metadata.message": Message,
+    "creative.metadata.file": File,
+    "creative.metadata.webpage": Webpage,
+    "creative.system.deadletter": DeadLetter,
+}
+
+AREAS = sorted({t.split(".")[1] for t in PAYLOADS})
+
+
+def register(type_: str, payload: type[Payload]) -> None:
+    """Add an event type (``creative.<area>.<kind>``) with its payload schema."""
+    parts = type_.split(".")
+    if len(parts) != 3 or parts[0] != "creative" or not all(parts):
+        raise ValueError(f"type {type_!r}: must be creative.<area>.<kind>")
+    PAYLOADS[type_] = payload
+    if parts[1] not in AREAS:
+        AREAS.append(parts[1])
+        AREAS.sort()
+
+
+def json_schema(type_: str | None = None) -> dict[str, Any]:
+    """JSON Schema of one type's payload, or of every type (keyed by type)."""
+    if type_ is not None:
+        schema: dict[str, Any] = msgspec.json.schema(PAYLOADS[type_])
+        schema["title"] = type_
+        return schema
+    return {t: json_schema(t) for t in sorted(PAYLOADS)}
