@@ -57,7 +57,9 @@ LogOpt = Annotated[
 ]
 AsOpt = Annotated[
     str | None,
-    typer.Option("--as", envvar="CREATIVE_HUB_PRINCIPAL", help="Principal to act as (default: your user name)."),
+    typer.Option(
+        "--as", envvar="CREATIVE_HUB_PRINCIPAL", help="Principal to act as (default: your user name)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
@@ -186,9 +188,11 @@ def up(
         health = await lg.health()
         out.print(f"[bold green]creative-hub is up[/] on [cyan]{redact(log)}[/] ({health.detail})")
         if log.startswith("sqlite:///"):
-            out.print(f"  log file: [cyan]{Path(log[len('sqlite:///'):].split('?')[0]).resolve()}[/]")
-        out.print("  publish:  creative-hub publish --type creative.narrative.fragment "
-                  "--data '{\"story\": \"s1\", \"title\": \"Hello\", \"text\": \"...\"}'")
+            out.print(f"  log file: [cyan]{Path(log[len('sqlite:///') :].split('?')[0]).resolve()}[/]")
+        out.print(
+            "  publish:  creative-hub publish --type creative.narrative.fragment "
+            '--data \'{"story": "s1", "title": "Hello", "text": "..."}\''
+        )
         out.print("  watch:    creative-hub tail -f creative.narrative")
         out.print("  Ctrl-C stops.")
         started = time.monotonic()
@@ -211,9 +215,13 @@ def publish(
     file: Annotated[
         str | None, typer.Argument(help="JSON file (object, array or JSON lines); '-' for stdin.")
     ] = None,
-    type: Annotated[str | None, typer.Option("--type", "-t", help="Event type, creative.<area>.<kind>.")] = None,
+    type: Annotated[
+        str | None, typer.Option("--type", "-t", help="Event type, creative.<area>.<kind>.")
+    ] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Payload as a JSON object.")] = None,
-    subject: Annotated[str | None, typer.Option(help="What the event is about (story id, repo, DOI).")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="What the event is about (story id, repo, DOI).")
+    ] = None,
     id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new UUID).")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Partition key (default: the creator).")] = None,
     log: LogOpt = DEFAULT_LOG,
@@ -241,7 +249,9 @@ def publish(
             items = [item]
         receipts = await hub.publish(items)
         if as_json:
-            out.print_json(json.dumps([r.__dict__ if hasattr(r, "__dict__") else _receipt(r) for r in receipts]))
+            out.print_json(
+                json.dumps([r.__dict__ if hasattr(r, "__dict__") else _receipt(r) for r in receipts])
+            )
             return
         t = Table(title=f"published {len(receipts)} event(s)", title_justify="left")
         for col in ("id", "topic", "position", "note"):
@@ -284,8 +294,12 @@ def tail(
                 sys.stdout.flush()
             else:
                 row = _event_row(s)
-                out.print(f"[dim]{row[0]:>6}[/] {row[1]} [magenta]{row[2]}[/] [cyan]{row[3]}[/] "
-                          f"{row[4]} [bold]{row[5]}[/]", highlight=False, soft_wrap=True)
+                out.print(
+                    f"[dim]{row[0]:>6}[/] {row[1]} [magenta]{row[2]}[/] [cyan]{row[3]}[/] "
+                    f"{row[4]} [bold]{row[5]}[/]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
     _run(_with_hub(log, None, main))
 
@@ -296,7 +310,9 @@ def replay(
     after: Annotated[str | None, typer.Option(help="Start after this position.")] = None,
     since: Annotated[str | None, typer.Option(help="Start at a time (ISO) or an age (10m, 2h).")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many events.")] = None,
-    to: Annotated[Path | None, typer.Option("--to", help="Write JSON lines to this file (with progress).")] = None,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Write JSON lines to this file (with progress).")
+    ] = None,
     log: LogOpt = DEFAULT_LOG,
 ) -> None:
     """Replay a topic from a position or a time, in order: to the screen or to a JSON-lines file."""
@@ -313,8 +329,13 @@ def replay(
         total = min(info.count if info else 0, limit or sys.maxsize)
         n = 0
         tmp = to.with_name(to.name + ".partial")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as progress:
             task = progress.add_task(f"replay {topic}", total=total)
             with tmp.open("wb") as f:
                 async for s in hub.replay(topic, after=after, since=since_ts, limit=limit):
@@ -340,16 +361,22 @@ def topics(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
     async def main(hub: Hub) -> None:
         infos = await hub.topics()
         if as_json:
-            out.print_json(json.dumps([
-                {"name": i.name, "count": i.count, "first": i.first, "last": i.last, "bytes": i.bytes}
-                for i in infos
-            ]))
+            out.print_json(
+                json.dumps(
+                    [
+                        {"name": i.name, "count": i.count, "first": i.first, "last": i.last, "bytes": i.bytes}
+                        for i in infos
+                    ]
+                )
+            )
             return
         t = Table(title="topics", title_justify="left")
         for col in ("topic", "events", "first", "last", "bytes", "retention"):
             t.add_column(col, justify="right" if col in ("events", "bytes") else "left")
         for i in infos:
-            t.add_row(i.name, str(i.count), i.first or "", i.last or "", str(i.bytes or ""), _retention(i.retention))
+            t.add_row(
+                i.name, str(i.count), i.first or "", i.last or "", str(i.bytes or ""), _retention(i.retention)
+            )
         out.print(t)
 
     _run(_with_hub(log, None, main))
@@ -384,9 +411,14 @@ def stats(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
     async def main(hub: Hub) -> None:
         if as_json:
             rows = [
-                {"topic": i.name, "count": i.count,
-                 "groups": [{"group": g.group, "lag": g.lag, "pending": g.pending, "members": g.members}
-                            for g in lags]}
+                {
+                    "topic": i.name,
+                    "count": i.count,
+                    "groups": [
+                        {"group": g.group, "lag": g.lag, "pending": g.pending, "members": g.members}
+                        for g in lags
+                    ],
+                }
                 for i, lags in await hub.stats()
             ]
             out.print_json(json.dumps(rows))
@@ -425,7 +457,9 @@ def schema(
 ) -> None:
     """Print the JSON Schema of an event type's payload (or of every type)."""
     if type is not None and type not in schemas.PAYLOADS:
-        err.print(f"[bold red]error:[/] type: unknown type {type!r}; known: {', '.join(sorted(schemas.PAYLOADS))}")
+        err.print(
+            f"[bold red]error:[/] type: unknown type {type!r}; known: {', '.join(sorted(schemas.PAYLOADS))}"
+        )
         raise typer.Exit(2)
     sys.stdout.write(json.dumps(schemas.json_schema(type), indent=2) + "\n")
 
@@ -434,7 +468,9 @@ def schema(
 def migrate_cmd(
     from_: Annotated[str, typer.Option("--from", help="Source log URL.")],
     to: Annotated[str, typer.Option("--to", help="Target log URL.")],
-    topic: Annotated[list[str] | None, typer.Option("--topic", help="Only these topics (repeatable).")] = None,
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", help="Only these topics (repeatable).")
+    ] = None,
 ) -> None:
     """Copy every topic from one log to another, ids and order kept; running it twice adds nothing."""
 
@@ -444,8 +480,13 @@ def migrate_cmd(
         try:
             await dst.open()
             try:
-                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), console=err) as progress:
+                with Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    console=err,
+                ) as progress:
                     tasks: dict[str, Any] = {}
 
                     def step(name: str, done: int, total: int) -> None:

@@ -108,8 +108,7 @@ class UnknownEngine(LogError):
         self.url = url
         self.known = known
         super().__init__(
-            f"log URL {url!r}: no engine for this scheme; use one of "
-            + ", ".join(f"{k}://" for k in known)
+            f"log URL {url!r}: no engine for this scheme; use one of " + ", ".join(f"{k}://" for k in known)
         )
 
 

@@ -17,18 +17,20 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
-from .errors import HubError, ValidationError
+from .errors import HubError, PayloadTooLarge, ValidationError
 from .event import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,
     decode_event,
     digest,
     encode_event,
+    encode_stamped,
     now,
     parse_event,
     validate_event,
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 DEADLETTER_PREFIX = "deadletter."  # records a subscriber could not decode go to deadletter.<topic>
 PUBLIC, PRIVATE = "public", "private"
+_encoder = msgspec.json.Encoder()
 
 
 def route(event: Event) -> str:
@@ -193,9 +196,22 @@ class Hub:
         await self.log.close()
 
     # -- publish -------------------------------------------------------------
-    def prepare(self, item: Event | Mapping[str, Any]) -> tuple[str, Event, Entry]:
+    def prepare(
+        self, item: Event | Mapping[str, Any], stamp: datetime | None = None
+    ) -> tuple[str, Event, Entry]:
         """Validate and stamp one event; returns its topic, the event and the log entry."""
-        if isinstance(item, Event):
+        if type(item) is dict or (not isinstance(item, Event) and isinstance(item, Mapping)):
+            obj = dict(item)
+            if "specversion" not in obj:
+                obj["specversion"] = "1.0"
+            if "id" not in obj:
+                obj["id"] = str(uuid.uuid4())
+            creator = obj.get("creator") or self.principal
+            obj["creator"] = creator
+            if "source" not in obj:
+                obj["source"] = f"/peers/{creator}"
+            event = parse_event(obj)
+        elif isinstance(item, Event):
             event = item
             if not event.id:
                 event.id = str(uuid.uuid4())
@@ -204,46 +220,44 @@ class Hub:
             if not event.source:
                 event.source = f"/peers/{event.creator}"
             validate_event(event)
-        elif isinstance(item, Mapping):
-            obj = dict(item)
-            obj.setdefault("specversion", "1.0")
-            obj.setdefault("id", str(uuid.uuid4()))
-            creator = obj.get("creator") or self.principal
-            obj["creator"] = creator
-            obj.setdefault("source", f"/peers/{creator}")
-            event = parse_event(obj)
         else:
             raise ValidationError("event", f"must be an Event or a JSON object, got {type(item).__name__}")
-        if event.time is None:
-            event.time = now()
         if event.partitionkey is None:
             event.partitionkey = event.creator
         if event.hub is None:
             event.hub = "shared"
         if event.visibility is None:
             event.visibility = PUBLIC
-        body = encode_event(event)
+        if event.time is None and event.signature is None and event.specversion == "1.0":
+            # Hot path: one encode gives the digest (without time) and the body.
+            stamp = stamp or now()
+            body, dg = encode_stamped(event, _encoder.encode(stamp))
+            event.time = stamp
+        else:
+            if event.time is None:
+                event.time = stamp or now()
+            body, dg = encode_event(event), digest(event)
         if len(body) > self.max_event_bytes:
-            from .errors import PayloadTooLarge
-
             raise PayloadTooLarge(len(body), self.max_event_bytes)
         assert event.partitionkey is not None and event.creator is not None
-        return route(event), event, Entry(event.id, event.partitionkey, body, digest(event), event.creator)
+        return route(event), event, Entry(event.id, event.partitionkey, body, dg, event.creator)
 
-    async def publish(self, events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]]) -> list[Receipt]:
+    async def publish(
+        self, events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]]
+    ) -> list[Receipt]:
         """Validate every event, then append them; a bad one means none is appended.
 
         Events go to their topics in the given order.  Publishing the same id
         again (a retry) stores nothing and returns the original position.
         """
-        if isinstance(events, (Event, Mapping)):
-            events = [events]
+        items = [events] if isinstance(events, (Event, Mapping)) else list(events)
         prepared: list[tuple[str, Event, Entry]] = []
-        for i, item in enumerate(events):
+        stamp = now()  # one publish, one time
+        for i, item in enumerate(items):
             try:
-                prepared.append(self.prepare(item))
+                prepared.append(self.prepare(item, stamp))
             except ValidationError as e:
-                raise e.at(i) from None
+                raise (e.at(i) if len(items) > 1 else e) from None
         by_topic: dict[str, list[int]] = {}
         for i, (topic, _, _) in enumerate(prepared):
             by_topic.setdefault(topic, []).append(i)
@@ -407,41 +421,44 @@ async def migrate(
     """
     infos = {t.name: t for t in await source.topics()}
     names = list(topics) if topics is not None else sorted(infos)
-    result: dict[str, tuple[int, int]] = {}
-    for name in names:
-        if name not in infos:
-            raise HubError(f"topic {name!r} is not in the source log")
-        total = infos[name].count
-        copied = dup = done = 0
-        chunk: list[Entry] = []
+    missing = [n for n in names if n not in infos]
+    if missing:
+        raise HubError(f"topic(s) not in the source log: {', '.join(missing)}")
+    return {
+        name: await _copy_topic(source, target, name, infos[name].count, batch, progress) for name in names
+    }
 
-        async def flush() -> None:
-            nonlocal copied, dup, done
-            if not chunk:
-                return
-            for a in await target.append(name, chunk):
-                if a.duplicate:
-                    dup += 1
-                else:
-                    copied += 1
-            done += len(chunk)
-            chunk.clear()
-            if progress is not None:
-                progress(name, done, total)
 
-        async for r in source.read(name):
+async def _copy_topic(
+    source: Log,
+    target: Log,
+    name: str,
+    total: int,
+    batch: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[int, int]:
+    copied = dup = done = 0
+    chunk: list[Entry] = []
+    records = source.read(name)
+    while True:
+        r = await anext(records, None)
+        if r is not None:
             try:
                 event = decode_event(r.body)
-                d = digest(event)
-                creator = event.creator or ""
+                d, creator = digest(event), event.creator or ""
             except (msgspec.DecodeError, msgspec.ValidationError):
-                d, creator = _raw_digest(r.body), ""
+                d, creator = _raw_digest(r.body), ""  # junk is copied as it is
             chunk.append(Entry(r.id, r.key, r.body, d, creator))
-            if len(chunk) >= batch:
-                await flush()
-        await flush()
-        result[name] = (copied, dup)
-    return result
+        if chunk and (r is None or len(chunk) >= batch):
+            for a in await target.append(name, chunk):
+                dup += a.duplicate
+                copied += not a.duplicate
+            done += len(chunk)
+            chunk = []
+            if progress is not None:
+                progress(name, done, total)
+        if r is None:
+            return copied, dup
 
 
 def _raw_digest(body: bytes) -> str:

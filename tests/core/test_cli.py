@@ -19,8 +19,12 @@ CLI = [sys.executable, "-m", "creative_hub"]
 
 
 def run(db: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CREATIVE_HUB_LOG": f"sqlite:///{db}", "CREATIVE_HUB_PRINCIPAL": "alice",
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "CREATIVE_HUB_LOG": f"sqlite:///{db}",
+        "CREATIVE_HUB_PRINCIPAL": "alice",
+        "COLUMNS": "200",
+    }
     return subprocess.run([*CLI, *args], input=input, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -54,16 +58,28 @@ def test_publish_tail_replay(tmp_path: Path) -> None:
     ("args", "stdin", "message"),
     [
         (["publish", "--type", "creative.narrative.nope", "--data", "{}"], None, "type: unknown type"),
-        (["publish", "--type", "creative.narrative.fragment", "--data", '{"story": "s"}'], None, "data.title: required"),
-        (["publish", "--type", "creative.narrative.fragment", "--data", "{nope"], None, "data: not valid JSON"),
+        (
+            ["publish", "--type", "creative.narrative.fragment", "--data", '{"story": "s"}'],
+            None,
+            "data.title: required",
+        ),
+        (
+            ["publish", "--type", "creative.narrative.fragment", "--data", "{nope"],
+            None,
+            "data: not valid JSON",
+        ),
         (["publish", "-"], "this is not json", "not valid JSON"),
-        (["publish", "-"], '{"type": "creative.narrative.fragment", "specversion": "1.0", "id": "x"}',
-         "data: must be a JSON object"),
+        (
+            ["publish", "-"],
+            '{"type": "creative.narrative.fragment", "specversion": "1.0", "id": "x"}',
+            "data: must be a JSON object",
+        ),
         (["publish", "-"], '{"specversion": "1.0", "id": "x", "source": "/s", "data": {}}', "type: required"),
     ],
 )
-def test_bad_input_is_refused_with_field_and_rule(tmp_path: Path, args: list[str], stdin: str | None,
-                                                  message: str) -> None:
+def test_bad_input_is_refused_with_field_and_rule(
+    tmp_path: Path, args: list[str], stdin: str | None, message: str
+) -> None:
     db = tmp_path / "hub.db"
     r = run(db, *args, input=stdin)
     assert r.returncode == 2
@@ -91,8 +107,14 @@ def test_a_batch_with_one_bad_event_appends_none(tmp_path: Path) -> None:
 def test_a_10_mb_payload_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     big = tmp_path / "big.json"
-    big.write_text(json.dumps({"type": "creative.narrative.fragment",
-                               "data": {"story": "s", "title": "t", "text": "x" * 10_000_000}}))
+    big.write_text(
+        json.dumps(
+            {
+                "type": "creative.narrative.fragment",
+                "data": {"story": "s", "title": "t", "text": "x" * 10_000_000},
+            }
+        )
+    )
     r = run(db, "publish", str(big))
     assert r.returncode == 2
     assert "exceeds the limit of 1048576 bytes" in r.stderr
@@ -136,26 +158,45 @@ asyncio.run(main())
 def test_migrate_twice_adds_nothing(tmp_path: Path) -> None:
     src, dst = tmp_path / "a.db", tmp_path / "b.db"
     for i in range(3):
-        run(src, "publish", "--type", "creative.narrative.fragment", "--data",
-            json.dumps({"story": "s", "title": f"t{i}", "text": "x"}))
-    r = subprocess.run([*CLI, "migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}"],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        run(
+            src,
+            "publish",
+            "--type",
+            "creative.narrative.fragment",
+            "--data",
+            json.dumps({"story": "s", "title": f"t{i}", "text": "x"}),
+        )
+    r = subprocess.run(
+        [*CLI, "migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 0, r.stderr
     assert count(dst) == 3
-    r = subprocess.run([*CLI, "migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}"],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [*CLI, "migrate", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 0
     assert count(dst) == 3
-    src_ids = [json.loads(x)["id"] for x in run(src, "tail", "creative.narrative", "--json").stdout.splitlines()]
-    dst_ids = [json.loads(x)["id"] for x in run(dst, "tail", "creative.narrative", "--json").stdout.splitlines()]
+    src_ids = [
+        json.loads(x)["id"] for x in run(src, "tail", "creative.narrative", "--json").stdout.splitlines()
+    ]
+    dst_ids = [
+        json.loads(x)["id"] for x in run(dst, "tail", "creative.narrative", "--json").stdout.splitlines()
+    ]
     assert src_ids == dst_ids
 
 
 def test_unknown_engine_and_unreachable_file(tmp_path: Path) -> None:
     r = subprocess.run([*CLI, "topics", "--log", "mongo://x"], capture_output=True, text=True)
     assert r.returncode == 5 and "no engine for this scheme" in r.stderr
-    r = subprocess.run([*CLI, "topics", "--log", f"sqlite:///{tmp_path}/missing/dir/hub.db"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [*CLI, "topics", "--log", f"sqlite:///{tmp_path}/missing/dir/hub.db"], capture_output=True, text=True
+    )
     assert r.returncode == 5 and "does not exist" in r.stderr
 
 

@@ -51,7 +51,7 @@ def test_a_valid_event_round_trips() -> None:
         ({"time": "yesterday"}, "time", "datetime"),
         ({"time": "2026-11-24T10:00:00"}, "time", "timezone"),
         ({"hub": "Bad Hub"}, "hub", "peer id"),
-        ({"creator": 5}, "creator", "strings"),
+        ({"creator": 5}, "creator", "Expected str"),
         ({"colour": "red"}, "colour", "unknown field"),
         ({"data": {"story": "s", "text": "t"}}, "data.title", "required"),
         ({"data": {**FRAGMENT, "title": 7}}, "data.title", "Expected str"),
@@ -103,8 +103,14 @@ def test_nested_payload_errors_have_paths() -> None:
 def test_every_type_has_a_json_schema() -> None:
     all_schemas = schemas.json_schema()
     assert set(all_schemas) == set(schemas.PAYLOADS)
-    for t in ("creative.engineering.commit", "creative.narrative.plot_point", "creative.ceremony.session",
-              "creative.feedback.comment", "creative.contributions.proposed", "creative.metadata.paper"):
+    for t in (
+        "creative.engineering.commit",
+        "creative.narrative.plot_point",
+        "creative.ceremony.session",
+        "creative.feedback.comment",
+        "creative.contributions.proposed",
+        "creative.metadata.paper",
+    ):
         assert t in all_schemas
 
 
@@ -122,8 +128,16 @@ def test_digest_ignores_restamped_time_but_not_content() -> None:
 
 
 def test_cloudevents_sdk_reads_what_we_write() -> None:
-    ev = parse_event(good(subject="story:hansel", time="2026-11-24T10:00:00Z", creator="alice",
-                          partitionkey="alice", visibility="public", correlationid="c1"))
+    ev = parse_event(
+        good(
+            subject="story:hansel",
+            time="2026-11-24T10:00:00Z",
+            creator="alice",
+            partitionkey="alice",
+            visibility="public",
+            correlationid="c1",
+        )
+    )
     ce = JSONFormat().read(CloudEvent, encode_event(ev))
     assert ce.get_id() == "e1"
     assert ce.get_type() == "creative.narrative.fragment"

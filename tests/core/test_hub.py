@@ -15,8 +15,12 @@ from creative_hub.testing.contract import WAIT, new_topic
 
 
 def fragment(title: str, story: str = "s1", **extra: object) -> dict[str, object]:
-    return {"type": "creative.narrative.fragment", "subject": f"story:{story}",
-            "data": {"story": story, "title": title, "text": "..."}, **extra}
+    return {
+        "type": "creative.narrative.fragment",
+        "subject": f"story:{story}",
+        "data": {"story": story, "title": title, "text": "..."},
+        **extra,
+    }
 
 
 def unique_peer() -> str:
@@ -51,8 +55,11 @@ async def test_shared_hub_routes_by_area(log: Log) -> None:
 async def test_a_bad_event_in_a_batch_stores_none(log: Log) -> None:
     peer = unique_peer()
     hub = Hub(log, principal=peer)
-    batch = [fragment("ok", hub=peer), fragment("ok too", hub=peer),
-             {"type": "creative.narrative.fragment", "hub": peer, "data": {"story": "s1"}}]
+    batch = [
+        fragment("ok", hub=peer),
+        fragment("ok too", hub=peer),
+        {"type": "creative.narrative.fragment", "hub": peer, "data": {"story": "s1"}},
+    ]
     with pytest.raises(ValidationError) as e:
         await hub.publish(batch)
     assert e.value.index == 2 and e.value.field == "data.title"
@@ -62,8 +69,11 @@ async def test_a_bad_event_in_a_batch_stores_none(log: Log) -> None:
 async def test_oversized_event_is_refused_before_the_log(log: Log) -> None:
     peer = unique_peer()
     hub = Hub(log, principal=peer)
-    big = {"type": "creative.narrative.fragment", "hub": peer,
-           "data": {"story": "s", "title": "big", "text": "x" * (10 * 1024 * 1024)}}
+    big = {
+        "type": "creative.narrative.fragment",
+        "hub": peer,
+        "data": {"story": "s", "title": "big", "text": "x" * (10 * 1024 * 1024)},
+    }
     with pytest.raises(PayloadTooLarge) as e:
         await hub.publish([fragment("small", hub=peer), big])
     assert e.value.limit == 1024 * 1024 and e.value.size > 10 * 1024 * 1024 and e.value.index == 1

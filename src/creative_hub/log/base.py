@@ -65,7 +65,7 @@ def check_topic(topic: str) -> str:
     return topic
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One event as the log stores it."""
 
@@ -76,7 +76,7 @@ class Entry:
     creator: str = ""  #: who made it; engines with subject routing use it (nats)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Appended:
     """The receipt of one appended entry."""
 
@@ -228,10 +228,10 @@ class Health:
 class Subscription(Protocol):
     """A consumer-group membership, used as::
 
-        async with log.subscribe("creative.narrative", "indexer") as sub:
-            async for delivery in sub:
-                handle(delivery.body)
-                await delivery.ack()
+    async with log.subscribe("creative.narrative", "indexer") as sub:
+        async for delivery in sub:
+            handle(delivery.body)
+            await delivery.ack()
     """
 
     topic: str

@@ -293,7 +293,9 @@ class LogContract:
                 await d.ack()
         assert seen == [e.id for e in entries[2:]]
 
-    async def test_killed_member_mid_batch_effect_happens_once(self, log: Log, log_url: str, tmp_path: Path) -> None:
+    async def test_killed_member_mid_batch_effect_happens_once(
+        self, log: Log, log_url: str, tmp_path: Path
+    ) -> None:
         # A member in another process does the effect of its 4th event, then is
         # SIGKILLed before acking.  The group redelivers what it did not ack;
         # with the ledger every effect happens exactly once.
@@ -303,8 +305,20 @@ class LogContract:
         ledger_path, marker = tmp_path / "ledger.db", tmp_path / "marker"
         ledger = EffectLedger(ledger_path)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "creative_hub.testing.worker", log_url, topic, group,
-             str(ledger_path), str(marker), "--ack-timeout", "2", "--hang-after", "3"],
+            [
+                sys.executable,
+                "-m",
+                "creative_hub.testing.worker",
+                log_url,
+                topic,
+                group,
+                str(ledger_path),
+                str(marker),
+                "--ack-timeout",
+                "2",
+                "--hang-after",
+                "3",
+            ],
         )
         try:
             deadline = time.monotonic() + WAIT

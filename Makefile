@@ -1,0 +1,40 @@
+# The two commands a newcomer needs:
+#   make run   -- create .venv, install, start the hub on the embedded SQLite log
+#   make test  -- install everything the tests need (brokers included), then run them all
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install test-deps lint pytest bench clean
+
+run: $(STAMP)
+	$(BIN)/creative-hub up
+
+test: test-deps lint pytest
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "creative-hub needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Broker servers and other non-Python parts (each script is idempotent).
+test-deps: $(STAMP)
+	bash scripts/install-test-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_sqlite.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,232 @@
+"""Hub on SQLite vs raw sqlite3 doing the same work, in one run.
+
+    .venv/bin/python bench/bench_sqlite.py [--events 100000] [--batch 500]
+
+Publish: the same rows, the same batch size, the same table and indexes and
+the same durability (WAL, synchronous=NORMAL).  Raw gets the very rows the
+hub stores (made before the clock starts) and inserts them with
+executemany; the hub gets the events as dicts (as the CLI and HTTP give
+them) and validates, stamps, encodes, routes, deduplicates and inserts.
+
+Latency: one event at a time, publish -> handler, in one process: raw
+inserts on a thread and wakes a reader that selects the new row; the hub
+publishes and a consumer-group member receives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from creative_hub.hub import Hub
+from creative_hub.log.sqlite import SQLiteLog
+
+console = Console()
+
+
+def make_events(n: int) -> list[dict[str, object]]:
+    # ~200-byte payloads, as in FACTS.md's baselines
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "creative.narrative.fragment",
+            "subject": f"story:{i % 50}",
+            "data": {"story": f"s{i % 50}", "title": f"Scene {i}", "text": "x" * 120},
+        }
+        for i in range(n)
+    ]
+
+
+RAW_SCHEMA = """
+CREATE TABLE ev (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+  part INTEGER NOT NULL, key TEXT NOT NULL, creator TEXT NOT NULL, digest TEXT NOT NULL,
+  time_ms INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE INDEX ev_part ON ev (part);
+"""
+
+
+def hub_rows(events: list[dict[str, object]]) -> list[tuple[str, int, str, str, str, bytes]]:
+    """The rows the hub stores for ``events``, made outside any timing."""
+    hub = Hub(None, principal="bench")  # type: ignore[arg-type]  # prepare() needs no log
+    rows = []
+    for e in events:
+        _, _, entry = hub.prepare(e)
+        rows.append(
+            (entry.id, zlib.crc32(entry.key.encode()) % 8, entry.key, entry.creator, entry.digest, entry.body)
+        )
+    return rows
+
+
+def raw_publish(path: Path, rows: list[tuple[str, int, str, str, str, bytes]], batch: int) -> float:
+    """Insert the hub's very rows with executemany, ``batch`` per transaction."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(RAW_SCHEMA)
+    started = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        now = int(time.time() * 1000)
+        chunk = [
+            (id_, part, key, creator, digest, now, body)
+            for id_, part, key, creator, digest, body in rows[i : i + batch]
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO ev (id, part, key, creator, digest, time_ms, body) VALUES (?,?,?,?,?,?,?)", chunk
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(rows) / elapsed
+
+
+async def hub_publish(path: Path, events: list[dict[str, object]], batch: int) -> float:
+    log = SQLiteLog(path)
+    await log.open()
+    hub = Hub(log, principal="bench")
+    started = time.perf_counter()
+    for i in range(0, len(events), batch):
+        await hub.publish(events[i : i + batch])
+    elapsed = time.perf_counter() - started
+    await log.close()
+    return len(events) / elapsed
+
+
+async def raw_latency(path: Path, n: int) -> list[float]:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(RAW_SCHEMA)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    wake = asyncio.Event()
+    lat: list[float] = []
+    sent: dict[str, float] = {}
+
+    def insert(e: dict[str, object]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO ev (id, part, key, creator, digest, time_ms, body) VALUES (?,?,?,?,?,?,?)",
+            (e["id"], 0, "k", "c", "", int(time.time() * 1000), msgspec.json.encode(e)),
+        )
+        conn.execute("COMMIT")
+
+    async def consumer() -> None:
+        cursor = 0
+        while len(lat) < n:
+            await wake.wait()
+            wake.clear()
+            rows = await asyncio.to_thread(
+                lambda c=cursor: reader.execute(
+                    "SELECT seq, body FROM ev WHERE seq > ? ORDER BY seq", (c,)
+                ).fetchall()
+            )
+            for seq, body in rows:
+                cursor = seq
+                ev = json.loads(body)
+                lat.append(time.perf_counter() - sent[ev["id"]])
+
+    task = asyncio.create_task(consumer())
+    for e in make_events(n):
+        sent[str(e["id"])] = time.perf_counter()
+        await asyncio.to_thread(insert, e)
+        wake.set()
+        await asyncio.sleep(0.001)
+    await task
+    conn.close()
+    reader.close()
+    return lat
+
+
+async def hub_latency(path: Path, n: int) -> list[float]:
+    log = SQLiteLog(path)
+    await log.open()
+    hub = Hub(log, principal="bench")
+    lat: list[float] = []
+    sent: dict[str, float] = {}
+    sub = hub.subscribe("creative.narrative", "bench", ack_timeout=30)
+    await sub.__aenter__()
+
+    async def consumer() -> None:
+        while len(lat) < n:
+            d = await sub.next(timeout=30)
+            lat.append(time.perf_counter() - sent[d.event.id])
+            await d.ack()
+
+    task = asyncio.create_task(consumer())
+    for e in make_events(n):
+        sent[str(e["id"])] = time.perf_counter()
+        await hub.publish(e)
+        await asyncio.sleep(0.001)
+    await task
+    await sub.close()
+    await log.close()
+    return lat
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--latency-events", type=int, default=2000)
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    a = ap.parse_args()
+    events = make_events(a.events)
+    rows = hub_rows(events)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        console.print(f"[bold]SQLite[/]: {a.events} events, batch {a.batch}, WAL synchronous=NORMAL")
+        raw_rates, hub_rates = [], []
+        for run in range(3):  # interleaved, best of three, so neither gets a warmer cache
+            raw_rates.append(raw_publish(tmp / f"raw{run}.db", rows, a.batch))
+            hub_rates.append(asyncio.run(hub_publish(tmp / f"hub{run}.db", events, a.batch)))
+        raw_rate, hub_rate = max(raw_rates), max(hub_rates)
+        raw_lat = asyncio.run(raw_latency(tmp / "rawlat.db", a.latency_events))
+        hub_lat = asyncio.run(hub_latency(tmp / "hublat.db", a.latency_events))
+    table = Table(title="creative-hub on SQLite vs raw sqlite3 (same run)", title_justify="left")
+    for col in ("metric", "raw sqlite3", "hub", "hub / raw"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    table.add_row(
+        "batched publish, events/s", f"{raw_rate:,.0f}", f"{hub_rate:,.0f}", f"{hub_rate / raw_rate:.2f}x"
+    )
+    for p in (50, 99):
+        r, h = pct(raw_lat, p), pct(hub_lat, p)
+        table.add_row(f"publish->handler p{p}, ms", f"{r:.2f}", f"{h:.2f}", f"{h / r:.2f}x")
+    console.print(table)
+    figures = {
+        "engine": "sqlite",
+        "events": a.events,
+        "batch": a.batch,
+        "publish_raw": raw_rate,
+        "publish_hub": hub_rate,
+        "publish_ratio": hub_rate / raw_rate,
+        "p50_raw_ms": pct(raw_lat, 50),
+        "p50_hub_ms": pct(hub_lat, 50),
+        "p99_raw_ms": pct(raw_lat, 99),
+        "p99_hub_ms": pct(hub_lat, 99),
+        "median_latency_ms_hub": statistics.median(hub_lat) * 1000,
+    }
+    if a.json:
+        a.json.write_text(json.dumps(figures, indent=2))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
