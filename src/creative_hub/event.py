@@ -120,10 +120,12 @@ _SPEC_PREFIX = b'{"specversion":"1.0",'
 def encode_event(event: Event) -> bytes:
     """Structured-mode JSON.  ``specversion`` is always written first."""
     body = _encoder.encode(event)
-    if event.specversion == "1.0":
-        # omit_defaults drops specversion; CloudEvents requires it.
-        return _SPEC_PREFIX + body[1:] if len(body) > 2 else b'{"specversion":"1.0"}'
-    return body
+    # omit_defaults drops specversion when it is the default object itself (an
+    # Event built in code); one decoded or converted from JSON keeps it.  It
+    # is the first field, so one prefix test tells which.
+    if body.startswith(b'{"specversion"'):
+        return body
+    return _SPEC_PREFIX + body[1:]
 
 
 def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
@@ -132,9 +134,9 @@ def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
 
     The digest is taken over the encoding without the time, so one encode
     serves both (the hot path of publish)."""
-    body = _encoder.encode(event)
+    body = encode_event(event)
     h = hashlib.blake2b(body, digest_size=16).hexdigest()
-    return b'{"specversion":"1.0","time":' + time_json + b"," + body[1:], h
+    return _SPEC_PREFIX + b'"time":' + time_json + b"," + body[len(_SPEC_PREFIX) :], h
 
 
 def decode_event(body: bytes) -> Event:
@@ -155,9 +157,9 @@ def digest(event: Event) -> str:
     digest is a duplicate; the same id with another digest is a conflict.
     ``time`` and ``signature`` are left out, since a retry may restamp them."""
     if event.time is None and event.signature is None:
-        return hashlib.blake2b(_encoder.encode(event), digest_size=16).hexdigest()
+        return hashlib.blake2b(encode_event(event), digest_size=16).hexdigest()
     bare = msgspec.structs.replace(event, time=None, signature=None)
-    return hashlib.blake2b(_encoder.encode(bare), digest_size=16).hexdigest()
+    return hashlib.blake2b(encode_event(bare), digest_size=16).hexdigest()
 
 
 def _msgspec_error(e: msgspec.ValidationError, prefix: str = "") -> ValidationError:

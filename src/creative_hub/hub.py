@@ -14,6 +14,7 @@ Every face (CLI, HTTP, MCP) goes through a Hub; none reaches into an engine.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from typing import Any
 
 import msgspec
 
-from .errors import HubError, PayloadTooLarge, ValidationError
+from .access import Identity, can_read, check_read, check_write
+from .errors import AccessDenied, HubError, NotFound, PayloadTooLarge, ValidationError
 from .event import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,
@@ -36,6 +38,7 @@ from .event import (
     validate_event,
 )
 from .ledger import EffectLedger
+from .principals import Keystore, Registry, sign_event
 from .log import Delivery, Entry, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
 from .schemas import DeadLetter
@@ -52,11 +55,16 @@ _encoder = msgspec.json.Encoder()
 def route(event: Event) -> str:
     """The topic an event belongs to.
 
-    Shared hub: ``creative.<area>`` from the type.  A peer's hub: private
-    events go to ``peer.<id>.drafts``, public ones to ``peer.<id>.published``.
+    Shared hub: ``creative.<area>`` from the type.  A peer's hub:
+    contributions and decisions go to ``peer.<id>.contributions``, feedback to
+    ``peer.<id>.feedback``, private work to ``peer.<id>.drafts`` and public
+    work to ``peer.<id>.published``.
     """
+    area = event.type.split(".")[1]
     if event.hub in (None, "shared"):
-        return "creative." + event.type.split(".")[1]
+        return "creative." + area
+    if area in ("contributions", "feedback"):
+        return f"peer.{event.hub}.{area}"
     stream = "drafts" if event.visibility == PRIVATE else "published"
     return f"peer.{event.hub}.{stream}"
 
@@ -172,8 +180,15 @@ class HubSubscription:
 class Hub:
     """Publish and subscribe through one log.
 
-    Hub(log, principal="alice")                     # an opened Log
+    Hub(log, principal="alice")                     # an opened Log; trusted (the hub itself)
     Hub.connect("redis://127.0.0.1:6390/0")          # async context manager
+    hub.acting("bob", authenticated=True)            # bob's view: access rules apply
+
+    A *trusted* hub (the default for the Python API, sources and migrations)
+    may publish with any ``creator`` and read every topic.  Faces (CLI, HTTP,
+    MCP) act through ``acting()``: the creator is always the acting principal,
+    whatever the payload says, and the rules of ``creative_hub.access`` apply.
+    Events are signed with the creator's key when the keystore has it.
     """
 
     def __init__(
@@ -182,18 +197,57 @@ class Hub:
         *,
         principal: str = "local",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        trusted: bool = True,
+        authenticated: bool = False,
+        keystore: Keystore | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.log = log
         self.principal = principal
         self.max_event_bytes = max_event_bytes
+        self.trusted = trusted
+        self.authenticated = authenticated
+        self.keystore = keystore
+        self._registry = registry
+        self._owns_log = True
 
     @classmethod
     def connect(cls, url: str, **kwargs: Any) -> _Connect:
-        """``async with Hub.connect(url) as hub``: opens the log, closes it after."""
+        """``async with Hub.connect(url) as hub``: opens the log, closes it after.
+
+        ``keys=PATH`` sets the keystore (default: ``<db>.keys`` beside a SQLite
+        file, else ``.creative-hub/keys``).
+        """
         return _Connect(url, kwargs)
 
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.principal, self.authenticated, self.trusted)
+
+    @property
+    def registry(self) -> Registry:
+        """Principals, tokens and public keys (kept in the log)."""
+        if self._registry is None:
+            self._registry = Registry(self.log, self.keystore or Keystore(".creative-hub/keys"))
+        return self._registry
+
+    def acting(self, principal: str, *, authenticated: bool = False) -> Hub:
+        """This hub as seen by ``principal``: same log, access rules applied."""
+        child = Hub(
+            self.log,
+            principal=principal,
+            max_event_bytes=self.max_event_bytes,
+            trusted=False,
+            authenticated=authenticated,
+            keystore=self.keystore,
+            registry=self.registry,
+        )
+        child._owns_log = False
+        return child
+
     async def close(self) -> None:
-        await self.log.close()
+        if self._owns_log:
+            await self.log.close()
 
     # -- publish -------------------------------------------------------------
     def prepare(
@@ -206,13 +260,15 @@ class Hub:
                 obj["specversion"] = "1.0"
             if "id" not in obj:
                 obj["id"] = str(uuid.uuid4())
-            creator = obj.get("creator") or self.principal
+            creator = (obj.get("creator") if self.trusted else None) or self.principal
             obj["creator"] = creator
             if "source" not in obj:
                 obj["source"] = f"/peers/{creator}"
             event = parse_event(obj)
         elif isinstance(item, Event):
             event = item
+            if not self.trusted:
+                event.creator = self.principal  # never a name from the payload
             if not event.id:
                 event.id = str(uuid.uuid4())
             if event.creator is None:
@@ -228,7 +284,14 @@ class Hub:
             event.hub = "shared"
         if event.visibility is None:
             event.visibility = PUBLIC
-        if event.time is None and event.signature is None and event.specversion == "1.0":
+        key = self.keystore.get(event.creator) if self.keystore is not None and event.creator else None
+        if key is not None:
+            if event.time is None:
+                event.time = stamp or now()
+            event.signature = None
+            event.signature = sign_event(event, key)
+            body, dg = encode_event(event), digest(event)
+        elif event.time is None and event.signature is None and event.specversion == "1.0":
             # Hot path: one encode gives the digest (without time) and the body.
             stamp = stamp or now()
             body, dg = encode_stamped(event, _encoder.encode(stamp))
@@ -259,7 +322,9 @@ class Hub:
             except ValidationError as e:
                 raise (e.at(i) if len(items) > 1 else e) from None
         by_topic: dict[str, list[int]] = {}
-        for i, (topic, _, _) in enumerate(prepared):
+        who = self.identity
+        for i, (topic, event, _) in enumerate(prepared):
+            check_write(who, topic, event.type)
             by_topic.setdefault(topic, []).append(i)
         receipts: list[Receipt | None] = [None] * len(prepared)
         for topic, indexes in by_topic.items():
@@ -307,6 +372,7 @@ class Hub:
     ) -> AsyncIterator[StoredEvent]:
         """Events of ``topic`` in log order (history; with ``follow``, then live)."""
         check_topic(topic)
+        check_read(self.identity, topic)
         async for r in self.log.read(topic, after=after, since=since, limit=limit, follow=follow):
             try:
                 event = decode_event(r.body)
@@ -315,12 +381,19 @@ class Hub:
                 continue
             yield StoredEvent(topic, r.position, r.time_ms, event)
 
-    async def get(self, topic: str, event_id: str) -> StoredEvent | None:
-        """The event with ``event_id`` in ``topic`` (a scan: for tools, not hot paths)."""
-        async for stored in self.replay(topic):
-            if stored.event.id == event_id:
-                return stored
-        return None
+    async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
+        """The event with ``event_id`` (in ``topic``, or in any topic this principal
+        may read).  NotFound otherwise: an event in a topic the principal may not
+        read is "not found" too, so a guessed id tells nothing.  A scan: for
+        tools and peer operations, not for hot paths."""
+        names = [topic] if topic is not None else [t.name for t in await self.topics()]
+        for name in names:
+            if not can_read(self.identity, name):
+                continue
+            async for stored in self.replay(name):
+                if stored.event.id == event_id:
+                    return stored
+        raise NotFound(f"no event {event_id!r}")
 
     def subscribe(
         self,
@@ -334,6 +407,7 @@ class Hub:
         validate: bool = True,
     ) -> HubSubscription:
         """Join ``group`` on ``topic``: history first (unless start=LATEST), then live."""
+        check_read(self.identity, topic)
         inner = self.log.subscribe(
             topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
         )
@@ -372,17 +446,20 @@ class Hub:
 
     # -- admin ---------------------------------------------------------------
     async def topics(self) -> list[TopicInfo]:
-        return await self.log.topics()
+        """The topics this principal may read (others are not even named)."""
+        return [t for t in await self.log.topics() if can_read(self.identity, t.name)]
 
     async def stats(self) -> list[tuple[TopicInfo, list[GroupLag]]]:
         """Per topic: its counts, and the lag of every group on it."""
         out = []
-        for info in await self.log.topics():
+        for info in await self.topics():
             lags = [await self.log.lag(info.name, g) for g in await self.log.groups(info.name)]
             out.append((info, lags))
         return out
 
     async def set_retention(self, topic: str, retention: Retention) -> None:
+        if not self.trusted:
+            raise AccessDenied("setting retention needs the hub's own rights")
         await self.log.set_retention(topic, retention)
 
 
@@ -394,9 +471,10 @@ class _Connect:
 
     async def __aenter__(self) -> Hub:
         log_options = self.kwargs.pop("log_options", {})
+        keys = self.kwargs.pop("keys", None)
         log = open_log(self.url, **log_options)
         await log.open()
-        self.hub = Hub(log, **self.kwargs)
+        self.hub = Hub(log, keystore=Keystore(keys or default_keys(self.url)), **self.kwargs)
         return self.hub
 
     async def __aexit__(self, *exc: object) -> None:
@@ -459,6 +537,13 @@ async def _copy_topic(
                 progress(name, done, total)
         if r is None:
             return copied, dup
+
+
+def default_keys(url: str) -> str:
+    """Where private keys live by default: beside a SQLite file, else ./.creative-hub/keys."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :].split("?", 1)[0] + ".keys"
+    return os.path.join(".creative-hub", "keys")
 
 
 def _raw_digest(body: bytes) -> str:

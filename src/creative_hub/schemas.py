@@ -168,6 +168,7 @@ class Proposed(Payload, kw_only=True):
     description: str | None = None
     content: str | None = None
     on: str | None = None  #: the event it builds on
+    changes: dict[str, Any] = field(default_factory=dict)  #: fields of ``on``'s data to replace
 
 
 class Decision(Payload, kw_only=True):
@@ -233,6 +234,25 @@ class DeadLetter(Payload, kw_only=True):
     body: str  #: the original bytes, as text (invalid UTF-8 replaced)
 
 
+class Folded(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A revision compaction removed from the hot log: enough to prove it existed."""
+
+    id: str
+    creator: str
+    time: datetime | None = None
+    digest: str  #: content hash of the removed revision (its stored body, blake2b-128)
+    supersedes: str | None = None
+
+
+class Compaction(Payload, kw_only=True):
+    """What compaction folded into a surviving revision (kept in ``archive.<topic>``)."""
+
+    topic: NonEmpty
+    subject: str | None = None
+    survivor: NonEmpty  #: the revision that stays
+    folded: list[Folded]
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.commit": Commit,
     "creative.engineering.pull_request": PullRequest,
@@ -252,6 +272,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.metadata.file": File,
     "creative.metadata.webpage": Webpage,
     "creative.system.deadletter": DeadLetter,
+    "creative.system.compaction": Compaction,
 }
 
 AREAS = sorted({t.split(".")[1] for t in PAYLOADS})

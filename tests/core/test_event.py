@@ -36,6 +36,9 @@ def test_a_valid_event_round_trips() -> None:
     again = decode_event(encode_event(ev))
     assert again == ev
     assert json.loads(encode_event(ev))["specversion"] == "1.0"
+    # Each attribute once, however the event was made (code, JSON, a decode).
+    for e in (ev, again, Event(type="creative.narrative.fragment", id="x", source="/s", data=FRAGMENT)):
+        assert encode_event(e).count(b'"specversion"') == 1
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,17 @@ async def test_migrate_keeps_ids_and_order_and_adds_nothing_twice(log: Log, tmp_
         assert await replay_ids(Hub(log), topic) == src_ids
     finally:
         await source.close()
+
+
+async def test_stored_bodies_name_each_attribute_once(log: Log) -> None:
+    hub = Hub(log, principal="alice")
+    topic_peer = unique_peer()
+    await hub.publish(
+        [
+            fragment("from a dict", hub=topic_peer),
+            {**fragment("explicit", hub=topic_peer), "specversion": "1.0"},
+        ]
+    )
+    async for r in log.read(f"peer.{topic_peer}.published"):
+        for attr in (b'"specversion"', b'"time"', b'"id"'):
+            assert r.body.count(attr) == 1, r.body

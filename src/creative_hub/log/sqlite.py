@@ -720,6 +720,28 @@ class SQLiteLog:
         self._retention_due[topic] = time.monotonic() + RETENTION_EVERY
         return removed
 
+    async def delete(self, topic: str, ids: Sequence[str]) -> int:
+        """Remove single records by id (compaction); returns how many went.
+
+        Not part of the Log contract: engines that cannot delete single
+        records (Kafka) leave folded revisions to retention.
+        """
+        check_topic(topic)
+        ids = list(ids)
+
+        def job(conn: sqlite3.Connection) -> int:
+            t = self._lookup_topic(conn, topic)
+            if t is None:
+                return 0
+            removed = 0
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                removed += conn.execute(f"DELETE FROM {t.table} WHERE id IN ({marks})", chunk).rowcount
+            return removed
+
+        return await self._write(job)
+
     async def groups(self, topic: str) -> list[str]:
         check_topic(topic)
         rows = await self._read(

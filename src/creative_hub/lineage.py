@@ -1,0 +1,323 @@
+"""Lineage ("where did this come from, and who decided?") and compaction that keeps it.
+
+``lineage(hub, id)`` walks an event's links -- ``supersedes`` (an earlier
+revision), ``forkedfrom`` (the work it was forked from), ``causationid`` (what
+caused it: a decision, a proposal, a draft) -- back to the beginning, then
+adds every decision taken on the same subject in the owner's hub (proposals,
+acceptances, rejections) and the feedback it got.  Revisions folded by
+compaction appear with their ids, creators, times and content hashes.
+
+``compact(hub, topic)``: per subject, superseded revisions fold into the
+surviving one.  What they were is recorded in ``archive.<topic>`` (a
+``creative.system.compaction`` event: ids, creators, times, content hashes)
+before they leave the hot log.  Decisions are never folded: published
+revisions, proposals, acceptances, rejections, forks (events with
+``forkedfrom``).  Engines that can delete single records (SQLite) remove
+folded revisions at once; on the others they leave with retention, and the
+archive still answers for them.
+
+Lineage respects access: an event in a topic the asking principal may not
+read (someone else's drafts) is left out entirely -- no title, no count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .access import can_read
+from .errors import AccessDenied
+from .event import Event, derive_id
+from .hub import Hub, StoredEvent
+from .principals import verify_signature
+from .schemas import Compaction, Folded
+
+__all__ = ["Lineage", "Node", "compact", "lineage"]
+
+DECISIONS = {
+    "creative.contributions.proposed",
+    "creative.contributions.accepted",
+    "creative.contributions.rejected",
+}
+
+
+@dataclass(slots=True)
+class Node:
+    """One event in a lineage."""
+
+    id: str
+    relation: str  #: self, supersedes, forkedfrom, causation, folded, decision, feedback
+    type: str = ""
+    topic: str = ""
+    creator: str = ""
+    time: str = ""
+    subject: str = ""
+    title: str = ""
+    digest: str = ""  #: content hash (blake2b-128 of the stored body)
+    signature: str = "unsigned"  #: valid, invalid, unsigned, unknown-key
+    links: dict[str, str] = field(default_factory=dict)  #: supersedes / forkedfrom / causation -> id
+    parents: list[Node] = field(default_factory=list)  #: linked events shown here (each once per lineage)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "id",
+                "relation",
+                "type",
+                "topic",
+                "creator",
+                "time",
+                "subject",
+                "title",
+                "digest",
+                "signature",
+                "links",
+            )
+        }
+        d["parents"] = [p.to_dict() for p in self.parents]
+        return d
+
+    def walk(self) -> list[Node]:
+        out = [self]
+        for p in self.parents:
+            out.extend(p.walk())
+        return out
+
+
+@dataclass(slots=True)
+class Lineage:
+    root: Node
+    decisions: list[Node]
+    feedback: list[Node]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [*self.root.walk(), *self.decisions, *self.feedback]
+
+    @property
+    def creators(self) -> set[str]:
+        return {n.creator for n in self.nodes if n.creator}
+
+    @property
+    def verified(self) -> bool:
+        """Every event in the lineage that is in the log carries a valid signature."""
+        return all(n.signature == "valid" for n in self.nodes if n.relation != "folded")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root.to_dict(),
+            "decisions": [n.to_dict() for n in self.decisions],
+            "feedback": [n.to_dict() for n in self.feedback],
+            "creators": sorted(self.creators),
+            "verified": self.verified,
+        }
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _title(e: Event) -> str:
+    data = e.data if isinstance(e.data, dict) else {}
+    for k in ("title", "summary", "text", "reason"):
+        if isinstance(data.get(k), str):
+            return str(data[k]).splitlines()[0][:80] if data[k] else ""
+    return ""
+
+
+class _Index:
+    """Every event the principal may read, by id, with archive records of folded revisions."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, tuple[StoredEvent, bytes]] = {}
+        self.folded: dict[str, tuple[Folded, str]] = {}  # id -> (record, topic it was in)
+        self.by_subject: dict[str, list[StoredEvent]] = {}
+
+    @classmethod
+    async def load(cls, hub: Hub) -> _Index:
+        idx = cls()
+        for info in await hub.topics():
+            if not can_read(hub.identity, info.name):
+                continue
+            async for r in hub.log.read(info.name):
+                try:
+                    stored = StoredEvent(info.name, r.position, r.time_ms, _decode(r.body))
+                except ValueError:
+                    continue
+                e = stored.event
+                if info.name.startswith("archive.") and e.type == "creative.system.compaction":
+                    for f in e.data.get("folded", []):
+                        idx.folded[f["id"]] = (msgspec.convert(f, Folded), e.data["topic"])
+                    continue
+                # The first topic an id is found in wins (a mirrored copy is the same event).
+                if e.id not in idx.events or not info.name.startswith("creative."):
+                    idx.events[e.id] = (stored, r.body)
+                if e.subject:
+                    idx.by_subject.setdefault(e.subject, []).append(stored)
+        return idx
+
+
+def _decode(body: bytes) -> Event:
+    from .event import decode_event
+
+    try:
+        return decode_event(body)
+    except Exception as e:  # junk in a topic is not lineage
+        raise ValueError(str(e)) from e
+
+
+def _signature(hub: Hub, e: Event) -> str:
+    if not e.signature:
+        return "unsigned"
+    key = hub.registry.public_key(e.creator or "")
+    if key is None:
+        return "unknown-key"
+    return "valid" if verify_signature(e, key) else "invalid"
+
+
+async def lineage(hub: Hub, event_id: str) -> Lineage:
+    """The lineage of ``event_id`` as ``hub.principal`` may see it (NotFound otherwise)."""
+    await hub.registry.refresh()
+    idx = await _Index.load(hub)
+    if event_id not in idx.events:
+        await hub.get(event_id)  # raises NotFound (or finds it: then it is not lineage material)
+    seen: set[str] = set()
+
+    def node(eid: str, relation: str) -> Node | None:
+        if eid in seen:
+            return None
+        seen.add(eid)
+        if eid in idx.events:
+            stored, body = idx.events[eid]
+            e = stored.event
+            n = Node(
+                eid,
+                relation,
+                e.type,
+                stored.topic,
+                e.creator or "",
+                e.time.isoformat() if e.time else "",
+                e.subject or "",
+                _title(e),
+                body_digest(body),
+                _signature(hub, e),
+            )
+            for link, rel in (
+                (e.supersedes, "supersedes"),
+                (e.forkedfrom, "forkedfrom"),
+                (e.causationid, "causation"),
+            ):
+                if link and (link in idx.events or link in idx.folded):
+                    n.links[rel] = link
+                if link:
+                    parent = node(link, rel)
+                    if parent is not None:
+                        n.parents.append(parent)
+            return n
+        if eid in idx.folded:
+            f, topic = idx.folded[eid]
+            n = Node(
+                eid,
+                "folded",
+                topic=topic,
+                creator=f.creator,
+                time=f.time.isoformat() if f.time else "",
+                digest=f.digest,
+                signature="folded",
+            )
+            if f.supersedes:
+                n.links["supersedes"] = f.supersedes
+                parent = node(f.supersedes, "supersedes")
+                if parent is not None:
+                    n.parents.append(parent)
+            return n
+        return None  # not readable by this principal, or gone: leave no trace
+
+    root = node(event_id, "self")
+    assert root is not None
+    chain = {n.id for n in root.walk()}
+    decisions: list[Node] = []
+    feedback: list[Node] = []
+    owner_topics = {n.topic.rsplit(".", 1)[0] for n in root.walk() if n.topic.startswith("peer.")}
+    for stored in idx.by_subject.get(root.subject, []):
+        e = stored.event
+        if e.id in chain or e.id in seen:
+            continue
+        if e.type in DECISIONS and stored.topic.rsplit(".", 1)[0] in owner_topics:
+            n = node(e.id, "decision")
+            if n is not None:
+                decisions.append(n)
+    for eid, (stored, _) in idx.events.items():
+        if stored.event.type.startswith("creative.feedback.") and stored.event.causationid in chain:
+            n = node(eid, "feedback")
+            if n is not None:
+                feedback.append(n)
+    return Lineage(root, decisions, feedback)
+
+
+async def compact(hub: Hub, topic: str) -> list[Compaction]:
+    """Fold superseded revisions of ``topic`` into their survivors; returns what was folded."""
+    if not hub.trusted:
+        raise AccessDenied("compaction needs the hub's own rights")
+    records: list[tuple[StoredEvent, bytes]] = []
+    async for r in hub.log.read(topic):
+        try:
+            records.append((StoredEvent(topic, r.position, r.time_ms, _decode(r.body)), r.body))
+        except ValueError:
+            continue
+    by_id = {s.event.id: (s, b) for s, b in records}
+    superseded_by: dict[str, str] = {}
+    for s, _ in records:
+        if s.event.supersedes in by_id:
+            superseded_by[s.event.supersedes] = s.event.id
+
+    def foldable(e: Event) -> bool:
+        return not (e.forkedfrom or e.type in DECISIONS or topic.endswith((".published", ".contributions")))
+
+    def survivor(eid: str) -> str:
+        while eid in superseded_by:
+            eid = superseded_by[eid]
+        return eid
+
+    groups: dict[str, list[tuple[StoredEvent, bytes]]] = {}
+    for s, b in records:
+        if s.event.id in superseded_by and foldable(s.event):
+            groups.setdefault(survivor(s.event.id), []).append((s, b))
+    done: list[Compaction] = []
+    for surv, folded in groups.items():
+        record = Compaction(
+            topic=topic,
+            subject=by_id[surv][0].event.subject,
+            survivor=surv,
+            folded=[
+                Folded(
+                    id=s.event.id,
+                    creator=s.event.creator or "",
+                    time=s.event.time,
+                    digest=body_digest(b),
+                    supersedes=s.event.supersedes,
+                )
+                for s, b in folded
+            ],
+        )
+        event = Event(
+            type="creative.system.compaction",
+            id=derive_id("compaction", topic, surv, *[f.id for f in record.folded]),
+            source="/hub/compaction",
+            subject=record.subject,
+            creator="hub",
+            partitionkey=topic,
+            data=record,
+        )
+        _, event, entry = hub.prepare(event)
+        # The record goes to the archive first; only then do revisions leave.
+        await hub.log.append("archive." + topic, [entry])
+        done.append(record)
+    delete = getattr(hub.log, "delete", None)
+    if delete is not None and done:
+        await delete(topic, [f.id for c in done for f in c.folded])
+    return done

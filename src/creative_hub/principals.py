@@ -1,0 +1,296 @@
+"""Principals (people and agents), their API tokens and their signing keys.
+
+The registry is event-sourced: principals and tokens are events in the log's
+``system.registry`` topic, so every hub process on every engine sees the
+same principals, and a revocation reaches every process on its next
+authentication (each ``authenticate`` first reads what is new).
+
+* **Tokens** are shown once, at creation: ``chub_<token id>_<secret>``.  The
+  registry stores only ``sha256(secret)`` and compares in constant time.
+* **Keys**: one Ed25519 key pair per principal.  The public key is in the
+  registry (anyone can verify); the private key stays in a local keystore
+  directory (files readable by the owner only), never in the log.
+* **Signatures** cover the event's canonical encoding (structured JSON with
+  ``signature`` left out), base64 in the ``signature`` extension.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import AccessDenied, NotFound, ValidationError
+from .event import Event, encode_event
+from .log import Entry, Log
+
+__all__ = [
+    "REGISTRY_TOPIC",
+    "Keystore",
+    "Principal",
+    "Registry",
+    "canonical",
+    "sign_event",
+    "verify_signature",
+]
+
+REGISTRY_TOPIC = "system.registry"
+_PRINCIPAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TOKEN = re.compile(r"^chub_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})$")
+
+Kind = Literal["person", "agent"]
+
+
+class _RegistryRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One change to the registry, as stored in ``system.registry``."""
+
+    action: Literal["principal", "token", "revoke-token", "revoke-principal"]
+    principal: str
+    time: float
+    kind: str | None = None
+    name: str | None = None
+    public_key: str | None = None  # raw Ed25519 public key, base64
+    token_id: str | None = None
+    token_hash: str | None = None  # sha256 of the secret part, hex
+
+
+@dataclass(slots=True)
+class Principal:
+    id: str
+    kind: str
+    name: str
+    public_key: str  #: raw Ed25519 key, base64
+    created: float
+    revoked: bool = False
+    tokens: int = 0  #: live tokens
+
+
+@dataclass(slots=True)
+class _Token:
+    principal: str
+    hash: str
+    revoked: bool = False
+
+
+def check_principal_id(value: str) -> str:
+    if not isinstance(value, str) or not _PRINCIPAL_ID.match(value):
+        raise ValidationError(
+            "principal", f"{value!r}: 1-64 characters of a-z, 0-9, '_' and '-', starting alnum"
+        )
+    return value
+
+
+def canonical(event: Event) -> bytes:
+    """The bytes a signature covers: the event without its signature."""
+    return encode_event(msgspec.structs.replace(event, signature=None))
+
+
+def sign_event(event: Event, key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.sign(canonical(event))).decode()
+
+
+def verify_signature(event: Event, public_key_b64: str) -> bool:
+    """True if ``event.signature`` was made by the holder of ``public_key_b64``."""
+    if not event.signature:
+        return False
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+        key.verify(base64.b64decode(event.signature, validate=True), canonical(event))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class Keystore:
+    """Private keys, one file per principal, readable by this user only.
+
+    Keystore(".creative-hub/keys")
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._cache: dict[str, Ed25519PrivateKey] = {}
+
+    def __repr__(self) -> str:
+        return f"Keystore({str(self.path)!r})"
+
+    def _file(self, principal: str) -> Path:
+        return self.path / f"{check_principal_id(principal)}.pem"
+
+    def create(self, principal: str) -> Ed25519PrivateKey:
+        key = Ed25519PrivateKey.generate()
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        f = self._file(principal)
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        self._cache[principal] = key
+        return key
+
+    def get(self, principal: str) -> Ed25519PrivateKey | None:
+        if principal in self._cache:
+            return self._cache[principal]
+        try:
+            f = self._file(principal)
+        except ValidationError:
+            return None
+        if not f.exists():
+            return None
+        key = serialization.load_pem_private_key(f.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValidationError("key", f"{f} is not an Ed25519 private key")
+        self._cache[principal] = key
+        return key
+
+
+def public_key_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Registry:
+    """Who is who: principals, tokens, public keys; read from ``system.registry``."""
+
+    def __init__(self, log: Log, keystore: Keystore) -> None:
+        self.log = log
+        self.keystore = keystore
+        self.principals: dict[str, Principal] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._position: str | None = None
+
+    async def refresh(self) -> None:
+        """Apply registry records appended since the last look (by any process)."""
+        async for r in self.log.read(REGISTRY_TOPIC, after=self._position):
+            self._apply(msgspec.json.decode(r.body, type=_RegistryRecord))
+            self._position = r.position
+
+    def _apply(self, rec: _RegistryRecord) -> None:
+        p = self.principals.get(rec.principal)
+        if rec.action == "principal":
+            self.principals[rec.principal] = Principal(
+                rec.principal, rec.kind or "person", rec.name or rec.principal, rec.public_key or "", rec.time
+            )
+        elif rec.action == "token" and p is not None and rec.token_id and rec.token_hash:
+            self._tokens[rec.token_id] = _Token(rec.principal, rec.token_hash)
+            p.tokens += 1
+        elif rec.action == "revoke-token" and rec.token_id in self._tokens:
+            tok = self._tokens[rec.token_id]
+            if not tok.revoked and tok.principal in self.principals:
+                self.principals[tok.principal].tokens -= 1
+            tok.revoked = True
+        elif rec.action == "revoke-principal" and p is not None:
+            p.revoked = True
+            for tok in self._tokens.values():
+                if tok.principal == rec.principal:
+                    tok.revoked = True
+            p.tokens = 0
+
+    async def _record(self, rec: _RegistryRecord) -> None:
+        body = msgspec.json.encode(rec)
+        entry_id = hashlib.blake2b(body, digest_size=16).hexdigest()
+        await self.log.append(REGISTRY_TOPIC, [Entry(entry_id, "registry", body, entry_id, "hub")])
+        await self.refresh()
+
+    async def add(self, principal: str, *, kind: Kind = "person", name: str | None = None) -> Principal:
+        """Register a principal and make its key pair.  An existing id is refused."""
+        check_principal_id(principal)
+        if kind not in ("person", "agent"):
+            raise ValidationError("kind", f"must be 'person' or 'agent', got {kind!r}")
+        await self.refresh()
+        if principal in self.principals:
+            raise ValidationError("principal", f"{principal!r} is already registered")
+        key = self.keystore.get(principal) or self.keystore.create(principal)
+        await self._record(
+            _RegistryRecord(
+                action="principal",
+                principal=principal,
+                time=time.time(),
+                kind=kind,
+                name=name or principal,
+                public_key=public_key_b64(key),
+            )
+        )
+        return self.principals[principal]
+
+    async def issue_token(self, principal: str) -> str:
+        """A new API token for ``principal``; the only time it is shown."""
+        await self.refresh()
+        p = self.principals.get(principal)
+        if p is None or p.revoked:
+            raise NotFound(
+                f"no principal {principal!r} (add it first: creative-hub principal add {principal})"
+            )
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        await self._record(
+            _RegistryRecord(
+                action="token",
+                principal=principal,
+                time=time.time(),
+                token_id=token_id,
+                token_hash=_hash(secret),
+            )
+        )
+        return f"chub_{token_id}_{secret}"
+
+    async def revoke(self, principal: str, token: str | None = None) -> int:
+        """Revoke one token (given in full or by its id), or all of a principal's; returns how many."""
+        await self.refresh()
+        if token is not None:
+            m = _TOKEN.match(token)
+            token_id = m.group(1) if m else token
+            tok = self._tokens.get(token_id)
+            if tok is None or tok.principal != principal:
+                raise NotFound(f"{principal!r} has no token {token_id!r}")
+            if tok.revoked:
+                return 0
+            await self._record(
+                _RegistryRecord(
+                    action="revoke-token", principal=principal, time=time.time(), token_id=token_id
+                )
+            )
+            return 1
+        live = [tid for tid, t in self._tokens.items() if t.principal == principal and not t.revoked]
+        for tid in live:
+            await self._record(
+                _RegistryRecord(action="revoke-token", principal=principal, time=time.time(), token_id=tid)
+            )
+        return len(live)
+
+    async def authenticate(self, token: str) -> str:
+        """The principal a token belongs to; AccessDenied if unknown or revoked."""
+        await self.refresh()  # a revocation by any process counts at once
+        m = _TOKEN.match(token or "")
+        tok = self._tokens.get(m.group(1)) if m else None
+        # Compare even when the id is unknown, so timing says nothing.
+        expected = tok.hash if tok else "0" * 64
+        ok = hmac.compare_digest(expected, _hash(m.group(2) if m else ""))
+        if tok is None or not ok or tok.revoked or self.principals[tok.principal].revoked:
+            raise AccessDenied("invalid or revoked token")
+        return tok.principal
+
+    def public_key(self, principal: str) -> str | None:
+        p = self.principals.get(principal)
+        return p.public_key if p else None
+
+    def is_registered(self, principal: str) -> bool:
+        return principal in self.principals
