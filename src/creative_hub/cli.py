@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import schemas
-from .errors import HubError, ValidationError
+from .access import ANONYMOUS
+from .errors import AccessDenied, HubError, ValidationError
 from .event import encode_event
 from .hub import Hub, StoredEvent, migrate
 from .log import Retention, open_log, redact
@@ -62,6 +63,15 @@ AsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="CREATIVE_HUB_TOKEN",
+        help="API token of the principal to act as.",
+        show_default=False,
+    ),
+]
 
 
 def _principal(value: str | None) -> str:
@@ -84,9 +94,39 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
 
 
-async def _with_hub(url: str, principal: str | None, fn: Callable[[Hub], Awaitable[T]]) -> T:
-    async with Hub.connect(url, principal=_principal(principal)) as hub:
-        return await fn(hub)
+async def _with_hub(
+    url: str,
+    principal: str | None,
+    fn: Callable[[Hub], Awaitable[T]],
+    *,
+    token: str | None = None,
+    trusted: bool = False,
+) -> T:
+    """Run ``fn`` with the hub as the caller may use it.
+
+    A token (``--token`` / ``CREATIVE_HUB_TOKEN``) proves who the caller is.
+    Without one, the caller acts under a name that proves nothing: it may read
+    public topics and publish to the shared hub, and it may not be the name of
+    a registered principal.  ``trusted`` commands (principal admin,
+    compaction, retention, migration) act as the hub itself: whoever can run
+    them can read the log's files anyway.
+    """
+    async with Hub.connect(url) as root:
+        if trusted:
+            return await fn(root)
+        token = token or os.environ.get("CREATIVE_HUB_TOKEN") or None
+        if token:
+            who = await root.registry.authenticate(token)
+            return await fn(root.acting(who, authenticated=True))
+        name = _principal(principal)
+        await root.registry.refresh()
+        if root.registry.is_registered(name):
+            if principal:
+                raise AccessDenied(
+                    f"{name!r} is a registered principal: pass their token (--token or CREATIVE_HUB_TOKEN)"
+                )
+            name = ANONYMOUS
+        return await fn(root.acting(name))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -226,6 +266,7 @@ def publish(
     key: Annotated[str | None, typer.Option("--key", help="Partition key (default: the creator).")] = None,
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish events from flags, a JSON file, or stdin.  A bad event stops the batch: none is stored."""
@@ -260,7 +301,7 @@ def publish(
             t.add_row(r.id, r.topic, r.position, "already there (retry)" if r.duplicate else "")
         out.print(t)
 
-    _run(_with_hub(log, as_, main))
+    _run(_with_hub(log, as_, main, token=token))
 
 
 def _receipt(r: Any) -> dict[str, Any]:
@@ -448,7 +489,7 @@ def retention(
         removed = await hub.log.apply_retention(topic)
         out.print(f"{topic}: {_retention(r)}; removed {removed} event(s) now")
 
-    _run(_with_hub(log, None, main))
+    _run(_with_hub(log, None, main, trusted=True))
 
 
 @app.command()
@@ -507,6 +548,11 @@ def migrate_cmd(
         out.print(t)
 
     _run(main())
+
+
+from .cli_peers import register as _register_peer_commands  # noqa: E402 -- needs the helpers above
+
+_register_peer_commands(app)
 
 
 def main() -> None:

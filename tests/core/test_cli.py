@@ -211,6 +211,10 @@ def test_up_starts_and_says_where_to_look(tmp_path: Path) -> None:
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for group in app.registered_groups:
+        assert group.typer_instance is not None, group.name
+        assert group.typer_instance.info.help, f"{group.name} has no help"
+        assert f"creative-hub {group.name}" in readme, f"README does not mention `creative-hub {group.name}`"
     for command in app.registered_commands:
         name = command.name or command.callback.__name__  # type: ignore[union-attr]
         assert command.callback is not None and command.callback.__doc__, f"{name} has no help"

@@ -1,0 +1,372 @@
+"""CLI commands for principals, peer hubs, lineage, compaction and verification.
+
+creative-hub principal add alice            # prints her first token, once
+creative-hub peer draft --type creative.narrative.fragment --subject story:1 --data '{...}'
+creative-hub peer publish DRAFT_ID
+creative-hub lineage EVENT_ID [--json]
+creative-hub verify EVENT_ID
+creative-hub compact peer.alice.drafts
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from .cli import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, _run, _with_hub, out
+from .errors import NotFound, ValidationError
+from .hub import Hub, Receipt
+from .lineage import Lineage, Node, compact, lineage
+from .peers import PeerHub
+from .principals import verify_signature
+
+__all__ = ["register"]
+
+principal_app = typer.Typer(help="People and agents: add them, list them, issue and revoke their tokens.")
+peer_app = typer.Typer(
+    help="Your peer hub: draft, revise, publish, fork, contribute, accept, reject, feedback. "
+    "Acts as the principal of --token / CREATIVE_HUB_TOKEN."
+)
+
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="JSON object.")]
+
+
+def _json(text: str, name: str = "data") -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as e:
+        raise ValidationError(name, f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(name, "must be a JSON object")
+    return value
+
+
+def _receipts(title: str, receipts: list[Receipt]) -> None:
+    t = Table(title=title, title_justify="left")
+    for col in ("id", "topic", "position"):
+        t.add_column(col)
+    for r in receipts:
+        t.add_row(r.id, r.topic, r.position)
+    out.print(t)
+
+
+# -- principals -----------------------------------------------------------------
+@principal_app.command("add")
+def principal_add(
+    name: Annotated[str, typer.Argument(help="Principal id: a-z, 0-9, _ and -.")],
+    agent: Annotated[bool, typer.Option("--agent", help="An AI agent rather than a person.")] = False,
+    display: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    log: LogOpt = DEFAULT_LOG,
+) -> None:
+    """Register a principal, make its signing key, and print its first token (shown once)."""
+
+    async def main(hub: Hub) -> None:
+        p = await hub.registry.add(name, kind="agent" if agent else "person", name=display)
+        token = await hub.registry.issue_token(name)
+        out.print(f"added {p.kind} [bold]{p.id}[/] (public key {p.public_key})")
+        out.print("token (shown once; store it now):")
+        print(token)
+
+    _run(_with_hub(log, None, main, trusted=True))
+
+
+@principal_app.command("list")
+def principal_list(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
+    """List principals with their kind, key and live token count."""
+
+    async def main(hub: Hub) -> None:
+        await hub.registry.refresh()
+        rows = sorted(hub.registry.principals.values(), key=lambda p: p.id)
+        if as_json:
+            out.print_json(
+                json.dumps(
+                    [
+                        {
+                            "id": p.id,
+                            "kind": p.kind,
+                            "name": p.name,
+                            "public_key": p.public_key,
+                            "tokens": p.tokens,
+                            "revoked": p.revoked,
+                        }
+                        for p in rows
+                    ]
+                )
+            )
+            return
+        t = Table(title="principals", title_justify="left")
+        for col in ("id", "kind", "name", "tokens", "public key"):
+            t.add_column(col)
+        for p in rows:
+            t.add_row(p.id, p.kind, p.name, str(p.tokens), p.public_key)
+        out.print(t)
+
+    _run(_with_hub(log, None, main, trusted=True))
+
+
+@principal_app.command("token")
+def principal_token(name: Annotated[str, typer.Argument()], log: LogOpt = DEFAULT_LOG) -> None:
+    """Issue another token for a principal (shown once)."""
+
+    async def main(hub: Hub) -> None:
+        print(await hub.registry.issue_token(name))
+
+    _run(_with_hub(log, None, main, trusted=True))
+
+
+@principal_app.command("revoke")
+def principal_revoke(
+    name: Annotated[str, typer.Argument()],
+    token: Annotated[
+        str | None, typer.Option("--token", help="Only this token (or its id); default all.")
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+) -> None:
+    """Revoke a principal's tokens (all, or one); they stop working at once."""
+
+    async def main(hub: Hub) -> None:
+        n = await hub.registry.revoke(name, token)
+        out.print(f"revoked {n} token(s) of {name}")
+
+    _run(_with_hub(log, None, main, trusted=True))
+
+
+# -- peer operations --------------------------------------------------------------
+def _peer(fn: Any, log: str, token: str | None) -> None:
+    async def main(hub: Hub) -> None:
+        if not hub.authenticated:
+            raise ValidationError(
+                "token", "peer-hub commands need a principal's token (--token or CREATIVE_HUB_TOKEN)"
+            )
+        await fn(PeerHub(hub))
+
+    _run(_with_hub(log, None, main, token=token))
+
+
+@peer_app.command("draft")
+def peer_draft(
+    type: Annotated[str, typer.Option("--type", "-t", help="Event type.")],
+    subject: Annotated[str, typer.Option(help="The work it belongs to.")],
+    data: DataOpt,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """A private draft in your hub."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("draft", [await p.draft(type, subject, _json(data))])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("revise")
+def peer_revise(
+    draft: Annotated[str, typer.Argument(help="The draft to supersede.")],
+    data: DataOpt,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """A new revision of one of your drafts (fields in --data replace the old ones)."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("revision", [await p.revise(draft, _json(data))])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("publish")
+def peer_publish(
+    draft: Annotated[str, typer.Argument()], log: LogOpt = DEFAULT_LOG, token: TokenOpt = None
+) -> None:
+    """Publish a draft: public in your hub and mirrored to the shared topic."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("published", [await p.publish(draft)])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("fork")
+def peer_fork(
+    event: Annotated[str, typer.Argument(help="Any event you may read.")],
+    subject: Annotated[
+        str | None, typer.Option(help="Subject of the fork (default: the original's).")
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """Fork an event into a draft of your own."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("fork", [await p.fork(event, subject=subject)])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("contribute")
+def peer_contribute(
+    to: Annotated[str, typer.Argument(help="The peer whose hub it goes to.")],
+    on: Annotated[str, typer.Argument(help="Their published event it changes.")],
+    title: Annotated[str, typer.Option(help="What the contribution does.")],
+    changes: Annotated[str, typer.Option(help="JSON object: fields of the data to replace.")] = "{}",
+    description: Annotated[str | None, typer.Option()] = None,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """Propose a change to someone's published work."""
+
+    async def fn(p: PeerHub) -> None:
+        r = await p.contribute(to, on, title, changes=_json(changes, "changes"), description=description)
+        _receipts("proposed", [r])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("accept")
+def peer_accept(
+    contribution: Annotated[str, typer.Argument()],
+    reason: Annotated[str | None, typer.Option()] = None,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """Accept a contribution to your hub: a decision and a new published revision."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("accepted", list(await p.accept(contribution, reason)))
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("reject")
+def peer_reject(
+    contribution: Annotated[str, typer.Argument()],
+    reason: Annotated[str | None, typer.Option()] = None,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """Reject a contribution to your hub."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("rejected", [await p.reject(contribution, reason)])
+
+    _peer(fn, log, token)
+
+
+@peer_app.command("feedback")
+def peer_feedback(
+    on: Annotated[str, typer.Argument(help="The event it is about.")],
+    text: Annotated[str, typer.Argument()],
+    rating: Annotated[int | None, typer.Option(min=1, max=5)] = None,
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+) -> None:
+    """Comment on any event you may read."""
+
+    async def fn(p: PeerHub) -> None:
+        _receipts("feedback", [await p.feedback(on, text, rating=rating)])
+
+    _peer(fn, log, token)
+
+
+# -- lineage, verification, compaction -----------------------------------------------
+def _tree(lin: Lineage) -> Tree:
+    def label(n: Node) -> str:
+        mark = {"valid": "[green]signed[/]", "folded": "[yellow]folded[/]"}.get(
+            n.signature, f"[red]{n.signature}[/]"
+        )
+        kind = n.type.removeprefix("creative.") or "revision"
+        text = f"[dim]{n.relation}[/] [magenta]{kind}[/] [cyan]{n.creator}[/] {n.title} [dim]{n.id}[/] {mark}"
+        if n.relation == "folded":
+            text += f" [dim]hash {n.digest}[/]"
+        return text
+
+    def add(parent: Tree, n: Node) -> None:
+        branch = parent.add(label(n))
+        for p in n.parents:
+            add(branch, p)
+
+    root = Tree(label(lin.root))
+    for p in lin.root.parents:
+        add(root, p)
+    if lin.decisions:
+        d = root.add("[bold]decisions on this work[/]")
+        for n in lin.decisions:
+            add(d, n)
+    if lin.feedback:
+        f = root.add("[bold]feedback[/]")
+        for n in lin.feedback:
+            add(f, n)
+    return root
+
+
+def lineage_cmd(
+    event: Annotated[str, typer.Argument(help="Event id.")],
+    log: LogOpt = DEFAULT_LOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where an event came from and who decided: revisions, forks, contributions, decisions, feedback."""
+
+    async def main(hub: Hub) -> None:
+        lin = await lineage(hub, event)
+        if as_json:
+            out.print_json(json.dumps(lin.to_dict()))
+            return
+        out.print(_tree(lin))
+        out.print(f"people and agents: {', '.join(sorted(lin.creators))}")
+
+    _run(_with_hub(log, None, main))
+
+
+def verify_cmd(event: Annotated[str, typer.Argument(help="Event id.")], log: LogOpt = DEFAULT_LOG) -> None:
+    """Check an event's signature and every signature in its lineage; exit 1 if any fails."""
+
+    async def main(hub: Hub) -> bool:
+        await hub.registry.refresh()
+        stored = await hub.get(event)
+        key = hub.registry.public_key(stored.event.creator or "")
+        if key is None:
+            raise NotFound(f"no public key for creator {stored.event.creator!r}")
+        ok = verify_signature(stored.event, key)
+        lin = await lineage(hub, event)
+        bad = [n for n in lin.nodes if n.relation != "folded" and n.signature != "valid"]
+        out.print(
+            f"{event}: {'[green]valid signature[/]' if ok else '[red]INVALID signature[/]'} "
+            f"by {stored.event.creator}"
+        )
+        for n in bad:
+            out.print(f"  [red]{n.signature}[/] {n.id} ({n.creator}, {n.relation})")
+        out.print(f"lineage: {len(lin.nodes)} events, {len(bad)} not verified")
+        return ok and not bad
+
+    if not _run(_with_hub(log, None, main)):
+        raise typer.Exit(1)
+
+
+def compact_cmd(
+    topic: Annotated[str, typer.Argument(help="Topic to compact, e.g. peer.alice.drafts.")],
+    log: LogOpt = DEFAULT_LOG,
+) -> None:
+    """Fold superseded revisions into their survivors, keeping their ids, creators, times and hashes."""
+
+    async def main(hub: Hub) -> None:
+        records = await compact(hub, topic)
+        n = sum(len(r.folded) for r in records)
+        out.print(
+            f"{topic}: folded {n} revision(s) into {len(records)} survivor(s); record in archive.{topic}"
+        )
+
+    _run(_with_hub(log, None, main, trusted=True))
+
+
+def register(app: typer.Typer) -> None:
+    """Mount these commands on the main app."""
+    app.add_typer(principal_app, name="principal")
+    app.add_typer(peer_app, name="peer")
+    app.command("lineage")(lineage_cmd)
+    app.command("verify")(verify_cmd)
+    app.command("compact")(compact_cmd)
