@@ -216,38 +216,94 @@ def _events_table(title: str) -> Table:
 @app.command()
 def up(
     log: LogOpt = DEFAULT_LOG,
+    host: Annotated[
+        str, typer.Option(envvar="CREATIVE_HUB_HOST", help="Address the HTTP API listens on.")
+    ] = ("127.0.0.1"),
+    port: Annotated[
+        int, typer.Option(envvar="CREATIVE_HUB_PORT", help="Port of the HTTP API (0: none).")
+    ] = 8080,
+    anonymous: Annotated[
+        bool,
+        typer.Option("--anonymous/--no-anonymous", help="Let requests without a token read public streams."),
+    ] = True,
     refresh: Annotated[float, typer.Option(help="Seconds between refreshes of the live view.")] = 2.0,
     exit_after: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Start the hub: open the log, keep retention running, and show live counts."""
+    """Start the hub: open the log, serve the HTTP API, keep retention running, show live counts."""
+    from .server import ServerSettings, serve
 
     async def main() -> None:
-        lg = open_log(log)
-        await lg.open()
-        hub = Hub(lg)
-        health = await lg.health()
-        out.print(f"[bold green]creative-hub is up[/] on [cyan]{redact(log)}[/] ({health.detail})")
-        if log.startswith("sqlite:///"):
-            out.print(f"  log file: [cyan]{Path(log[len('sqlite:///') :].split('?')[0]).resolve()}[/]")
-        out.print(
-            "  publish:  creative-hub publish --type creative.narrative.fragment "
-            '--data \'{"story": "s1", "title": "Hello", "text": "..."}\''
-        )
-        out.print("  watch:    creative-hub tail -f creative.narrative")
-        out.print("  Ctrl-C stops.")
-        started = time.monotonic()
-        try:
-            with Live(await _stats_table(hub), console=out, refresh_per_second=1, transient=False) as live:
-                while exit_after is None or time.monotonic() - started < exit_after:
-                    await asyncio.sleep(min(refresh, exit_after or refresh))
-                    for info in await hub.topics():
-                        if not info.retention.unlimited:
-                            await lg.apply_retention(info.name)
-                    live.update(await _stats_table(hub))
-        finally:
-            await hub.close()
+        async with Hub.connect(log) as hub:
+            health = await hub.log.health()
+            server: asyncio.Task[None] | None = None
+            if port:
+                started = asyncio.Event()
+                settings = ServerSettings(allow_anonymous=anonymous)
+                server = asyncio.create_task(
+                    serve(hub, host=host, port=port, settings=settings, started=started)
+                )
+                waiter = asyncio.create_task(started.wait())
+                await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
+                if server.done():
+                    waiter.cancel()
+                    e = server.exception()
+                    raise HubError(f"the HTTP API could not listen on {host}:{port}: {e}")
+            out.print(f"[bold green]creative-hub is up[/] on [cyan]{redact(log)}[/] ({health.detail})")
+            if log.startswith("sqlite:///"):
+                out.print(f"  log file: [cyan]{Path(log[len('sqlite:///') :].split('?')[0]).resolve()}[/]")
+            if port:
+                out.print(f"  HTTP API: [cyan]http://{host}:{port}[/]  (OpenAPI: /docs, health: /readyz)")
+            out.print(
+                "  publish:  creative-hub publish --type creative.narrative.fragment "
+                '--data \'{"story": "s1", "title": "Hello", "text": "..."}\''
+            )
+            out.print("  watch:    creative-hub tail -f creative.narrative")
+            out.print("  Ctrl-C stops.")
+            started_at = time.monotonic()
+            try:
+                with Live(
+                    await _stats_table(hub), console=out, refresh_per_second=1, transient=False
+                ) as live:
+                    while exit_after is None or time.monotonic() - started_at < exit_after:
+                        await asyncio.sleep(min(refresh, exit_after or refresh))
+                        for info in await hub.log.topics():
+                            if not info.retention.unlimited:
+                                await hub.log.apply_retention(info.name)
+                        live.update(await _stats_table(hub))
+            finally:
+                if server is not None:
+                    server.cancel()
+                    await asyncio.gather(server, return_exceptions=True)
 
     _run(main())
+
+
+@app.command()
+def follow(
+    remote: Annotated[str, typer.Argument(help="Base URL of the other hub, e.g. http://10.0.0.2:8080.")],
+    peer: Annotated[str, typer.Argument(help="The principal whose public streams to follow.")],
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="Fetch what is new, then stop.")] = False,
+    log: LogOpt = DEFAULT_LOG,
+) -> None:
+    """Follow a peer's public streams on another hub: verified events are copied here, others refused."""
+    from .federation import Follower
+
+    async def main(hub: Hub) -> None:
+        follower = Follower(hub, remote, peer)
+        while True:
+            r = await follower.run_once()
+            out.print(
+                f"{remote} {peer}: fetched {r.fetched}, stored {r.stored}, already here {r.already}, "
+                f"refused {len(r.refused)}"
+            )
+            for eid, reason in r.refused:
+                err.print(f"  [red]refused[/] {eid}: {reason}", highlight=False)
+            if once:
+                return
+            await asyncio.sleep(interval)
+
+    _run(_with_hub(log, None, main, trusted=True))
 
 
 @app.command()

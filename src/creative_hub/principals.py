@@ -288,6 +288,38 @@ class Registry:
             raise AccessDenied("invalid or revoked token")
         return tok.principal
 
+    async def add_remote(
+        self,
+        principal: str,
+        public_key: str,
+        *,
+        kind: str = "person",
+        name: str | None = None,
+        origin: str = "",
+    ) -> Principal:
+        """Know a principal of another hub by its public key (federation).  No key
+        of ours, no tokens.  A known id with another key is refused."""
+        check_principal_id(principal)
+        await self.refresh()
+        known = self.principals.get(principal)
+        if known is not None:
+            if known.public_key != public_key:
+                raise ValidationError(
+                    "principal", f"{principal!r} from {origin or 'a remote hub'} has another key than ours"
+                )
+            return known
+        await self._record(
+            _RegistryRecord(
+                action="principal",
+                principal=principal,
+                time=time.time(),
+                kind=kind if kind in ("person", "agent") else "person",
+                name=name or principal,
+                public_key=public_key,
+            )
+        )
+        return self.principals[principal]
+
     def public_key(self, principal: str) -> str | None:
         p = self.principals.get(principal)
         return p.public_key if p else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from creative_hub.cli import app
+from creative_hub.testing.servers import free_port
 
 pytestmark = pytest.mark.sqlite
 
@@ -203,9 +204,11 @@ def test_unknown_engine_and_unreachable_file(tmp_path: Path) -> None:
 def test_up_starts_and_says_where_to_look(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     started = time.monotonic()
-    r = run(db, "up", "--exit-after", "0.5", "--refresh", "0.2")
+    port = free_port()
+    r = run(db, "up", "--exit-after", "0.5", "--refresh", "0.2", "--port", str(port))
     assert r.returncode == 0, r.stderr
     assert "creative-hub is up" in r.stdout and str(db) in r.stdout.replace("\n", "")
+    assert f"http://127.0.0.1:{port}" in r.stdout
     assert time.monotonic() - started < 60
 
 
