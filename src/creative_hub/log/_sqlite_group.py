@@ -1,0 +1,440 @@
+"""Consumer groups of the SQLite engine: partitions leased to live members.
+
+A topic has ``partitions`` partitions (``crc32(key) % partitions``); each is
+leased to one live member of a group at a time, so records with the same key
+are handled in order and never by two members at once.  A lease lasts one
+ack timeout and is renewed while the member lives; a member that is killed
+or paused loses it, and the next owner resumes from the committed position
+(at-least-once).  Commits are fenced by the lease generation, so a paused
+member that wakes up cannot move a partition it lost.  Un-acked deliveries
+are redelivered after the ack timeout; ``nack(delay)`` schedules one sooner.
+
+Leases use ``time.monotonic()`` (CLOCK_MONOTONIC, shared by every process on
+the machine, immune to wall-clock jumps) together with the kernel's boot id,
+so a lease written before a reboot is treated as expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LogClosed
+from .base import Delivery, Record, Start
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteLog
+
+__all__ = ["BOOT", "SQLiteSubscription"]
+
+logger = logging.getLogger(__name__)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: leases then only hold within one boot by luck
+        return "unknown"
+
+
+BOOT = _boot_id()
+
+
+@dataclass(slots=True)
+class _Part:
+    """A partition this member holds."""
+
+    generation: int
+    cursor: int  # highest seq fetched
+    prev_delivered: int  # the previous owner's high-water mark (for delivery counts)
+    lease_deadline: float  # monotonic; renew before it, deliver nothing after it
+    committed: int = 0
+    order: deque[int] = field(default_factory=deque)  # fetched, un-acked seqs, oldest first
+    acked: set[int] = field(default_factory=set)  # acked out of order, above `committed`
+    saved: int = 0  # the committed position last written
+    releasing: bool = False  # handing it to another member once all is acked
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A delivery waiting for its ack."""
+
+    part: int
+    record: Record
+    count: int
+    due: float  # monotonic time to deliver it again
+    generation: int
+
+
+class SQLiteSubscription:
+    """A member of a consumer group on one topic of a SQLiteLog."""
+
+    def __init__(
+        self,
+        log: SQLiteLog,
+        topic: str,
+        group: str,
+        consumer: str,
+        ack_timeout: float,
+        start: Start,
+        batch: int,
+    ) -> None:
+        self.log = log
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer
+        self.ack_timeout = ack_timeout
+        self.start = start
+        self.batch = batch
+        self.max_pending = max(4 * batch, 1024)
+        self.gaps = 0  # times the group found records removed by retention before it read them
+        self._parts: dict[int, _Part] = {}
+        self._buffer: deque[tuple[int, Delivery]] = deque()
+        # Insertion-ordered, so the first entry is the oldest un-acked delivery.
+        self._inflight: dict[int, _Flight] = {}
+        self._nacks: list[tuple[float, int]] = []  # (due, seq) heap of nacked deliveries
+        self._next_maintain = 0.0
+        self._joined = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<SQLite subscription {self.topic} group={self.group} consumer={self.consumer}>"
+
+    async def __aenter__(self) -> SQLiteSubscription:
+        await self._join()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delivery]:
+        while True:
+            try:
+                yield await self.next()
+            except LogClosed:
+                return
+
+    # -- membership ----------------------------------------------------------
+    async def _join(self) -> None:
+        if self._joined:
+            return
+        self.log._check_open()
+        self.log._subs.add(self)
+        topic, group, start = self.topic, self.group, self.start
+        log = self.log
+
+        def job(conn: sqlite3.Connection) -> None:
+            t = log._lookup_topic(conn, topic) or log._create_topic(conn, topic)
+            exists = conn.execute(
+                "SELECT 1 FROM groups WHERE topic = ? AND grp = ? LIMIT 1", (topic, group)
+            ).fetchone()
+            if not exists:
+                begin = 0
+                if start is Start.LATEST:
+                    begin = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {t.table}").fetchone()[0]
+                conn.executemany(
+                    "INSERT OR IGNORE INTO groups (topic, grp, part, committed, delivered) "
+                    "VALUES (?,?,?,?,?)",
+                    [(topic, group, p, begin, begin) for p in range(t.partitions)],
+                )
+
+        await log._write(job)
+        self._joined = True
+        await self._maintain()
+
+    async def _maintain(self) -> None:
+        """Heartbeat, renew leases, share partitions out fairly, save commits."""
+        now = time.monotonic()
+        until = now + self.ack_timeout
+        topic, group, me = self.topic, self.group, self.consumer
+        snapshot = {
+            p: (s.generation, s.releasing and not s.order, s.committed, s.cursor)
+            for p, s in self._parts.items()
+        }
+
+        def job(conn: sqlite3.Connection) -> tuple[dict[int, tuple[int, int, int]], set[int], int]:
+            conn.execute(
+                "INSERT OR REPLACE INTO members (topic, grp, consumer, until, boot) VALUES (?,?,?,?,?)",
+                (topic, group, me, until, BOOT),
+            )
+            conn.execute(
+                "DELETE FROM members WHERE topic = ? AND grp = ? AND (until < ? OR boot != ?)",
+                (topic, group, now, BOOT),
+            )
+            lost: set[int] = set()
+            released = 0
+            for part, (gen, release, committed, cursor) in snapshot.items():
+                if release:
+                    sql = "owner = NULL, lease_until = NULL"
+                    args: tuple[Any, ...] = ()
+                    released += 1
+                else:
+                    sql = "lease_until = ?, boot = ?"
+                    args = (until, BOOT)
+                cur = conn.execute(
+                    f"UPDATE groups SET {sql}, committed = ?, delivered = ? "
+                    "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
+                    (*args, committed, cursor, topic, group, part, me, gen),
+                )
+                if cur.rowcount == 0:
+                    lost.add(part)
+            members = conn.execute(
+                "SELECT count(*) FROM members WHERE topic = ? AND grp = ?", (topic, group)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "SELECT part, owner, lease_until, boot FROM groups WHERE topic = ? AND grp = ? ORDER BY part",
+                (topic, group),
+            ).fetchall()
+            target = math.ceil(len(rows) / max(members, 1))
+            held = len(snapshot) - len(lost) - released
+            gained: dict[int, tuple[int, int, int]] = {}
+            for part, owner, lease_until, boot in rows:
+                if held >= target:
+                    break
+                if part in snapshot:
+                    continue
+                free = owner is None or boot != BOOT or (lease_until is not None and lease_until < now)
+                if not free:
+                    continue
+                gen, committed, delivered = conn.execute(
+                    "UPDATE groups SET owner = ?, lease_until = ?, boot = ?, generation = generation + 1 "
+                    "WHERE topic = ? AND grp = ? AND part = ? RETURNING generation, committed, delivered",
+                    (me, until, BOOT, topic, group, part),
+                ).fetchone()
+                gained[part] = (gen, committed, delivered)
+                held += 1
+            return gained, lost, target
+
+        gained, lost, target = await self.log._write(job)
+        for part, (_, release, committed, _) in snapshot.items():
+            s = self._parts.get(part)
+            if s is None:
+                continue
+            if part in lost or release:
+                self._drop(part)
+            else:
+                s.lease_deadline = until
+                s.saved = committed
+        for part, (gen, committed, delivered) in gained.items():
+            self._parts[part] = _Part(gen, committed, delivered, until, committed=committed, saved=committed)
+        # Too many partitions (a member joined): give back the highest ones once
+        # their deliveries are acked, so per-key order survives the handover.
+        active = sorted(p for p, s in self._parts.items() if not s.releasing)
+        for part in active[target:]:
+            self._parts[part].releasing = True
+        self._next_maintain = time.monotonic() + min(self.ack_timeout / 3, 1.0)
+
+    def _drop(self, part: int) -> None:
+        self._parts.pop(part, None)
+        self._buffer = deque((p, d) for p, d in self._buffer if p != part)
+        for seq in [seq for seq, f in self._inflight.items() if f.part == part]:
+            del self._inflight[seq]
+
+    async def _flush(self) -> None:
+        """Save committed positions that moved, fenced by the lease generation."""
+        dirty = {
+            p: (s.generation, s.committed, s.cursor) for p, s in self._parts.items() if s.committed != s.saved
+        }
+        if not dirty:
+            return
+        topic, group, me = self.topic, self.group, self.consumer
+
+        def job(conn: sqlite3.Connection) -> set[int]:
+            lost = set()
+            for part, (gen, committed, cursor) in dirty.items():
+                cur = conn.execute(
+                    "UPDATE groups SET committed = ?, delivered = ? "
+                    "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
+                    (committed, cursor, topic, group, part, me, gen),
+                )
+                if cur.rowcount == 0:
+                    lost.add(part)
+            return lost
+
+        lost = await self.log._write(job)
+        for part, (_, committed, _) in dirty.items():
+            s = self._parts.get(part)
+            if s is not None:
+                s.saved = committed
+        for part in lost:
+            self._drop(part)
+
+    # -- delivery ------------------------------------------------------------
+    async def next(self, timeout: float | None = None) -> Delivery:
+        if not self._joined:
+            await self._join()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._lock:
+            while True:
+                if self._closed or self.log._closed:
+                    raise LogClosed("subscription")
+                now = time.monotonic()
+                if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
+                    await self._maintain()
+                    now = time.monotonic()
+                d = self._due(now)
+                if d is not None:
+                    return d
+                if self._buffer:
+                    return self._buffer.popleft()[1]
+                if len(self._inflight) < self.max_pending:
+                    await self._flush()
+                    await self._fetch()
+                    if self._buffer:
+                        return self._buffer.popleft()[1]
+                wait = min(self._next_maintain - now, self.log.poll_interval)
+                if self._inflight:
+                    wait = min(wait, next(iter(self._inflight.values())).due - now)
+                if self._nacks:
+                    wait = min(wait, self._nacks[0][0] - now)
+                if deadline is not None:
+                    if now >= deadline:
+                        raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
+                    wait = min(wait, deadline - now)
+                await self.log._wait_for_append(self.topic, max(wait, 0.001))
+
+    def _due(self, now: float) -> Delivery | None:
+        """An un-acked delivery whose time has come again, if any."""
+        while self._nacks and self._nacks[0][0] <= now:
+            due, seq = heapq.heappop(self._nacks)
+            f = self._inflight.get(seq)
+            if f is not None and f.due == due:
+                return self._redeliver(seq, f)
+        if self._inflight:
+            seq, f = next(iter(self._inflight.items()))
+            if f.due <= now:
+                return self._redeliver(seq, f)
+        return None
+
+    def _redeliver(self, seq: int, f: _Flight) -> Delivery:
+        del self._inflight[seq]  # re-inserted at the end: the dict stays oldest-first
+        f.count += 1
+        f.due = time.monotonic() + self.ack_timeout
+        self._inflight[seq] = f
+        return self._delivery(seq, f)
+
+    def _delivery(self, seq: int, f: _Flight) -> Delivery:
+        part, gen = f.part, f.generation
+
+        async def ack() -> None:
+            self._ack(part, seq, gen)
+
+        async def nack(delay: float) -> None:
+            flight = self._inflight.get(seq)
+            if flight is not None and flight.generation == gen:
+                flight.due = time.monotonic() + max(delay, 0.0)
+                heapq.heappush(self._nacks, (flight.due, seq))
+
+        return Delivery(f.record, f.count, ack, nack)
+
+    def _ack(self, part: int, seq: int, gen: int) -> None:
+        s = self._parts.get(part)
+        f = self._inflight.get(seq)
+        if s is None or f is None or s.generation != gen or f.generation != gen:
+            return  # a late ack for a partition we lost: its new owner redelivers
+        del self._inflight[seq]
+        s.acked.add(seq)
+        while s.order and s.order[0] in s.acked:
+            head = s.order.popleft()
+            s.acked.discard(head)
+            s.committed = head
+
+    async def _fetch(self) -> None:
+        now = time.monotonic()
+        want = {p: s.cursor for p, s in self._parts.items() if not s.releasing and s.lease_deadline > now}
+        if not want:
+            return
+        log, topic = self.log, self.topic
+        per_part = max(self.batch // len(want), 16)
+
+        def job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int, str, str, bytes, int]], int]:
+            t = log._lookup_topic(conn, topic)
+            if t is None:
+                return [], 0
+            trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()[0]
+            out: list[tuple[int, int, str, str, bytes, int]] = []
+            for part, cursor in want.items():
+                out.extend(
+                    (part, *r)
+                    for r in conn.execute(
+                        f"SELECT seq, id, key, body, time_ms FROM {t.table} "
+                        "WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
+                        (part, cursor, per_part),
+                    )
+                )
+            return out, trimmed
+
+        rows, trimmed = await log._read(job)
+        rows.sort(key=lambda r: r[1])
+        due = time.monotonic() + self.ack_timeout
+        for part, seq, id_, key, body, time_ms in rows:
+            s = self._parts.get(part)
+            if s is None or seq <= s.cursor:
+                continue
+            if s.cursor < trimmed:
+                self.gaps += 1
+                logger.warning(
+                    "%s group %s partition %d: records up to position %d were removed by retention "
+                    "before the group read them",
+                    topic,
+                    self.group,
+                    part,
+                    trimmed,
+                )
+            s.cursor = seq
+            s.order.append(seq)
+            f = _Flight(
+                part,
+                Record(topic, str(seq), id_, key, body, time_ms),
+                2 if seq <= s.prev_delivered else 1,
+                due,
+                s.generation,
+            )
+            self._inflight[seq] = f
+            self._buffer.append((part, self._delivery(seq, f)))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.log._subs.discard(self)
+        if not self._joined or self.log._writer is None or self.log._closed:
+            return
+        topic, group, me = self.topic, self.group, self.consumer
+        parts = {p: (s.generation, s.committed, s.cursor) for p, s in self._parts.items()}
+
+        def job(conn: sqlite3.Connection) -> None:
+            for part, (gen, committed, cursor) in parts.items():
+                # Un-acked deliveries stay after `committed`: the next owner gets them.
+                conn.execute(
+                    "UPDATE groups SET owner = NULL, lease_until = NULL, committed = ?, delivered = ? "
+                    "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
+                    (committed, cursor, topic, group, part, me, gen),
+                )
+            conn.execute(
+                "DELETE FROM members WHERE topic = ? AND grp = ? AND consumer = ?", (topic, group, me)
+            )
+
+        try:
+            await self.log._write(job)
+        except Exception:  # leaving is best effort: leases expire anyway
+            logger.exception("could not leave group %s cleanly", group)
+        self._parts.clear()
+        self._buffer.clear()
+        self._inflight.clear()
