@@ -164,6 +164,19 @@ def parse_since(text: str) -> float:
     return dt.timestamp()
 
 
+def _command_name() -> str:
+    """``creative-hub`` if that is on PATH, else the path that runs it (e.g. .venv/bin/creative-hub)."""
+    import shutil
+
+    if shutil.which("creative-hub"):
+        return "creative-hub"
+    script = Path(sys.executable).parent / "creative-hub"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def _read_events(source: str) -> list[Any]:
     """Events from a file or stdin: one object, an array, or JSON lines."""
     if source == "-":
@@ -253,11 +266,12 @@ def up(
                 out.print(f"  log file: [cyan]{Path(log[len('sqlite:///') :].split('?')[0]).resolve()}[/]")
             if port:
                 out.print(f"  HTTP API: [cyan]http://{host}:{port}[/]  (OpenAPI: /docs, health: /readyz)")
+            exe = _command_name()
             out.print(
-                "  publish:  creative-hub publish --type creative.narrative.fragment "
+                f"  publish:  {exe} publish --type creative.narrative.fragment "
                 '--data \'{"story": "s1", "title": "Hello", "text": "..."}\''
             )
-            out.print("  watch:    creative-hub tail -f creative.narrative")
+            out.print(f"  watch:    {exe} tail -f creative.narrative")
             out.print("  Ctrl-C stops.")
             started_at = time.monotonic()
             try:
