@@ -142,6 +142,7 @@ class SQLiteLog:
     """
 
     engine = "sqlite"
+    ATOMIC_APPEND = True  # a batch is one transaction: all of it is stored, or none
 
     def __init__(
         self,

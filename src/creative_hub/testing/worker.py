@@ -41,6 +41,15 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ack-timeout", type=float, default=2.0)
     p.add_argument("--hang-after", type=int, default=0)
     p.add_argument("--max", type=int, default=1_000_000)
+    p.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=3600.0,
+        help="how long to hang before acking late and going on (a SIGSTOP makes it longer)",
+    )
+    p.add_argument(
+        "--idle-exit", type=float, default=0.0, help="exit after this many idle seconds (0: never)"
+    )
     a = p.parse_args(argv)
     ledger = EffectLedger(a.ledger)
     log = open_log(a.url)
@@ -48,17 +57,19 @@ async def main(argv: list[str] | None = None) -> None:
     consumer = f"worker-{os.getpid()}"
     handled = 0
     async with log.subscribe(a.topic, a.group, consumer=consumer, ack_timeout=a.ack_timeout) as sub:
-        async for d in sub:
+        while handled < a.max:
+            try:
+                d = await sub.next(timeout=a.idle_exit or None)
+            except TimeoutError:
+                break
             record_effect(ledger, a.group, d.id, consumer)
             if handled == a.hang_after:
                 tmp = Path(a.marker + ".tmp")
                 tmp.write_text(d.id)
                 tmp.rename(a.marker)
-                await asyncio.sleep(3600)  # killed here, effect done, ack not sent
-            await d.ack()
+                await asyncio.sleep(a.hang_seconds)  # killed or stopped here: effect done, ack not sent
+            await d.ack()  # late, if it hung: must be a harmless no-op then
             handled += 1
-            if handled >= a.max:
-                break
     await log.close()
 
 

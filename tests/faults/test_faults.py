@@ -1,0 +1,248 @@
+"""One fault suite, every engine: processes killed, paused and restarted, a
+network partition, duplicate publishes.  Each scenario ends with a ledger
+check (creative_hub.testing.faults.History): every acknowledged event is
+there, nothing unexpected, each effect exactly once, per-key order kept.
+
+Scenarios an engine cannot honour are skipped with the reason in
+``CANNOT`` (and in the README's scenario x engine table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from creative_hub.ledger import EffectLedger
+from creative_hub.log import Log, open_log
+from creative_hub.testing.contract import WAIT, new_topic
+from creative_hub.testing.faults import History
+from creative_hub.testing.publisher import entry
+from creative_hub.testing.servers import start_server
+from creative_hub.testing.worker import record_effect
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+BROKERS = ("redis", "kafka", "nats")
+CANNOT: dict[tuple[str, str], str] = {
+    (
+        "sqlite",
+        "broker",
+    ): "no broker: the log is a file in the hub's own process (see the publisher-kill scenario)",
+}
+
+
+def skip_unless(engine: str, scenario: str) -> None:
+    reason = CANNOT.get((engine, scenario))
+    if reason:
+        pytest.skip(f"{engine} cannot run {scenario}: {reason}")
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", *args])
+
+
+async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not path.exists() or not path.read_text().strip():
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what} did not get going"
+        await asyncio.sleep(0.05)
+
+
+def acked_ids(path: Path) -> set[str]:
+    return {line for line in path.read_text().splitlines() if line} if path.exists() else set()
+
+
+async def read_ids(log: Log, topic: str) -> list[str]:
+    return [r.id async for r in log.read(topic)]
+
+
+def history_of(count: int, acked: set[str]) -> History:
+    h = History()
+    for n in range(count):
+        e = entry("e", n)
+        h.attempt(e.id, e.key, n // 5)
+    h.ack(acked)
+    return h
+
+
+async def test_consumer_paused_past_its_lease_acks_late_harmlessly(
+    log: Log, log_url: str, tmp_path: Path
+) -> None:
+    # A member does the effect of its 4th event and is SIGSTOPped before its
+    # ack, longer than the ack timeout.  Another member takes over; then the
+    # first is resumed and acks late.  Every effect still happens exactly once.
+    topic, group = new_topic("faults"), "stopped"
+    entries = [entry("e", n) for n in range(40)]
+    await log.append(topic, entries)
+    ledger_path, marker = tmp_path / "ledger.db", tmp_path / "marker"
+    ledger = EffectLedger(ledger_path)
+    worker = spawn(
+        "creative_hub.testing.worker",
+        log_url,
+        topic,
+        group,
+        str(ledger_path),
+        str(marker),
+        "--ack-timeout",
+        "2",
+        "--hang-after",
+        "3",
+        "--hang-seconds",
+        "1",
+        "--idle-exit",
+        "3",
+    )
+    try:
+        await wait_for_file(marker, worker, "worker")
+        os.kill(worker.pid, signal.SIGSTOP)
+        async with log.subscribe(topic, group, consumer="survivor", ack_timeout=2) as sub:
+            while len(ledger.handled(group)) < len(entries):
+                d = await sub.next(timeout=WAIT)
+                record_effect(ledger, group, d.id, "survivor")
+                await d.ack()
+            os.kill(worker.pid, signal.SIGCONT)  # it wakes, acks late, goes on
+            deadline = time.monotonic() + WAIT
+            while worker.poll() is None and time.monotonic() < deadline:
+                try:
+                    d = await sub.next(timeout=0.2)
+                except TimeoutError:
+                    continue
+                record_effect(ledger, group, d.id, "survivor")
+                await d.ack()
+        assert worker.wait(WAIT) == 0
+    finally:
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGCONT)
+            worker.kill()
+            worker.wait()
+    effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
+    assert {i for i, _ in effects} == {e.id for e in entries}
+    assert all(c == 1 for _, c in effects), "an effect happened twice"
+
+
+async def test_publisher_killed_mid_batch_loses_no_acked_event(
+    log: Log, log_url: str, tmp_path: Path
+) -> None:
+    topic, acks = new_topic("faults"), tmp_path / "acks"
+    pub = spawn(
+        "creative_hub.testing.publisher", log_url, topic, str(acks), "--count", "100000", "--batch", "200"
+    )
+    try:
+        await wait_for_file(acks, pub, "publisher")
+        await asyncio.sleep(0.5)
+        os.kill(pub.pid, signal.SIGKILL)
+        pub.wait()
+    finally:
+        if pub.poll() is None:
+            pub.kill()
+            pub.wait()
+    acked = acked_ids(acks)
+    assert acked
+    h = history_of(100_000, acked)
+    h.read = await read_ids(log, topic)
+    report = h.check()
+    assert report.ok, str(report)
+    if getattr(type(log), "ATOMIC_APPEND", False):
+        stored = {int(i.split("-")[1]) for i in h.read}
+        batches = {n // 200 for n in stored}
+        partial = [b for b in batches if not all(b * 200 + k in stored for k in range(200))]
+        assert not partial, f"batches stored in part: {partial}"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_broker_restart_keeps_every_acked_event(engine: str, tmp_path: Path, how: str) -> None:
+    skip_unless(engine, "broker")
+    server = start_server(engine, tmp_path / "server")
+    try:
+        topic, acks = new_topic("faults"), tmp_path / "acks"
+        pub = spawn(
+            "creative_hub.testing.publisher",
+            server.url,
+            topic,
+            str(acks),
+            "--count",
+            "3000",
+            "--batch",
+            "50",
+            "--pause",
+            "0.01",
+            "--timeout",
+            "5",
+        )
+        try:
+            await wait_for_file(acks, pub, "publisher")
+            if how == "SIGKILL":
+                server.kill()
+            else:
+                server.stop()
+            await asyncio.sleep(1.0)
+            server.start()
+            assert pub.wait(240) == 0, "the publisher did not finish after the restart"
+        finally:
+            if pub.poll() is None:
+                pub.kill()
+                pub.wait()
+        log = open_log(server.url)
+        await log.open()
+        try:
+            h = history_of(3000, acked_ids(acks))
+            h.read = await read_ids(log, topic)
+        finally:
+            await log.close()
+        report = h.check()
+        assert report.ok, str(report)
+        assert len(h.read) == 3000
+    finally:
+        server.stop()
+
+
+async def test_broker_paused_publisher_retries_into_one_copy(engine: str, tmp_path: Path) -> None:
+    skip_unless(engine, "broker")
+    server = start_server(engine, tmp_path / "server")
+    try:
+        topic, acks = new_topic("faults"), tmp_path / "acks"
+        pub = spawn(
+            "creative_hub.testing.publisher",
+            server.url,
+            topic,
+            str(acks),
+            "--count",
+            "2000",
+            "--batch",
+            "50",
+            "--pause",
+            "0.01",
+            "--timeout",
+            "3",
+        )
+        try:
+            await wait_for_file(acks, pub, "publisher")
+            server.pause()
+            await asyncio.sleep(6.0)  # longer than the publisher's timeout: indefinite outcomes
+            server.resume()
+            assert pub.wait(240) == 0, "the publisher did not finish after the pause"
+        finally:
+            server.resume()
+            if pub.poll() is None:
+                pub.kill()
+                pub.wait()
+        log = open_log(server.url)
+        await log.open()
+        try:
+            h = history_of(2000, acked_ids(acks))
+            h.read = await read_ids(log, topic)
+        finally:
+            await log.close()
+        report = h.check()
+        assert report.ok, str(report)
+        assert len(h.read) == 2000
+    finally:
+        server.stop()
