@@ -42,7 +42,8 @@ class Report:
     def __str__(self) -> str:
         return (
             f"lost={sorted(self.lost)[:10]} ({len(self.lost)}), unexpected={sorted(self.unexpected)[:10]}, "
-            f"duplicates={dict(list(self.duplicates.items())[:10])}, nonmonotonic={list(self.nonmonotonic)[:10]}, "
+            f"duplicates={dict(list(self.duplicates.items())[:10])}, "
+            f"nonmonotonic={list(self.nonmonotonic)[:10]}, "
             f"indefinite-but-stored={self.unacked_present}"
         )
 
