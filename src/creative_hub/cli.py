@@ -625,6 +625,11 @@ from .cli_peers import register as _register_peer_commands  # noqa: E402 -- need
 _register_peer_commands(app)
 
 
+from .sources.cli import ingest_app  # noqa: E402
+
+app.add_typer(ingest_app, name="ingest")
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,0 +1,342 @@
+"""GitHub objects -> hub events, shared by the webhook receiver and the REST poller.
+
+A pull request, issue or review is built from the same object whichever way
+it arrived (a webhook's ``pull_request`` and the REST API's pull are one
+shape), so the webhook and the poller derive the same id and the same
+payload for the same state.  Revisions of a pull request or an issue are
+separate events (id from number, ``updated_at`` and action); all of them,
+with their reviews and comments, share ``correlationid`` = the thread id
+(``thread_id(repo, "pull", 2)``), which is also what a comment is ``on``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..event import Event, derive_id
+from ..schemas import Comment, Commit, Issue, Person, PullRequest, Review, Webpage
+from .base import Item, ItemError, Principals, commit_id, find_refs, link, make_event
+
+__all__ = [
+    "commit_event",
+    "infer_action",
+    "issue_comment_event",
+    "issue_event",
+    "pull_event",
+    "review_comment_event",
+    "review_event",
+    "thread_id",
+    "webhook_events",
+]
+
+_REVIEW_STATES = {"approved", "changes_requested", "commented", "dismissed", "pending"}
+
+
+def thread_id(repo: str, kind: str, number: int) -> str:
+    """The id of a pull request's / issue's conversation: its revisions' correlationid."""
+    return derive_id("github", repo, kind, str(number))
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _person(user: Any) -> Person | None:
+    if not isinstance(user, Mapping):
+        return None
+    return Person(
+        login=user.get("login") or user.get("username"), name=user.get("name"), email=user.get("email")
+    )
+
+
+def _event(type_: str, key: list[str], repo: str, subject: str, data: Any, who: str, when: Any) -> Event:
+    return make_event(
+        type_,
+        id=derive_id("github", repo, *key),
+        source=f"github:{repo}",
+        subject=subject,
+        data=data,
+        creator=who,
+        time=_time(when),
+    )
+
+
+def infer_action(obj: Mapping[str, Any]) -> str:
+    """What happened last to a polled pull / issue, in webhook words where it can be known."""
+    updated = obj.get("updated_at")
+    if updated and updated == obj.get("created_at"):
+        return "opened"
+    if updated and updated == obj.get("closed_at"):
+        return "closed"
+    return "edited"
+
+
+def commit_event(repo: str, c: Mapping[str, Any], principals: Principals) -> Item:
+    """A commit from a push payload (``id``) or the REST API (``sha`` + ``commit``)."""
+    sha = c.get("sha") or c.get("id")
+    inner = c.get("commit") if isinstance(c.get("commit"), Mapping) else c
+    if not isinstance(sha, str) or not isinstance(inner, Mapping):
+        return ItemError(f"{repo}@?", "commit without a sha")
+    author = inner.get("author") or {}
+    login = (c.get("author") or {}).get("login") if "commit" in c else author.get("username")
+    message = inner.get("message") or ""
+    url = c.get("html_url") or c.get("url") if "commit" not in c else c.get("html_url")
+    links = [link("same-as", commit_id(sha), sha), *find_refs(message)]
+    data = Commit(
+        repo=repo,
+        sha=sha,
+        message=message,
+        author=Person(name=author.get("name"), email=author.get("email"), login=login),
+        url=url,
+        extra={"links": links},
+    )
+    who = principals.principal(login, author.get("email"), author.get("name"))
+    when = author.get("date") or c.get("timestamp")
+    return _event("creative.engineering.commit", ["commit", sha], repo, repo, data, who, when)
+
+
+def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals: Principals) -> Item:
+    """One revision of a pull request."""
+    number = pr.get("number")
+    if not isinstance(number, int) or not pr.get("title"):
+        return ItemError(f"{repo}#?", "pull request without number or title")
+    state = (
+        "merged"
+        if pr.get("merged_at")
+        else "draft"
+        if pr.get("draft") and pr.get("state") == "open"
+        else pr["state"]
+    )
+    act = action or infer_action(pr)
+    data = PullRequest(
+        repo=repo,
+        number=number,
+        title=pr["title"],
+        state=state,  # type: ignore[arg-type]  # one of the Literal's values, or validation names it
+        author=_person(pr.get("user")),
+        body=pr.get("body"),
+        base=(pr.get("base") or {}).get("ref"),
+        head=(pr.get("head") or {}).get("ref"),
+        url=pr.get("html_url"),
+        action=act,
+        extra={"links": find_refs(f"{pr['title']}\n{pr.get('body') or ''}")} if pr.get("body") else {},
+    )
+    login = (pr.get("user") or {}).get("login")
+    ev = _event(
+        "creative.engineering.pull_request",
+        ["pull_request", str(number), str(pr.get("updated_at")), act],
+        repo,
+        f"{repo}/pull/{number}",
+        data,
+        principals.principal(login),
+        pr.get("updated_at"),
+    )
+    ev.correlationid = thread_id(repo, "pull", number)
+    return ev
+
+
+def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Principals) -> Item:
+    """A review of pull request ``number``."""
+    state = str(r.get("state", "")).lower()
+    if state not in _REVIEW_STATES or not isinstance(r.get("id"), int):
+        return ItemError(f"{repo}/pull/{number}", f"review with unknown state {state!r}")
+    login = (r.get("user") or {}).get("login")
+    thread = thread_id(repo, "pull", number)
+    data = Review(
+        repo=repo,
+        pull_request=number,
+        state=state,  # type: ignore[arg-type]  # checked against _REVIEW_STATES above
+        reviewer=_person(r.get("user")),
+        body=r.get("body"),
+        url=r.get("html_url"),
+        extra={"links": [link("on", thread, f"{repo}#{number}")]},
+    )
+    ev = _event(
+        "creative.engineering.review",
+        ["review", str(r["id"]), state],
+        repo,
+        f"{repo}/pull/{number}",
+        data,
+        principals.principal(login),
+        r.get("submitted_at"),
+    )
+    ev.correlationid = thread
+    return ev
+
+
+def issue_event(repo: str, issue: Mapping[str, Any], action: str | None, principals: Principals) -> Item:
+    """One revision of an issue."""
+    number = issue.get("number")
+    if not isinstance(number, int) or not issue.get("title"):
+        return ItemError(f"{repo}#?", "issue without number or title")
+    act = action or infer_action(issue)
+    data = Issue(
+        repo=repo,
+        number=number,
+        title=issue["title"],
+        state=issue.get("state", "open"),
+        author=_person(issue.get("user")),
+        body=issue.get("body"),
+        labels=[lb["name"] for lb in issue.get("labels") or [] if isinstance(lb, Mapping) and lb.get("name")],
+        url=issue.get("html_url"),
+        action=act,
+    )
+    login = (issue.get("user") or {}).get("login")
+    ev = _event(
+        "creative.engineering.issue",
+        ["issue", str(number), str(issue.get("updated_at")), act],
+        repo,
+        f"{repo}/issues/{number}",
+        data,
+        principals.principal(login),
+        issue.get("updated_at"),
+    )
+    ev.correlationid = thread_id(repo, "issue", number)
+    return ev
+
+
+def _comment(
+    repo: str,
+    kind: str,
+    number: int,
+    c: Mapping[str, Any],
+    extra: dict[str, Any],
+    principals: Principals,
+    key: str,
+) -> Item:
+    body = c.get("body")
+    if not isinstance(body, str) or not body.strip() or not isinstance(c.get("id"), int):
+        return ItemError(f"{repo}/{kind}/{number}", "comment without id or text")
+    thread = thread_id(repo, kind, number)
+    login = (c.get("user") or {}).get("login")
+    extra = {
+        **extra,
+        "url": c.get("html_url"),
+        "author": login,
+        "links": [link("on", thread, f"{repo}#{number}"), *find_refs(body)],
+    }
+    path = "pull" if kind == "pull" else "issues"
+    ev = _event(
+        "creative.feedback.comment",
+        [key, str(c["id"]), str(c.get("updated_at"))],
+        repo,
+        f"{repo}/{path}/{number}",
+        Comment(on=thread, text=body, extra=extra),
+        principals.principal(login),
+        c.get("updated_at"),
+    )
+    ev.correlationid = thread
+    return ev
+
+
+def issue_comment_event(
+    repo: str, issue: Mapping[str, Any], c: Mapping[str, Any], principals: Principals
+) -> Item:
+    """A comment on an issue (or on a pull request's conversation)."""
+    kind = "pull" if issue.get("pull_request") else "issue"
+    return _comment(repo, kind, int(issue.get("number", 0)), c, {}, principals, "issue_comment")
+
+
+def review_comment_event(repo: str, number: int, c: Mapping[str, Any], principals: Principals) -> Item:
+    """A comment on a line of a pull request's diff."""
+    extra = {
+        k: c[k] for k in ("path", "line", "commit_id", "pull_request_review_id", "diff_hunk") if c.get(k)
+    }
+    return _comment(repo, "pull", number, c, extra, principals, "review_comment")
+
+
+def _page(
+    repo: str,
+    key: list[str],
+    url: str,
+    title: str,
+    description: str | None,
+    when: Any,
+    extra: dict[str, Any],
+    who: str,
+) -> Event:
+    data = Webpage(
+        url=url, title=title, description=description, site_name="GitHub", published=_time(when), extra=extra
+    )
+    return _event("creative.metadata.webpage", key, repo, repo, data, who, when)
+
+
+def webhook_events(name: str, payload: Mapping[str, Any], principals: Principals) -> list[Item]:
+    """Events for one webhook delivery (``X-GitHub-Event: name``); [] for events with nothing to store."""
+    repo_obj = payload.get("repository") or {}
+    repo = repo_obj.get("full_name")
+    if not isinstance(repo, str):
+        return [ItemError(name, "payload has no repository.full_name")]
+    sender = (payload.get("sender") or {}).get("login")
+    action = payload.get("action")
+    if name == "push":
+        return [commit_event(repo, c, principals) for c in payload.get("commits") or []]
+    if name == "pull_request":
+        return [pull_event(repo, payload["pull_request"], action, principals)]
+    if name == "pull_request_review":
+        return [review_event(repo, payload["pull_request"]["number"], payload["review"], principals)]
+    if name == "pull_request_review_comment":
+        return [review_comment_event(repo, payload["pull_request"]["number"], payload["comment"], principals)]
+    if name == "issues":
+        return [issue_event(repo, payload["issue"], action, principals)]
+    if name == "issue_comment":
+        return [issue_comment_event(repo, payload["issue"], payload["comment"], principals)]
+    # No engineering type exists yet for refs, forks and releases: they are pages on GitHub.
+    html = repo_obj.get("html_url") or f"https://github.com/{repo}"
+    if name == "create":
+        ref, kind = payload.get("ref"), payload.get("ref_type")
+        extra = {"github_event": "create", "ref": ref, "ref_type": kind, "repo": repo}
+        return [
+            _page(
+                repo,
+                ["create", str(kind), str(ref)],
+                f"{html}/tree/{ref}",
+                f"{kind} {ref} in {repo}",
+                payload.get("description"),
+                None,
+                extra,
+                principals.principal(sender),
+            )
+        ]
+    if name == "fork":
+        f = payload["forkee"]
+        extra = {"github_event": "fork", "forked_from": repo, "fork": f.get("full_name")}
+        return [
+            _page(
+                repo,
+                ["fork", str(f.get("full_name"))],
+                f["html_url"],
+                f"{f.get('full_name')} (fork of {repo})",
+                f.get("description"),
+                f.get("created_at"),
+                extra,
+                principals.principal((f.get("owner") or {}).get("login"), sender),
+            )
+        ]
+    if name == "release":
+        r = payload["release"]
+        extra = {
+            "github_event": "release",
+            "action": action,
+            "tag": r.get("tag_name"),
+            "repo": repo,
+            "prerelease": bool(r.get("prerelease")),
+            "draft": bool(r.get("draft")),
+        }
+        return [
+            _page(
+                repo,
+                ["release", str(r.get("id")), str(action)],
+                r["html_url"],
+                r.get("name") or r["tag_name"],
+                r.get("body"),
+                r.get("published_at") or r.get("created_at"),
+                extra,
+                principals.principal((r.get("author") or {}).get("login"), sender),
+            )
+        ]
+    return []

@@ -1,0 +1,169 @@
+"""BibTeX files: each entry a paper event, LaTeX accents and braces decoded.
+
+Parsed with bibtexparser 2 (its LaTeX decoding middleware turns ``{\\'e}``
+into ``é``).  An entry's id comes from its DOI when it has one, else from
+its arXiv id, else from its citation key and title; it links ``same-as`` to
+the events the CrossRef and arXiv connectors derive for the same DOI / id.
+A block the parser cannot read is an ItemError with its line.
+
+    BibtexSource([Path("refs.bib")], principals=Principals({"Renes, Joseph M.": "joe"}))
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..event import derive_id
+from ..schemas import Paper
+from .base import (
+    Item,
+    ItemError,
+    Principals,
+    arxiv_paper_id,
+    doi_paper_id,
+    link,
+    make_event,
+    normalize_arxiv_id,
+    normalize_doi,
+)
+
+try:
+    import bibtexparser
+    import bibtexparser.middlewares as mw
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise ImportError('The BibTeX source needs: pip install "creative-hub[sources]"') from e
+
+__all__ = ["BibtexSource", "parse_bibtex"]
+
+# bibtexparser logs each failed block; we report them as ItemErrors instead.
+logging.getLogger("bibtexparser").setLevel(logging.ERROR)
+
+_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+
+
+def _clean(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    # Double-braced titles ({{Title}}) keep their case protection as braces.
+    text = re.sub(r"\s+", " ", value.replace("{", "").replace("}", "")).strip()
+    return text or None
+
+
+def _person(name: str) -> str:
+    """``Renes, Joseph M.`` -> ``Joseph M. Renes`` (BibTeX's "last, first")."""
+    last, sep, first = name.partition(",")
+    return f"{first.strip()} {last.strip()}".strip() if sep else name.strip()
+
+
+def parse_bibtex(text: str, where: str, principals: Principals | None = None) -> Iterator[Item]:
+    """Paper events from BibTeX text, in file order; unreadable blocks as ItemErrors."""
+    principals = principals or Principals()
+    library = bibtexparser.parse_string(  # type: ignore[attr-defined]
+        text, append_middleware=[mw.LatexDecodingMiddleware(), mw.SeparateCoAuthors()]
+    )
+    blocks = sorted(
+        [*library.entries, *library.failed_blocks], key=lambda b: b.start_line if b.start_line else 0
+    )
+    for block in blocks:
+        line = (block.start_line or 0) + 1
+        if isinstance(block, bibtexparser.model.Entry):
+            yield _entry(block, f"{where}:{line}", where, principals)
+        else:
+            error = getattr(block, "error", None)
+            first = (getattr(block, "raw", "") or "").strip().splitlines()[:1]
+            yield ItemError(
+                f"{where}:{line}",
+                f"unreadable BibTeX block {first[0][:60] if first else ''!r}: "
+                f"{type(error).__name__ if error else 'parse error'} (an unclosed brace or a missing comma?)",
+            )
+
+
+def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
+    fields = {f.key.lower(): f.value for f in entry.fields}
+    title = _clean(fields.get("title"))
+    if not title:
+        return ItemError(f"{ref} @{entry.entry_type}{{{entry.key}}}", "entry has no title")
+    raw_authors = fields.get("author") or []
+    if isinstance(raw_authors, str):
+        raw_authors = [raw_authors]
+    authors = [_person(a) for a in (_clean(x) for x in raw_authors) if a]
+    doi = normalize_doi(fields["doi"]) if isinstance(fields.get("doi"), str) and fields["doi"] else None
+    arxiv = fields.get("eprint") or fields.get("arxivid")
+    is_arxiv = isinstance(arxiv, str) and (
+        str(fields.get("archiveprefix", "")).lower() == "arxiv" or "arxivid" in fields
+    )
+    arxiv_id = normalize_arxiv_id(arxiv) if is_arxiv and isinstance(arxiv, str) else None
+    year = _clean(fields.get("year"))
+    month = _MONTHS.get(str(fields.get("month", "")).strip().lower()[:3])
+    published = f"{year}-{month:02d}" if year and month else year
+    when = datetime(int(year), month or 1, 1, tzinfo=UTC) if year and year.isdigit() else None
+    links = []
+    if doi:
+        links.append(link("same-as", doi_paper_id(doi), f"doi:{doi}"))
+    if arxiv_id:
+        links.append(link("same-as", arxiv_paper_id(arxiv_id), f"arXiv:{arxiv_id}"))
+    extra: dict[str, Any] = {"key": entry.key, "entry_type": entry.entry_type}
+    for k in ("publisher", "volume", "number", "pages", "keywords", "isbn", "issn"):
+        if _clean(fields.get(k)):
+            extra[k] = _clean(fields.get(k))
+    if links:
+        extra["links"] = links
+    data = Paper(
+        title=title,
+        authors=authors,
+        doi=doi,
+        arxiv_id=arxiv_id,
+        abstract=_clean(fields.get("abstract")),
+        published=published,
+        venue=_clean(fields.get("journal") or fields.get("booktitle")),
+        url=_clean(fields.get("url")),
+        extra=extra,
+    )
+    # Ids from what names the work, not from the file: the same entry in two files is one event.
+    if doi:
+        eid = derive_id("bibtex", "doi", doi)
+    elif arxiv_id:
+        eid = derive_id("bibtex", "arxiv", arxiv_id)
+    else:
+        eid = derive_id("bibtex", "key", entry.key, title)
+    return make_event(
+        "creative.metadata.paper",
+        id=eid,
+        source=f"bibtex:{Path(where).name}",
+        subject=f"doi:{doi}" if doi else f"arXiv:{arxiv_id}" if arxiv_id else f"bibtex:{entry.key}",
+        data=data,
+        creator=principals.principal(*authors[:1], *raw_authors[:1]) if authors else "bibtex",
+        time=when,
+    )
+
+
+class BibtexSource:
+    """Entries of BibTeX files."""
+
+    name = "bibtex"
+
+    def __init__(self, files: Sequence[Path], *, principals: Principals | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        self.principals = principals or Principals()
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Every entry of every file, in order."""
+        for path in self.files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                # Old exports are often Latin-1; BibTeX itself is byte-oriented.
+                text = path.read_bytes().decode("latin-1")
+            except OSError as e:
+                yield ItemError(str(path), f"cannot read: {e.strerror}")
+                continue
+            for item in parse_bibtex(text, str(path), self.principals):
+                yield item
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""

@@ -1,0 +1,300 @@
+"""Ceremonies: iCalendar files (.ics, with recurrence and attendees) and a small YAML/JSON schema.
+
+Each VEVENT, and each ceremony in a YAML/JSON file, becomes a
+``creative.ceremony.session`` event.  Ids come from the iCalendar UID (plus
+RECURRENCE-ID for a moved occurrence) or the ceremony's ``id``.
+
+    CalendarSource([Path("team.ics")])
+    CeremonySource([Path("solstice.yaml")], owner="alice")
+
+The ceremony schema (one mapping, a list, or ``{"ceremonies": [...]}``)::
+
+    id: solstice-2026                 # optional; default: title + start
+    title: Winter solstice circle     # required
+    start: 2026-12-21T17:00:00+01:00  # required, with a UTC offset
+    end: 2026-12-21T18:30:00+01:00    # optional; default: start + the phases' minutes
+    place: The old oak
+    intention: Let the year go
+    host: alice                       # the creator (mapped like any login)
+    participants: [alice, bob]
+    recurrence: FREQ=YEARLY           # an RRULE
+    phases:
+      - {name: Arrival, minutes: 15}
+      - {name: Silence, minutes: 20, description: Nobody speaks}
+
+A time zone an .ics names but never defines (and that is no IANA zone) is an
+ItemError for that event; the rest of the calendar goes in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..event import derive_id
+from ..schemas import Phase, Session
+from .base import Item, ItemError, Principals, make_event
+
+try:
+    import icalendar
+    import yaml
+    from dateutil.rrule import rrulestr
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise ImportError('The calendar sources need: pip install "creative-hub[sources]"') from e
+
+__all__ = ["CalendarSource", "CeremonySource", "parse_calendar", "parse_ceremonies"]
+
+MAX_OCCURRENCES = 100  # occurrences of a recurring event listed in extra["occurrences"]
+
+
+def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
+    """A timezone-aware datetime from a DTSTART/DTEND value, or ValueError saying why not."""
+    tzid = prop.params.get("TZID") if prop is not None else None
+    if tzid and tzid not in defined and not _iana(tzid):
+        # icalendar caches zones across calendars: check this calendar defines it.
+        raise ValueError(f"{what}: time zone {tzid!r} is not defined in the calendar (no VTIMEZONE)")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            tzid = prop.params.get("TZID") if prop is not None else None
+            if tzid:
+                raise ValueError(f"{what}: time zone {tzid!r} is not defined in the calendar (no VTIMEZONE)")
+            return value.replace(tzinfo=UTC)  # a "floating" time: read as UTC, flagged in extra
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise ValueError(f"{what}: not a date or time ({value!r})")
+
+
+def _iana(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+        return True
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+
+
+def _address(value: Any) -> str:
+    return str(value).removeprefix("mailto:").removeprefix("MAILTO:")
+
+
+def parse_calendar(raw: bytes, where: str, principals: Principals | None = None) -> Iterator[Item]:
+    """Session events of one iCalendar document, one per VEVENT."""
+    principals = principals or Principals()
+    try:
+        cal = icalendar.Calendar.from_ical(raw)
+    except ValueError as e:
+        yield ItemError(where, f"not an iCalendar file: {e}")
+        return
+    defined = {str(tz.get("TZID")) for tz in cal.walk("VTIMEZONE")}
+    for n, ev in enumerate(cal.walk("VEVENT"), 1):
+        ref = f"{where}#{n}"
+        try:
+            yield _vevent(ev, ref, where, principals, defined)
+        except (ValueError, TypeError) as e:
+            yield ItemError(f"{ref} {ev.get('SUMMARY', '')}".strip(), str(e))
+
+
+def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[str]) -> Item:
+    uid = str(ev.get("UID") or "")
+    title = str(ev.get("SUMMARY") or "").strip()
+    if not uid:
+        return ItemError(ref, "VEVENT has no UID")
+    if not title:
+        return ItemError(ref, f"VEVENT {uid} has no SUMMARY")
+    start_prop = ev.get("DTSTART")
+    if start_prop is None:
+        return ItemError(ref, f"VEVENT {uid} has no DTSTART")
+    start = _aware(start_prop.dt, start_prop, "DTSTART", defined)
+    end = None
+    if ev.get("DTEND") is not None:
+        end = _aware(ev["DTEND"].dt, ev["DTEND"], "DTEND", defined)
+    elif ev.get("DURATION") is not None:
+        end = start + ev["DURATION"].dt
+    attendees = ev.get("ATTENDEE") or []
+    if not isinstance(attendees, list):
+        attendees = [attendees]
+    people = []
+    for a in attendees:
+        params = getattr(a, "params", {})
+        person = {"email": _address(a)}
+        for key, name in (("CN", "name"), ("ROLE", "role"), ("PARTSTAT", "status")):
+            if params.get(key):
+                person[name] = str(params[key])
+        people.append(person)
+    organizer = ev.get("ORGANIZER")
+    org_email = _address(organizer) if organizer is not None else None
+    org_name = (
+        str(organizer.params.get("CN")) if organizer is not None and organizer.params.get("CN") else None
+    )
+    rrule = ev.get("RRULE")
+    recurrence = rrule.to_ical().decode() if rrule is not None else None
+    extra: dict[str, Any] = {"uid": uid, "attendees": people}
+    if org_email:
+        extra["organizer"] = {"email": org_email, **({"name": org_name} if org_name else {})}
+    if isinstance(start_prop.dt, datetime) and start_prop.dt.tzinfo is None:
+        extra["floating"] = True
+    if recurrence:
+        rule = rrulestr(recurrence, dtstart=start)
+        extra["occurrences"] = [d.isoformat() for _, d in zip(range(MAX_OCCURRENCES), rule, strict=False)]
+    rid = ev.get("RECURRENCE-ID")
+    if rid is not None:
+        extra["recurrence_id"] = rid.dt.isoformat()
+    data = Session(
+        title=title,
+        start=start,
+        end=end,
+        intention=str(ev["DESCRIPTION"]).strip() if ev.get("DESCRIPTION") else None,
+        place=str(ev["LOCATION"]).strip() if ev.get("LOCATION") else None,
+        participants=[principals.principal(p["email"], p.get("name")) for p in people],
+        recurrence=recurrence,
+        extra=extra,
+    )
+    return make_event(
+        "creative.ceremony.session",
+        id=derive_id("ical", uid, rid.dt.isoformat() if rid is not None else ""),
+        source=f"calendar:{Path(where).name}",
+        subject=f"ical:{uid}",
+        data=data,
+        creator=principals.principal(org_email, org_name) if (org_email or org_name) else "calendar",
+        time=start,
+    )
+
+
+def parse_ceremonies(
+    raw: bytes, where: str, principals: Principals | None = None, owner: str | None = None
+) -> Iterator[Item]:
+    """Session events of a YAML/JSON ceremony file (the schema in the module docstring)."""
+    principals = principals or Principals()
+    try:
+        doc = json.loads(raw) if where.endswith(".json") else yaml.safe_load(raw)
+    except (ValueError, yaml.YAMLError) as e:
+        yield ItemError(where, f"not valid {'JSON' if where.endswith('.json') else 'YAML'}: {e}")
+        return
+    if isinstance(doc, dict) and "ceremonies" in doc:
+        doc = doc["ceremonies"]
+    items = doc if isinstance(doc, list) else [doc]
+    for i, c in enumerate(items):
+        ref = f"{where}#ceremonies[{i}]"
+        try:
+            yield _ceremony(c, ref, where, principals, owner)
+        except ValueError as e:
+            yield ItemError(ref, str(e))
+
+
+def _time(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{field}: {value!r} is not an ISO time like 2026-12-21T17:00:00+01:00"
+            ) from None
+    else:
+        raise ValueError(f"{field}: required, an ISO time with a UTC offset")
+    if when.tzinfo is None:
+        raise ValueError(f"{field}: {value} has no UTC offset (write +01:00 or Z)")
+    return when
+
+
+def _ceremony(c: Any, ref: str, where: str, principals: Principals, owner: str | None) -> Item:
+    if not isinstance(c, dict):
+        raise ValueError(f"must be a mapping with title and start, got {type(c).__name__}")
+    title = c.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("title: required, a non-empty string")
+    start = _time(c.get("start"), "start")
+    phases: list[Phase] = []
+    at = start
+    for j, p in enumerate(c.get("phases") or []):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"]:
+            raise ValueError(f"phases[{j}].name: required")
+        minutes = p.get("minutes")
+        if minutes is not None and (not isinstance(minutes, int | float) or minutes < 0):
+            raise ValueError(f"phases[{j}].minutes: must be a number of minutes >= 0, got {minutes!r}")
+        phases.append(Phase(name=p["name"], minutes=minutes, start=at, description=p.get("description")))
+        at = at + timedelta(minutes=minutes or 0)
+    end = _time(c["end"], "end") if c.get("end") is not None else (at if at > start else None)
+    participants = c.get("participants") or []
+    if not isinstance(participants, list) or not all(isinstance(p, str) for p in participants):
+        raise ValueError("participants: must be a list of names")
+    if end is not None and end < start:
+        raise ValueError("end: must not be before start")
+    host = c.get("host") or owner
+    data = Session(
+        title=title.strip(),
+        start=start,
+        end=end,
+        intention=c.get("intention"),
+        place=c.get("place"),
+        participants=[principals.principal(p) for p in participants],
+        phases=phases,
+        recurrence=c.get("recurrence"),
+        extra={k: v for k, v in c.items() if k in ("id", "tradition", "notes") and v is not None},
+    )
+    key = str(c.get("id") or f"{title.strip()}@{start.isoformat()}")
+    return make_event(
+        "creative.ceremony.session",
+        id=derive_id("ceremony", key),
+        source=f"ceremony:{Path(where).name}",
+        subject=f"ceremony:{key}",
+        data=data,
+        creator=principals.principal(host) if host else "ceremony",
+        time=start,
+    )
+
+
+class CalendarSource:
+    """Events of iCalendar files."""
+
+    name = "calendar"
+
+    def __init__(self, files: Sequence[Path], *, principals: Principals | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        self.principals = principals or Principals()
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Every VEVENT of every file."""
+        for path in self.files:
+            try:
+                raw = path.read_bytes()
+            except OSError as e:
+                yield ItemError(str(path), f"cannot read: {e.strerror}")
+                continue
+            for item in parse_calendar(raw, str(path), self.principals):
+                yield item
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""
+
+
+class CeremonySource:
+    """Ceremonies of YAML/JSON files."""
+
+    name = "ceremony"
+
+    def __init__(
+        self, files: Sequence[Path], *, owner: str | None = None, principals: Principals | None = None
+    ) -> None:
+        self.files = [Path(f) for f in files]
+        self.owner = owner
+        self.principals = principals or Principals()
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Every ceremony of every file."""
+        for path in self.files:
+            try:
+                raw = path.read_bytes()
+            except OSError as e:
+                yield ItemError(str(path), f"cannot read: {e.strerror}")
+                continue
+            for item in parse_ceremonies(raw, str(path), self.principals, self.owner):
+                yield item
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""

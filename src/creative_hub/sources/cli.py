@@ -1,0 +1,329 @@
+"""``creative-hub ingest <source> ...``: one thin subcommand per source (parse, run, print).
+
+Each command builds a Source, runs it into the hub with a progress bar on
+stderr, and prints the summary line (and each skipped item with why).  The
+exit code is 0 even when items were skipped (they are reported); 2 for bad
+arguments, 5 when the engine fails — as everywhere in the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..cli import DEFAULT_LOG, AsOpt, LogOpt, _principal, _run, err, out, parse_duration
+from ..errors import ValidationError
+from ..hub import Hub
+from .base import Principals, Source
+from .ingest import ListSource, Summary, ingest_with_progress
+
+ingest_app: typer.Typer = typer.Typer(
+    help="Ingest outside material as events: git, GitHub, arXiv, CrossRef, BibTeX, mail, folders, "
+    "feeds, pages, stories, calendars, ceremonies, MCP servers.  Re-running adds nothing new.",
+    no_args_is_help=True,
+)
+
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="login=principal or email=principal (repeatable)."),
+]
+MapFileOpt = Annotated[
+    Path | None, typer.Option("--map-file", help="TOML/JSON file of login/email -> principal.")
+]
+
+
+def _people(pairs: list[str] | None, file: Path | None) -> Principals:
+    return Principals.load(file, pairs or [])
+
+
+def _report(summary: Summary) -> None:
+    out.print(summary.line(), highlight=False)
+    for e in summary.skipped:
+        err.print(f"  [yellow]skipped[/] {e.ref}: {e.reason}", highlight=False, soft_wrap=True)
+
+
+async def _go(log: str, as_: str | None, source: Source) -> Summary:
+    async with Hub.connect(log, principal=_principal(as_)) as hub:
+        summary = await ingest_with_progress(hub, source, err)
+    _report(summary)
+    return summary
+
+
+def _start(log: str, as_: str | None, make: Any) -> None:
+    """Build the source inside the error boundary, so bad arguments print one line."""
+
+    async def main() -> None:
+        await _go(log, as_, make())
+
+    _run(main())
+
+
+@ingest_app.command()
+def git(
+    path: Annotated[Path, typer.Argument(help="A local repository.")] = Path("."),
+    rev: Annotated[str, typer.Option(help="Revisions to read (git log syntax).")] = "--all",
+    state: Annotated[
+        Path | None, typer.Option(help="Remember ref tips here: next run reads new commits only.")
+    ] = None,
+    map: MapOpt = None,
+    map_file: MapFileOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Commits of a local git repository (author, message, files, line stats)."""
+    from .git import GitSource
+
+    _start(log, as_, lambda: GitSource(path, rev=rev, state=state, principals=_people(map, map_file)))
+
+
+@ingest_app.command()
+def github(
+    repo: Annotated[str, typer.Option("--repo", help="owner/name")],
+    token: Annotated[
+        str | None, typer.Option(envvar="GITHUB_TOKEN", help="API token (or GITHUB_TOKEN).")
+    ] = None,
+    api_url: Annotated[
+        str, typer.Option(help="API base URL (GitHub Enterprise).")
+    ] = "https://api.github.com",
+    state: Annotated[Path | None, typer.Option(help="Keep ETags here for conditional requests.")] = None,
+    map: MapOpt = None,
+    map_file: MapFileOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Poll a GitHub repository: commits, pull requests with reviews, issues (ETag-conditional)."""
+    from .github import GithubSource
+
+    _start(
+        log,
+        as_,
+        lambda: GithubSource(
+            repo, token=token, api_url=api_url, state=state, principals=_people(map, map_file)
+        ),
+    )
+
+
+@ingest_app.command()
+def arxiv(
+    query: Annotated[str | None, typer.Option(help="arXiv search query, e.g. 'au:del_maestro'.")] = None,
+    id: Annotated[list[str] | None, typer.Option("--id", help="arXiv id (repeatable).")] = None,
+    file: Annotated[
+        list[Path] | None, typer.Option("--file", help="A saved API response (repeatable).")
+    ] = None,
+    max_results: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    map: MapOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Papers from the arXiv API (by query or ids) or saved Atom responses."""
+    from .arxiv import ArxivSource
+
+    _start(
+        log,
+        as_,
+        lambda: ArxivSource(
+            query=query,
+            ids=id or [],
+            files=file or [],
+            max_results=max_results,
+            principals=_people(map, None),
+        ),
+    )
+
+
+@ingest_app.command()
+def crossref(
+    doi: Annotated[list[str] | None, typer.Option("--doi", help="A DOI (repeatable).")] = None,
+    query: Annotated[str | None, typer.Option(help="Bibliographic query.")] = None,
+    rows: Annotated[int, typer.Option(help="Works per query.")] = 20,
+    file: Annotated[
+        list[Path] | None, typer.Option("--file", help="A saved API response (repeatable).")
+    ] = None,
+    mailto: Annotated[str | None, typer.Option(help="Your address, for CrossRef's polite pool.")] = None,
+    map: MapOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Works from CrossRef by DOI or query, or saved JSON responses."""
+    from .crossref import CrossrefSource
+
+    _start(
+        log,
+        as_,
+        lambda: CrossrefSource(
+            dois=doi or [],
+            query=query,
+            rows=rows,
+            files=file or [],
+            mailto=mailto,
+            principals=_people(map, None),
+        ),
+    )
+
+
+@ingest_app.command()
+def bibtex(
+    files: Annotated[list[Path], typer.Argument(help="BibTeX files.")],
+    map: MapOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Entries of BibTeX files as papers."""
+    from .bibtex import BibtexSource
+
+    _start(log, as_, lambda: BibtexSource(files, principals=_people(map, None)))
+
+
+@ingest_app.command()
+def mail(
+    paths: Annotated[list[Path] | None, typer.Argument(help="mbox / .eml files or folders of them.")] = None,
+    imap: Annotated[str | None, typer.Option(help="imap(s)://user@host[:port][/folder]")] = None,
+    folder: Annotated[
+        list[str] | None, typer.Option("--folder", help="IMAP folder (repeatable; default all).")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="IMAP: keep the last UID per folder here.")] = None,
+    map: MapOpt = None,
+    map_file: MapFileOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Mail metadata from mbox/.eml files, or an IMAP server (read-only, new UIDs only)."""
+    from .mail import ImapSource, MailSource
+
+    if bool(paths) == bool(imap):
+        raise typer.BadParameter("give PATH(s) or --imap URL")
+
+    def make() -> Source:
+        people = _people(map, map_file)
+        if imap:
+            password = os.environ.get("CREATIVE_HUB_IMAP_PASSWORD")
+            return ImapSource(imap, folders=folder, state=state, password=password, principals=people)
+        return MailSource(paths or [], principals=people)
+
+    _start(log, as_, make)
+
+
+@ingest_app.command()
+def folder(
+    path: Annotated[Path, typer.Argument(help="The folder.")],
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then keep ingesting changes (Ctrl-C stops).")
+    ] = False,
+    owner: Annotated[str | None, typer.Option(help="Whose files these are (default: --as).")] = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes."""
+    from .folders import FolderSource
+
+    async def main() -> None:
+        source = FolderSource(path, owner=owner or _principal(as_))
+        await _go(log, as_, source)
+        if watch:
+            err.print(f"watching {path} (Ctrl-C stops)")
+            async for items in source.watch():
+                await _go(log, as_, ListSource("folder", items))
+
+    _run(main())
+
+
+@ingest_app.command()
+def feed(
+    targets: Annotated[list[str], typer.Argument(help="Feed URLs or files.")],
+    map: MapOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Entries of RSS / Atom feeds."""
+    from .feeds import FeedSource
+
+    _start(log, as_, lambda: FeedSource([_target(t) for t in targets], principals=_people(map, None)))
+
+
+@ingest_app.command()
+def page(
+    targets: Annotated[list[str], typer.Argument(help="Page URLs or saved HTML files.")],
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Single web pages: title, description, OpenGraph, canonical URL."""
+    from .feeds import PageSource
+
+    _start(log, as_, lambda: PageSource([_target(t) for t in targets]))
+
+
+def _target(text: str) -> str | Path:
+    return text if text.startswith(("http://", "https://")) else Path(text)
+
+
+@ingest_app.command()
+def story(
+    paths: Annotated[list[Path], typer.Argument(help="Story files (.txt, .md, .fountain) or folders.")],
+    owner: Annotated[
+        str | None, typer.Option(help="The author (default: from the file, else 'storyteller').")
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Stories as scenes, plot points in order, and character arcs (offline extractor)."""
+    from .stories import StorySource
+
+    _start(log, as_, lambda: StorySource(paths, owner=owner))
+
+
+@ingest_app.command()
+def calendar(
+    files: Annotated[list[Path], typer.Argument(help=".ics files.")],
+    map: MapOpt = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """iCalendar events (recurrence, attendees) as ceremony sessions."""
+    from .calendar import CalendarSource
+
+    _start(log, as_, lambda: CalendarSource(files, principals=_people(map, None)))
+
+
+@ingest_app.command()
+def ceremony(
+    files: Annotated[list[Path], typer.Argument(help="YAML/JSON ceremony files.")],
+    owner: Annotated[
+        str | None, typer.Option(help="Host when a ceremony names none (default: --as).")
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Ceremonies (phases, timing, participants, intention, place) from YAML/JSON."""
+    from .calendar import CeremonySource
+
+    _start(log, as_, lambda: CeremonySource(files, owner=owner or _principal(as_)))
+
+
+@ingest_app.command(name="mcp")
+def mcp_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML/JSON: name, server {command,args | url}, calls.")],
+    every: Annotated[
+        str | None, typer.Option(help="Repeat at this interval (15m, 1h); Ctrl-C stops.")
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Call an MCP server's configured tools / read its resources; publish the results."""
+    from .mcp import McpSource
+
+    async def main() -> None:
+        interval = parse_duration(every, "every") if every else None
+        while True:
+            await _go(log, as_, McpSource.from_config(config))
+            if interval is None:
+                return
+            await asyncio.sleep(interval)
+
+    _run(main())
+
+
+__all__ = ["ValidationError", "ingest_app"]

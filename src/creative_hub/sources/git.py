@@ -1,0 +1,187 @@
+"""Local git repositories: every commit (author, message, files, line stats) as an engineering event.
+
+Reads through the ``git`` command (no library: git itself is the reference
+parser).  Event ids come from the commit sha alone (``commit_id``), so two
+clones of one repository give the same events, and a story file in the
+repository can link to the commit that last touched it.
+
+    GitSource(".", principals=Principals({"ada@example.org": "ada"}))
+    GitSource(".", state=Path(".hub-git.json"))   # next run reads only new commits
+
+Incremental: with ``state``, the tips of every ref are saved after a run and
+the next run asks git only for commits not reachable from them.  Without it
+the whole history is read again and the hub stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import ValidationError
+from ..schemas import Commit, Person
+from .base import Item, ItemError, Principals, commit_id, find_refs, make_event
+
+__all__ = ["GitSource", "MAX_FILES", "git", "repo_name"]
+
+MAX_FILES = 1000  # file paths kept per commit; a vendoring commit must not blow the event size limit
+_RS, _US = "\x1e", "\x1f"  # record / unit separators: never in a sane commit message
+_FORMAT = _RS + _US.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _US
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo``; its stdout as text (invalid UTF-8 replaced)."""
+    try:
+        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise ValidationError("git", "the git command is not installed") from None
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip()
+        raise ValidationError("path", f"{repo}: git {args[0]} failed: {msg}")
+    return r.stdout.decode("utf-8", "replace")
+
+
+def repo_name(repo: Path) -> str:
+    """``github.com/owner/name`` from the origin remote, else the directory's name."""
+    try:
+        url = git(repo, "config", "--get", "remote.origin.url").strip()
+    except ValidationError:
+        url = ""
+    if url:
+        m = re.match(r"^(?:[a-z+]+://)?(?:[^@/]+@)?([^/:]+)[:/](.+?)(?:\.git)?/?$", url)
+        if m:
+            return f"{m.group(1)}/{m.group(2)}"
+    top = git(repo, "rev-parse", "--show-toplevel").strip()
+    return Path(top).name
+
+
+class GitSource:
+    """Commits of a local repository, oldest first."""
+
+    name = "git"
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        principals: Principals | None = None,
+        rev: str = "--all",
+        state: Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.principals = principals or Principals()
+        self.rev = rev
+        self.state = state
+        self._tips: list[str] = []
+
+    def _web_base(self, repo: str) -> str | None:
+        # Commit pages are only knowable for the forges whose URL shape we know.
+        if repo.startswith(("github.com/", "gitlab.com/", "codeberg.org/")):
+            return f"https://{repo}/commit/"
+        return None
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """One commit event per commit; a commit git cannot describe is an ItemError."""
+        if not self.path.exists():
+            raise ValidationError("path", f"{self.path}: no such directory")
+        repo = repo_name(self.path)
+        web = self._web_base(repo)
+        self._tips = sorted(set(git(self.path, "for-each-ref", "--format=%(objectname)").split()))
+        exclude = self._load_state()
+        args = ["log", "--reverse", "--no-renames", "--numstat", f"--format={_FORMAT}", self.rev]
+        if exclude:
+            args += ["--not", *exclude]
+        out = git(self.path, *args)
+        for record in out.split(_RS)[1:]:
+            item = self._commit(record, repo, web)
+            yield item
+
+    def _commit(self, record: str, repo: str, web: str | None) -> Item:
+        fields = record.split(_US)
+        if len(fields) < 10:
+            return ItemError(f"{repo}@{fields[0][:12] if fields else '?'}", "git log record is incomplete")
+        sha, parents, an, ae, ad, cn, ce, cd, message, numstat = fields[:10]
+        files: list[str] = []
+        additions = deletions = 0
+        for line in numstat.strip().splitlines():
+            parts = line.split("\t", 2)
+            if len(parts) != 3:
+                continue
+            a, d, file = parts
+            files.append(file)
+            # "-" marks a binary file: no line counts.
+            additions += int(a) if a.isdigit() else 0
+            deletions += int(d) if d.isdigit() else 0
+        extra: dict[str, object] = {}
+        links = find_refs(message)
+        if links:
+            extra["links"] = links
+        if len(files) > MAX_FILES:
+            extra["files_total"] = len(files)
+            files = files[:MAX_FILES]
+        try:
+            when = datetime.fromisoformat(ad)
+        except ValueError:
+            return ItemError(f"{repo}@{sha[:12]}", f"author date {ad!r} is not ISO 8601")
+        data = Commit(
+            repo=repo,
+            sha=sha,
+            message=message.strip(),
+            author=Person(name=an or None, email=ae or None),
+            committer=Person(name=cn or None, email=ce or None),
+            files=files,
+            additions=additions,
+            deletions=deletions,
+            parents=parents.split(),
+            url=f"{web}{sha}" if web else None,
+            extra=extra,
+        )
+        return make_event(
+            "creative.engineering.commit",
+            id=commit_id(sha),
+            source=f"git:{repo}",
+            subject=repo,
+            data=data,
+            creator=self.principals.principal(ae, an),
+            time=when,
+        )
+
+    def _load_state(self) -> list[str]:
+        if self.state is None or not self.state.exists():
+            return []
+        try:
+            saved = json.loads(self.state.read_text())
+            tips = saved.get(str(self.path.resolve()), [])
+        except (OSError, ValueError, AttributeError):
+            return []  # a broken state file only costs a full re-read
+        known = set(git(self.path, "rev-list", "--all", "--no-walk").split()) | set(self._tips)
+        # A tip deleted since (a dropped branch) would make git log fail: leave it out.
+        return [t for t in tips if isinstance(t, str) and _exists(self.path, t, known)]
+
+    def checkpoint(self) -> None:
+        """Remember the ref tips read this run (with ``state``)."""
+        if self.state is None or not self._tips:
+            return
+        try:
+            saved = json.loads(self.state.read_text()) if self.state.exists() else {}
+            if not isinstance(saved, dict):
+                saved = {}
+        except (OSError, ValueError):
+            saved = {}
+        saved[str(self.path.resolve())] = self._tips
+        tmp = self.state.with_name(self.state.name + ".tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        tmp.replace(self.state)
+
+
+def _exists(repo: Path, sha: str, known: set[str]) -> bool:
+    if sha in known:
+        return True
+    r = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True, check=False
+    )
+    return r.returncode == 0

@@ -1,0 +1,323 @@
+"""GitHub: webhooks (``POST /webhooks/github``, signature checked first) and REST polling of a repository.
+
+Webhooks: ``webhook_route(secret)`` is a Starlette ``Route`` the hub server
+mounts; ``webhook_app(hub, secret)`` is a whole ASGI app around it (tests,
+or a standalone receiver).  The ``X-Hub-Signature-256`` HMAC-SHA256 of the
+raw body is checked with ``hmac.compare_digest`` before anything else: no
+signature, a wrong one, or only the legacy SHA-1 ``X-Hub-Signature`` is a
+401 and nothing is stored.  Ids come from GitHub's own ids, so a redelivered
+``X-GitHub-Delivery`` is stored once (the response says ``duplicates``).
+
+    app = Starlette(routes=[webhook_route(secret, principals=Principals({"octocat": "alice"}))])
+    app.state.hub = hub
+
+Polling: ``GithubSource("owner/name")`` reads commits, pull requests with
+their reviews, and issues.  Each list is fetched with ``If-None-Match`` (the
+ETags of the last run are kept in ``state``), so an unchanged repository costs
+304s that do not count against the rate limit.  When the limit is used up
+(``X-RateLimit-Remaining: 0``) or GitHub asks (``Retry-After``), it waits up
+to ``max_wait`` seconds, or stops with an ItemError that says until when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..errors import IdConflict, ValidationError
+from ..hub import Hub
+from ._github_map import commit_event, issue_event, pull_event, review_event, webhook_events
+from .base import Item, ItemError, Principals
+
+try:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise ImportError('The GitHub source needs: pip install "creative-hub[sources]"') from e
+
+__all__ = [
+    "API_URL",
+    "EVENTS",
+    "GithubSource",
+    "sign",
+    "verify_signature",
+    "webhook_app",
+    "webhook_route",
+    "webhook_events",
+]
+
+API_URL = "https://api.github.com"
+EVENTS = (
+    "push",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "issues",
+    "issue_comment",
+    "create",
+    "fork",
+    "release",
+)
+MAX_BODY = 25 * 1024 * 1024  # bytes: GitHub caps webhook payloads at 25 MB
+DEFAULT_MAX_WAIT = 60.0  # seconds the poller waits for a rate limit to reset before giving up
+PER_PAGE = 100
+
+
+# -- webhooks ------------------------------------------------------------------
+def sign(secret: str | bytes, body: bytes) -> str:
+    """``sha256=<hex>``: the X-Hub-Signature-256 value GitHub sends for ``body``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str | bytes, body: bytes, header: str | None) -> bool:
+    """True if ``header`` is the SHA-256 signature of ``body``; compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def webhook_route(
+    secret: str | bytes,
+    *,
+    hub: Hub | None = None,
+    principals: Principals | None = None,
+    path: str = "/webhooks/github",
+) -> Route:
+    """A Starlette route for GitHub webhooks; the hub is ``hub`` or ``request.app.state.hub``."""
+    if not secret:
+        raise ValidationError("secret", "a webhook secret is required (GitHub signs with it)")
+    people = principals or Principals()
+
+    async def receive(request: Request) -> JSONResponse:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return _error(413, f"payload over {MAX_BODY} bytes")
+        body = await request.body()
+        # Nothing is parsed or trusted before the signature checks out.
+        sig = request.headers.get("x-hub-signature-256")
+        if sig is None:
+            legacy = "x-hub-signature" in request.headers
+            return _error(
+                401,
+                "X-Hub-Signature-256 required" + (" (SHA-1 signatures are not accepted)" if legacy else ""),
+            )
+        if not verify_signature(secret, body, sig):
+            return _error(401, "X-Hub-Signature-256 does not match the body")
+        name = request.headers.get("x-github-event", "")
+        delivery = request.headers.get("x-github-delivery", "")
+        if name == "ping":
+            return JSONResponse({"ok": True, "zen": "pong"})
+        if name not in EVENTS:
+            return JSONResponse({"ignored": f"event {name!r} is not ingested"}, status_code=202)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _error(400, f"body is not valid JSON: {e}")
+        if not isinstance(payload, Mapping):
+            return _error(400, "body must be a JSON object")
+        try:
+            items = webhook_events(name, payload, people)
+        except (KeyError, TypeError, ValueError) as e:
+            return _error(422, f"{name} payload is missing or has a malformed field: {e}")
+        errors = [str(i) for i in items if isinstance(i, ItemError)]
+        events = [i for i in items if not isinstance(i, ItemError)]
+        target = hub or getattr(request.app.state, "hub", None)
+        if target is None:
+            return _error(503, "no hub attached to this app (app.state.hub)")
+        try:
+            receipts = await target.publish(events) if events else []
+        except ValidationError as e:
+            return _error(422, str(e))
+        except IdConflict as e:
+            return _error(409, str(e))
+        return JSONResponse(
+            {
+                "delivery": delivery,
+                "event": name,
+                "stored": sum(1 for r in receipts if not r.duplicate),
+                "duplicates": sum(1 for r in receipts if r.duplicate),
+                "ids": [r.id for r in receipts],
+                "skipped": errors,
+            },
+            status_code=200,
+        )
+
+    return Route(path, receive, methods=["POST"])
+
+
+def webhook_app(hub: Hub, secret: str | bytes, *, principals: Principals | None = None) -> Starlette:
+    """An ASGI app serving only ``POST /webhooks/github`` into ``hub``."""
+    app = Starlette(routes=[webhook_route(secret, principals=principals)])
+    app.state.hub = hub
+    return app
+
+
+# -- REST polling --------------------------------------------------------------
+class RateLimited(Exception):
+    """The API will not answer before ``until`` (epoch seconds)."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        super().__init__(f"rate limited until {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(until))} UTC")
+
+
+class GithubSource:
+    """Commits, pull requests (with reviews) and issues of one repository, by REST polling."""
+
+    name = "github"
+
+    def __init__(
+        self,
+        repo: str,
+        *,
+        token: str | None = None,
+        api_url: str = API_URL,
+        state: Path | None = None,
+        principals: Principals | None = None,
+        client: httpx.AsyncClient | None = None,
+        max_pages: int = 10,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not re.match(r"^[\w.-]+/[\w.-]+$", repo):
+            raise ValidationError("repo", f"{repo!r} is not owner/name")
+        self.repo = repo
+        self.token = token
+        self.api_url = api_url.rstrip("/")
+        self.state = state
+        self.principals = principals or Principals()
+        self.client = client
+        self.max_pages = max_pages
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.requests = 0  #: API calls made (304s included)
+        self.not_modified = 0  #: lists that had not changed since the last run
+        self._etags: dict[str, str] = self._load()
+        self._new_etags: dict[str, str] = {}
+
+    def _load(self) -> dict[str, str]:
+        if self.state is None or not self.state.exists():
+            return {}
+        try:
+            data = json.loads(self.state.read_text())
+        except (OSError, ValueError):
+            return {}  # a broken state file only costs full responses
+        return (
+            {k: v for k, v in data.get(self.repo, {}).items() if isinstance(v, str)}
+            if isinstance(data, dict)
+            else {}
+        )
+
+    def checkpoint(self) -> None:
+        """Keep the ETags of the lists read (with ``state``), for the next run's If-None-Match."""
+        if self.state is None or not self._new_etags:
+            return
+        try:
+            data = json.loads(self.state.read_text()) if self.state.exists() else {}
+        except (OSError, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        data[self.repo] = {**self._etags, **self._new_etags}
+        tmp = self.state.with_name(self.state.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(self.state)
+
+    async def _get(self, client: httpx.AsyncClient, url: str, conditional: bool) -> httpx.Response | None:
+        """One GET with rate-limit handling; None for 304 Not Modified."""
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if conditional and url in self._etags:
+            headers["If-None-Match"] = self._etags[url]
+        for _ in range(3):
+            self.requests += 1
+            r = await client.get(url, headers=headers)
+            if r.status_code == 304:
+                self.not_modified += 1
+                return None
+            wait = self._wait(r)
+            if wait is None:
+                if conditional and r.status_code == 200 and r.headers.get("etag"):
+                    self._new_etags[url] = r.headers["etag"]
+                return r
+            if wait > self.max_wait:
+                raise RateLimited(time.time() + wait)
+            await self.sleep(wait)
+        raise RateLimited(time.time() + self.max_wait)
+
+    def _wait(self, r: httpx.Response) -> float | None:
+        """Seconds to wait before retrying ``r``'s request, or None if it is an answer."""
+        if r.status_code not in (403, 429):
+            return None
+        if r.headers.get("retry-after", "").isdigit():
+            return float(r.headers["retry-after"])
+        if r.headers.get("x-ratelimit-remaining") == "0" and r.headers.get("x-ratelimit-reset", "").isdigit():
+            return max(0.0, float(r.headers["x-ratelimit-reset"]) - time.time()) + 1.0
+        return None  # a plain 403 (no access) is an answer
+
+    async def _list(self, client: httpx.AsyncClient, path: str, params: str) -> AsyncIterator[Any]:
+        """Items of a paged list; nothing if its first page is unchanged (304)."""
+        query = f"{params}&per_page={PER_PAGE}" if params else f"per_page={PER_PAGE}"
+        url: str | None = f"{self.api_url}{path}?{query}"
+        first = True
+        for _ in range(self.max_pages):
+            if url is None:
+                return
+            r = await self._get(client, url, conditional=first)
+            if r is None:
+                return
+            if r.status_code != 200:
+                raise ValidationError("github", f"GET {url}: HTTP {r.status_code} {r.text[:200]}")
+            try:
+                items = r.json()
+            except ValueError as e:
+                raise ValidationError("github", f"GET {url}: not JSON ({e})") from None
+            for item in items if isinstance(items, list) else []:
+                yield item
+            url = r.links.get("next", {}).get("url")
+            first = False
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Commits, then pull requests each followed by its reviews, then issues."""
+        client = self.client or httpx.AsyncClient(timeout=60, follow_redirects=True)
+        base = f"/repos/{self.repo}"
+        try:
+            steps: list[tuple[str, str]] = [("commits", ""), ("pulls", "state=all"), ("issues", "state=all")]
+            for kind, params in steps:
+                try:
+                    async for obj in self._list(client, f"{base}/{kind}", params):
+                        if kind == "commits":
+                            yield commit_event(self.repo, obj, self.principals)
+                        elif kind == "issues":
+                            if not obj.get("pull_request"):  # PRs are listed as issues too
+                                yield issue_event(self.repo, obj, None, self.principals)
+                        else:
+                            yield pull_event(self.repo, obj, None, self.principals)
+                            async for review in self._list(
+                                client, f"{base}/pulls/{obj['number']}/reviews", ""
+                            ):
+                                yield review_event(self.repo, obj["number"], review, self.principals)
+                except RateLimited as e:
+                    yield ItemError(f"github:{self.repo}/{kind}", f"{e}; run again after that")
+                    return
+                except (ValidationError, httpx.HTTPError) as e:
+                    yield ItemError(f"github:{self.repo}/{kind}", str(e))
+        finally:
+            if self.client is None:
+                await client.aclose()

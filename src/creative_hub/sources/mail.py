@@ -1,0 +1,342 @@
+"""Mail: mbox files, .eml files and IMAP folders as message metadata events.
+
+Only headers are read (from, to, cc, subject, date, message-id, threading);
+encoded words are decoded strictly, so a header in an unknown or lying
+charset is an ItemError naming the header, not mojibake in the hub.
+
+    MailSource([Path("list.mbox"), Path("reply.eml")])
+    ImapSource("imap://me:pw@127.0.0.1:1143", folders=["INBOX"], state=Path("imap.json"))
+
+IMAP is read-only (EXAMINE, ``BODY.PEEK``: nothing is marked seen) and
+incremental: the highest UID stored per folder (with its UIDVALIDITY) is kept
+in ``state`` after each stored batch, and the next run asks only for UIDs above
+it.  The thread of a message is the first of its References, else the thread
+of the message it replies to when that one is in the same run, else its parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.header
+import imaplib
+import json
+import mailbox as mailboxes
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC
+from email.message import Message as EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ValidationError
+from ..event import derive_id
+from ..schemas import Message
+from .base import Item, ItemError, Principals, find_refs, link, make_event
+
+__all__ = ["FETCH_CHUNK", "ImapSource", "MailSource", "decode_header"]
+
+FETCH_CHUNK = 200  # messages per IMAP FETCH
+_MSGID = re.compile(r"<[^<>\s]+>")
+
+
+def decode_header(value: str, name: str) -> str:
+    """An RFC 2047 header as text; raises ValueError naming the header and charset."""
+    try:
+        parts = email.header.decode_header(value)
+    except email.errors.HeaderParseError as e:
+        raise ValueError(f"{name}: cannot parse encoded words ({e})") from None
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            if any("\udc80" <= c <= "\udcff" for c in chunk):
+                # Raw 8-bit bytes with no declared charset: accept UTF-8, refuse guessing.
+                raw = chunk.encode("ascii", "surrogateescape")
+                try:
+                    chunk = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ValueError(f"{name}: raw 8-bit bytes that are not UTF-8") from None
+            out.append(chunk)
+            continue
+        cs = (charset or "ascii").lower()
+        try:
+            out.append(chunk.decode("utf-8" if cs in ("unknown-8bit", "utf8") else cs))
+        except LookupError:
+            raise ValueError(f"{name}: unknown charset {charset!r}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: bytes that are not valid {charset} ({e.reason})") from None
+    # decode_header splits around encoded words; adjacent plain parts keep their spaces.
+    return re.sub(r"\s+", " ", "".join(out) if len(parts) > 1 else out[0] if out else "").strip()
+
+
+def _addresses(values: Iterable[str]) -> list[str]:
+    return [f"{n} <{a}>" if n else a for n, a in getaddresses(list(values)) if a]
+
+
+class _Threader:
+    """Message-id -> thread root, for the messages of one run."""
+
+    def __init__(self) -> None:
+        self.roots: dict[str, str] = {}
+
+    def thread(self, mid: str, parent: str | None, refs: list[str]) -> str:
+        root = refs[0] if refs else self.roots.get(parent, parent) if parent else mid
+        self.roots[mid] = root
+        return root
+
+
+def message_event(
+    raw: bytes, ref: str, mailbox: str, source: str, principals: Principals, threader: _Threader
+) -> Item:
+    """The metadata event of one message (headers only), or why it cannot be read."""
+    try:
+        msg: EmailMessage = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    except Exception as e:  # the parser is lenient; this is for truly unparseable bytes
+        return ItemError(ref, f"not a mail message: {e}")
+    try:
+        pairs = [(k.lower(), decode_header(str(v), k)) for k, v in msg.items() if k.lower() != "received"]
+    except ValueError as e:
+        return ItemError(ref, str(e))
+    get = dict(reversed(pairs))  # the first of a repeated header wins
+    ids = _MSGID.findall(get.get("message-id", ""))
+    if ids:
+        mid = ids[0]
+    else:
+        # No Message-ID: the headers themselves name it (stable across runs).
+        head = raw.split(b"\n\n", 1)[0].decode("latin-1")
+        mid = f"<{derive_id('mail', head)}@no-message-id>"
+    sender_raw = get.get("from") or get.get("sender") or ""
+    name, addr = parseaddr(sender_raw)
+    if not addr and not name:
+        return ItemError(ref, f"message {mid} has no From")
+    date = None
+    if get.get("date"):
+        try:
+            date = parsedate_to_datetime(get["date"])
+            if date.tzinfo is None:
+                date = date.replace(tzinfo=UTC)  # RFC 5322 "-0000": time is UTC, zone unknown
+        except (TypeError, ValueError):
+            date = None
+    parent_ids = _MSGID.findall(get.get("in-reply-to", ""))
+    parent = parent_ids[0] if parent_ids else None
+    refs = _MSGID.findall(get.get("references", ""))
+    subject = get.get("subject", "")
+    links = [link("reply-to", _message_id(mailbox, parent), parent)] if parent else []
+    links += find_refs(subject)
+    extra: dict[str, object] = {"links": links} if links else {}
+    if get.get("date") and date is None:
+        extra["unparsed_date"] = get["date"]
+    data = Message(
+        message_id=mid,
+        subject=subject,
+        sender=f"{name} <{addr}>" if name and addr else addr or name,
+        to=_addresses(v for k, v in pairs if k == "to"),
+        cc=_addresses(v for k, v in pairs if k == "cc"),
+        date=date,
+        in_reply_to=parent,
+        references=refs,
+        thread=threader.thread(mid, parent, refs),
+        mailbox=mailbox,
+        extra=extra,
+    )
+    return make_event(
+        "creative.metadata.message",
+        id=_message_id(mailbox, mid),
+        source=source,
+        subject=mid,
+        data=data,
+        creator=principals.principal(addr, name),
+        time=date,
+    )
+
+
+def _message_id(mailbox: str, message_id: str) -> str:
+    # Per mailbox: the same mail filed in two folders is two (different) records.
+    return derive_id("mail", mailbox, message_id)
+
+
+class MailSource:
+    """Messages of mbox files, .eml files, and directories of them (or a Maildir)."""
+
+    name = "mail"
+
+    def __init__(self, paths: Sequence[Path], *, principals: Principals | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.principals = principals or Principals()
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Every message of every path, in file order."""
+        threader = _Threader()
+        for path in self.paths:
+            for ref, raw in _messages(path):
+                if isinstance(raw, str):
+                    yield ItemError(ref, raw)
+                    continue
+                yield message_event(raw, ref, path.name, f"mailbox:{path.name}", self.principals, threader)
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""
+
+
+def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
+    """(ref, raw bytes) per message, or (ref, error text)."""
+    if path.is_dir():
+        if (path / "cur").is_dir() and (path / "new").is_dir():
+            md = mailboxes.Maildir(path, create=False)
+            for key in sorted(md.keys()):
+                yield f"{path}/{key}", md.get_bytes(key)
+            return
+        for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".eml", ".mbox")):
+            yield from _messages(child)
+        return
+    try:
+        with path.open("rb") as f:
+            head = f.read(5)
+    except OSError as e:
+        yield str(path), f"cannot read: {e.strerror}"
+        return
+    if head == b"From " or path.suffix == ".mbox":
+        box = mailboxes.mbox(path, create=False)
+        try:
+            for n, key in enumerate(box.keys(), 1):
+                yield f"{path}#{n}", box.get_bytes(key)
+        finally:
+            box.close()
+    else:
+        yield str(path), path.read_bytes()
+
+
+# -- IMAP ----------------------------------------------------------------------
+class ImapSource:
+    """Message headers of IMAP folders, read-only, new UIDs only."""
+
+    name = "imap"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        folders: Sequence[str] | None = None,
+        password: str | None = None,
+        state: Path | None = None,
+        principals: Principals | None = None,
+    ) -> None:
+        u = urlsplit(url)
+        if u.scheme not in ("imap", "imaps") or not u.hostname:
+            raise ValidationError("imap", f"{url!r} is not imap://user@host[:port][/folder] (or imaps://)")
+        self.ssl = u.scheme == "imaps"
+        self.host = u.hostname
+        self.port = u.port or (993 if self.ssl else 143)
+        self.user = unquote(u.username or "")
+        self.password = password if password is not None else unquote(u.password or "")
+        path_folder = unquote(u.path.lstrip("/"))
+        self.folders = list(folders) if folders else ([path_folder] if path_folder else [])
+        self.state = state
+        self.principals = principals or Principals()
+        self._pending: dict[str, dict[str, int]] = {}
+        self._saved = self._load()
+
+    @property
+    def where(self) -> str:
+        return f"imap://{self.user}@{self.host}:{self.port}"
+
+    def _load(self) -> dict[str, dict[str, int]]:
+        if self.state is None or not self.state.exists():
+            return {}
+        try:
+            data = json.loads(self.state.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}  # a broken state file costs one full re-read, no duplicates
+
+    def _connect(self) -> imaplib.IMAP4:
+        try:
+            imap = (
+                imaplib.IMAP4_SSL(self.host, self.port) if self.ssl else imaplib.IMAP4(self.host, self.port)
+            )
+        except OSError as e:
+            raise ValidationError("imap", f"{self.where}: cannot connect ({e})") from None
+        try:
+            imap.login(self.user, self.password)
+        except imaplib.IMAP4.error as e:
+            imap.shutdown()
+            raise ValidationError("imap", f"{self.where}: login refused ({e})") from None
+        return imap
+
+    async def iter_items(self) -> AsyncIterator[Item]:
+        """Headers of messages above the saved UID, folder by folder."""
+        imap = await asyncio.to_thread(self._connect)
+        try:
+            folders = self.folders or await asyncio.to_thread(_list_folders, imap)
+            threader = _Threader()
+            for folder in folders:
+                async for item in self._folder(imap, folder, threader):
+                    yield item
+        finally:
+            await asyncio.to_thread(_logout, imap)
+
+    async def _folder(self, imap: imaplib.IMAP4, folder: str, threader: _Threader) -> AsyncIterator[Item]:
+        key = f"{self.where}/{folder}"
+        typ, data = await asyncio.to_thread(imap.select, _quote(folder), True)  # readonly: EXAMINE
+        if typ != "OK":
+            yield ItemError(key, f"cannot open folder: {data[0]!r}")
+            return
+        validity = int((imap.response("UIDVALIDITY")[1] or [b"0"])[0] or 0)
+        saved = self._saved.get(key, {})
+        last = saved.get("last_uid", 0) if saved.get("uidvalidity") == validity else 0
+        typ, data = await asyncio.to_thread(imap.uid, "SEARCH", f"UID {last + 1}:*")
+        # "n:*" always matches the highest UID, even below n: filter.
+        uids = [int(u) for u in (data[0] or b"").split() if int(u) > last] if typ == "OK" else []
+        for i in range(0, len(uids), FETCH_CHUNK):
+            chunk = uids[i : i + FETCH_CHUNK]
+            typ, resp = await asyncio.to_thread(
+                imap.uid, "FETCH", ",".join(map(str, chunk)), "(UID BODY.PEEK[HEADER])"
+            )
+            if typ != "OK":
+                yield ItemError(key, f"FETCH failed: {resp!r}")
+                return
+            for part in resp:
+                if not isinstance(part, tuple):
+                    continue
+                m = re.search(rb"UID (\d+)", part[0])
+                uid = int(m.group(1)) if m else 0
+                yield message_event(
+                    part[1], f"{key};UID={uid}", folder, f"{self.where}/{folder}", self.principals, threader
+                )
+                last = max(uid, last)
+                self._pending[key] = {"uidvalidity": validity, "last_uid": last}
+
+    def checkpoint(self) -> None:
+        """Save the highest UID stored per folder (with ``state``)."""
+        if self.state is None or not self._pending:
+            return
+        self._saved.update(self._pending)
+        self._pending = {}
+        tmp = self.state.with_name(self.state.name + ".tmp")
+        tmp.write_text(json.dumps(self._saved, indent=1, sort_keys=True))
+        tmp.replace(self.state)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _list_folders(imap: imaplib.IMAP4) -> list[str]:
+    typ, data = imap.list()
+    out = []
+    for line in data if typ == "OK" else []:
+        if not isinstance(line, bytes) or b"\\Noselect" in line:
+            continue
+        m = re.match(rb'\((?P<flags>[^)]*)\) (?P<sep>"[^"]*"|NIL) (?P<name>.+)$', line)
+        if m:
+            out.append(m.group("name").decode("utf-8", "replace").strip('"'))
+    return out
+
+
+def _logout(imap: imaplib.IMAP4) -> None:
+    try:
+        imap.logout()
+    except (imaplib.IMAP4.error, OSError):
+        pass

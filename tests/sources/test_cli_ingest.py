@@ -1,0 +1,73 @@
+"""`creative-hub ingest ...` as a person runs it: this repo's history and the fixture stories into one hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.sqlite
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CREATIVE_HUB_LOG": f"sqlite:///{db}",
+        "CREATIVE_HUB_PRINCIPAL": "alice",
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "creative_hub", "ingest", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_git_history_and_stories_make_a_browsable_hub(tmp_path: Path, fixtures_dir: Path) -> None:
+    db = tmp_path / "hub.db"
+    commits = len(
+        subprocess.run(
+            ["git", "-C", str(REPO), "log", "--all", "--format=%H"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+    r = run(db, "git", str(REPO), "--map", "lead@example.org=lead")
+    assert r.returncode == 0, r.stderr
+    assert f"git: {commits} ingested, 0 already there, 0 skipped" in r.stdout
+    (tmp_path / "stories").mkdir()
+    for f in (fixtures_dir / "stories").iterdir():
+        (tmp_path / "stories" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "stories" / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
+    r = run(db, "story", str(tmp_path / "stories"), "--owner", "grimm")
+    assert r.returncode == 0, r.stderr
+    assert "1 skipped" in r.stdout and "cover.jpg: binary file (NUL bytes), not a story" in r.stderr
+    r = run(db, "story", str(tmp_path / "stories"), "--owner", "grimm")
+    assert " 0 ingested" in r.stdout
+    r = run(db, "git", str(REPO), "--map", "lead@example.org=lead")
+    assert f"git: 0 ingested, {commits} already there" in r.stdout
+    topics = subprocess.run(
+        [sys.executable, "-m", "creative_hub", "topics", "--log", f"sqlite:///{db}", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    counts = {t["name"]: t["count"] for t in json.loads(topics.stdout)}
+    assert counts["creative.engineering"] == commits and counts["creative.narrative"] > 21
+
+
+def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
+    r = run(tmp_path / "hub.db", "github", "--repo", "not a repo")
+    assert r.returncode == 2 and "repo: 'not a repo' is not owner/name" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run(tmp_path / "hub.db", "mail")
+    assert r.returncode == 2

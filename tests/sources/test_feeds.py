@@ -1,0 +1,89 @@
+"""Web: the Medium RSS and GitHub releases Atom feeds in the fixtures; pages from a local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from creative_hub.hub import Hub
+from creative_hub.sources.feeds import FeedSource, PageSource
+from creative_hub.sources.ingest import ingest
+
+pytestmark = pytest.mark.sqlite
+
+
+async def test_rss_entries(hub: Hub, stored, fixtures_dir: Path) -> None:
+    rss = fixtures_dir / "feeds" / "medium_content-encoded.rss"
+    s = await ingest(hub, FeedSource([rss]))
+    assert (s.ingested, s.skipped) == (7, [])
+    events = await stored("creative.metadata")
+    first = events[0]
+    assert first.data["title"] == "THE CREATIVE FORAGER"
+    assert first.data["url"].startswith("https://medium.com/invironment/the-creative-forager-125af37d838f")
+    assert first.data["site_name"] == "Food in Invironment on Medium"
+    assert first.data["published"] == "2018-04-09T18:55:38Z"
+    assert first.data["extra"]["author"] == "Jeremy Puma" and first.creator == "jeremy-puma"
+    assert first.data["extra"]["entry_id"] == "https://medium.com/p/125af37d838f"
+    assert "plants" in first.data["extra"]["tags"]
+    assert first.data["description"].startswith("Using Wild Ingredients in the Kitchen")
+    assert events[1].data["title"] == "Eight Reasons You Shouldn’t Grow Your Own Food"
+    assert (await ingest(hub, FeedSource([rss]))).already == 7
+
+
+async def test_atom_relative_links_resolve(hub: Hub, stored, fixtures_dir: Path) -> None:
+    s = await ingest(hub, FeedSource([fixtures_dir / "feeds" / "github_releases_gulp.atom"]))
+    assert s.ingested == 10
+    first = (await stored("creative.metadata"))[0]
+    assert first.data["title"] == "v3.9.0"
+    assert first.data["url"] == "https://github.com/gulpjs/gulp/releases/tag/v3.9.0"
+    assert first.data["published"] == "2015-06-01T21:49:41Z" and first.creator == "contra"
+    assert first.data["site_name"] == "Release notes from gulp" and first.data["description"] == "3.9.0"
+
+
+async def test_truncated_feed_keeps_whole_entries(
+    hub: Hub, stored, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    raw = (fixtures_dir / "feeds" / "medium_content-encoded.rss").read_bytes()
+    cut = tmp_path / "cut.rss"
+    cut.write_bytes(raw[: len(raw) // 2])
+    not_xml = tmp_path / "nope.rss"
+    not_xml.write_bytes(b"\x00\x01 this is no feed")
+    s = await ingest(hub, FeedSource([cut, not_xml, fixtures_dir / "feeds" / "github_releases_gulp.atom"]))
+    assert s.ingested == 3 + 10
+    assert [e.ref for e in s.skipped] == [f"{cut}#4", str(not_xml)]
+    assert "Wild Flavors All Year Round" in s.skipped[0].reason and "not well-formed" in s.skipped[0].reason
+    assert "not a feed" in s.skipped[1].reason
+
+
+PAGE = b"""<!doctype html><html><head>
+<title>Plain title</title>
+<meta name="description" content="A page about foraging.">
+<meta property="og:title" content="The Creative Forager">
+<meta property="og:site_name" content="Invironment">
+<meta property="og:image" content="/img/forager.png">
+<meta property="article:published_time" content="2018-04-09T18:55:38Z">
+<link rel="canonical" href="/invironment/the-creative-forager">
+</head><body><p>Hello</p></body></html>"""
+
+
+async def test_page_title_description_opengraph_canonical(
+    hub: Hub, stored, http_server, tmp_path: Path
+) -> None:
+    http_server.routes["/post"] = (200, {"Content-Type": "text/html"}, PAGE)
+    saved = tmp_path / "saved.html"
+    saved.write_bytes(b"<html><head><title>Saved</title></head></html>")
+    async with httpx.AsyncClient() as client:
+        targets = [f"{http_server.url}/post", f"{http_server.url}/gone", saved]
+        s = await ingest(hub, PageSource(targets, client=client))
+        assert s.ingested == 2 and s.skipped[0].reason == "HTTP 404"
+        page, local = await stored("creative.metadata")
+        assert page.data["title"] == "The Creative Forager" and page.data["site_name"] == "Invironment"
+        assert page.data["description"] == "A page about foraging."
+        assert page.data["canonical_url"] == f"{http_server.url}/invironment/the-creative-forager"
+        assert page.data["image"] == f"{http_server.url}/img/forager.png"
+        assert page.data["published"] == "2018-04-09T18:55:38Z"
+        assert page.subject == page.data["canonical_url"]
+        assert local.data["title"] == "Saved" and local.data["url"] == saved.resolve().as_uri()
+        assert (await ingest(hub, PageSource(targets, client=client))).already == 2

@@ -1,0 +1,129 @@
+"""Mail: the Maven dev-list thread (mbox), a Gmail reply (.eml), and the same over IMAP (a real Dovecot)."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creative_hub.hub import Hub
+from creative_hub.sources.base import Principals
+from creative_hub.sources.ingest import ingest
+from creative_hub.sources.mail import ImapSource, MailSource
+from creative_hub.testing.servers.dovecot import DovecotServer
+
+pytestmark = pytest.mark.sqlite
+
+ROOT = "<op.y9uh4nywkdkhrr@desktop-2khsk44>"
+
+
+def mbox(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "email" / "maven-dev-2017-11_thread_download-links.mbox"
+
+
+def raw_messages(fixtures_dir: Path, from_line: bool = False) -> list[bytes]:
+    box = mailbox.mbox(mbox(fixtures_dir), create=False)
+    try:
+        return [box.get_bytes(k, from_=from_line) for k in box.keys()]
+    finally:
+        box.close()
+
+
+def check_thread(events: list, mailbox_name: str) -> None:
+    assert len(events) == 8
+    first, second = events[0].data, events[1].data
+    assert first["message_id"] == ROOT and first["subject"] == "Download links"
+    assert first["sender"] == "Robert Scholte <rfscholte@apache.org>"
+    assert first["to"] == ["dev@maven.apache.org"] and first["cc"] == ["sebb <sebbaz@gmail.com>"]
+    assert first["date"] == "2017-11-17T12:27:49+01:00" and first["mailbox"] == mailbox_name
+    # Encoded words in two charsets, decoded.
+    assert second["sender"] == "Hervé BOUTEMY <herve.boutemy@free.fr>"
+    assert events[-1].data["sender"] == "Arnaud Héritier <aheritier@gmail.com>"
+    assert second["in_reply_to"] == ROOT and second["subject"] == "Re: Download links"
+    assert {e.data["thread"] for e in events} == {ROOT}
+    assert second["extra"]["links"][0] == {"rel": "reply-to", "id": events[0].id, "ref": ROOT}
+    assert [e.creator for e in events[:3]] == ["robert", "herve-boutemy-free-fr", "sebbaz-gmail-com"]
+    assert events[1].subject == "<5773884.Nuuv0DKoVJ@giga>"
+
+
+async def test_mbox_thread_and_eml(hub: Hub, stored, fixtures_dir: Path) -> None:
+    eml = fixtures_dir / "email" / "gmail_reply.eml"
+    principals = Principals({"rfscholte@apache.org": "robert"})
+    s = await ingest(hub, MailSource([mbox(fixtures_dir), eml], principals=principals))
+    assert (s.ingested, s.skipped) == (9, [])
+    events = await stored("creative.metadata")
+    check_thread(events[:8], mbox(fixtures_dir).name)
+    reply = events[8].data
+    assert reply["message_id"] == "<CAKsfaBW4hj0Gek6TwbR3erng4P1y0CZzJ0d=pXtCNnYnbe7PLg@mail.gmail.com>"
+    assert reply["subject"] == "Re: Test" and reply["sender"] == "Megan One <xxx@gmail.com>"
+    assert reply["to"] == ["bob@example.com"] and reply["date"] == "2012-04-02T20:21:52+04:00"
+    again = await ingest(hub, MailSource([mbox(fixtures_dir), eml], principals=principals))
+    assert (again.ingested, again.already) == (0, 9)
+
+
+async def test_broken_charset_is_one_error(hub: Hub, stored, fixtures_dir: Path, tmp_path: Path) -> None:
+    msgs = raw_messages(fixtures_dir, from_line=True)
+    broken = msgs[1].replace(b"=?ISO-8859-1?Q?Herv=E9?=", b"=?x-no-such-charset?Q?Herv=E9?=")
+    lying = msgs[3].replace(b"=?ISO-8859-1?Q?Herv=E9?=", b"=?UTF-8?Q?Herv=E9?=")  # é in Latin-1 is not UTF-8
+    box = tmp_path / "broken.mbox"
+    box.write_bytes(b"".join([msgs[0], broken, msgs[2], lying, *msgs[4:]]))
+    s = await ingest(hub, MailSource([box]))
+    assert s.ingested == 6
+    assert [e.ref for e in s.skipped] == [f"{box}#2", f"{box}#4"]
+    assert s.skipped[0].reason == "From: unknown charset 'x-no-such-charset'"
+    assert s.skipped[1].reason.startswith("From: bytes that are not valid utf-8")
+    assert "6 ingested, 0 already there, 2 skipped" in s.line()
+
+
+@pytest.fixture(scope="module")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    server = DovecotServer(tmp_path_factory.mktemp("dovecot"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_imap_read_only_incremental_by_uid(
+    hub: Hub, stored, fixtures_dir: Path, tmp_path: Path, dovecot: DovecotServer
+) -> None:
+    msgs = raw_messages(fixtures_dir)
+    dovecot.load("Lists/maven", msgs[:5])
+    dovecot.load("INBOX", [(fixtures_dir / "email" / "gmail_reply.eml").read_bytes()])
+    state = tmp_path / "imap.json"
+    principals = Principals({"rfscholte@apache.org": "robert"})
+
+    def source(**kw: object) -> ImapSource:
+        return ImapSource(
+            dovecot.url, folders=["Lists/maven", "INBOX"], state=state, principals=principals, **kw
+        )  # type: ignore[arg-type]
+
+    s = await ingest(hub, source())
+    assert (s.ingested, s.skipped) == (6, [])
+    # Three more arrive; the next run fetches only those (UID > the saved one).
+    dovecot.load("Lists/maven", msgs[5:])
+    s = await ingest(hub, source())
+    assert (s.ingested, s.already, s.seen) == (3, 0, 3)
+    assert (await ingest(hub, source())).seen == 0
+    events = await stored("creative.metadata")
+    maven = [e for e in events if e.data["mailbox"] == "Lists/maven"]
+    assert len(maven) == 8
+    assert (
+        maven[0].data["message_id"] == ROOT
+        and maven[1].data["sender"] == "Hervé BOUTEMY <herve.boutemy@free.fr>"
+    )
+    assert {e.data["thread"] for e in maven[:5]} == {ROOT}
+    assert maven[0].source == f"imap://hub@127.0.0.1:{dovecot.port}/Lists/maven"
+    # Without state, every folder is read again and the hub stores nothing twice.
+    s = await ingest(hub, ImapSource(dovecot.url, principals=principals))
+    assert (s.ingested, s.already) == (0, 9)
+
+
+async def test_imap_wrong_password_is_a_clear_error(hub: Hub, dovecot: DovecotServer) -> None:
+    from creative_hub.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="login refused"):
+        await ingest(hub, ImapSource(dovecot.url, password="wrong"))
