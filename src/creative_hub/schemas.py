@@ -85,6 +85,38 @@ class Issue(Payload, kw_only=True):
     action: str | None = None
 
 
+class Ref(Payload, kw_only=True):
+    """A branch or tag created or deleted."""
+
+    repo: NonEmpty
+    ref: NonEmpty
+    ref_type: Literal["branch", "tag"]
+    action: Literal["created", "deleted"]
+    sha: str | None = None
+    url: str | None = None
+
+
+class Fork(Payload, kw_only=True):
+    """A repository forked into another."""
+
+    repo: NonEmpty  #: the original
+    fork: NonEmpty  #: the new repository
+    owner: Person | None = None
+    url: str | None = None
+
+
+class Release(Payload, kw_only=True):
+    repo: NonEmpty
+    tag: NonEmpty
+    name: str | None = None
+    body: str | None = None
+    action: str | None = None
+    prerelease: bool = False
+    draft: bool = False
+    author: Person | None = None
+    url: str | None = None
+
+
 # -- narrative -----------------------------------------------------------------
 class Fragment(Payload, kw_only=True):
     """A piece of a story: a scene, a chapter, a passage."""
@@ -258,6 +290,9 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.pull_request": PullRequest,
     "creative.engineering.review": Review,
     "creative.engineering.issue": Issue,
+    "creative.engineering.ref": Ref,
+    "creative.engineering.fork": Fork,
+    "creative.engineering.release": Release,
     "creative.narrative.fragment": Fragment,
     "creative.narrative.plot_point": PlotPoint,
     "creative.narrative.character_arc": CharacterArc,

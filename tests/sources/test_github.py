@@ -85,7 +85,7 @@ async def test_every_fixture_event(hub: Hub, stored, client: httpx.AsyncClient, 
         assert r.status_code == 200, r.text
         assert r.json()["event"] == event
     eng = await stored("creative.engineering")
-    pr, review, issue = eng
+    pr, review, issue = [e for e in eng if e.type.split(".")[-1] in ("pull_request", "review", "issue")]
     assert pr.type == "creative.engineering.pull_request" and pr.creator == "coder"
     assert pr.data["number"] == 2 and pr.data["title"] == "Update the README with new information."
     assert pr.data["state"] == "open" and pr.data["action"] == "opened"
@@ -104,17 +104,14 @@ async def test_every_fixture_event(hub: Hub, stored, client: httpx.AsyncClient, 
     (comment,) = await stored("creative.feedback")
     assert comment.data["text"] == "You are totally right! I'll get this fixed right away."
     assert comment.data["on"] == thread_id(REPO, "issue", 1) == issue.correlationid
-    pages = await stored("creative.metadata")
-    create, fork = pages
-    assert create.data["extra"] == {
-        "github_event": "create",
-        "ref": "simple-tag",
-        "ref_type": "tag",
-        "repo": REPO,
-    }
+    engineering = {e.type: e for e in await stored("creative.engineering")}
+    create = engineering["creative.engineering.ref"]
+    assert create.data["ref"] == "simple-tag" and create.data["ref_type"] == "tag"
+    assert create.data["action"] == "created" and create.data["repo"] == REPO
     assert create.data["url"] == "https://github.com/Codertocat/Hello-World/tree/simple-tag"
+    fork = engineering["creative.engineering.fork"]
     assert fork.data["url"] == "https://github.com/Octocoders/Hello-World" and fork.creator == "octocoders"
-    assert fork.data["extra"]["forked_from"] == REPO
+    assert fork.data["repo"] == REPO and fork.data["fork"] == "Octocoders/Hello-World"
 
 
 async def test_push_commits_link_to_git_and_papers(
@@ -217,8 +214,9 @@ async def test_release_and_review_comment_payloads(
     assert (await post(client, "pull_request_review_comment", json.dumps(comment).encode())).json()[
         "stored"
     ] == 1
-    (rel,) = await stored("creative.metadata")
-    assert rel.data["title"] == "First" and rel.data["extra"]["tag"] == "0.0.1" and rel.creator == "coder"
+    (rel,) = [e for e in await stored("creative.engineering") if e.type == "creative.engineering.release"]
+    assert rel.data["name"] == "First" and rel.data["tag"] == "0.0.1" and rel.creator == "coder"
+    assert rel.subject == f"{REPO}@0.0.1" and rel.data["author"]["login"] == "Codertocat"
     (c,) = await stored("creative.feedback")
     assert c.data["on"] == thread_id(REPO, "pull", 2) and c.data["extra"]["path"] == "README.md"
     r = await post(client, "watch", b"{}")

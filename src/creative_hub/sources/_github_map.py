@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ..event import Event, derive_id
-from ..schemas import Comment, Commit, Issue, Person, PullRequest, Review, Webpage
+from ..schemas import Comment, Commit, Fork, Issue, Person, PullRequest, Ref, Release, Review
 from .base import Item, ItemError, Principals, commit_id, find_refs, link, make_event
 
 __all__ = [
@@ -249,22 +249,6 @@ def review_comment_event(repo: str, number: int, c: Mapping[str, Any], principal
     return _comment(repo, "pull", number, c, extra, principals, "review_comment")
 
 
-def _page(
-    repo: str,
-    key: list[str],
-    url: str,
-    title: str,
-    description: str | None,
-    when: Any,
-    extra: dict[str, Any],
-    who: str,
-) -> Event:
-    data = Webpage(
-        url=url, title=title, description=description, site_name="GitHub", published=_time(when), extra=extra
-    )
-    return _event("creative.metadata.webpage", key, repo, repo, data, who, when)
-
-
 def webhook_events(name: str, payload: Mapping[str, Any], principals: Principals) -> list[Item]:
     """Events for one webhook delivery (``X-GitHub-Event: name``); [] for events with nothing to store."""
     repo_obj = payload.get("repository") or {}
@@ -285,58 +269,44 @@ def webhook_events(name: str, payload: Mapping[str, Any], principals: Principals
         return [issue_event(repo, payload["issue"], action, principals)]
     if name == "issue_comment":
         return [issue_comment_event(repo, payload["issue"], payload["comment"], principals)]
-    # No engineering type exists yet for refs, forks and releases: they are pages on GitHub.
     html = repo_obj.get("html_url") or f"https://github.com/{repo}"
-    if name == "create":
+    if name in ("create", "delete"):
         ref, kind = payload.get("ref"), payload.get("ref_type")
-        extra = {"github_event": "create", "ref": ref, "ref_type": kind, "repo": repo}
-        return [
-            _page(
-                repo,
-                ["create", str(kind), str(ref)],
-                f"{html}/tree/{ref}",
-                f"{kind} {ref} in {repo}",
-                payload.get("description"),
-                None,
-                extra,
-                principals.principal(sender),
-            )
-        ]
+        if kind not in ("branch", "tag"):
+            return [ItemError(name, f"ref_type {kind!r} is neither branch nor tag")]
+        data = Ref(
+            repo=repo,
+            ref=str(ref),
+            ref_type=kind,
+            action="created" if name == "create" else "deleted",
+            url=f"{html}/tree/{ref}",
+        )
+        who = principals.principal(sender)
+        return [_event("creative.engineering.ref", [name, str(kind), str(ref)], repo, repo, data, who, None)]
     if name == "fork":
         f = payload["forkee"]
-        extra = {"github_event": "fork", "forked_from": repo, "fork": f.get("full_name")}
-        return [
-            _page(
-                repo,
-                ["fork", str(f.get("full_name"))],
-                f["html_url"],
-                f"{f.get('full_name')} (fork of {repo})",
-                f.get("description"),
-                f.get("created_at"),
-                extra,
-                principals.principal((f.get("owner") or {}).get("login"), sender),
-            )
-        ]
+        owner = f.get("owner") or {}
+        data_f = Fork(repo=repo, fork=str(f.get("full_name")), owner=_person(owner), url=f.get("html_url"))
+        who = principals.principal(owner.get("login"), sender)
+        key = ["fork", str(f.get("full_name"))]
+        return [_event("creative.engineering.fork", key, repo, repo, data_f, who, f.get("created_at"))]
     if name == "release":
         r = payload["release"]
-        extra = {
-            "github_event": "release",
-            "action": action,
-            "tag": r.get("tag_name"),
-            "repo": repo,
-            "prerelease": bool(r.get("prerelease")),
-            "draft": bool(r.get("draft")),
-        }
+        data_r = Release(
+            repo=repo,
+            tag=r["tag_name"],
+            name=r.get("name"),
+            body=r.get("body"),
+            action=action,
+            prerelease=bool(r.get("prerelease")),
+            draft=bool(r.get("draft")),
+            author=_person(r.get("author")),
+            url=r.get("html_url"),
+        )
+        who = principals.principal((r.get("author") or {}).get("login"), sender)
+        when = r.get("published_at") or r.get("created_at")
+        key = ["release", str(r.get("id")), str(action)]
         return [
-            _page(
-                repo,
-                ["release", str(r.get("id")), str(action)],
-                r["html_url"],
-                r.get("name") or r["tag_name"],
-                r.get("body"),
-                r.get("published_at") or r.get("created_at"),
-                extra,
-                principals.principal((r.get("author") or {}).get("login"), sender),
-            )
+            _event("creative.engineering.release", key, repo, f"{repo}@{r['tag_name']}", data_r, who, when)
         ]
     return []

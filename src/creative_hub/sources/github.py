@@ -66,6 +66,7 @@ EVENTS = (
     "issues",
     "issue_comment",
     "create",
+    "delete",
     "fork",
     "release",
 )
