@@ -1,0 +1,428 @@
+"""Shared pieces of the Kafka engine: options, positions, records, error map, readers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+try:
+    import confluent_kafka as ck
+except ImportError as e:  # pragma: no cover - depends on the install
+    raise ImportError('the Kafka engine needs confluent-kafka: pip install "creative-hub[kafka]"') from e
+
+from ...errors import EngineUnavailable, LogError, ValidationError
+from ..base import Record
+
+__all__ = [
+    "CONTENT_TYPE",
+    "H_DIGEST",
+    "H_ID",
+    "TRANSIENT",
+    "KafkaOptions",
+    "Reader",
+    "decode_position",
+    "encode_position",
+    "fetch",
+    "translate",
+]
+
+logger = logging.getLogger("creative_hub.log.kafka")
+#: librdkafka's own log lines (connection refused, rebalances) go here, not to stderr
+rdkafka_logger = logging.getLogger("creative_hub.log.kafka.librdkafka")
+
+T = TypeVar("T")
+
+CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"  # CloudEvents Kafka binding, structured mode
+H_ID = "ch-id"  # the event id, so dedup need not parse bodies
+H_DIGEST = "ch-digest"  # the content digest, to tell a retry from an id conflict
+
+DEFAULT_PARTITIONS = 4  # per new topic: up to 4 members of a group share the work
+DEFAULT_TIMEOUT = 10.0  # seconds for a broker request or a produce to be acked
+DEFAULT_SESSION = 10.0  # seconds a silent group member keeps its partitions
+DEFAULT_MIN_SESSION = 6.0  # seconds; the broker's group.min.session.timeout.ms (Kafka and Redpanda default)
+DEFAULT_DEDUP_WINDOW = 100_000  # ids per topic remembered for dedup
+DEFAULT_LINGER_MS = 5.0  # producer batching delay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaOptions:
+    """Everything tunable, from the URL query (``kafka://h:9092?partitions=3``).
+
+    KafkaOptions(partitions=3, replication=3)   # new topics: 3 partitions, 3 replicas
+    KafkaOptions(prefix="hub.")                 # hub topic t is Kafka topic hub.t
+    KafkaOptions(client={"security.protocol": "SASL_SSL"})  # any librdkafka setting
+    """
+
+    bootstrap: str
+    partitions: int = DEFAULT_PARTITIONS  #: for topics this engine creates: a group's parallelism
+    replication: int = -1  #: -1: the broker's default.replication.factor
+    prefix: str = ""  #: prepended to every Kafka topic and group id
+    timeout: float = DEFAULT_TIMEOUT  #: seconds per request / per produce
+    session_timeout: float = DEFAULT_SESSION  #: upper bound of a member's session, seconds
+    min_session: float = DEFAULT_MIN_SESSION  #: the broker's lower bound, seconds
+    dedup_window: int = DEFAULT_DEDUP_WINDOW  #: ids per topic kept for dedup
+    linger_ms: float = DEFAULT_LINGER_MS
+    client: dict[str, str] = field(default_factory=dict)  #: extra librdkafka settings
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> KafkaOptions:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        client: dict[str, str] = {}
+        if "@" in netloc:  # kafka://user:password@host:9092 -> SASL credentials
+            creds, netloc = netloc.rsplit("@", 1)
+            user, _, password = creds.partition(":")
+            client["sasl.username"] = unquote(user)
+            client["sasl.password"] = unquote(password)
+            client.setdefault("sasl.mechanism", "SCRAM-SHA-256")
+            client.setdefault("security.protocol", "SASL_SSL")
+        if not netloc:
+            raise ValidationError("url", f"{url!r}: no broker; use kafka://host:port[,host:port]")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        kwargs: dict[str, Any] = {"bootstrap": netloc}
+        conv: dict[str, Callable[[str], Any]] = {
+            "partitions": int,
+            "replication": int,
+            "prefix": str,
+            "timeout": float,
+            "session_timeout": float,
+            "min_session": float,
+            "dedup_window": int,
+            "linger_ms": float,
+        }
+        for k, v in query.items():
+            if k.startswith("client."):
+                client[k[len("client.") :]] = v
+            elif k in conv:
+                try:
+                    kwargs[k] = conv[k](v)
+                except ValueError:
+                    raise ValidationError(f"url.{k}", f"{v!r} is not a valid {k}") from None
+            else:
+                raise ValidationError(
+                    f"url.{k}",
+                    f"unknown option; use one of {', '.join(sorted(conv))} or client.<librdkafka key>",
+                )
+        client.update(overrides.pop("client", {}))
+        kwargs.update(overrides)
+        opts = cls(client=client, **kwargs)
+        if opts.partitions < 1:
+            raise ValidationError("url.partitions", f"must be >= 1, got {opts.partitions}")
+        if opts.replication == 0 or opts.replication < -1:
+            raise ValidationError(
+                "url.replication", f"must be >= 1 (or -1 for the broker default), got {opts.replication}"
+            )
+        if opts.dedup_window < 1:
+            raise ValidationError("url.dedup_window", f"must be >= 1, got {opts.dedup_window}")
+        return opts
+
+    def base(self) -> dict[str, Any]:
+        """librdkafka settings every client of this engine shares."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "logger": rdkafka_logger,
+            "socket.connection.setup.timeout.ms": int(self.timeout * 1000),
+            # Reconnect quickly after a broker restart (defaults back off to 10 s).
+            "reconnect.backoff.max.ms": 1000,
+        }
+        conf.update(self.client)
+        return conf
+
+
+# -- positions -----------------------------------------------------------------
+def encode_position(cursor: Sequence[int]) -> str:
+    """``[41]`` -> ``"41"``; ``[41, -1, 7]`` -> ``"41,-1,7"``."""
+    return ",".join(map(str, cursor))
+
+
+def decode_position(position: str, partitions: int, name: str = "after") -> list[int]:
+    """The cursor vector (last offset read, per partition; -1: none) of ``position``."""
+    try:
+        cursor = [int(x) for x in position.split(",")]
+    except (AttributeError, ValueError):
+        raise ValidationError(
+            name, f"{position!r} is not a position of this log (offsets joined by ',')"
+        ) from None
+    if len(cursor) > partitions or any(o < -1 for o in cursor):
+        raise ValidationError(
+            name, f"{position!r} is not a position of a topic with {partitions} partition(s)"
+        )
+    # A topic that gained partitions: the new ones are read from their start.
+    return cursor + [-1] * (partitions - len(cursor))
+
+
+# -- records ---------------------------------------------------------------------
+def message_record(topic: str, msg: ck.Message, position: str) -> Record:
+    """A Record from a Kafka message; hand-produced ones too (the hub dead-letters what is not an event)."""
+    headers = msg.headers()
+    # Fast path: this engine writes ch-id second (after content-type).
+    if headers and len(headers) > 1 and headers[1][0] == H_ID and isinstance(headers[1][1], bytes):  # type: ignore[index]
+        id_ = headers[1][1].decode("utf-8", "replace")  # type: ignore[index]
+    else:
+        id_ = header(msg, H_ID) or ""
+    body = msg.value() or b""
+    if not id_ and body[:1] == b"{":
+        # Not written by this engine: a CloudEvent from another producer
+        # still has its id in the structured body.
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+            id_ = parsed["id"]
+    key = msg.key()
+    text_key = key.decode("utf-8", "replace") if key else ""
+    return Record(topic, position, id_, text_key, body, msg.timestamp()[1])
+
+
+def position_format(partitions: int) -> list[tuple[str, str]]:
+    """Per partition, the (prefix, suffix) around its offset in a one-partition cursor vector."""
+    return [("-1," * p, ",-1" * (partitions - p - 1)) for p in range(partitions)]
+
+
+def header(msg: ck.Message, name: str) -> str | None:
+    """The value of header ``name``, or None."""
+    headers = msg.headers()
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for k, v in pairs:
+        if k == name and v is not None:
+            return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return None
+
+
+# -- errors ----------------------------------------------------------------------
+def translate(url: str, e: BaseException, doing: str) -> LogError:
+    """The one place Kafka client errors become creative-hub errors."""
+    if isinstance(e, LogError):
+        return e
+    if isinstance(e, ck.KafkaException) and e.args and isinstance(e.args[0], ck.KafkaError):
+        err: ck.KafkaError = e.args[0]
+        return EngineUnavailable(url, f"{doing}: {err.name()}: {err.str()}")
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+        return EngineUnavailable(url, f"{doing}: no answer in time")
+    return EngineUnavailable(url, f"{doing}: {type(e).__name__}: {e}")
+
+
+# -- reading ---------------------------------------------------------------------
+def fetch(consumer: ck.Consumer, most: int, timeout: float) -> list[ck.Message]:
+    """Up to ``most`` messages, returning as soon as one is there.
+
+    ``consume(n, timeout)`` waits for all ``n`` or the whole timeout; ``poll``
+    returns on the first message, and ``consume(n, 0)`` drains what is queued.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    if most <= 1:
+        return [first]
+    return [first, *consumer.consume(most - 1, 0)]
+
+
+#: errors a just-created topic or a moving leader gives for a moment
+TRANSIENT = {
+    ck.KafkaError.NOT_LEADER_FOR_PARTITION,
+    ck.KafkaError.LEADER_NOT_AVAILABLE,
+    ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+    ck.KafkaError.NOT_COORDINATOR,
+    ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    ck.KafkaError.COORDINATOR_NOT_AVAILABLE,
+    ck.KafkaError.FENCED_LEADER_EPOCH,
+    ck.KafkaError.UNKNOWN_LEADER_EPOCH,
+    ck.KafkaError.NOT_ENOUGH_REPLICAS,
+    ck.KafkaError._UNKNOWN_PARTITION,  # local metadata not refreshed yet (after a broker restart)
+    ck.KafkaError._UNKNOWN_TOPIC,
+    ck.KafkaError._TRANSPORT,  # a connection being re-established
+}
+
+
+def retry(fn: Callable[[], T], timeout: float) -> T:
+    """``fn()``, again after a short sleep while it fails with a transient Kafka error (in a thread)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            return fn()
+        except ck.KafkaException as e:
+            err = e.args[0] if e.args else None
+            transient = isinstance(err, ck.KafkaError) and err.code() in TRANSIENT
+            if not transient or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+class Merge:
+    """Orders the messages of several partitions by (timestamp, partition, offset).
+
+    Up to ``ends`` (the end offsets when the read began) a message is only
+    released once every partition with records left before its end has a
+    message buffered, so a given range always comes out in the same order --
+    which is what makes a cursor vector resume exactly.  Past ``ends`` (only
+    when following) messages come as they arrive.
+    """
+
+    def __init__(self, starts: Sequence[int], ends: Sequence[int], follow: bool) -> None:
+        self.buffers: list[deque[ck.Message]] = [deque() for _ in starts]
+        self.next = list(starts)  # per partition: the next offset not yet received
+        self.ends = list(ends)
+        self.follow = follow
+
+    def add(self, m: ck.Message) -> None:
+        p, o = m.partition() or 0, m.offset() or 0
+        if p >= len(self.next) or o < self.next[p]:
+            return  # a partition added after the read began, or a re-fetch
+        if not self.follow and o >= self.ends[p]:
+            self.next[p] = max(self.next[p], self.ends[p])
+            return  # appended after the read began: a read without follow stops at its start's end
+        self.next[p] = o + 1
+        self.buffers[p].append(m)
+
+    def skip_to(self, positions: Sequence[int]) -> None:
+        """Offsets without messages (transaction markers): trust the consumer's position."""
+        for p, at in enumerate(positions):
+            if not self.buffers[p] and at > self.next[p]:
+                self.next[p] = at
+
+    @property
+    def finished(self) -> bool:
+        return not self.follow and all(
+            not b and nxt >= end for b, nxt, end in zip(self.buffers, self.next, self.ends, strict=True)
+        )
+
+    def pop(self) -> ck.Message | None:
+        best: tuple[int, int, int] | None = None
+        for p, buf in enumerate(self.buffers):
+            if buf:
+                m = buf[0]
+                key = (m.timestamp()[1], p, m.offset() or 0)
+                if best is None or key < best:
+                    best = key
+            elif self.next[p] < self.ends[p]:
+                return None  # this partition has older records still to fetch
+        if best is None:
+            return None
+        return self.buffers[best[1]].popleft()
+
+
+class Reader:
+    """A group-less consumer and the one thread that drives it.
+
+    librdkafka clients are not for concurrent calls; one thread per consumer
+    serialises them, and a call cancelled on the asyncio side still finishes
+    before the next one starts.
+    """
+
+    def __init__(self, options: KafkaOptions, name: str) -> None:
+        conf = options.base()
+        conf.update(
+            {
+                "group.id": f"{options.prefix}creative-hub-reader",  # required; never joined (assign only)
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",
+                "client.id": name,
+            }
+        )
+        self.consumer = ck.Consumer(conf)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.assigned = False
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn, *args)
+
+    def watermarks(self, topic: str, partitions: int, timeout: float) -> tuple[list[int], list[int]]:
+        """(low, high) offsets per partition, asked of the broker (not cached)."""
+        lo, hi = [], []
+        for p in range(partitions):
+            ask = functools.partial(
+                self.consumer.get_watermark_offsets, ck.TopicPartition(topic, p), timeout, cached=False
+            )
+            low, high = retry(ask, timeout)
+            lo.append(low)
+            hi.append(high)
+        return lo, hi
+
+    def offsets_for_times(self, topic: str, partitions: int, ms: int, timeout: float) -> list[int]:
+        """Per partition, the first offset stored at or after ``ms`` (-1: none)."""
+        tps = [ck.TopicPartition(topic, p, ms) for p in range(partitions)]
+        found = retry(lambda: self.consumer.offsets_for_times(tps, timeout), timeout)
+        out = [-1] * partitions
+        for tp in found:
+            out[tp.partition] = tp.offset if tp.offset is not None and tp.offset >= 0 else -1
+        return out
+
+    def positions(self, topic: str, partitions: int) -> list[int]:
+        """Where each assigned partition will fetch next (-1 if unknown)."""
+        tps = self.consumer.position([ck.TopicPartition(topic, p) for p in range(partitions)])
+        return [tp.offset if tp.offset is not None and tp.offset >= 0 else -1 for tp in tps]
+
+    def assign(self, topic: str, starts: Sequence[int]) -> None:
+        self.consumer.assign([ck.TopicPartition(topic, p, o) for p, o in enumerate(starts)])
+        self.assigned = True
+
+    def unassign(self) -> None:
+        if self.assigned:
+            self.consumer.unassign()
+            self.assigned = False
+
+    def close(self) -> None:
+        self._thread.submit(self.consumer.close).result()
+        self._thread.shutdown(wait=True)
+
+
+class ReaderPool:
+    """Idle readers kept for reuse: making a consumer costs a connection and a thread."""
+
+    def __init__(self, options: KafkaOptions, keep: int = 4) -> None:
+        self.options = options
+        self.keep = keep
+        self._idle: list[Reader] = []
+        self._lock = threading.Lock()
+        self._n = 0
+        self.closed = False
+
+    async def acquire(self) -> Reader:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self._n += 1
+            n = self._n
+        return await asyncio.to_thread(Reader, self.options, f"ch-reader-{n}")
+
+    async def release(self, reader: Reader) -> None:
+        try:
+            await reader.call(reader.unassign)
+        except Exception:
+            await asyncio.to_thread(reader.close)
+            return
+        with self._lock:
+            if not self.closed and len(self._idle) < self.keep:
+                self._idle.append(reader)
+                return
+        await asyncio.to_thread(reader.close)
+
+    async def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+        for r in idle:
+            await asyncio.to_thread(r.close)
+
+
+def retention_ms(seconds: float | None) -> str:
+    return "-1" if seconds is None else str(max(1, math.ceil(seconds * 1000)))

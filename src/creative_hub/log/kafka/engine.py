@@ -1,0 +1,520 @@
+"""KafkaLog: the engine object (topics, append, read, retention, groups, lag, health)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
+
+import confluent_kafka as ck
+
+# Re-exported by confluent_kafka.admin without __all__; mypy --strict wants it explicit.
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+)
+
+try:
+    from confluent_kafka import ConsumerGroupTopicPartitions
+except ImportError:  # pragma: no cover - older clients
+    from confluent_kafka.admin import ConsumerGroupTopicPartitions  # type: ignore[attr-defined,no-redef]
+
+from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
+from ..base import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_BATCH,
+    Appended,
+    Entry,
+    GroupLag,
+    Health,
+    Record,
+    Retention,
+    Start,
+    TopicInfo,
+    check_topic,
+)
+from . import retention as _retention
+from .common import (
+    TRANSIENT,
+    KafkaOptions,
+    Merge,
+    ReaderPool,
+    decode_position,
+    encode_position,
+    fetch,
+    logger,
+    message_record,
+    translate,
+)
+from .subscription import KafkaSubscription, _mark
+from .writer import Producer, TopicWriter
+
+__all__ = ["KafkaLog"]
+
+READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
+_EARLIEST: Any = cast(Any, OffsetSpec).earliest()
+_LATEST: Any = cast(Any, OffsetSpec).latest()
+
+
+class KafkaLog:
+    """The Kafka-API engine (Apache Kafka, Redpanda).
+
+    KafkaLog.from_url("kafka://127.0.0.1:9092")
+    KafkaLog.from_url("kafka://k1:9092,k2:9092?partitions=6&replication=3")
+    KafkaLog.from_url("kafka://user:pw@redpanda:9092?client.security.protocol=SASL_PLAINTEXT")
+    """
+
+    engine = "kafka"
+
+    def __init__(self, options: KafkaOptions, url: str | None = None) -> None:
+        self.options = options
+        self.url = url or f"kafka://{options.bootstrap}"
+        self.readers = ReaderPool(options)
+        self.subs: set[KafkaSubscription] = set()
+        self.closed = False
+        self._admin: AdminClient | None = None
+        self._producer: Producer | None = None
+        self._partitions: dict[str, int] = {}  # hub topic -> partition count, for topics known to exist
+        self._writers: dict[str, TopicWriter] = {}
+        self.retention_cache: dict[str, Retention] | None = None
+        self.retention_due: dict[str, float] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> KafkaLog:
+        """``kafka://host:port[,host:port][?partitions=N&replication=R&prefix=P&timeout=S...]``."""
+        from .. import redact
+
+        return cls(KafkaOptions.from_url(url, **options), redact(url))
+
+    def __repr__(self) -> str:
+        return f"KafkaLog({self.url!r})"
+
+    # -- names ----------------------------------------------------------------------
+    def ktopic(self, topic: str) -> str:
+        """The Kafka topic of a hub topic: the same name (legal as is), after the prefix."""
+        return self.options.prefix + topic
+
+    def group_id(self, topic: str, group: str) -> str:
+        """One Kafka group per (topic, group): ``<prefix><topic>/<group>``."""
+        return f"{self.options.prefix}{topic}/{group}"
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and check a broker answers (EngineUnavailable within ``timeout`` if not)."""
+        if self.closed:
+            raise LogClosed("kafka log")
+        if self._admin is not None:
+            return
+        conf = self.options.base()
+        admin = AdminClient(conf)
+        try:
+            await asyncio.to_thread(admin.list_topics, timeout=self.options.timeout)
+        except Exception as e:
+            raise EngineUnavailable(
+                self.url,
+                f"no Kafka broker answered at {self.options.bootstrap} "
+                f"within {self.options.timeout:g}s ({e})",
+            ) from e
+        self._admin = admin
+
+    async def close(self) -> None:
+        """Leave every group, flush the producer, drop connections.  Safe twice."""
+        if self.closed:
+            return
+        for sub in list(self.subs):
+            await sub.close()
+        self.closed = True
+        for task in list(self._background):
+            task.cancel()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await asyncio.to_thread(producer.close, self.options.timeout)
+        await self.readers.close()
+        self._admin = None
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise LogClosed("kafka log")
+        if self._admin is None:
+            raise LogClosed("kafka log (not opened: await log.open() first)")
+
+    def fail(self, e: BaseException, doing: str) -> LogError:
+        return translate(self.url, e, doing)
+
+    def producer(self) -> Producer:
+        if self._producer is None or self._producer.fatal is not None:
+            # A fatal idempotence error ends a producer: start a new session.
+            old, self._producer = self._producer, Producer(self.options)
+            if old is not None:
+                old._stop = True
+        return self._producer
+
+    @property
+    def admin(self) -> AdminClient:
+        self.check_open()
+        assert self._admin is not None
+        return self._admin
+
+    async def _admin_call(self, make: Callable[[], Any], doing: str) -> Any:
+        """Run an admin request (``make()`` returns its future, or a dict of them) and await it;
+        again, briefly, while the cluster answers with a transient error (leader moving, restart)."""
+        deadline = time.monotonic() + self.options.timeout
+        delay = 0.05
+        while True:
+            try:
+                futures = make()
+                if isinstance(futures, dict):
+                    return [await asyncio.wrap_future(f) for f in futures.values()]
+                return await asyncio.wrap_future(futures)
+            except LogError:
+                raise
+            except Exception as e:
+                err = e.args[0] if isinstance(e, ck.KafkaException) and e.args else None
+                transient = isinstance(err, ck.KafkaError) and err.code() in TRANSIENT
+                if not transient or time.monotonic() > deadline:
+                    raise self.fail(e, doing) from e
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    # -- topics ----------------------------------------------------------------------
+    async def _describe(self, topic: str) -> int | None:
+        """The partition count of ``topic``, or None if it does not exist."""
+        if topic in self._partitions:
+            return self._partitions[topic]
+        kt = self.ktopic(topic)
+        try:
+            md = await asyncio.to_thread(self.admin.list_topics, topic=kt, timeout=self.options.timeout)
+        except Exception as e:
+            raise self.fail(e, f"describe {topic}") from e
+        t = md.topics.get(kt)
+        if t is None or t.error is not None or not t.partitions:
+            return None
+        self._partitions[topic] = len(t.partitions)
+        return len(t.partitions)
+
+    async def ensure_topic(self, topic: str) -> int:
+        """Create ``topic`` if needed; its partition count."""
+        n = await self._describe(topic)
+        if n is not None:
+            return n
+        kt = self.ktopic(topic)
+        config = {
+            # time_ms is when the broker stored the record, and rises with the offset.
+            "message.timestamp.type": "LogAppendTime",
+            "cleanup.policy": "delete",
+        }
+        if self.options.replication >= 2:
+            config["min.insync.replicas"] = str(min(2, self.options.replication))
+        new = NewTopic(kt, self.options.partitions, self.options.replication, config=config)
+        try:
+            await asyncio.wrap_future(
+                self.admin.create_topics([new], request_timeout=self.options.timeout)[kt]
+            )
+        except ck.KafkaException as e:
+            err = e.args[0] if e.args else None
+            if isinstance(err, ck.KafkaError) and err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                pass
+            elif isinstance(err, ck.KafkaError) and "collides" in err.str():
+                raise ValidationError(
+                    "topic",
+                    f"{topic!r} collides with an existing Kafka topic that differs only in '.' vs '_' "
+                    "(Kafka forbids such pairs); pick another name",
+                ) from e
+            else:
+                raise self.fail(e, f"create topic {topic}") from e
+        # Creation is asynchronous: wait until the metadata shows leaders.
+        deadline = time.monotonic() + self.options.timeout
+        while time.monotonic() < deadline:
+            md = await asyncio.to_thread(self.admin.list_topics, topic=kt, timeout=self.options.timeout)
+            t = md.topics.get(kt)
+            if (
+                t is not None
+                and t.error is None
+                and t.partitions
+                and all(p.leader >= 0 for p in t.partitions.values())
+            ):
+                self._partitions[topic] = len(t.partitions)
+                return len(t.partitions)
+            await asyncio.sleep(0.05)
+        raise EngineUnavailable(
+            self.url, f"topic {topic} was created but has no leader after {self.options.timeout:g}s"
+        )
+
+    # -- append ----------------------------------------------------------------------
+    async def append(self, topic: str, entries: Sequence[Entry]) -> list[Appended]:
+        """Store ``entries`` in order; see ``writer`` for what dedup guarantees."""
+        check_topic(topic)
+        self.check_open()
+        if not entries:
+            return []
+        writer = self._writers.get(topic)
+        if writer is None:
+            n = await self.ensure_topic(topic)
+            writer = self._writers.get(topic) or TopicWriter(self, topic, self.ktopic(topic), n)
+            self._writers[topic] = writer
+        result = await writer.append(list(entries))
+        if self.retention_due.get(topic, math.inf) <= time.monotonic():
+            self.retention_due[topic] = time.monotonic() + _retention.RETENTION_EVERY
+            self._spawn(self.apply_retention(topic))
+        return result
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                logger.warning("kafka background task failed: %s", t.exception())
+
+        task.add_done_callback(done)
+
+    # -- read ------------------------------------------------------------------------
+    async def read(
+        self,
+        topic: str,
+        *,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[Record]:
+        """Records in log order: offset order with one partition; with several, merged by
+        (storage time, partition, offset), so the same range always reads in the same order.
+        Records appended while following come as they arrive."""
+        check_topic(topic)
+        self.check_open()
+        remaining = math.inf if limit is None else limit
+        if remaining <= 0:
+            return
+        n = await self._describe(topic)
+        while n is None:
+            if not follow:
+                return
+            await asyncio.sleep(0.2)
+            n = await self._describe(topic)
+        cursor = decode_position(after, n) if after is not None else [-1] * n
+        kt = self.ktopic(topic)
+        reader = await self.readers.acquire()
+        try:
+            lo, hi = await reader.call(reader.watermarks, kt, n, self.options.timeout)
+            if after is not None and any(c + 1 < low for c, low in zip(cursor, lo, strict=True)):
+                raise PositionGone(topic, after, self._first_position(lo, hi))
+            starts = [max(c + 1, low) for c, low in zip(cursor, lo, strict=True)]
+            if since is not None:
+                ms = int(since * 1000)
+                found = await reader.call(reader.offsets_for_times, kt, n, ms, self.options.timeout)
+                starts = [max(s, h if at < 0 else at) for s, at, h in zip(starts, found, hi, strict=True)]
+            cursor = [s - 1 for s in starts]
+            if not follow and all(s >= h for s, h in zip(starts, hi, strict=True)):
+                return
+            await reader.call(reader.assign, kt, starts)
+            merge = Merge(starts, hi, follow)
+            seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+            while True:
+                m = merge.pop()
+                if m is None:
+                    if merge.finished or self.closed:
+                        return
+                    msgs = await reader.call(fetch, reader.consumer, 1000, 0.2)
+                    for msg in msgs:
+                        err = msg.error()
+                        if err is None:
+                            merge.add(msg)
+                        elif err.code() == ck.KafkaError.OFFSET_OUT_OF_RANGE:
+                            lo, hi2 = await reader.call(reader.watermarks, kt, n, self.options.timeout)
+                            raise PositionGone(topic, encode_position(cursor), self._first_position(lo, hi2))
+                        elif err.code() != ck.KafkaError._PARTITION_EOF:
+                            logger.warning("read %s: %s", topic, err)
+                    if not msgs:
+                        merge.skip_to(await reader.call(reader.positions, kt, n))
+                    continue
+                p, o = m.partition() or 0, m.offset() or 0
+                cursor[p] = o
+                record = message_record(topic, m, str(o) if n == 1 else encode_position(cursor))
+                if record.id:
+                    first = seen.get(record.id)
+                    if first is not None and first != (p, o):
+                        continue  # a duplicate copy that slipped in (see writer): skip it
+                    seen[record.id] = (p, o)
+                    if len(seen) > READ_WINDOW:
+                        seen.popitem(last=False)
+                yield record
+                remaining -= 1
+                if remaining <= 0:
+                    return
+        finally:
+            await self.readers.release(reader)
+
+    @staticmethod
+    def _first_position(lo: list[int], hi: list[int]) -> str | None:
+        if all(low >= high for low, high in zip(lo, hi, strict=True)):
+            return None
+        if len(lo) == 1:
+            return str(lo[0])
+        return encode_position([low - 1 for low in lo])
+
+    # -- subscribe -------------------------------------------------------------------
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        consumer: str | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        start: Start = Start.EARLIEST,
+        batch: int = DEFAULT_BATCH,
+    ) -> KafkaSubscription:
+        """Join ``group`` on ``topic``; see ``subscription`` for how Kafka groups are used."""
+        check_topic(topic)
+        if not group:
+            raise ValidationError("group", "a consumer group name is required")
+        if ack_timeout <= 0:
+            raise ValidationError("ack_timeout", f"must be > 0 seconds, got {ack_timeout}")
+        return KafkaSubscription(
+            self, topic, group, consumer or f"c-{uuid.uuid4().hex[:12]}", ack_timeout, Start(start), batch
+        )
+
+    # -- topics, retention -------------------------------------------------------------
+    def _hub_topics(self, names: Sequence[str]) -> list[str]:
+        prefix, out = self.options.prefix, []
+        for kt in names:
+            if not kt.startswith(prefix):
+                continue
+            name = kt[len(prefix) :]
+            try:
+                check_topic(name)
+            except ValidationError:
+                continue  # internal (__consumer_offsets, the meta topic) or not ours
+            out.append(name)
+        return sorted(out)
+
+    async def _offsets(self, topics: dict[str, int]) -> dict[str, tuple[list[int], list[int]]]:
+        """(low, high) offsets of every partition of ``topics`` in two admin requests."""
+        if not topics:
+            return {}
+        tps = [ck.TopicPartition(self.ktopic(t), p) for t, n in topics.items() for p in range(n)]
+        wait, admin = self.options.timeout, self.admin
+        lows = await self._admin_call(
+            lambda: admin.list_offsets({tp: _EARLIEST for tp in tps}, request_timeout=wait), "list offsets"
+        )
+        highs = await self._admin_call(
+            lambda: admin.list_offsets({tp: _LATEST for tp in tps}, request_timeout=wait), "list offsets"
+        )
+        out: dict[str, tuple[list[int], list[int]]] = {}
+        i = 0
+        for t, n in topics.items():
+            out[t] = ([r.offset for r in lows[i : i + n]], [r.offset for r in highs[i : i + n]])
+            i += n
+        return out
+
+    async def _info(self, topic: str, lo: list[int], hi: list[int]) -> TopicInfo:
+        count = sum(max(0, h - low) for low, h in zip(lo, hi, strict=True))
+        first = self._first_position(lo, hi)
+        if count and len(lo) > 1:
+            async for r in self.read(topic, limit=1):  # the cursor after the first record read
+                first = r.position
+        last = None
+        if count:
+            last = str(hi[0] - 1) if len(hi) == 1 else encode_position([h - 1 for h in hi])
+        retention = (await _retention.load(self)).get(topic, Retention())
+        return TopicInfo(name=topic, count=count, first=first, last=last, bytes=None, retention=retention)
+
+    async def topics(self) -> list[TopicInfo]:
+        """Every hub topic on the cluster (Kafka topics under the prefix with hub-legal names)."""
+        self.check_open()
+        try:
+            md = await asyncio.to_thread(self.admin.list_topics, timeout=self.options.timeout)
+        except Exception as e:
+            raise self.fail(e, "list topics") from e
+        counts = {}
+        for name in self._hub_topics(list(md.topics)):
+            t = md.topics[self.ktopic(name)]
+            if t.error is None and t.partitions:
+                counts[name] = len(t.partitions)
+                self._partitions[name] = len(t.partitions)
+        offsets = await self._offsets(counts)
+        return [await self._info(t, *offsets[t]) for t in sorted(counts)]
+
+    async def topic_info(self, topic: str) -> TopicInfo:
+        check_topic(topic)
+        self.check_open()
+        n = await self._describe(topic)
+        if n is None:
+            raise NotFound(f"topic {topic!r} does not exist")
+        offsets = await self._offsets({topic: n})
+        return await self._info(topic, *offsets[topic])
+
+    async def set_retention(self, topic: str, retention: Retention) -> None:
+        """Store ``retention``; see ``retention`` for how Kafka applies it."""
+        await _retention.set_retention(self, topic, retention)
+
+    async def apply_retention(self, topic: str) -> int:
+        """Delete what the retention no longer keeps (``delete_records``); returns how many went."""
+        return await _retention.apply_retention(self, topic)
+
+    # -- groups ----------------------------------------------------------------------
+    async def groups(self, topic: str) -> list[str]:
+        """Groups with a committed offset on ``topic`` (every member commits its start on joining)."""
+        check_topic(topic)
+        self.check_open()
+        result = await self._admin_call(
+            lambda: self.admin.list_consumer_groups(request_timeout=self.options.timeout), "list groups"
+        )
+        head = f"{self.options.prefix}{topic}/"
+        return sorted(g.group_id[len(head) :] for g in result.valid if g.group_id.startswith(head))
+
+    async def lag(self, topic: str, group: str) -> GroupLag:
+        """Records not acked by ``group``: end offsets minus committed offsets, summed."""
+        check_topic(topic)
+        self.check_open()
+        for sub in list(self.subs):  # make this process's acks visible first
+            if sub.topic == topic and sub.group == group:
+                await sub.flush()
+        n = await self._describe(topic)
+        if n is None:
+            raise NotFound(f"group {group!r} has not joined topic {topic!r}")
+        gid, kt = self.group_id(topic, group), self.ktopic(topic)
+        request = ConsumerGroupTopicPartitions(gid, [ck.TopicPartition(kt, p) for p in range(n)])
+        (committed,) = await self._admin_call(
+            lambda: self.admin.list_consumer_group_offsets([request], request_timeout=self.options.timeout),
+            f"lag of {group} on {topic}",
+        )
+        parts = {
+            tp.partition: tp for tp in committed.topic_partitions if tp.offset is not None and tp.offset >= 0
+        }
+        if not parts:
+            raise NotFound(f"group {group!r} has not joined topic {topic!r}")
+        lo, hi = (await self._offsets({topic: n}))[topic]
+        lag = pending = 0
+        for p in range(n):
+            tp = parts.get(p)
+            start = lo[p] if tp is None else max(tp.offset, lo[p])
+            lag += max(0, hi[p] - start)
+            if tp is not None:
+                pending += max(0, min(_mark(tp.metadata), hi[p]) - start)
+        members = 0
+        try:
+            (desc,) = await self._admin_call(
+                lambda: self.admin.describe_consumer_groups([gid], request_timeout=self.options.timeout),
+                "describe group",
+            )
+            members = len(desc.members)
+        except LogError:
+            pass
+        return GroupLag(topic, group, lag, pending, members)
+
+    async def health(self) -> Health:
+        """Whether a broker answers a metadata request now."""
+        try:
+            self.check_open()
+            md = await asyncio.to_thread(self.admin.list_topics, timeout=min(self.options.timeout, 5.0))
+        except Exception as e:
+            return Health(False, self.engine, self.url, str(self.fail(e, "metadata")))
+        return Health(True, self.engine, self.url, f"{len(md.brokers)} broker(s), cluster {md.cluster_id}")

@@ -1,0 +1,621 @@
+"""A consumer-group member on one Kafka topic: at-least-once, commit after ack.
+
+One ``confluent_kafka.Consumer`` per subscription, driven by its own thread,
+in Kafka group ``<prefix><topic>/<group>`` (one Kafka group per hub topic
+and group, so members of one topic never rebalance another's).  Assignment
+is ``cooperative-sticky``: a member joining does not take partitions from
+one that keeps working.
+
+* **Ack and commit.**  Per partition, the member commits the contiguous
+  prefix of acked deliveries (the lowest un-acked offset), a few times a
+  second and when it loses the partition or leaves.  The commit metadata
+  carries ``d=<offset>``, how far deliveries went, so the next owner knows
+  which records are redeliveries (``delivery_count`` >= 2) and ``lag`` can
+  report ``pending``.
+* **Ack timeout.**  Kafka has none per message, so the member keeps every
+  un-acked delivery and hands it out again after ``ack_timeout`` (or after
+  ``nack(delay)``).  The member polls Kafka only while its application is
+  alive -- inside ``next()``, or within ``ack_timeout`` of its last ``next()``
+  or ack.  A member that hangs or is stopped therefore exceeds
+  ``max.poll.interval.ms`` (= the ack timeout) and leaves the group; a killed
+  one misses heartbeats for ``session.timeout.ms`` (<= the ack timeout).
+  Either way the group gives its partitions to another member, which resumes
+  from the committed offset: its un-acked deliveries come again.
+* **Per-key order.**  A key lives in one partition and a partition is owned
+  by one member.  Before it gives a partition up in a rebalance, a member
+  waits (at most until their ack deadlines) for its un-acked deliveries of
+  that partition, so the next owner does not handle the same key at once.
+* **Start.**  A group that never committed on a partition starts at its
+  earliest retained (``Start.EARLIEST``) or end (``Start.LATEST``) offset,
+  and commits that start at once, so the group exists (``groups``, ``lag``)
+  and a later member does not skip what was appended in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import confluent_kafka as ck
+
+from ...errors import EngineUnavailable, LogClosed
+from ..base import Delivery, Record, Start
+from .common import logger, message_record, position_format, retry
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .engine import KafkaLog
+
+__all__ = ["KafkaSubscription"]
+
+COMMIT_EVERY = 0.05  # seconds between commits of acked offsets
+POLL_WAIT = 0.1  # seconds the consumer thread blocks in one poll
+SEEN_WINDOW = 10_000  # ids a member remembers to skip a duplicate copy that slipped in
+
+
+@dataclass(slots=True)
+class _Out:
+    """A delivery handed out and not acked yet."""
+
+    record: Record
+    count: int
+    due: float  # monotonic time of redelivery
+
+
+@dataclass(slots=True, eq=False)
+class _Part:
+    """A partition this member owns (a new object each time it is assigned)."""
+
+    partition: int
+    committed: int | None  # offset the group will resume from; None until known
+    handed: int  # next offset after the last one handed to the application
+    prev_mark: int  # how far the previous owner delivered (from commit metadata)
+    out: dict[int, _Out] = field(default_factory=dict)
+    sent: tuple[int, int] = (-1, -1)  # (offset, mark) last committed
+
+
+class KafkaSubscription:
+    """A member of a consumer group on one topic of a KafkaLog; see the module docstring."""
+
+    def __init__(
+        self,
+        log: KafkaLog,
+        topic: str,
+        group: str,
+        consumer: str,
+        ack_timeout: float,
+        start: Start,
+        batch: int,
+    ) -> None:
+        self.log = log
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer
+        self.ack_timeout = ack_timeout
+        self.start = start
+        self.batch = max(1, batch)
+        self.ktopic = log.ktopic(topic)
+        self.group_id = log.group_id(topic, group)
+        self.max_pending = max(8 * self.batch, 4096)
+        self._partitions = 1
+        self._format: list[tuple[str, str]] | None = None  # how a delivery's position is spelled
+        self._parts: dict[int, _Part] = {}
+        self._ready: deque[tuple[_Part, int, Record | None, int]] = deque()
+        self._inflight = 0
+        self._next_due = math.inf
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._joined = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._commands: queue.SimpleQueue[
+            tuple[list[ck.TopicPartition], concurrent.futures.Future[None] | None]
+        ]
+        self._commands = queue.SimpleQueue()
+        self._commit_handle: asyncio.TimerHandle | None = None
+        self._active_until = 0.0  # monotonic; the thread polls while the application is alive
+        self._waiting = 0  # next() calls in progress
+        self._want_pause = False  # read by the consumer thread: our buffer is full
+        self._drained = threading.Event()  # set when the buffer is no longer full
+        self._stop = False
+        self._revoking = 0  # revokes waiting for acks
+        self._closing = False
+        self._closed = False
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Kafka subscription {self.topic} group={self.group} consumer={self.consumer}>"
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def __aenter__(self) -> KafkaSubscription:
+        await self._join()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delivery]:
+        while not self._closed:
+            try:
+                yield await self.next()
+            except LogClosed:
+                return
+
+    async def _join(self) -> None:
+        if self._closed:
+            raise LogClosed("subscription")
+        if self._thread is not None:
+            await self._wait_joined()
+            return
+        self.log.check_open()
+        self._partitions = await self.log.ensure_topic(self.topic)
+        self._format = position_format(self._partitions) if self._partitions > 1 else None
+        self._loop = asyncio.get_running_loop()
+        self.log.subs.add(self)
+        self._active_until = time.monotonic() + max(self.ack_timeout, self.log.options.timeout * 3)
+        conf = self._config()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(conf, ready), name=f"ch-kafka-{self.group}-{self.consumer}", daemon=True
+        )
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except Exception as e:
+            self._closed = True
+            self.log.subs.discard(self)
+            raise self.log.fail(e, f"join group {self.group} on {self.topic}") from e
+        await self._wait_joined()
+
+    async def _wait_joined(self) -> None:
+        limit = self.log.options.timeout * 3
+        try:
+            await asyncio.wait_for(self._joined.wait(), limit)
+        except TimeoutError:
+            raise EngineUnavailable(
+                self.log.url, f"joining group {self.group} on {self.topic}: no assignment within {limit:g}s"
+            ) from None
+        if self._error is not None:
+            raise self._error
+
+    def _config(self) -> dict[str, Any]:
+        opts = self.log.options
+        # The session bounds how long a killed member keeps its partitions: no
+        # longer than the ack timeout, no shorter than the broker allows.
+        session = max(min(opts.session_timeout, self.ack_timeout), opts.min_session)
+        conf = opts.base()
+        conf.update(
+            {
+                "group.id": self.group_id,
+                "client.id": self.consumer,
+                "enable.auto.commit": False,  # commit after the handler acks (at-least-once)
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",  # only when a committed offset was removed by retention
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": int(session * 1000),
+                "heartbeat.interval.ms": max(100, int(session * 1000 / 3)),
+                "max.poll.interval.ms": int(max(self.ack_timeout, session) * 1000),
+                "fetch.wait.max.ms": 100,
+                "on_commit": _on_commit,
+            }
+        )
+        return conf
+
+    async def close(self) -> None:
+        """Leave the group: acked offsets are committed, un-acked deliveries go back to the group."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        self.log.subs.discard(self)
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop = True
+            await asyncio.to_thread(thread.join)
+        self._parts.clear()
+        self._ready.clear()
+        self._wake.set()
+
+    # -- the consumer thread -------------------------------------------------------------
+    def _run(self, conf: dict[str, Any], ready: concurrent.futures.Future[None]) -> None:
+        try:
+            c = ck.Consumer(conf)
+            c.subscribe(
+                [self.ktopic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+        except Exception as e:
+            ready.set_exception(e)
+            return
+        ready.set_result(None)
+        loop = self._loop
+        assert loop is not None
+        paused = False
+        full_since = 0.0
+        try:
+            while not self._stop:
+                self._run_commands(c)
+                if not self._waiting and time.monotonic() > self._active_until:
+                    # The application stopped asking: stop polling, so that after
+                    # max.poll.interval.ms the group moves our partitions on.
+                    time.sleep(0.02)
+                    continue
+                wait = POLL_WAIT
+                if self._want_pause:
+                    # Our buffer is full: take nothing more, librdkafka's own queue
+                    # holds what it prefetched.  Only if that lasts are the partitions
+                    # paused, so we can keep polling (rebalances, max.poll.interval.ms).
+                    now = time.monotonic()
+                    full_since = full_since or now
+                    if not paused and now - full_since > min(1.0, self.ack_timeout / 3):
+                        c.pause(c.assignment())
+                        paused = True
+                    self._drained.wait(0.02)
+                    self._drained.clear()
+                    if not paused:
+                        continue
+                    wait = 0
+                else:
+                    full_since = 0.0
+                    if paused:
+                        c.resume(c.assignment())
+                        paused = False
+                try:
+                    msg = c.poll(wait)
+                    msgs = [msg, *c.consume(self.batch - 1, 0)] if msg is not None else []
+                except ck.KafkaException as e:
+                    logger.warning("%r: poll failed: %s", self, e)
+                    time.sleep(0.1)
+                    continue
+                if msgs:
+                    loop.call_soon_threadsafe(self._on_messages, msgs)
+        except BaseException as e:  # surfaced to next()
+            self._error = e
+            loop.call_soon_threadsafe(self._wake.set)
+        finally:
+            self._run_commands(c)
+            try:
+                c.close()  # leaves the group; on_revoke commits what was acked
+            except Exception as e:
+                logger.debug("%r: close: %s", self, e)
+
+    def _run_commands(self, c: ck.Consumer) -> None:
+        while True:
+            try:
+                offsets, done = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if offsets and done is None:
+                    c.commit(offsets=offsets, asynchronous=True)
+                elif offsets:
+                    c.commit(offsets=offsets, asynchronous=False)
+                if done is not None:
+                    done.set_result(None)
+            except Exception as e:
+                # Not in the group any more (kicked out, rebalanced): the next
+                # owner redelivers what this commit would have covered.
+                logger.debug("%r: commit failed: %s", self, e)
+                if done is not None:
+                    done.set_result(None)
+
+    def _on_assign(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            if tps:
+                starts = self._starts(c, tps)
+                loop.call_soon_threadsafe(self._assigned, starts)
+                c.incremental_assign(
+                    [ck.TopicPartition(self.ktopic, p, o if o is not None else -1001) for p, o, _ in starts]
+                )
+        except Exception as e:
+            logger.warning("%r: assignment failed, resuming from committed offsets: %s", self, e)
+            unknown: list[tuple[int, int | None, int]] = [(tp.partition, None, -1) for tp in tps]
+            loop.call_soon_threadsafe(self._assigned, unknown)
+            c.incremental_assign(tps)
+        finally:
+            loop.call_soon_threadsafe(self._joined.set)
+
+    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[tuple[int, int | None, int]]:
+        """(partition, start offset, previous delivery mark) for newly assigned partitions."""
+        timeout = self.log.options.timeout
+        committed = retry(lambda: c.committed(tps, timeout), timeout)
+        out: list[tuple[int, int | None, int]] = []
+        first_commit: list[ck.TopicPartition] = []
+        for tp in committed:
+            ask = partial(
+                c.get_watermark_offsets, ck.TopicPartition(self.ktopic, tp.partition), timeout, cached=False
+            )
+            low, high = retry(ask, timeout)
+            if tp.offset is not None and tp.offset >= 0:
+                start = tp.offset
+                if start < low:
+                    logger.warning(
+                        "%s group %s partition %d: offsets %d..%d were removed by retention before the group "
+                        "read them",
+                        self.topic,
+                        self.group,
+                        tp.partition,
+                        start,
+                        low - 1,
+                    )
+                    start = low
+                mark = _mark(tp.metadata)
+            else:
+                start = low if self.start is Start.EARLIEST else high
+                mark = -1
+                first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata="d=-1"))
+            out.append((tp.partition, start, mark))
+        if first_commit:  # the group now exists, and starts here whoever joins next
+            c.commit(offsets=first_commit, asynchronous=False)
+        return out
+
+    def _on_revoke(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+        loop = self._loop
+        assert loop is not None
+        parts = [tp.partition for tp in tps]
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._revoked(parts), loop)
+            offsets = fut.result(self.ack_timeout + self.log.options.timeout)
+        except Exception as e:  # the loop is gone (process exit): nothing to commit
+            logger.debug("%r: revoke: %s", self, e)
+            return
+        if offsets:
+            try:
+                c.commit(offsets=offsets, asynchronous=False)
+            except Exception as e:
+                logger.debug("%r: commit on revoke failed: %s", self, e)
+
+    def _on_lost(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._drop, [tp.partition for tp in tps])
+
+    # -- on the event loop -------------------------------------------------------------
+    def _assigned(self, starts: list[tuple[int, int | None, int]]) -> None:
+        for p, start, mark in starts:
+            self._parts[p] = _Part(p, start, start if start is not None else -1, mark)
+
+    async def _revoked(self, parts: list[int]) -> list[ck.TopicPartition]:
+        """Wait for un-acked deliveries of ``parts`` (up to their deadlines); returns the commits to make."""
+        mine = [self._parts[p] for p in parts if p in self._parts]
+        self._revoking += 1
+        try:
+            await self._await_acks(mine)
+        finally:
+            self._revoking -= 1
+        offsets = [tp for part in mine if (tp := self._commit_of(part, force=True)) is not None]
+        self._drop(parts)
+        return offsets
+
+    async def _await_acks(self, mine: list[_Part]) -> None:
+        while not self._closing and not self.log.closed:
+            now = time.monotonic()
+            live = [o.due for part in mine for o in part.out.values() if o.due > now]
+            if not live:
+                break
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(live) - now)
+            except TimeoutError:
+                pass
+
+    def _drop(self, parts: list[int]) -> None:
+        gone = {p for p in parts if self._parts.pop(p, None) is not None}
+        if gone:
+            self._ready = deque(r for r in self._ready if r[0].partition not in gone)
+            self._inflight = sum(len(part.out) for part in self._parts.values())
+            self._want_pause = len(self._ready) + self._inflight > self.max_pending
+
+    def _on_messages(self, msgs: list[ck.Message]) -> None:
+        # The hot path of consuming: kept lean (no per-message allocations
+        # beyond the Record and one tuple).
+        parts, topic, seen, ready = self._parts, self.topic, self._seen, self._ready
+        fmt = self._format
+        for m in msgs:
+            if m.error() is not None:
+                err = m.error()
+                assert err is not None
+                if err.code() not in (ck.KafkaError._PARTITION_EOF, ck.KafkaError._MAX_POLL_EXCEEDED):
+                    logger.warning("%r: %s", self, err)
+                continue
+            p, off = m.partition() or 0, m.offset() or 0
+            part = parts.get(p)
+            if part is None:
+                continue  # no longer ours
+            if part.committed is None:
+                part.committed = part.handed = off
+            count = 2 if off < part.prev_mark else 1
+            if fmt is None:
+                position = str(off)
+            else:  # several partitions: a member only knows its record's place
+                head, tail = fmt[p]
+                position = f"{head}{off}{tail}"
+            record = message_record(topic, m, position)
+            rid = record.id
+            if rid:
+                first = seen.get(rid)
+                if first is not None and first != (p, off):
+                    ready.append((part, off, None, count))  # a copy that slipped in: skip, commit past
+                    continue
+                seen[rid] = (p, off)
+                if len(seen) > SEEN_WINDOW:
+                    seen.popitem(last=False)
+            ready.append((part, off, record, count))
+        self._want_pause = len(ready) + self._inflight > self.max_pending
+        self._wake.set()
+
+    # -- deliveries ----------------------------------------------------------------
+    async def next(self, timeout: float | None = None) -> Delivery:
+        """The next delivery (a redelivery first, if one is due); TimeoutError after ``timeout`` s."""
+        if self._thread is None or not self._joined.is_set():
+            await self._join()
+        d = self._take()  # the fast path: something is ready
+        if d is not None:
+            return d
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._waiting += 1  # the consumer thread keeps polling while we wait
+        try:
+            while True:
+                d = self._take()
+                if d is not None:
+                    return d
+                now = time.monotonic()
+                wait = min(self._next_due - now, 1.0)
+                if deadline is not None:
+                    if now >= deadline:
+                        raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
+                    wait = min(wait, deadline - now)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+                except TimeoutError:
+                    pass
+        finally:
+            self._waiting -= 1
+
+    def _take(self) -> Delivery | None:
+        """A due redelivery, else the next ready record handed out, else None."""
+        if self._closed or self.log.closed:
+            raise LogClosed("subscription")
+        if self._error is not None:
+            raise self.log.fail(self._error, f"consume {self.topic}")
+        now = time.monotonic()
+        self._active_until = now + self.ack_timeout
+        if now >= self._next_due:
+            d = self._due(now)
+            if d is not None:
+                return d
+        ready, parts = self._ready, self._parts
+        while ready:
+            part, off, record, count = ready.popleft()
+            if parts.get(part.partition) is not part:
+                continue
+            part.handed = off + 1
+            if self._commit_handle is None:
+                self._schedule_commit()
+            if record is None:
+                continue
+            due = now + self.ack_timeout
+            part.out[off] = _Out(record, count, due)
+            self._inflight += 1
+            if due < self._next_due:
+                self._next_due = due
+            if self._want_pause and len(ready) + self._inflight < self.max_pending // 2:
+                self._want_pause = False
+                self._drained.set()
+            return Delivery(record, count, partial(self._ack, part, off), partial(self._nack, part, off))
+        return None
+
+    def _due(self, now: float) -> Delivery | None:
+        """A delivery whose ack deadline passed, handed out again; recomputes the next deadline."""
+        found: tuple[_Part, int, _Out] | None = None
+        nxt = math.inf
+        for part in self._parts.values():
+            for off, o in part.out.items():
+                if o.due <= now and found is None:
+                    found = (part, off, o)
+                elif o.due < nxt:
+                    nxt = o.due
+        if found is None:
+            self._next_due = nxt
+            return None
+        part, off, o = found
+        o.count += 1
+        o.due = now + self.ack_timeout
+        self._next_due = min(nxt, o.due)
+        return Delivery(
+            o.record,
+            o.count,
+            partial(self._ack, part, off),
+            partial(self._nack, part, off),
+        )
+
+    async def _ack(self, part: _Part, off: int) -> None:
+        self._active_until = time.monotonic() + self.ack_timeout
+        if self._parts.get(part.partition) is not part or part.out.pop(off, None) is None:
+            return  # a late ack for a partition we lost: the new owner redelivers it
+        self._inflight -= 1
+        if self._commit_handle is None:
+            self._schedule_commit()
+        if self._revoking:
+            self._wake.set()  # a revoke is waiting for this ack
+
+    async def _nack(self, part: _Part, off: int, delay: float) -> None:
+        self._active_until = time.monotonic() + self.ack_timeout
+        o = part.out.get(off) if self._parts.get(part.partition) is part else None
+        if o is None:
+            return
+        o.due = time.monotonic() + max(delay, 0.0)
+        self._next_due = min(self._next_due, o.due)
+        self._wake.set()
+
+    # -- commits -------------------------------------------------------------------
+    def _commit_of(self, part: _Part, force: bool = False) -> ck.TopicPartition | None:
+        if part.committed is None:
+            return None
+        offset = min(part.out) if part.out else part.handed
+        offset = max(offset, part.committed)
+        if not force and (offset, part.handed) == part.sent:
+            return None
+        part.sent = (offset, part.handed)
+        part.committed = offset
+        return ck.TopicPartition(self.ktopic, part.partition, offset, metadata=f"d={part.handed}")
+
+    def _schedule_commit(self) -> None:
+        if self._commit_handle is None and self._loop is not None and not self._closed:
+            self._commit_handle = self._loop.call_later(COMMIT_EVERY, self._commit)
+
+    def _commit(self) -> None:
+        self._commit_handle = None
+        offsets = [tp for part in self._parts.values() if (tp := self._commit_of(part)) is not None]
+        if offsets:
+            self._commands.put((offsets, None))
+
+    async def flush(self) -> None:
+        """Commit acked offsets now and wait for the broker (used by ``lag``)."""
+        if self._thread is None or self._closed:
+            return
+        offsets = [tp for part in self._parts.values() if (tp := self._commit_of(part)) is not None]
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._commands.put((offsets, done))
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), self.log.options.timeout)
+        except TimeoutError:
+            logger.debug("%r: commit flush timed out", self)
+
+    def pending(self) -> int:
+        return self._inflight
+
+
+def _mark(metadata: str | None) -> int:
+    if metadata and metadata.startswith("d="):
+        try:
+            return int(metadata[2:])
+        except ValueError:
+            pass
+    return -1
+
+
+def _on_commit(err: ck.KafkaError | None, partitions: list[ck.TopicPartition]) -> None:
+    if err is not None:
+        logging.getLogger("creative_hub.log.kafka").debug("commit failed: %s", err)

@@ -1,0 +1,340 @@
+"""The Kafka engine's write side: one idempotent producer, one writer per topic.
+
+A writer turns ``append`` calls into produce rounds.  Calls that arrive while
+a round is in flight are merged into the next round, so concurrent publishers
+share broker round trips (group commit).  Each round:
+
+1. **catches up the dedup index** -- asks the broker for the end of every
+   partition and reads whatever other writers appended since the index last
+   looked (usually nothing: one watermark request);
+2. **plans** -- an id already in the index (or earlier in the round) is a
+   duplicate, or an IdConflict if its digest differs; a call with a conflict
+   fails whole and nothing of it is produced;
+3. **produces** the rest with the idempotent producer (``acks=all``) and waits
+   for every delivery report;
+4. records the new ids and positions in the index.
+
+What this guarantees: an id is stored once per topic against retries from
+any process, as long as the retry starts after the first attempt's produce
+was acked or failed (the catch-up sees it), and the id is within the newest
+``dedup_window`` ids.  Two processes racing the same id at the same instant
+can both store it; readers then skip the later copy within their own window
+(see ``read`` and subscriptions), and handlers should be idempotent anyway
+(at-least-once).  Within one producer session librdkafka's idempotence
+removes the broker-side duplicates of its own internal retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import confluent_kafka as ck
+
+from ...errors import EngineUnavailable, IdConflict
+from ..base import Appended, Entry
+from .common import CONTENT_TYPE, H_DIGEST, H_ID, KafkaOptions, encode_position, fetch, header, logger
+
+if TYPE_CHECKING:
+    from .engine import KafkaLog
+
+__all__ = ["Producer", "TopicWriter"]
+
+
+class _Round:
+    """Delivery reports of one produce round, collected on the producer's poll thread."""
+
+    __slots__ = ("errors", "future", "left", "loop", "results")
+
+    def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.results: list[tuple[int, int]] = [(-1, -1)] * n  # (partition, offset)
+        self.errors: list[ck.KafkaError | None] = [None] * n
+        self.left = n
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def done(self, i: int, err: ck.KafkaError | None, msg: ck.Message) -> None:
+        if err is not None:
+            self.errors[i] = err
+        else:
+            self.results[i] = (msg.partition() or 0, msg.offset() or 0)
+        self.left -= 1
+        if self.left == 0:  # one wake-up of the event loop per round, not per message
+            self.loop.call_soon_threadsafe(_resolve, self.future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Producer:
+    """``confluent_kafka.Producer`` (idempotent, acks=all) with a thread serving its delivery reports.
+
+    The sync producer is used, not ``confluent_kafka.aio``: AIOProducer cannot
+    send headers, and ``produce()`` itself never blocks (it queues), so only
+    the delivery reports need a thread.
+    """
+
+    def __init__(self, options: KafkaOptions) -> None:
+        conf = options.base()
+        conf.update(
+            {
+                "enable.idempotence": True,  # implies acks=all, max.in.flight <= 5, retries
+                "acks": "all",
+                "linger.ms": options.linger_ms,
+                "message.timeout.ms": int(options.timeout * 1000),  # fail an append after this, never hang
+                # Same key -> same partition as Java clients (murmur2), so other
+                # producers of the Kafka ecosystem agree with us on per-key order.
+                "partitioner": "murmur2_random",
+                "compression.type": "lz4",
+                "error_cb": self._on_error,
+                "client.id": "creative-hub",
+            }
+        )
+        for k, v in options.client.items():
+            conf[k] = v
+        self.producer = ck.Producer(conf)
+        self.fatal: ck.KafkaError | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, name="ch-kafka-producer", daemon=True)
+        self._thread.start()
+
+    def _on_error(self, err: ck.KafkaError) -> None:
+        if err.fatal():  # e.g. the idempotence sequence broke: this producer is done
+            self.fatal = err
+            logger.error("kafka producer fatal error: %s", err)
+        else:
+            logger.debug("kafka producer: %s", err)
+
+    def _serve(self) -> None:
+        while not self._stop:
+            self.producer.poll(0.1)
+
+    async def produce(self, topic: str, entries: Sequence[Entry]) -> _Round:
+        """Produce ``entries`` in order; returns when every one is acked or failed."""
+        loop = asyncio.get_running_loop()
+        rnd = _Round(len(entries), loop)
+        produce = self.producer.produce
+        for i, e in enumerate(entries):
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("content-type", CONTENT_TYPE),
+                (H_ID, e.id.encode()),
+                (H_DIGEST, e.digest.encode()),
+            ]
+            while True:
+                try:
+                    produce(
+                        topic,
+                        e.body,
+                        e.key.encode(),
+                        headers=headers,
+                        on_delivery=functools.partial(rnd.done, i),
+                    )
+                    break
+                except BufferError:  # local queue full: let the poll thread drain it
+                    await asyncio.sleep(0.005)
+        await rnd.future
+        return rnd
+
+    def close(self, timeout: float) -> None:
+        try:
+            self.producer.flush(timeout)
+        finally:
+            self._stop = True
+            self._thread.join()
+
+
+@dataclass(slots=True)
+class _Call:
+    entries: list[Entry]
+    future: asyncio.Future[list[Appended]]
+
+
+class TopicWriter:
+    """Appends to one Kafka topic, deduplicated by id; see the module docstring."""
+
+    def __init__(self, log: KafkaLog, topic: str, ktopic: str, partitions: int) -> None:
+        self.log = log
+        self.topic = topic
+        self.ktopic = ktopic
+        self.partitions = partitions
+        self.window = log.options.dedup_window
+        self.index: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (position, digest)
+        self.scanned: list[int] | None = None  # per partition: next offset the index has not seen
+        self._calls: list[_Call] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, entries: list[Entry]) -> list[Appended]:
+        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        self._calls.append(_Call(entries, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"kafka-writer-{self.topic}")
+        return await future
+
+    async def _run(self) -> None:
+        while self._calls:
+            calls, self._calls = self._calls, []
+            calls = [c for c in calls if not c.future.done()]  # cancelled callers
+            if not calls:
+                continue
+            try:
+                await self._round(calls)
+            except BaseException as e:
+                err = self.log.fail(e, f"append to {self.topic}") if isinstance(e, Exception) else e
+                for c in calls:
+                    if not c.future.done():
+                        c.future.set_exception(err)
+                if not isinstance(e, Exception):
+                    raise
+
+    # -- the dedup index -------------------------------------------------------
+    def _remember(self, id_: str, position: str, digest: str) -> None:
+        self.index[id_] = (position, digest)
+        self.index.move_to_end(id_)
+        while len(self.index) > self.window:
+            self.index.popitem(last=False)
+
+    async def _catch_up(self) -> list[int]:
+        """Bring the index up to the end of the topic; returns the end offsets."""
+        reader = await self.log.readers.acquire()
+        try:
+            lo, hi = await reader.call(
+                reader.watermarks, self.ktopic, self.partitions, self.log.options.timeout
+            )
+            if self.scanned is None:
+                # First use in this process: the newest ``window`` ids, spread over partitions.
+                per = -(-self.window // self.partitions)
+                self.scanned = [max(lo[p], hi[p] - per) for p in range(self.partitions)]
+            starts = [max(s, low) for s, low in zip(self.scanned, lo, strict=True)]
+            if any(s < h for s, h in zip(starts, hi, strict=True)):
+                await reader.call(reader.assign, self.ktopic, starts)
+                await self._scan(reader, starts, hi)
+            self.scanned = list(hi)
+            return hi
+        finally:
+            await self.log.readers.release(reader)
+
+    async def _scan(self, reader: Any, starts: list[int], ends: list[int]) -> None:
+        cursor = [s - 1 for s in starts]
+        deadline = time.monotonic() + self.log.options.timeout * 3
+        while any(c < e - 1 for c, e in zip(cursor, ends, strict=True)):
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(
+                    self.log.url, f"reading {self.topic} to rebuild the dedup index timed out"
+                )
+            msgs = await reader.call(fetch, reader.consumer, 1000, 0.5)
+            if not msgs:
+                # Transaction markers have offsets but no message: ask where we are.
+                pos = await reader.call(
+                    reader.consumer.position,
+                    [ck.TopicPartition(self.ktopic, p) for p in range(self.partitions)],
+                )
+                for tp in pos:
+                    if tp.offset is not None and tp.offset > 0:
+                        cursor[tp.partition] = max(cursor[tp.partition], tp.offset - 1)
+                continue
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                p, o = m.partition() or 0, m.offset() or 0
+                if o <= cursor[p] or o >= ends[p]:
+                    continue
+                cursor[p] = o
+                id_, digest = header(m, H_ID), header(m, H_DIGEST)
+                if id_ is not None and id_ not in self.index:
+                    self._remember(id_, encode_position(cursor), digest or "")
+
+    # -- one round -------------------------------------------------------------
+    async def _round(self, calls: list[_Call]) -> None:
+        ends = await self._catch_up()
+        new: list[Entry] = []
+        pending: dict[str, tuple[int, str]] = {}  # id -> (index in new, digest), this round
+        plans: list[tuple[_Call, list[tuple[bool, int | str]]]] = []
+        for call in calls:
+            plan: list[tuple[bool, int | str]] = []  # (duplicate, index in `new` | stored position)
+            mine: dict[str, tuple[int, str]] = {}
+            fresh: list[Entry] = []
+            conflict: IdConflict | None = None
+            for e in call.entries:
+                old = self.index.get(e.id)
+                if old is not None:
+                    if old[1] and old[1] != e.digest:
+                        conflict = IdConflict(self.topic, e.id)
+                        break
+                    plan.append((True, old[0]))
+                    continue
+                seen = mine.get(e.id) or pending.get(e.id)
+                if seen is not None:
+                    if seen[1] != e.digest:
+                        conflict = IdConflict(self.topic, e.id)
+                        break
+                    plan.append((True, seen[0]))
+                    continue
+                n = len(new) + len(fresh)
+                mine[e.id] = (n, e.digest)
+                fresh.append(e)
+                plan.append((False, n))
+            if conflict is not None:
+                call.future.set_exception(conflict)  # none of this call is produced
+                continue
+            new.extend(fresh)
+            pending.update(mine)
+            plans.append((call, plan))
+        if not new:
+            rnd_positions: list[str] = []
+            errors: list[ck.KafkaError | None] = []
+        else:
+            producer = self.log.producer()
+            rnd = await producer.produce(self.ktopic, new)
+            errors = rnd.errors
+            rnd_positions = self._positions(rnd.results, ends)
+            contiguous = all(err is None for err in errors)
+            per: dict[int, list[int]] = {}
+            for (p, o), err in zip(rnd.results, errors, strict=True):
+                if err is None:
+                    per.setdefault(p, []).append(o)
+            for i, e in enumerate(new):
+                if errors[i] is None:
+                    self._remember(e.id, rnd_positions[i], e.digest)
+            assert self.scanned is not None
+            for p, offs in per.items():
+                # Only our records since the catch-up: the index need not read them back.
+                if contiguous and offs[0] == self.scanned[p] and offs[-1] - offs[0] + 1 == len(offs):
+                    self.scanned[p] = offs[-1] + 1
+        for call, plan in plans:
+            if call.future.done():
+                continue
+            failed = [errors[n] for _, n in plan if isinstance(n, int) and errors[n] is not None]
+            if failed:
+                err = failed[0]
+                assert err is not None
+                call.future.set_exception(
+                    EngineUnavailable(self.log.url, f"append to {self.topic}: {err.name()}: {err.str()}")
+                )
+                continue
+            out: list[Appended] = []
+            for dup, ref in plan:
+                if isinstance(ref, str):
+                    out.append(Appended(ref, duplicate=True))
+                else:
+                    out.append(Appended(rnd_positions[ref], duplicate=dup))
+            call.future.set_result(out)
+
+    def _positions(self, results: list[tuple[int, int]], ends: list[int]) -> list[str]:
+        """Receipt positions: the offset; with partitions > 1, the cursor as if read in append order."""
+        if self.partitions == 1:
+            return [str(o) for _, o in results]
+        cursor = [e - 1 for e in ends]
+        out = []
+        for p, o in results:
+            if p >= 0:
+                cursor[p] = max(cursor[p], o)
+            out.append(encode_position(cursor))
+        return out
