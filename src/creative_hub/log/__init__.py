@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import UnknownEngine
 from .base import (
@@ -90,12 +90,21 @@ def open_log(url: str, **options: Any) -> Log:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to log or print)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with a password or token replaced by ``***`` (safe to log or print).
+
+    redact("redis://:secret@h:6379/0")        -> "redis://:***@h:6379/0"
+    redact("nats://tok@h1:4222,h2:4222")      -> "nats://***@h1:4222,h2:4222"
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc, slash, tail = rest.partition("/")
+    if "?" in netloc and not slash:
+        netloc, q, query = netloc.partition("?")
+        tail = q + query
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return url
+    name, colon, _ = userinfo.partition(":")
+    safe = f"{name}:***" if colon else "***"
+    return f"{scheme}://{safe}@{hosts}{slash}{tail}"

@@ -7,6 +7,12 @@ The rungs, each adding to the one before (compare eventsourcing's recorders):
    after the ack timeout, per-partition-key order across members.
 3. **retention / lag / health** -- bounded topics and observable groups.
 
+Optional capabilities, used when an engine has them (``getattr``):
+
+* ``async delete(topic, ids) -> int`` removes single records by id
+  (compaction; SQLite, Redis, NATS -- Kafka leaves folded records to retention);
+* ``ATOMIC_APPEND = True``: a batch is stored whole or not at all.
+
 Engines deal in bytes: the hub encodes an event once (CloudEvents structured
 JSON) and the engine stores the body with the few attributes it needs to
 route and deduplicate (``id``, partition ``key``, content ``digest``).  The
