@@ -183,6 +183,7 @@ class NatsLog:
     """
 
     engine = "nats"
+    ATOMIC_APPEND = True  # batches of up to 1000 are one JetStream atomic batch
 
     def __init__(self, url: str, options: NatsOptions | None = None) -> None:
         self.url = redact_url(url)  # as given, password or token removed
