@@ -246,3 +246,75 @@ async def test_broker_paused_publisher_retries_into_one_copy(engine: str, tmp_pa
         assert len(h.read) == 2000
     finally:
         server.stop()
+
+
+CANNOT[("sqlite", "partition")] = "no network between the hub and its log"
+CANNOT[("kafka", "partition")] = (
+    "clients reconnect to the broker's advertised address, not through a proxy; "
+    "the SIGSTOP scenario covers a broker that stops answering"
+)
+
+
+def through(url: str, port: int) -> str:
+    """``url`` with its host:port replaced by 127.0.0.1:``port``."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, hostpart = rest.partition("@") if "@" in rest.split("/")[0] else ("", "", rest)
+    _, slash, tail = hostpart.partition("/")
+    return f"{scheme}://{userinfo}{at}127.0.0.1:{port}{slash}{tail}"
+
+
+async def test_network_partition_then_heal(engine: str, tmp_path: Path) -> None:
+    # Through a loopback proxy: the link goes silent (a partition), then every
+    # connection is reset when it heals.  Publishes in between time out and are
+    # retried with the same ids; nothing acked is lost and nothing is doubled.
+    skip_unless(engine, "partition")
+    from urllib.parse import urlsplit
+
+    from creative_hub.testing.faults import FaultProxy, Mode
+
+    server = start_server(engine, tmp_path / "server")
+    try:
+        port = urlsplit(server.url.split(",")[0]).port
+        assert port is not None
+        async with FaultProxy(port) as proxy:
+            url = through(server.url, proxy.port)
+            topic, acks = new_topic("faults"), tmp_path / "acks"
+            pub = spawn(
+                "creative_hub.testing.publisher",
+                url,
+                topic,
+                str(acks),
+                "--count",
+                "2000",
+                "--batch",
+                "50",
+                "--pause",
+                "0.01",
+                "--timeout",
+                "3",
+            )
+            try:
+                await wait_for_file(acks, pub, "publisher")
+                proxy.mode = Mode.BLACKHOLE
+                await asyncio.sleep(5.0)
+                proxy.reset_all()
+                proxy.heal()
+                assert await asyncio.to_thread(pub.wait, 240) == 0, (
+                    "the publisher did not finish after healing"
+                )
+            finally:
+                if pub.poll() is None:
+                    pub.kill()
+                    pub.wait()
+            log = open_log(url)
+            await log.open()
+            try:
+                h = history_of(2000, acked_ids(acks))
+                h.read = await read_ids(log, topic)
+            finally:
+                await log.close()
+        report = h.check()
+        assert report.ok, str(report)
+        assert len(h.read) == 2000
+    finally:
+        server.stop()
