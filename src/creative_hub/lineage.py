@@ -191,6 +191,25 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
         if eid in seen:
             return None
         seen.add(eid)
+        # Folded first: an engine that cannot delete single records still holds the
+        # revision until retention, but the compacted view shows it folded.
+        if eid in idx.folded:
+            f, topic = idx.folded[eid]
+            n = Node(
+                eid,
+                "folded",
+                topic=topic,
+                creator=f.creator,
+                time=f.time.isoformat() if f.time else "",
+                digest=f.digest,
+                signature="folded",
+            )
+            if f.supersedes:
+                n.links["supersedes"] = f.supersedes
+                parent = node(f.supersedes, "supersedes")
+                if parent is not None:
+                    n.parents.append(parent)
+            return n
         if eid in idx.events:
             stored, body = idx.events[eid]
             e = stored.event
@@ -217,23 +236,6 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
                     parent = node(link, rel)
                     if parent is not None:
                         n.parents.append(parent)
-            return n
-        if eid in idx.folded:
-            f, topic = idx.folded[eid]
-            n = Node(
-                eid,
-                "folded",
-                topic=topic,
-                creator=f.creator,
-                time=f.time.isoformat() if f.time else "",
-                digest=f.digest,
-                signature="folded",
-            )
-            if f.supersedes:
-                n.links["supersedes"] = f.supersedes
-                parent = node(f.supersedes, "supersedes")
-                if parent is not None:
-                    n.parents.append(parent)
             return n
         return None  # not readable by this principal, or gone: leave no trace
 
