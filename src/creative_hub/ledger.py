@@ -84,6 +84,14 @@ class EffectLedger:
             self._conn.execute("INSERT OR IGNORE INTO handled (grp, id) VALUES (?, ?)", (group, event_id))
         return True
 
+    def done(self, group: str, event_id: str) -> bool:
+        """True if ``group`` has already handled ``event_id`` (one indexed lookup)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM handled WHERE grp = ? AND id = ?", (group, event_id)
+            ).fetchone()
+        return row is not None
+
     def handled(self, group: str) -> set[str]:
         """Every id ``group`` has handled."""
         with self._lock:
