@@ -254,6 +254,62 @@ class Webpage(Payload, kw_only=True):
     feed: str | None = None
 
 
+# -- agents (creative_hub.agents: tasks, results, bids, awards, blackboard notes) --
+class Task(Payload, kw_only=True):
+    """A unit of work, fanned out to workers or announced to bidders."""
+
+    job: NonEmpty  #: the workflow this task belongs to (also its correlation id)
+    task: NonEmpty  #: this task's id within the job
+    kind: NonEmpty = "task"  #: what to do; workers pick the tasks they know
+    title: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    assignee: str | None = None  #: a directed task (the winner of an award)
+    deadline: float | None = None  #: epoch seconds: bids after it do not count (market)
+    parent: str | None = None  #: the task this one was split from (hierarchy)
+
+
+class Result(Payload, kw_only=True):
+    """The outcome of a task."""
+
+    job: NonEmpty
+    task: NonEmpty
+    ok: bool = True
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None  #: the agent that did it
+
+
+class Bid(Payload, kw_only=True):
+    """An offer to do an announced task; the lowest price wins."""
+
+    job: NonEmpty
+    task: NonEmpty
+    bidder: NonEmpty
+    price: Annotated[float, Meta(ge=0)]
+    note: str | None = None
+
+
+class Award(Payload, kw_only=True):
+    """The decision of an announcement: who does the task, out of how many bids."""
+
+    job: NonEmpty
+    task: NonEmpty
+    winner: str | None  #: None when nobody bid in time
+    price: float | None = None
+    bids: Annotated[int, Meta(ge=0)] = 0
+    kind: str = "task"  #: the task's kind and input, so the winner needs nothing else
+    input: dict[str, Any] = field(default_factory=dict)
+
+
+class Note(Payload, kw_only=True):
+    """One revision of a blackboard entry; ``revision`` counts from 1 per key."""
+
+    board: NonEmpty
+    key: NonEmpty
+    value: Any = None
+    revision: Annotated[int, Meta(ge=1)]
+
+
 # -- system --------------------------------------------------------------------
 class DeadLetter(Payload, kw_only=True):
     """A record a subscriber could not use, kept with the reason."""
@@ -306,6 +362,11 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.metadata.message": Message,
     "creative.metadata.file": File,
     "creative.metadata.webpage": Webpage,
+    "creative.agents.task": Task,
+    "creative.agents.result": Result,
+    "creative.agents.bid": Bid,
+    "creative.agents.award": Award,
+    "creative.agents.note": Note,
     "creative.system.deadletter": DeadLetter,
     "creative.system.compaction": Compaction,
 }
