@@ -1,4 +1,4 @@
-"""The hub's HTTP server: REST, Server-Sent Events, metrics (and, later, the dashboard)."""
+"""The hub's HTTP server: REST, Server-Sent Events, metrics, AsyncAPI and the dashboard."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from .app import ServerSettings, create_app
 
 __all__ = ["ServerSettings", "create_app", "serve"]
 
+GRACEFUL_SHUTDOWN = 2  # seconds open streams get to end before they are cancelled
+
 
 async def serve(
     hub: Hub,
@@ -22,7 +24,14 @@ async def serve(
 ) -> None:
     """Serve ``hub`` over HTTP until cancelled.  ``started`` is set once it listens."""
     config = uvicorn.Config(
-        create_app(hub, settings), host=host, port=port, log_level="warning", lifespan="on", access_log=False
+        create_app(hub, settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        # SSE streams never end by themselves: without this, a stop would wait for every client.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

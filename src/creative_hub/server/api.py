@@ -1,44 +1,50 @@
-"""REST and Server-Sent Events routes (all through the caller's view of the hub)."""
+"""REST and Server-Sent Events routes for events, topics, principals and activity.
+
+Every route reads and writes through the caller's view of the hub
+(``hub.acting(principal)``), so the access rules are the hub's own.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections import Counter, deque
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from ..errors import AccessDenied, PayloadTooLarge, ValidationError
-from ..event import encode_event
+from ..access import check_read
+from ..errors import NotFound, ValidationError
 from ..hub import Hub, Receipt, StoredEvent
-from ..lineage import lineage
 from ..log.base import check_topic
-from ..peers import PeerHub
 from .app import hub_for
+from .problems import problem
+from .stream import Stream
 
-__all__ = ["router"]
+__all__ = ["ReceiptOut", "StoredOut", "receipt_out", "router", "stored_out"]
 
 router = APIRouter()
 HubDep = Annotated[Hub, Depends(hub_for)]
 
 MAX_PAGE = 1000
-HEARTBEAT = 15.0  # seconds between SSE comments that keep proxies from closing the stream
+MAX_ACTIVITY_HOURS = 24 * 14  # two weeks of hourly buckets
+TOP_CREATORS = 8  # creators shown by name in activity; the rest are summed as "others"
+JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
 
 
 class ReceiptOut(BaseModel):
     id: str
     topic: str
     position: str
-    duplicate: bool
+    duplicate: bool = Field(description="True if the id was already stored (a safe retry)")
 
 
 class StoredOut(BaseModel):
     topic: str
     position: str
-    time_ms: int
+    time_ms: int = Field(description="When the log stored it, in ms since the epoch")
     event: dict[str, Any] = Field(description="The CloudEvent, structured mode")
 
 
@@ -75,55 +81,55 @@ class PrincipalOut(BaseModel):
     public_key: str
 
 
-class DraftIn(BaseModel):
-    type: str
-    subject: str
-    data: dict[str, Any]
+class MeOut(BaseModel):
+    principal: str = Field(description="Who the token names ('anonymous' without one)")
+    authenticated: bool
 
 
-class ChangesIn(BaseModel):
-    data: dict[str, Any]
+class ActivityOut(BaseModel):
+    hours: list[str] = Field(description="Start of each hourly bucket (RFC 3339, UTC), oldest first")
+    by_area: dict[str, list[int]] = Field(description="Events per hour in each area (creative.<area>)")
+    by_creator: dict[str, list[int]] = Field(description="Events per hour by the busiest creators")
+    total: int
 
 
-class ForkIn(BaseModel):
-    subject: str | None = None
+# The publish body, described for OpenAPI (the route parses it itself, with msgspec).
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A CloudEvent in structured JSON mode; the hub fills in id, source, time, creator",
+    "required": ["type"],
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string"},
+        "source": {"type": "string"},
+        "type": {"type": "string", "description": "creative.<area>.<kind>"},
+        "subject": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "data": {"type": "object", "description": "Checked against the type's schema (/asyncapi.json)"},
+        "partitionkey": {"type": "string"},
+        "causationid": {"type": "string"},
+        "correlationid": {"type": "string"},
+    },
+}
+_PUBLISH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            t: {
+                "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1}]}
+            }
+            for t in JSON_TYPES
+        },
+    }
+}
 
 
-class ContributionIn(BaseModel):
-    on: str
-    title: str
-    changes: dict[str, Any] = Field(default_factory=dict)
-    description: str | None = None
-
-
-class DecisionIn(BaseModel):
-    reason: str | None = None
-
-
-class FeedbackIn(BaseModel):
-    text: str
-    rating: int | None = Field(default=None, ge=1, le=5)
-
-
-def _receipt(r: Receipt) -> ReceiptOut:
+def receipt_out(r: Receipt) -> ReceiptOut:
     return ReceiptOut(id=r.id, topic=r.topic, position=r.position, duplicate=r.duplicate)
 
 
-def _stored(s: StoredEvent) -> StoredOut:
+def stored_out(s: StoredEvent) -> StoredOut:
     return StoredOut(topic=s.topic, position=s.position, time_ms=s.time_ms, event=s.event.to_dict())
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit (chunked bodies too)."""
-    limit: int = request.app.state.settings.max_body
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_body(raw: bytes) -> Any:
@@ -135,73 +141,45 @@ def _json_body(raw: bytes) -> Any:
         raise ValidationError("body", f"not valid JSON: {e}") from None
 
 
-# -- health and metrics ------------------------------------------------------------
-@router.get("/healthz", tags=["ops"])
-async def healthz() -> dict[str, bool]:
-    """The process answers."""
-    return {"ok": True}
-
-
-@router.get("/readyz", tags=["ops"], responses={503: {"description": "The log does not answer"}})
-async def readyz(hub: HubDep, response: Response) -> dict[str, Any]:
-    """The log answers (a broker that is down is reported at once)."""
-    try:
-        health = await asyncio.wait_for(hub.log.health(), 5.0)
-    except TimeoutError:
-        response.status_code = 503
-        return {"ok": False, "detail": "the log did not answer within 5 s"}
-    if not health.ok:
-        response.status_code = 503
-    return {"ok": health.ok, "engine": health.engine, "detail": health.detail}
-
-
-@router.get("/metrics", tags=["ops"], response_class=Response)
-async def metrics(request: Request, hub: HubDep) -> Response:
-    """Prometheus metrics: requests, publishes, stream clients, consumer lag, dead letters."""
-    m = request.app.state.metrics
-    for info, lags in await request.app.state.hub.stats():
-        for g in lags:
-            m.lag.labels(info.name, g.group).set(g.lag)
-        if info.name.startswith("deadletter."):
-            m.dead_letters.labels(info.name).set(info.count)
-    return Response(m.render(), media_type="text/plain; version=0.0.4")
-
-
 # -- events -------------------------------------------------------------------------
-@router.post("/v1/events", status_code=201, tags=["events"], response_model=list[ReceiptOut])
-async def publish(
-    request: Request,
-    hub: HubDep,
-    body: Annotated[Any, Body(description="A CloudEvent (structured JSON) or an array of them")] = None,
-) -> list[ReceiptOut]:
-    """Publish one event or a batch: all are validated first; a bad one means none is stored."""
-    raw = await read_body(request)
-    if request.headers.get("content-type", "").split(";")[0].strip() not in (
-        "application/json",
-        "application/cloudevents+json",
-        "application/cloudevents-batch+json",
-        "",
-    ):
-        raise ValidationError("content-type", "send application/json or application/cloudevents+json")
-    payload = _json_body(raw)
+@router.post(
+    "/v1/events",
+    status_code=201,
+    tags=["events"],
+    response_model=list[ReceiptOut],
+    openapi_extra=_PUBLISH_BODY,
+)
+async def publish(request: Request, hub: HubDep) -> Any:
+    """Publish one event or a batch: all are validated first; a bad one means none is stored.
+
+    Publishing an id again with the same content is a safe retry (``duplicate: true``); the
+    same id with other content is a 409.  The body limit is checked before anything is read.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in (*JSON_TYPES, ""):
+        return problem(415, "Unsupported media type", "send application/json or application/cloudevents+json")
+    payload = _json_body(await request.body())  # bounded: the Guard enforced max_body
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise ValidationError("body", "an empty batch")
     receipts = await hub.publish(items)
+    published = request.app.state.metrics.published
     for r in receipts:
-        request.app.state.metrics.published.labels(r.topic).inc()
-    return [_receipt(r) for r in receipts]
+        if not r.duplicate:
+            published.labels(r.topic).inc()
+    return [receipt_out(r) for r in receipts]
 
 
 @router.get("/v1/events/{event_id}", tags=["events"], response_model=StoredOut)
 async def get_event(event_id: str, hub: HubDep) -> StoredOut:
     """One event by id, from any topic the caller may read (404 otherwise, saying nothing more)."""
-    return _stored(await hub.get(event_id))
+    return stored_out(await hub.get(event_id))
 
 
+# -- topics -------------------------------------------------------------------------
 @router.get("/v1/topics", tags=["topics"], response_model=list[TopicOut])
 async def topics(hub: HubDep) -> list[TopicOut]:
-    """The topics the caller may read."""
+    """The topics the caller may read (others are not even named)."""
     return [TopicOut(name=t.name, count=t.count, first=t.first, last=t.last) for t in await hub.topics()]
 
 
@@ -210,20 +188,21 @@ async def replay(
     topic: str,
     hub: HubDep,
     after: Annotated[str | None, Query(description="Position to continue after")] = None,
-    since: Annotated[float | None, Query(description="Epoch seconds")] = None,
+    since: Annotated[float | None, Query(description="Epoch seconds", ge=0, le=1e11)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> PageOut:
-    """A page of a topic's events in order; follow ``next`` for the rest."""
+    """A page of a topic's events in log order; pass ``next`` as ``after`` for the rest.
+    A position already removed by retention is a 410 naming the earliest one."""
     check_topic(topic)
     events = [s async for s in hub.replay(topic, after=after, since=since, limit=limit)]
     nxt = events[-1].position if len(events) == limit else None
-    return PageOut(topic=topic, events=[_stored(s) for s in events], next=nxt)
+    return PageOut(topic=topic, events=[stored_out(s) for s in events], next=nxt)
 
 
 @router.get(
     "/v1/topics/{topic}/stream",
     tags=["topics"],
-    response_class=StreamingResponse,
+    response_class=Response,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def stream(
@@ -232,60 +211,61 @@ async def stream(
     hub: HubDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[str | None, Query(description="Start after this position (Last-Event-ID wins)")] = None,
-) -> StreamingResponse:
-    """Live events of a topic as Server-Sent Events; ``Last-Event-ID`` resumes without a gap."""
+    tail: Annotated[
+        int | None, Query(ge=0, le=MAX_PAGE, description="Without a start: begin with the last N events")
+    ] = None,
+) -> Response:
+    """Live events of a topic as Server-Sent Events, after its history.
+
+    Each message has ``id:`` (its position), ``event:`` (its type) and ``data:`` (the CloudEvent).
+    The stream starts after ``Last-Event-ID`` (what EventSource sends when it reconnects),
+    else after ``?after=``, else with the last ``?tail=`` events, else at the beginning; it
+    resumes without a gap or a duplicate.  A client more than ``stream_queue`` events behind
+    (one that stopped reading) is disconnected, and resumes the same way.
+    """
     check_topic(topic)
     start = last_event_id or after
-    events = hub.replay(topic, after=start, follow=True)
-    first = await _first_or_error(events)
-    gauge = request.app.state.metrics.stream_clients
-
-    async def gen() -> AsyncIterator[bytes]:
-        gauge.inc()
-        try:
-            yield b": connected\n\n"
-            pending = first
-            while True:
-                if pending is not None:
-                    yield _sse(pending)
-                    pending = None
-                try:
-                    pending = await asyncio.wait_for(anext(events), HEARTBEAT)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": keep-alive\n\n"
-                except StopAsyncIteration:
-                    return
-        finally:
-            gauge.dec()
-
-    return StreamingResponse(gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-
-async def _first_or_error(events: AsyncIterator[StoredEvent]) -> StoredEvent | None:
-    """Start the stream before answering, so a refused read is a 403 and not a broken stream."""
-    try:
-        return await asyncio.wait_for(anext(events), 0.05)
-    except (TimeoutError, StopAsyncIteration):
-        return None
-
-
-def _sse(s: StoredEvent) -> bytes:
-    return (
-        b"id: "
-        + s.position.encode()
-        + b"\nevent: "
-        + s.event.type.encode()
-        + b"\ndata: "
-        + encode_event(s.event)
-        + b"\n\n"
+    if start is None and tail is not None:
+        start = await _tail_start(hub, topic, tail)
+    state = request.app.state
+    s = await Stream.open(
+        state.broadcaster, hub, topic, start, queue=state.settings.stream_queue, metrics=state.metrics
     )
+    return _StreamResponse(s)
+
+
+async def _tail_start(hub: Hub, topic: str, n: int) -> str | None:
+    """The position after which the last ``n`` events of ``topic`` begin (a scan of positions)."""
+    check_read(hub.identity, topic)
+    try:
+        info = await hub.log.topic_info(topic)
+    except NotFound:
+        return None
+    if n == 0:
+        return info.last
+    if info.count <= n:
+        return None
+    window: deque[str] = deque(maxlen=n + 1)
+    async for r in hub.log.read(topic):
+        window.append(r.position)
+    return window[0] if len(window) > n else None
+
+
+class _StreamResponse(Response):
+    """Hands the ASGI call to the stream (FastAPI passes Response objects through)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.status_code = 200
+        self.background = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.stream(scope, receive, send)
 
 
 @router.get("/v1/stats", tags=["topics"], response_model=list[StatsOut])
 async def stats(hub: HubDep) -> list[StatsOut]:
-    """Per topic counts and per consumer group lag."""
+    """Per topic counts and per consumer group lag, pending and live members."""
     return [
         StatsOut(
             topic=info.name,
@@ -296,10 +276,49 @@ async def stats(hub: HubDep) -> list[StatsOut]:
     ]
 
 
+@router.get("/v1/activity", tags=["topics"], response_model=ActivityOut)
+async def activity(
+    hub: HubDep,
+    hours: Annotated[int, Query(ge=1, le=MAX_ACTIVITY_HOURS, description="How many hours back")] = 24,
+) -> ActivityOut:
+    """Events per hour on the shared hub (``creative.<area>`` topics), by area and by creator,
+    over the last ``hours`` hours: what the dashboard's activity plots draw."""
+    now_h = int(time.time()) // 3600
+    first_h = now_h - hours + 1
+    by_area: dict[str, list[int]] = {}
+    per_creator: dict[str, list[int]] = {}
+    totals: Counter[str] = Counter()
+    for info in await hub.topics():
+        if not info.name.startswith("creative."):
+            continue
+        area = info.name.split(".", 1)[1]
+        counts = by_area.setdefault(area, [0] * hours)
+        async for s in hub.replay(info.name, since=first_h * 3600.0):
+            i = s.time_ms // 3_600_000 - first_h
+            if 0 <= i < hours:
+                counts[i] += 1
+                who = s.event.creator or "?"
+                per_creator.setdefault(who, [0] * hours)[i] += 1
+                totals[who] += 1
+    top = [who for who, _ in totals.most_common(TOP_CREATORS)]
+    by_creator = {who: per_creator[who] for who in top}
+    rest = [who for who in per_creator if who not in by_creator]
+    if rest:
+        by_creator["others"] = [sum(per_creator[w][i] for w in rest) for i in range(hours)]
+    stamps = [datetime.fromtimestamp((first_h + i) * 3600, UTC).isoformat() for i in range(hours)]
+    return ActivityOut(hours=stamps, by_area=by_area, by_creator=by_creator, total=sum(totals.values()))
+
+
 # -- principals -----------------------------------------------------------------------
+@router.get("/v1/me", tags=["principals"], response_model=MeOut)
+async def me(hub: HubDep) -> MeOut:
+    """Who the request's token names (the dashboard shows owner controls from this)."""
+    return MeOut(principal=hub.principal, authenticated=hub.authenticated)
+
+
 @router.get("/v1/principals", tags=["principals"], response_model=list[PrincipalOut])
 async def principals(hub: HubDep) -> list[PrincipalOut]:
-    """Every principal with its public key (for verifying signatures)."""
+    """Every principal with its public key (for verifying signatures); the peers one can follow."""
     await hub.registry.refresh()
     return [
         PrincipalOut(id=p.id, kind=p.kind, name=p.name, public_key=p.public_key)
@@ -310,84 +329,9 @@ async def principals(hub: HubDep) -> list[PrincipalOut]:
 
 @router.get("/v1/principals/{principal}", tags=["principals"], response_model=PrincipalOut)
 async def principal(principal: str, hub: HubDep) -> PrincipalOut:
+    """One principal and its public key."""
     await hub.registry.refresh()
     p = hub.registry.principals.get(principal)
     if p is None:
-        from ..errors import NotFound
-
         raise NotFound(f"no principal {principal!r}")
     return PrincipalOut(id=p.id, kind=p.kind, name=p.name, public_key=p.public_key)
-
-
-# -- peer hubs ---------------------------------------------------------------------------
-def _me(hub: Hub) -> PeerHub:
-    if not hub.authenticated:
-        raise AccessDenied("peer-hub operations need a token")
-    return PeerHub(hub)
-
-
-@router.post("/v1/peers/{peer}/drafts", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def draft(peer: str, body: DraftIn, hub: HubDep) -> ReceiptOut:
-    """A private draft in your own hub."""
-    me = _me(hub)
-    if peer != me.me:
-        raise AccessDenied(f"drafts go to your own hub (peer.{me.me}.drafts)")
-    return _receipt(await me.draft(body.type, body.subject, body.data))
-
-
-@router.post("/v1/drafts/{draft_id}/revisions", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def revise(draft_id: str, body: ChangesIn, hub: HubDep) -> ReceiptOut:
-    """A new revision of one of your drafts."""
-    return _receipt(await _me(hub).revise(draft_id, body.data))
-
-
-@router.post("/v1/drafts/{draft_id}/publish", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def publish_draft(draft_id: str, hub: HubDep) -> ReceiptOut:
-    """Publish one of your drafts (mirrored to the shared topic)."""
-    return _receipt(await _me(hub).publish(draft_id))
-
-
-@router.post("/v1/events/{event_id}/fork", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def fork(event_id: str, body: ForkIn, hub: HubDep) -> ReceiptOut:
-    """Fork an event you may read into a draft of your own."""
-    return _receipt(await _me(hub).fork(event_id, subject=body.subject))
-
-
-@router.post("/v1/peers/{peer}/contributions", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def contribute(peer: str, body: ContributionIn, hub: HubDep) -> ReceiptOut:
-    """Propose a change to a peer's published work."""
-    r = await _me(hub).contribute(
-        peer, body.on, body.title, changes=body.changes, description=body.description
-    )
-    return _receipt(r)
-
-
-@router.post(
-    "/v1/contributions/{contribution_id}/accept",
-    status_code=201,
-    tags=["peers"],
-    response_model=list[ReceiptOut],
-)
-async def accept(contribution_id: str, body: DecisionIn, hub: HubDep) -> list[ReceiptOut]:
-    """Accept a contribution to your hub: the decision and the new published revision."""
-    return [_receipt(r) for r in await _me(hub).accept(contribution_id, body.reason)]
-
-
-@router.post(
-    "/v1/contributions/{contribution_id}/reject", status_code=201, tags=["peers"], response_model=ReceiptOut
-)
-async def reject(contribution_id: str, body: DecisionIn, hub: HubDep) -> ReceiptOut:
-    """Reject a contribution to your hub."""
-    return _receipt(await _me(hub).reject(contribution_id, body.reason))
-
-
-@router.post("/v1/events/{event_id}/feedback", status_code=201, tags=["peers"], response_model=ReceiptOut)
-async def feedback(event_id: str, body: FeedbackIn, hub: HubDep) -> ReceiptOut:
-    """Comment on an event you may read."""
-    return _receipt(await _me(hub).feedback(event_id, body.text, rating=body.rating))
-
-
-@router.get("/v1/lineage/{event_id}", tags=["peers"])
-async def get_lineage(event_id: str, hub: HubDep) -> dict[str, Any]:
-    """Where an event came from and who decided (what the caller may see of it)."""
-    return (await lineage(hub, event_id)).to_dict()

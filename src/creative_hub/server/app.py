@@ -1,4 +1,4 @@
-"""The HTTP face: an ASGI app over a Hub (REST, Server-Sent Events, metrics).
+"""The HTTP face: an ASGI app over a Hub (REST, Server-Sent Events, metrics, dashboard).
 
     app = create_app(hub)                       # hub: an opened, trusted Hub
     uvicorn.run(app, host="127.0.0.1", port=8080)
@@ -7,73 +7,83 @@ Identity: ``Authorization: Bearer <token>`` names the principal; every request
 then goes through ``hub.acting(principal)``, so the access rules are the
 hub's own.  Without a token a request is anonymous (public streams, read
 only) unless ``allow_anonymous=False``.  A token in the query string is
-refused: query strings end up in logs.
+refused: query strings end up in logs.  The gate is ``middleware.Guard``.
 
 Errors are RFC 9457 problem details (``application/problem+json``) with
-``field`` and ``rule`` for bad input.
+``field`` and ``rule`` for bad input (``problems.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
-from ..access import ANONYMOUS
-from ..errors import AccessDenied, HubError, NotFound, PayloadTooLarge, ValidationError
 from ..hub import Hub
 from .metrics import Metrics
+from .middleware import Guard
+from .problems import PROBLEM_RESPONSES, error_response, problem
+from .stream import Broadcaster
 
-__all__ = ["ServerSettings", "create_app", "hub_for"]
+__all__ = [
+    "DASHBOARD",
+    "RAW_SEND",
+    "HubApp",
+    "ServerSettings",
+    "create_app",
+    "error_response",
+    "hub_for",
+    "problem",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # bytes of one request body (a batch of events)
+DEFAULT_STREAM_QUEUE = 1024  # events an SSE client may fall behind before it is dropped
+DASHBOARD = Path(__file__).parent / "dashboard"
+RAW_SEND = "creative_hub.raw_send"  # scope key of the server's own send callable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
-    """ServerSettings(allow_anonymous=False)   # every request needs a token"""
+    """ServerSettings(allow_anonymous=False)                # every /v1 request needs a token
+    ServerSettings(cors_origins=("https://app.example",))   # browsers on that origin may call the API
+    ServerSettings(rate_limit=20, rate_burst=40)            # 20 requests/s per token, bursts of 40
+    ServerSettings(max_body=1_000_000)                      # 413 for bodies over 1 MB
+    """
 
     allow_anonymous: bool = True
-    max_body: int = DEFAULT_MAX_BODY
-    cors_origins: tuple[str, ...] = ()
-    rate_limit: float = 0.0  #: requests per second per token (0: no limit)
-    rate_burst: int = 50
+    max_body: int = DEFAULT_MAX_BODY  #: bytes; larger bodies get 413 before any route runs
+    cors_origins: tuple[str, ...] = ()  #: origins allowed by CORS ("*" for any); none: no CORS headers
+    rate_limit: float = 0.0  #: requests per second per token (anonymous: per address); 0: no limit
+    rate_burst: int = 50  #: requests a token may make at once before the rate applies
+    stream_queue: int = DEFAULT_STREAM_QUEUE  #: events an SSE client may lag before it is dropped
+    ready_timeout: float = 2.0  #: seconds /readyz waits for the log before answering 503
+    github_secret: str | None = None  #: enables POST /webhooks/github (when the source is installed)
 
 
-def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+class HubApp(FastAPI):
+    """FastAPI, plus the server's own ``send`` kept in the scope (``RAW_SEND``).
 
+    Middlewares wrap ``send`` in closures; the SSE route needs the server's
+    own to close a slow client's connection while a write to it is blocked
+    (see ``stream._close_connection``).
+    """
 
-_STATUS = (
-    (PayloadTooLarge, 413, "Payload too large"),
-    (ValidationError, 422, "Invalid input"),
-    (AccessDenied, 403, "Forbidden"),
-    (NotFound, 404, "Not found"),
-)
-
-
-def error_response(e: HubError) -> JSONResponse:
-    for cls, status, title in _STATUS:
-        if isinstance(e, cls):
-            extra: dict[str, Any] = {}
-            if isinstance(e, ValidationError):
-                extra = {"field": e.field, "rule": e.rule}
-                if e.index is not None:
-                    extra["index"] = e.index
-            return problem(status, title, str(e), **extra)
-    return problem(503, "Log unavailable", str(e))
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 async def hub_for(request: Request) -> Hub:
-    """The hub as the caller may use it (set by the auth middleware)."""
+    """The hub as the caller may use it (set by the Guard middleware)."""
     hub: Hub = request.state.hub
     return hub
 
@@ -82,22 +92,63 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     """The app for an opened, trusted ``hub``; the hub stays open after the app stops."""
     settings = settings or ServerSettings()
     metrics = Metrics()
+    broadcaster = Broadcaster(hub)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.registry.refresh()
-        yield
+        try:
+            yield
+        finally:
+            await broadcaster.close()
 
-    app = FastAPI(
+    app = HubApp(
         title="creative-hub",
         version="0.1.0",
-        description="Share creative work as CloudEvents: publish, replay, follow, peer hubs, lineage.",
+        description=(
+            "Share creative work as CloudEvents: publish, replay, follow live (Server-Sent Events), "
+            "peer hubs, lineage.  Authenticate with `Authorization: Bearer <token>`; errors are "
+            "RFC 9457 problem details.  The event schemas are in the AsyncAPI document at /asyncapi.json."
+        ),
         lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
     )
     app.state.hub = hub
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.broadcaster = broadcaster
 
+    from .problems import install_handlers
+
+    install_handlers(app)
+
+    from .api import router as api_router
+    from .asyncapi import router as asyncapi_router
+    from .ops import router as ops_router
+    from .peers_api import router as peers_router
+
+    app.include_router(ops_router)
+    app.include_router(api_router)
+    app.include_router(peers_router)
+    app.include_router(asyncapi_router)
+    _mount_github(app, hub, settings)
+
+    # Search / analytics routes and the MCP servers (creative_hub.index, creative_hub.mcp).
+    from ..index.http import router as index_router
+    from ..mcp.http import mount as mount_mcp
+
+    app.include_router(index_router)
+    mount_mcp(app, hub, allow_anonymous=settings.allow_anonymous)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
+
+    # Middlewares wrap in reverse order: CORS outermost, so even a 401 or 429
+    # carries the CORS headers a browser needs to read it.
+    app.add_middleware(Guard, hub=hub, settings=settings, metrics=metrics)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -106,41 +157,20 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Retry-After"],
+            max_age=600,
         )
-
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if "token" in request.query_params or "access_token" in request.query_params:
-            return problem(400, "Token in the query string", "send it as 'Authorization: Bearer <token>'")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body:
-            return problem(413, "Payload too large", f"the body limit is {settings.max_body} bytes")
-        auth = request.headers.get("authorization", "")
-        if auth:
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                return problem(401, "Unauthorized", "use 'Authorization: Bearer <token>'")
-            try:
-                principal = await hub.registry.authenticate(token.strip())
-            except AccessDenied:
-                return problem(401, "Unauthorized", "invalid or revoked token")
-            request.state.hub = hub.acting(principal, authenticated=True)
-        elif settings.allow_anonymous or request.url.path in ("/healthz", "/readyz", "/metrics"):
-            request.state.hub = hub.acting(ANONYMOUS)
-        else:
-            return problem(401, "Unauthorized", "this hub needs a token")
-        try:
-            response = await call_next(request)
-        except HubError as e:  # raised while streaming
-            response = error_response(e)
-        metrics.requests.labels(request.method, str(response.status_code)).inc()
-        return response
-
-    @app.exception_handler(HubError)
-    async def hub_error(request: Request, e: HubError) -> JSONResponse:
-        return error_response(e)
-
-    from .api import router
-
-    app.include_router(router)
     return app
+
+
+def _mount_github(app: FastAPI, hub: Hub, settings: ServerSettings) -> None:
+    """POST /webhooks/github (signature-checked, into the trusted hub) when a secret is set."""
+    if not settings.github_secret:
+        return
+    try:
+        from ..sources.github import webhook_route
+    except ImportError:
+        logger.warning("github_secret is set but creative_hub.sources.github is not installed")
+        return
+    # Outside /v1: GitHub signs with the secret instead of sending a bearer token.
+    app.router.routes.append(webhook_route(settings.github_secret, hub=hub, path="/webhooks/github"))

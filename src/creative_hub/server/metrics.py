@@ -1,4 +1,11 @@
-"""Prometheus metrics of one server (its own registry, so tests can run several)."""
+"""Prometheus metrics of one server (its own registry, so tests can run several).
+
+Counters grow from the start of the process; Prometheus derives rates from
+them (``rate(creative_hub_published_events_total[1m])`` is the publish
+rate).  Lag, pending and dead letters are read from the log at each scrape.
+Redeliveries are not counted here: the log contract reports lag and pending
+per group, not how often an event was delivered again.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +29,33 @@ class Metrics:
             ["topic"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "creative_hub_rate_limited_requests",
+            "Requests refused with 429 by the per-token rate limit",
+            registry=self.registry,
+        )
         self.stream_clients = Gauge(
             "creative_hub_stream_clients", "Server-Sent Events clients connected", registry=self.registry
+        )
+        self.stream_events = Counter(
+            "creative_hub_stream_events",
+            "Events sent to Server-Sent Events clients",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "creative_hub_stream_dropped_clients",
+            "Server-Sent Events clients disconnected for falling too far behind (slow consumers)",
+            registry=self.registry,
         )
         self.lag = Gauge(
             "creative_hub_consumer_lag",
             "Events a consumer group has not acked",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "creative_hub_consumer_pending",
+            "Events delivered to a group member and not acked yet (redelivered if never acked)",
             ["topic", "group"],
             registry=self.registry,
         )
