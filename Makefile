@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install test-deps lint pytest bench clean
+.PHONY: run test install test-deps lint pytest bench clean semantic bench-index
 
 run: $(STAMP)
 	$(BIN)/creative-hub up
@@ -26,6 +26,11 @@ install: $(STAMP)
 test-deps: $(STAMP)
 	bash scripts/install-test-deps.sh
 
+# Semantic search: the `semantic` extra and all-MiniLM-L6-v2's files, never torch
+# (test-deps runs the same script through install-test-deps.sh).
+semantic: $(STAMP)
+	bash scripts/install-semantic.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
@@ -35,6 +40,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sqlite.py
+
+bench-index: $(STAMP)
+	$(BIN)/python bench/bench_index.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

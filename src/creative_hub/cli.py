@@ -239,6 +239,19 @@ def up(
         bool,
         typer.Option("--anonymous/--no-anonymous", help="Let requests without a token read public streams."),
     ] = True,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Origin browsers may call the API from (repeatable)."),
+    ] = None,
+    rate_limit: Annotated[float, typer.Option(help="Requests per second per token (0: no limit).")] = 0.0,
+    rate_burst: Annotated[int, typer.Option(help="Requests a token may make at once.")] = 50,
+    max_body: Annotated[str, typer.Option(help="Largest request body (e.g. 8M).")] = "8M",
+    github_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CREATIVE_HUB_GITHUB_SECRET", help="Enables POST /webhooks/github with this secret."
+        ),
+    ] = None,
     refresh: Annotated[float, typer.Option(help="Seconds between refreshes of the live view.")] = 2.0,
     exit_after: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -251,7 +264,14 @@ def up(
             server: asyncio.Task[None] | None = None
             if port:
                 started = asyncio.Event()
-                settings = ServerSettings(allow_anonymous=anonymous)
+                settings = ServerSettings(
+                    allow_anonymous=anonymous,
+                    cors_origins=tuple(cors_origin or ()),
+                    rate_limit=rate_limit,
+                    rate_burst=rate_burst,
+                    max_body=parse_size(max_body, "max_body"),
+                    github_secret=github_secret,
+                )
                 server = asyncio.create_task(
                     serve(hub, host=host, port=port, settings=settings, started=started)
                 )
@@ -628,6 +648,18 @@ _register_peer_commands(app)
 from .sources.cli import ingest_app  # noqa: E402
 
 app.add_typer(ingest_app, name="ingest")
+
+from .index.cli import register as _register_index_commands  # noqa: E402
+
+_register_index_commands(app)
+
+from .mcp.cli import mcp_app  # noqa: E402
+
+app.add_typer(mcp_app, name="mcp")
+
+from .agents.cli import agent_app  # noqa: E402
+
+app.add_typer(agent_app, name="agent")
 
 
 def main() -> None:
