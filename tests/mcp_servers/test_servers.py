@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from _world import SECRET, World
@@ -28,7 +29,6 @@ from creative_hub.mcp.hub import build_hub_server
 from creative_hub.mcp.story import build_story_server
 from creative_hub.server import create_app
 from creative_hub.testing.servers import free_port
-from mcp import Client, StdioServerParameters
 
 pytestmark = pytest.mark.sqlite
 
