@@ -41,9 +41,17 @@ def test_git_history_and_stories_make_a_browsable_hub(tmp_path: Path, fixtures_d
             check=True,
         ).stdout.split()
     )
+    refs = len(
+        subprocess.run(
+            ["git", "-C", str(REPO), "for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
     r = run(db, "git", str(REPO), "--map", "lead@example.org=lead")
     assert r.returncode == 0, r.stderr
-    assert f"git: {commits} ingested, 0 already there, 0 skipped" in r.stdout
+    assert f"git: {commits + refs} ingested, 0 already there, 0 skipped" in r.stdout
     (tmp_path / "stories").mkdir()
     for f in (fixtures_dir / "stories").iterdir():
         (tmp_path / "stories" / f.name).write_bytes(f.read_bytes())

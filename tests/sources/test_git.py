@@ -40,9 +40,18 @@ def make_repo(path: Path) -> Path:
 
 async def test_own_history_is_ingested_once(hub: Hub, stored) -> None:
     shas = sh(REPO, "log", "--all", "--reverse", "--format=%H").split()
+    refs = sh(
+        REPO, "for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads", "refs/tags"
+    ).split("\n")
+    refs = [r for r in refs if r]
     first = await ingest(hub, GitSource(REPO))
-    assert first.ingested == len(shas) and not first.skipped
-    events = await stored("creative.engineering")
+    assert first.ingested == len(shas) + len(refs) and not first.skipped
+    everything = await stored("creative.engineering")
+    events = [e for e in everything if e.type == "creative.engineering.commit"]
+    branches = sorted(
+        f"{e.data['ref']} {e.data['sha']}" for e in everything if e.type == "creative.engineering.ref"
+    )
+    assert branches == sorted(refs)
     assert [e.data["sha"] for e in events] == shas
     assert [e.id for e in events] == [commit_id(s) for s in shas]
     top = events[0]
@@ -51,16 +60,19 @@ async def test_own_history_is_ingested_once(hub: Hub, stored) -> None:
     assert top.data["author"]["email"] == sh(REPO, "log", "-1", "--format=%ae", shas[0]).strip()
     assert top.data["files"] and top.data["additions"] > 0
     again = await ingest(hub, GitSource(REPO))
-    assert again.ingested == 0 and again.already == len(shas)
+    assert again.ingested == 0 and again.already == len(shas) + len(refs)
 
 
 async def test_fields_links_principals_and_incremental_state(hub: Hub, stored, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r")
     state = tmp_path / "state.json"
     principals = Principals.load(extra=["ada@example.org=ada"])
+    sh(repo, "tag", "-a", "v1", "-m", "First cut")
     s = await ingest(hub, GitSource(repo, principals=principals, state=state))
-    assert s.ingested == 2
-    first, second = await stored("creative.engineering")
+    assert s.ingested == 4  # two commits, the main branch, the v1 tag
+    first, second, *refs = await stored("creative.engineering")
+    assert {(r.data["ref"], r.data["ref_type"]) for r in refs} == {("main", "branch"), ("v1", "tag")}
+    assert all(r.data["sha"] == second.data["sha"] and r.creator == "ada" for r in refs)
     assert first.data["message"] == "Start the notes" and first.data["files"] == ["notes.md"]
     assert first.data["additions"] == 2 and first.data["deletions"] == 0
     assert second.data["files"] == ["logo.bin", "notes.md"] and second.data["additions"] == 1
@@ -80,10 +92,10 @@ async def test_fields_links_principals_and_incremental_state(hub: Hub, stored, t
     sh(repo, "add", ".")
     sh(repo, "commit", "-q", "-m", "More")
     s = await ingest(hub, GitSource(repo, principals=principals, state=state))
-    assert (s.ingested, s.already) == (1, 0)
+    assert (s.ingested, s.already) == (2, 0)  # the commit, and main where it moved to
     # Another principal map makes other events: the hub refuses them per item, named.
     s = await ingest(hub, GitSource(repo))
-    assert s.ingested == 0 and len(s.skipped) == 3
+    assert s.ingested == 0 and len(s.skipped) == 5  # three commits, main, v1
     assert "already in the hub with other content" in s.skipped[0].reason
 
 

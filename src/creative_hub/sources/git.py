@@ -1,4 +1,4 @@
-"""Local git repositories: every commit (author, message, files, line stats) as an engineering event.
+"""Local git repositories: commits (author, message, files, line stats), branches and tags.
 
 Reads through the ``git`` command (no library: git itself is the reference
 parser).  Event ids come from the commit sha alone (``commit_id``), so two
@@ -21,9 +21,11 @@ import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from ..errors import ValidationError
-from ..schemas import Commit, Person
+from ..event import derive_id
+from ..schemas import Commit, Person, Ref
 from .base import Item, ItemError, Principals, commit_id, find_refs, make_event
 
 __all__ = ["GitSource", "MAX_FILES", "git", "repo_name"]
@@ -99,6 +101,45 @@ class GitSource:
         for record in out.split(_RS)[1:]:
             item = self._commit(record, repo, web)
             yield item
+        for ref in self._refs(repo, set(exclude)):
+            yield ref
+
+    def _refs(self, repo: str, unchanged: set[str]) -> list[Item]:
+        """Branches and tags as they point now: a ref that moves is a new event."""
+        fmt = _US.join(
+            ["%(refname)", "%(objectname)", "%(*objectname)", "%(creatordate:iso-strict)",
+             "%(taggeremail)", "%(committeremail)", "%(taggername)", "%(committername)"]
+        )  # fmt: skip
+        out = git(self.path, "for-each-ref", f"--format={fmt}", "refs/heads", "refs/tags")
+        items: list[Item] = []
+        for line in out.splitlines():
+            f = line.split(_US)
+            if len(f) != 8:
+                items.append(ItemError(f"{repo} ref", "git for-each-ref record is incomplete"))
+                continue
+            refname, obj, peeled, date, temail, cemail, tname, cname = f
+            if obj in unchanged:
+                continue  # read on an earlier run (state), and not moved since
+            kind: Literal["branch", "tag"] = "branch" if refname.startswith("refs/heads/") else "tag"
+            short = refname.split("/", 2)[2]
+            sha = peeled or obj  # an annotated tag points at a tag object: name its commit
+            email = (temail or cemail).strip("<>")
+            try:
+                when = datetime.fromisoformat(date) if date else None
+            except ValueError:
+                when = None
+            items.append(
+                make_event(
+                    "creative.engineering.ref",
+                    id=derive_id("git", repo, "ref", refname, sha),
+                    source=f"git:{repo}",
+                    subject=repo,
+                    data=Ref(repo=repo, ref=short, ref_type=kind, action="created", sha=sha),
+                    creator=self.principals.principal(email or None, tname or cname or None),
+                    time=when,
+                )
+            )
+        return items
 
     def _commit(self, record: str, repo: str, web: str | None) -> Item:
         fields = record.split(_US)
