@@ -8,6 +8,13 @@ hub stores (made before the clock starts) and inserts them with
 executemany; the hub gets the events as dicts (as the CLI and HTTP give
 them) and validates, stamps, encodes, routes, deduplicates and inserts.
 
+Consume: the engine's consumer group (``next_batch(--batch)`` + ``ack_many``,
+the commit written with the next fetch) vs raw sqlite3 reading ``--batch``
+rows after a cursor and writing the cursor in a transaction per batch, each
+over the file it just published (rounds alternate, best of three).  The
+``hub consume`` row adds the hub's decoding and validation of every event
+(``HubSubscription.next_batch``), which raw does not do.
+
 Latency: one event at a time, publish -> handler, in one process: raw
 inserts on a thread and wakes a reader that selects the new row; the hub
 publishes and a consumer-group member receives it.
@@ -105,6 +112,58 @@ async def hub_publish(path: Path, events: list[dict[str, object]], batch: int) -
     return len(events) / elapsed
 
 
+def raw_consume(path: Path, n: int, batch: int) -> float:
+    """SELECT ``batch`` rows after the cursor, look at each body, save the cursor: per batch."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS cursor (grp TEXT PRIMARY KEY, pos INTEGER NOT NULL)")
+    conn.execute("INSERT OR REPLACE INTO cursor VALUES ('g', 0)")
+    got, cursor = 0, 0
+    started = time.perf_counter()
+    while got < n:
+        rows = conn.execute(
+            "SELECT seq, id, key, body, time_ms FROM ev WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, batch)
+        ).fetchall()
+        for seq, _id, _key, body, _t in rows:
+            got += len(body) > 0
+            cursor = seq
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE cursor SET pos = ? WHERE grp = 'g'", (cursor,))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return n / elapsed
+
+
+async def engine_consume(path: Path, n: int, batch: int, *, hub: bool = False) -> float:
+    """The engine's group (or, with ``hub``, the hub's subscription, decoding every event)."""
+    log = SQLiteLog(path)
+    await log.open()
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    sub = Hub(log, principal="bench").subscribe("creative.narrative", group, batch=batch) if hub else None
+    inner = log.subscribe("creative.narrative", group, batch=batch)
+    got = 0
+    if sub is not None:
+        async with sub:
+            started = time.perf_counter()
+            while got < n:
+                hds = await sub.next_batch(batch, timeout=10)
+                got += len(hds)
+                await sub.ack_many(hds)
+            elapsed = time.perf_counter() - started
+    else:
+        async with inner:
+            started = time.perf_counter()
+            while got < n:
+                ds = await inner.next_batch(batch, timeout=10)
+                for d in ds:
+                    got += len(d.body) > 0
+                await inner.ack_many(ds)
+            elapsed = time.perf_counter() - started
+    await log.close()
+    return n / elapsed
+
+
 async def raw_latency(path: Path, n: int) -> list[float]:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -198,6 +257,12 @@ def main() -> None:
             raw_rates.append(raw_publish(tmp / f"raw{run}.db", rows, a.batch))
             hub_rates.append(asyncio.run(hub_publish(tmp / f"hub{run}.db", events, a.batch)))
         raw_rate, hub_rate = max(raw_rates), max(hub_rates)
+        raw_cons, eng_cons, hub_cons = [], [], []
+        for run in range(3):
+            raw_cons.append(raw_consume(tmp / f"raw{run}.db", a.events, a.batch))
+            eng_cons.append(asyncio.run(engine_consume(tmp / f"hub{run}.db", a.events, a.batch)))
+            hub_cons.append(asyncio.run(engine_consume(tmp / f"hub{run}.db", a.events, a.batch, hub=True)))
+        raw_con, eng_con, hub_con = max(raw_cons), max(eng_cons), max(hub_cons)
         raw_lat = asyncio.run(raw_latency(tmp / "rawlat.db", a.latency_events))
         hub_lat = asyncio.run(hub_latency(tmp / "hublat.db", a.latency_events))
     table = Table(title="creative-hub on SQLite vs raw sqlite3 (same run)", title_justify="left")
@@ -205,6 +270,18 @@ def main() -> None:
         table.add_column(col, justify="right" if col != "metric" else "left")
     table.add_row(
         "batched publish, events/s", f"{raw_rate:,.0f}", f"{hub_rate:,.0f}", f"{hub_rate / raw_rate:.2f}x"
+    )
+    table.add_row(
+        "consume + ack (engine group), events/s",
+        f"{raw_con:,.0f}",
+        f"{eng_con:,.0f}",
+        f"{eng_con / raw_con:.2f}x",
+    )
+    table.add_row(
+        "consume + ack (hub, decoding), events/s",
+        f"{raw_con:,.0f}",
+        f"{hub_con:,.0f}",
+        f"{hub_con / raw_con:.2f}x",
     )
     for p in (50, 99):
         r, h = pct(raw_lat, p), pct(hub_lat, p)
@@ -217,6 +294,10 @@ def main() -> None:
         "publish_raw": raw_rate,
         "publish_hub": hub_rate,
         "publish_ratio": hub_rate / raw_rate,
+        "consume_raw": raw_con,
+        "consume_engine": eng_con,
+        "consume_hub": hub_con,
+        "consume_ratio": eng_con / raw_con,
         "p50_raw_ms": pct(raw_lat, 50),
         "p50_hub_ms": pct(hub_lat, 50),
         "p99_raw_ms": pct(raw_lat, 99),

@@ -38,9 +38,9 @@ from .event import (
     validate_event,
 )
 from .ledger import EffectLedger
-from .principals import Keystore, Registry, sign_event
 from .log import Delivery, Entry, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
+from .principals import Keystore, Registry, sign_event
 from .schemas import DeadLetter
 
 __all__ = ["DEADLETTER_PREFIX", "Hub", "HubDelivery", "HubSubscription", "Receipt", "StoredEvent", "route"]
@@ -160,6 +160,29 @@ class HubSubscription:
             hd = await self._decode(d)
             if hd is not None:
                 return hd
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[HubDelivery]:
+        """At least one event (waiting up to ``timeout``), up to ``max`` ready now; junk is dead-lettered."""
+        while True:
+            batch = await self.inner.next_batch(max, timeout)
+            out: list[HubDelivery] = []
+            for d in batch:
+                try:
+                    event = decode_event(d.body)
+                    if self.validate:
+                        validate_event(event)
+                except (msgspec.DecodeError, msgspec.ValidationError, ValidationError):
+                    hd = await self._decode(d)  # dead-letters it (and acks it)
+                    if hd is not None:
+                        out.append(hd)
+                    continue
+                out.append(HubDelivery(d, event))
+            if out:
+                return out
+
+    async def ack_many(self, deliveries: Sequence[HubDelivery]) -> None:
+        """Ack every one of ``deliveries`` in one round (see ``Subscription.ack_many``)."""
+        await self.inner.ack_many([hd.delivery for hd in deliveries])
 
     async def _decode(self, d: Delivery) -> HubDelivery | None:
         try:

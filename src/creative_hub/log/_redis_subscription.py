@@ -30,14 +30,15 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import EngineUnavailable, HubError, LogClosed, LogError
 from . import _redis_scripts as lua
 from ._retry import Backoff
-from .base import Delivery, Record, Start
+from .base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .redis import RedisLog
@@ -80,7 +81,7 @@ class _RedisDelivery(Delivery):
         self.record = record
         self.delivery_count = delivery_count
         self._done = False
-        self._sub = sub
+        self._owner = self._sub = sub  # (no _token: _part and _sid are the token)
         self._part = part
         self._sid = sid  # the stream id as Redis sent it, for XACK without re-encoding
 
@@ -255,6 +256,62 @@ class RedisSubscription:
                 await asyncio.sleep(0)  # let it send the request now
             return d
         return await self._next_slow(timeout)
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery (waiting up to ``timeout``), then up to ``max`` already fetched."""
+        queue = self._queue
+        if queue and self._state is _State.OPEN:
+            out: list[Delivery] = []
+        else:
+            out = [await self._next_slow(timeout)]
+        n = min(max - len(out), len(queue))
+        if n > 0:
+            outstanding, popleft = self._outstanding, queue.popleft
+            now = _monotonic()
+            for _ in range(n):
+                d = popleft()
+                outstanding[d._sid] = (d._part, now)
+                out.append(d)
+        if len(queue) <= self._low_water and self._ahead is None:
+            self._fetch_ahead()
+            await asyncio.sleep(0)  # let it send the request now
+        return out
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack them all: the XACKs (one per partition) go out with the next round trip."""
+        mine, others = unsettled(self, deliveries)
+        if mine:
+            if self._state is _State.OPEN:
+                self._queue_acks(mine)
+            else:
+                await self._ack_closed(mine)
+        if others:
+            await settle_others(others)
+
+    def _queue_acks(self, ds: Sequence[Delivery]) -> None:
+        outstanding, acks = self._outstanding, self._acks
+        pop = outstanding.pop
+        for d in cast("Sequence[_RedisDelivery]", ds):
+            pop(d._sid, None)
+            ids = acks.get(d._part)
+            if ids is None:
+                acks[d._part] = [d._sid]
+            else:
+                ids.append(d._sid)
+
+    async def _ack_closed(self, ds: Sequence[Delivery]) -> None:
+        for d in cast("Sequence[_RedisDelivery]", ds):
+            await self._ack_now(d)
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        if self._state is _State.OPEN:
+            self._queue_acks(deliveries)
+        else:
+            await self._ack_closed(deliveries)
+
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
+        assert isinstance(delivery, _RedisDelivery)
+        self._nacked(delivery, delay)
 
     def _hand_out(self, d: _RedisDelivery) -> _RedisDelivery:
         self._outstanding[d._sid] = (d._part, _monotonic())

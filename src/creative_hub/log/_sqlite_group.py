@@ -23,14 +23,14 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LogClosed
-from .base import Delivery, Record, Start
+from .base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteLog
@@ -67,8 +67,9 @@ class _Part:
 
 @dataclass(slots=True)
 class _Flight:
-    """A delivery waiting for its ack."""
+    """A delivery waiting for its ack (its deliveries' token)."""
 
+    seq: int
     part: int
     record: Record
     count: int
@@ -279,35 +280,76 @@ class SQLiteSubscription:
     async def next(self, timeout: float | None = None) -> Delivery:
         if not self._joined:
             await self._join()
-        deadline = None if timeout is None else time.monotonic() + timeout
         async with self._lock:
-            while True:
-                if self._closed or self.log._closed:
-                    raise LogClosed("subscription")
-                now = time.monotonic()
-                if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
-                    await self._maintain()
-                    now = time.monotonic()
+            return await self._next_locked(timeout)
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery (waiting up to ``timeout``), then up to ``max`` ready now."""
+        if not self._joined:
+            await self._join()
+        async with self._lock:
+            out = [await self._next_locked(timeout)]
+            now = time.monotonic()
+            while len(out) < max:
                 d = self._due(now)
-                if d is not None:
-                    return d
+                if d is None:
+                    break
+                out.append(d)
+            buffer = self._buffer
+            n = min(max - len(out), len(buffer))
+            if n > 0:
+                popleft = buffer.popleft
+                out.extend([popleft()[1] for _ in range(n)])
+            return out
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
+        mine, others = unsettled(self, deliveries)
+        for d in mine:
+            self._ack(d._token)
+        if others:
+            await settle_others(others)
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            self._ack(d._token)
+
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
+        f: _Flight = delivery._token
+        flight = self._inflight.get(f.seq)
+        if flight is f:
+            f.due = time.monotonic() + max(delay, 0.0)
+            heapq.heappush(self._nacks, (f.due, f.seq))
+
+    async def _next_locked(self, timeout: float | None) -> Delivery:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed or self.log._closed:
+                raise LogClosed("subscription")
+            now = time.monotonic()
+            if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
+                await self._maintain()
+                now = time.monotonic()
+            d = self._due(now)
+            if d is not None:
+                return d
+            if self._buffer:
+                return self._buffer.popleft()[1]
+            if len(self._inflight) < self.max_pending:
+                await self._flush()
+                await self._fetch()
                 if self._buffer:
                     return self._buffer.popleft()[1]
-                if len(self._inflight) < self.max_pending:
-                    await self._flush()
-                    await self._fetch()
-                    if self._buffer:
-                        return self._buffer.popleft()[1]
-                wait = min(self._next_maintain - now, self.log.poll_interval)
-                if self._inflight:
-                    wait = min(wait, next(iter(self._inflight.values())).due - now)
-                if self._nacks:
-                    wait = min(wait, self._nacks[0][0] - now)
-                if deadline is not None:
-                    if now >= deadline:
-                        raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
-                    wait = min(wait, deadline - now)
-                await self.log._wait_for_append(self.topic, max(wait, 0.001))
+            wait = min(self._next_maintain - now, self.log.poll_interval)
+            if self._inflight:
+                wait = min(wait, next(iter(self._inflight.values())).due - now)
+            if self._nacks:
+                wait = min(wait, self._nacks[0][0] - now)
+            if deadline is not None:
+                if now >= deadline:
+                    raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
+                wait = min(wait, deadline - now)
+            await self.log._wait_for_append(self.topic, max(wait, 0.001))
 
     def _due(self, now: float) -> Delivery | None:
         """An un-acked delivery whose time has come again, if any."""
@@ -330,23 +372,12 @@ class SQLiteSubscription:
         return self._delivery(seq, f)
 
     def _delivery(self, seq: int, f: _Flight) -> Delivery:
-        part, gen = f.part, f.generation
+        return Delivery(f.record, f.count, owner=self, token=f)
 
-        async def ack() -> None:
-            self._ack(part, seq, gen)
-
-        async def nack(delay: float) -> None:
-            flight = self._inflight.get(seq)
-            if flight is not None and flight.generation == gen:
-                flight.due = time.monotonic() + max(delay, 0.0)
-                heapq.heappush(self._nacks, (flight.due, seq))
-
-        return Delivery(f.record, f.count, ack, nack)
-
-    def _ack(self, part: int, seq: int, gen: int) -> None:
-        s = self._parts.get(part)
-        f = self._inflight.get(seq)
-        if s is None or f is None or s.generation != gen or f.generation != gen:
+    def _ack(self, f: _Flight) -> None:
+        seq = f.seq
+        s = self._parts.get(f.part)
+        if s is None or self._inflight.get(seq) is not f or s.generation != f.generation:
             return  # a late ack for a partition we lost: its new owner redelivers
         del self._inflight[seq]
         s.acked.add(seq)
@@ -400,6 +431,7 @@ class SQLiteSubscription:
             s.cursor = seq
             s.order.append(seq)
             f = _Flight(
+                seq,
                 part,
                 Record(topic, str(seq), id_, key, body, time_ms),
                 2 if seq <= s.prev_delivered else 1,

@@ -23,11 +23,11 @@ checks on every engine.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ValidationError
 
@@ -42,10 +42,13 @@ __all__ = [
     "Log",
     "Record",
     "Retention",
+    "Settler",
     "Start",
     "Subscription",
     "TopicInfo",
     "check_topic",
+    "settle_others",
+    "unsettled",
 ]
 
 DEFAULT_ACK_TIMEOUT = 30.0  # seconds an un-acked delivery waits before redelivery
@@ -109,22 +112,35 @@ class Delivery:
     un-acked delivery is redelivered after the subscription's ack timeout,
     to this member or, if it died, to another.  ``nack(delay)`` asks for
     redelivery after ``delay`` seconds.  Acking twice is harmless.
+
+    An engine makes one with ``Delivery(record, count, owner=sub, token=t)``:
+    no closures per record; ``ack()`` calls ``owner._settle_acks([self])``
+    and ``nack()`` calls ``owner._settle_nack(self, delay)``, and the owner
+    finds its bookkeeping through ``token``.  ``Delivery(record, count, ack,
+    nack)`` with two callables still works.
     """
 
-    __slots__ = ("_ack", "_done", "_nack", "delivery_count", "record")
+    __slots__ = ("_done", "_owner", "_token", "delivery_count", "record")
 
     def __init__(
         self,
         record: Record,
         delivery_count: int,
-        ack: Callable[[], Awaitable[None]],
-        nack: Callable[[float], Awaitable[None]],
+        ack: Callable[[], Awaitable[None]] | None = None,
+        nack: Callable[[float], Awaitable[None]] | None = None,
+        *,
+        owner: Settler | None = None,
+        token: Any = None,
     ) -> None:
         self.record = record
         self.delivery_count = delivery_count  #: 1 on first delivery, then more
-        self._ack = ack
-        self._nack = nack
         self._done = False
+        if owner is None:
+            if ack is None or nack is None:
+                raise TypeError("Delivery needs an owner, or both ack and nack callables")
+            owner, token = _Callbacks(ack, nack), None
+        self._owner = owner
+        self._token = token
 
     @property
     def id(self) -> str:
@@ -155,17 +171,65 @@ class Delivery:
         """Mark handled: it will not be delivered to this group again."""
         if not self._done:
             self._done = True
-            await self._ack()
+            await self._owner._settle_acks((self,))
 
     async def nack(self, delay: float = 0.0) -> None:
         """Not handled: deliver it again after ``delay`` seconds."""
         if not self._done:
             self._done = True
-            await self._nack(delay)
+            await self._owner._settle_nack(self, delay)
 
     def __repr__(self) -> str:
         r = self.record
         return f"<Delivery {r.topic}@{r.position} id={r.id} n={self.delivery_count}>"
+
+
+class Settler(Protocol):
+    """What settles a Delivery: its subscription (engines implement these two)."""
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack ``deliveries`` (already marked done, all owned by this settler)."""
+        ...
+
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None: ...
+
+
+class _Callbacks:
+    """A Settler around the two callables of ``Delivery(record, count, ack, nack)``."""
+
+    __slots__ = ("ack", "nack")
+
+    def __init__(self, ack: Callable[[], Awaitable[None]], nack: Callable[[float], Awaitable[None]]) -> None:
+        self.ack = ack
+        self.nack = nack
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        await self.ack()
+
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
+        await self.nack(delay)
+
+
+def unsettled(owner: object, deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+    """For ``ack_many``: mark every delivery not yet acked or nacked as done.
+
+    Returns (those ``owner`` settles, those another subscription settles);
+    already settled ones are left out (acking twice is harmless).
+    """
+    mine: list[Delivery] = []
+    others: list[Delivery] = []
+    for d in deliveries:
+        if d._done:
+            continue
+        d._done = True
+        (mine if d._owner is owner else others).append(d)
+    return mine, others
+
+
+async def settle_others(others: list[Delivery]) -> None:
+    """Ack deliveries ``ack_many`` was given that belong to another subscription."""
+    for d in others:
+        await d._owner._settle_acks((d,))
 
 
 class Start(StrEnum):
@@ -257,6 +321,29 @@ class Subscription(Protocol):
 
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
+        ...
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery and at most ``max``: those ready now, in order.
+
+        Waits like ``next()`` for the first one (TimeoutError if none comes
+        within ``timeout`` s), then adds what is already fetched or due,
+        without waiting for more.  Deliveries come in the order ``next()``
+        would give them (per key, append order), each counted as handed out:
+        every one must be acked (``ack_many`` or its own ``ack()``) or it is
+        redelivered after the ack timeout, like any other delivery.
+        """
+        ...
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack all ``deliveries`` at once: the same as ``ack()`` on each.
+
+        The engine settles them in one round (one XACK per partition, one
+        commit, one write of acks) instead of one per delivery.  Deliveries
+        already acked or nacked are skipped (acking twice is harmless); a
+        delivery of a partition this member lost meanwhile is ignored, as its
+        ``ack()`` would be (the new owner delivers it again).
+        """
         ...
 
     async def close(self) -> None:

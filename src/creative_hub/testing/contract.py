@@ -419,6 +419,74 @@ class LogContract:
 
         await eventually(lag_is_6, what="lag == 6 after 4 of 10 acked")
 
+    # -- batches -----------------------------------------------------------------
+    async def test_next_batch_keeps_key_order_and_max(self, log: Log) -> None:
+        # Batches of at most `max`, never empty, every record once, each key in append order.
+        topic = new_topic()
+        entries = make_entries(45, keys=["k1", "k2", "k3"])
+        await log.append(topic, entries)
+        got: list[Delivery] = []
+        async with log.subscribe(topic, "batches", ack_timeout=30) as sub:
+            while len(got) < len(entries):
+                batch = await sub.next_batch(7, timeout=WAIT)
+                assert 1 <= len(batch) <= 7
+                got.extend(batch)
+                await sub.ack_many(batch)
+            assert all(d.done for d in got)
+        assert sorted(d.id for d in got) == sorted(e.id for e in entries)
+        for key in ("k1", "k2", "k3"):
+            ns = [json.loads(d.body)["n"] for d in got if d.key == key]
+            assert ns == sorted(ns), f"{key} out of order: {ns}"
+        assert all(d.delivery_count == 1 and d.topic == topic for d in got)
+
+    async def test_ack_many_acks_them_all(self, log: Log) -> None:
+        # One ack_many settles the whole batch: the lag drops to zero and
+        # nothing comes back after the ack timeout; acking again is harmless.
+        topic = new_topic()
+        entries = make_entries(20, keys=["a", "b"])
+        await log.append(topic, entries)
+        async with log.subscribe(topic, "bulk", ack_timeout=1.0) as sub:
+            got: list[Delivery] = []
+            while len(got) < len(entries):
+                got.extend(await sub.next_batch(100, timeout=WAIT))
+            assert len(got) == len(entries)
+            await sub.ack_many(got)
+            await sub.ack_many(got)  # twice: harmless
+            await got[0].ack()
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(timeout=2.5)  # past the ack timeout: nothing redelivered
+
+            async def lag_is_0() -> bool:
+                return (await log.lag(topic, "bulk")).lag == 0
+
+            await eventually(lag_is_0, what="lag == 0 after ack_many of everything")
+
+    async def test_unacked_batch_member_comes_back_after_ack_timeout(self, log: Log) -> None:
+        topic = new_topic()
+        entries = make_entries(5)
+        await log.append(topic, entries)
+        async with log.subscribe(topic, "g", ack_timeout=1.0) as sub:
+            got: list[Delivery] = []
+            while len(got) < len(entries):
+                got.extend(await sub.next_batch(5, timeout=WAIT))
+            assert [d.id for d in got] == [e.id for e in entries]
+            kept = got[2]
+            await sub.ack_many([d for d in got if d is not kept])
+            again = await sub.next_batch(5, timeout=WAIT)
+            assert [d.id for d in again] == [kept.id]
+            assert again[0].delivery_count >= 2
+            await sub.ack_many(again)
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(timeout=2.5)
+
+    async def test_next_batch_on_empty_topic_times_out(self, log: Log) -> None:
+        topic = new_topic()
+        async with log.subscribe(topic, "idle", ack_timeout=30) as sub:
+            t = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(10, timeout=1.0)
+            assert time.monotonic() - t < WAIT
+
     # -- retention -------------------------------------------------------------
     async def test_retention_by_count_keeps_the_newest(self, log: Log) -> None:
         topic = new_topic()

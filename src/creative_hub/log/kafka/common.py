@@ -317,6 +317,10 @@ class Merge:
         return self.buffers[best[1]].popleft()
 
 
+#: ListOffsets timestamps meaning "the end" / "the start" of a partition (Kafka protocol)
+OFFSET_LATEST, OFFSET_EARLIEST = -1, -2
+
+
 class Reader:
     """A group-less consumer and the one thread that drives it.
 
@@ -356,6 +360,22 @@ class Reader:
             lo.append(low)
             hi.append(high)
         return lo, hi
+
+    def ends(self, topic: str, partitions: int, timeout: float, *, earliest: bool = False) -> list[int]:
+        """Per partition, the end offset (or with ``earliest`` the first retained one), asked of
+        the broker in one ListOffsets request for all partitions (not one per partition)."""
+        spec = OFFSET_EARLIEST if earliest else OFFSET_LATEST
+        tps = [ck.TopicPartition(topic, p, spec) for p in range(partitions)]
+        found = retry(lambda: self.consumer.offsets_for_times(tps, timeout), timeout)
+        out = [-1] * partitions
+        for tp in found:
+            if tp.error is not None:
+                raise ck.KafkaException(tp.error)
+            out[tp.partition] = tp.offset
+        if any(o < 0 for o in out):  # not expected; ask the slow way rather than guess
+            lo, hi = self.watermarks(topic, partitions, timeout)
+            return lo if earliest else hi
+        return out
 
     def offsets_for_times(self, topic: str, partitions: int, ms: int, timeout: float) -> list[int]:
         """Per partition, the first offset stored at or after ``ms`` (-1: none)."""

@@ -40,7 +40,7 @@ import math
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -49,11 +49,11 @@ from typing import TYPE_CHECKING, Any
 import confluent_kafka as ck
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import Delivery, Record, Start
-from .common import logger, message_record, position_format, retry
+from ..base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
+from .common import H_ID, logger, message_record, position_format, retry
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from .engine import KafkaLog
 
@@ -64,13 +64,17 @@ POLL_WAIT = 0.1  # seconds the consumer thread blocks in one poll
 SEEN_WINDOW = 10_000  # ids a member remembers to skip a duplicate copy that slipped in
 
 
-@dataclass(slots=True)
 class _Out:
-    """A delivery handed out and not acked yet."""
+    """A delivery handed out and not acked yet (the token of its Delivery objects)."""
 
-    record: Record
-    count: int
-    due: float  # monotonic time of redelivery
+    __slots__ = ("count", "due", "off", "part", "record")
+
+    def __init__(self, part: _Part, off: int, record: Record | None, count: int, due: float) -> None:
+        self.part = part
+        self.off = off
+        self.record = record  # None: a duplicate copy, skipped (committed past, never handed out)
+        self.count = count
+        self.due = due  # monotonic time of redelivery, once handed out
 
 
 @dataclass(slots=True, eq=False)
@@ -111,10 +115,13 @@ class KafkaSubscription:
         self._partitions = 1
         self._format: list[tuple[str, str]] | None = None  # how a delivery's position is spelled
         self._parts: dict[int, _Part] = {}
-        self._ready: deque[tuple[_Part, int, Record | None, int]] = deque()
+        self._ready: deque[_Out] = deque()  # received, not handed out yet
         self._inflight = 0
         self._next_due = math.inf
-        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # Ids recently received -> (offset << 20 | partition): two generations of
+        # SEEN_WINDOW each (cheaper than an LRU), the older dropped when one fills.
+        self._seen: dict[str, int] = {}
+        self._seen_old: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._joined = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -422,19 +429,19 @@ class KafkaSubscription:
     def _drop(self, parts: list[int]) -> None:
         gone = {p for p in parts if self._parts.pop(p, None) is not None}
         if gone:
-            self._ready = deque(r for r in self._ready if r[0].partition not in gone)
+            self._ready = deque(o for o in self._ready if o.part.partition not in gone)
             self._inflight = sum(len(part.out) for part in self._parts.values())
             self._want_pause = len(self._ready) + self._inflight > self.max_pending
 
     def _on_messages(self, msgs: list[ck.Message]) -> None:
-        # The hot path of consuming: kept lean (no per-message allocations
-        # beyond the Record and one tuple).
-        parts, topic, seen, ready = self._parts, self.topic, self._seen, self._ready
+        # The hot path of consuming: kept lean (per message one Record and its
+        # _Out token; the common case of message_record inlined).
+        parts, topic, seen, older, ready = self._parts, self.topic, self._seen, self._seen_old, self._ready
+        append = ready.append
         fmt = self._format
         for m in msgs:
-            if m.error() is not None:
-                err = m.error()
-                assert err is not None
+            err = m.error()
+            if err is not None:
                 if err.code() not in (ck.KafkaError._PARTITION_EOF, ck.KafkaError._MAX_POLL_EXCEEDED):
                     logger.warning("%r: %s", self, err)
                 continue
@@ -450,35 +457,61 @@ class KafkaSubscription:
             else:  # several partitions: a member only knows its record's place
                 head, tail = fmt[p]
                 position = f"{head}{off}{tail}"
-            record = message_record(topic, m, position)
+            headers = m.headers()
+            # This engine writes ch-id second (after content-type): see message_record.
+            if (
+                headers
+                and len(headers) > 1
+                and headers[1][0] == H_ID  # type: ignore[index]
+                and isinstance(rid := headers[1][1], bytes)  # type: ignore[index]
+            ):
+                key = m.key()
+                record = Record(
+                    topic,
+                    position,
+                    rid.decode("utf-8", "replace"),
+                    key.decode("utf-8", "replace") if key else "",
+                    m.value() or b"",
+                    m.timestamp()[1],
+                )
+            else:
+                record = message_record(topic, m, position)
+            o = _Out(part, off, record, count, 0.0)
             rid = record.id
             if rid:
+                here = off << 20 | p
                 first = seen.get(rid)
-                if first is not None and first != (p, off):
-                    ready.append((part, off, None, count))  # a copy that slipped in: skip, commit past
-                    continue
-                seen[rid] = (p, off)
-                if len(seen) > SEEN_WINDOW:
-                    seen.popitem(last=False)
-            ready.append((part, off, record, count))
+                if first is None:
+                    first = older.get(rid)
+                if first is not None and first != here:
+                    o.record = None  # a copy that slipped in: skip it, commit past it
+                else:
+                    seen[rid] = here
+            append(o)
+        if len(seen) > SEEN_WINDOW:
+            self._seen_old, self._seen = seen, {}
         self._want_pause = len(ready) + self._inflight > self.max_pending
         self._wake.set()
 
     # -- deliveries ----------------------------------------------------------------
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery (a redelivery first, if one is due); TimeoutError after ``timeout`` s."""
+        return (await self.next_batch(1, timeout))[0]
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery (waiting up to ``timeout``), then up to ``max`` ready now."""
         if self._thread is None or not self._joined.is_set():
             await self._join()
-        d = self._take()  # the fast path: something is ready
-        if d is not None:
-            return d
+        out = self._take(max)  # the fast path: something is ready
+        if out:
+            return out
         deadline = None if timeout is None else time.monotonic() + timeout
         self._waiting += 1  # the consumer thread keeps polling while we wait
         try:
             while True:
-                d = self._take()
-                if d is not None:
-                    return d
+                out = self._take(max)
+                if out:
+                    return out
                 now = time.monotonic()
                 wait = min(self._next_due - now, 1.0)
                 if deadline is not None:
@@ -487,83 +520,110 @@ class KafkaSubscription:
                     wait = min(wait, deadline - now)
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+                    await asyncio.wait_for(self._wake.wait(), wait if wait > 0.001 else 0.001)
                 except TimeoutError:
                     pass
         finally:
             self._waiting -= 1
 
-    def _take(self) -> Delivery | None:
-        """A due redelivery, else the next ready record handed out, else None."""
+    def _take(self, most: int) -> list[Delivery]:
+        """Due redeliveries first, then ready records, up to ``most`` handed out (maybe none)."""
         if self._closed or self.log.closed:
             raise LogClosed("subscription")
         if self._error is not None:
             raise self.log.fail(self._error, f"consume {self.topic}")
         now = time.monotonic()
         self._active_until = now + self.ack_timeout
-        if now >= self._next_due:
+        out: list[Delivery] = []
+        while now >= self._next_due and len(out) < most:
             d = self._due(now)
-            if d is not None:
-                return d
+            if d is None:
+                break
+            out.append(d)
         ready, parts = self._ready, self._parts
-        while ready:
-            part, off, record, count = ready.popleft()
+        if not ready or len(out) >= most:
+            return out
+        due = now + self.ack_timeout
+        popleft, append = ready.popleft, out.append
+        handed = 0
+        while ready and len(out) < most:
+            o = popleft()
+            part = o.part
             if parts.get(part.partition) is not part:
                 continue
+            off = o.off
             part.handed = off + 1
-            if self._commit_handle is None:
-                self._schedule_commit()
+            record = o.record
             if record is None:
                 continue
-            due = now + self.ack_timeout
-            part.out[off] = _Out(record, count, due)
-            self._inflight += 1
-            if due < self._next_due:
-                self._next_due = due
-            if self._want_pause and len(ready) + self._inflight < self.max_pending // 2:
-                self._want_pause = False
-                self._drained.set()
-            return Delivery(record, count, partial(self._ack, part, off), partial(self._nack, part, off))
-        return None
+            o.due = due
+            part.out[off] = o
+            handed += 1
+            append(Delivery(record, o.count, owner=self, token=o))
+        self._inflight += handed
+        if self._commit_handle is None:
+            self._schedule_commit()
+        if handed and due < self._next_due:
+            self._next_due = due
+        if self._want_pause and len(ready) + self._inflight < self.max_pending // 2:
+            self._want_pause = False
+            self._drained.set()
+        return out
 
     def _due(self, now: float) -> Delivery | None:
         """A delivery whose ack deadline passed, handed out again; recomputes the next deadline."""
-        found: tuple[_Part, int, _Out] | None = None
+        found: _Out | None = None
         nxt = math.inf
         for part in self._parts.values():
-            for off, o in part.out.items():
+            for o in part.out.values():
                 if o.due <= now and found is None:
-                    found = (part, off, o)
+                    found = o
                 elif o.due < nxt:
                     nxt = o.due
         if found is None:
             self._next_due = nxt
             return None
-        part, off, o = found
+        o = found
         o.count += 1
         o.due = now + self.ack_timeout
         self._next_due = min(nxt, o.due)
-        return Delivery(
-            o.record,
-            o.count,
-            partial(self._ack, part, off),
-            partial(self._nack, part, off),
-        )
+        assert o.record is not None  # only handed-out ones wait for acks
+        return Delivery(o.record, o.count, owner=self, token=o)
 
-    async def _ack(self, part: _Part, off: int) -> None:
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack them all; the acked offsets go out with the next commit (every COMMIT_EVERY s)."""
+        mine, others = unsettled(self, deliveries)
+        if mine:
+            self._acked(mine)
+        if others:
+            await settle_others(others)
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        self._acked(deliveries)
+
+    def _acked(self, deliveries: Sequence[Delivery]) -> None:
         self._active_until = time.monotonic() + self.ack_timeout
-        if self._parts.get(part.partition) is not part or part.out.pop(off, None) is None:
-            return  # a late ack for a partition we lost: the new owner redelivers it
-        self._inflight -= 1
+        parts = self._parts
+        n = 0
+        for d in deliveries:
+            o: _Out = d._token
+            part = o.part
+            if parts.get(part.partition) is part and part.out.pop(o.off, None) is not None:
+                n += 1
+            # else a late ack for a partition we lost: the new owner redelivers it
+        if not n:
+            return
+        self._inflight -= n
         if self._commit_handle is None:
             self._schedule_commit()
         if self._revoking:
-            self._wake.set()  # a revoke is waiting for this ack
+            self._wake.set()  # a revoke is waiting for these acks
 
-    async def _nack(self, part: _Part, off: int, delay: float) -> None:
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
         self._active_until = time.monotonic() + self.ack_timeout
-        o = part.out.get(off) if self._parts.get(part.partition) is part else None
-        if o is None:
+        o: _Out = delivery._token
+        part = o.part
+        if self._parts.get(part.partition) is not part or part.out.get(o.off) is not o:
             return
         o.due = time.monotonic() + max(delay, 0.0)
         self._next_due = min(self._next_due, o.due)

@@ -196,17 +196,24 @@ class TopicWriter:
 
     # -- the dedup index -------------------------------------------------------
     def _remember(self, id_: str, position: str, digest: str) -> None:
-        self.index[id_] = (position, digest)
-        self.index.move_to_end(id_)
-        while len(self.index) > self.window:
-            self.index.popitem(last=False)
+        index = self.index
+        if id_ in index:
+            index.move_to_end(id_)
+        index[id_] = (position, digest)
+        while len(index) > self.window:
+            index.popitem(last=False)
 
     async def _catch_up(self) -> list[int]:
         """Bring the index up to the end of the topic; returns the end offsets."""
         reader = await self.log.readers.acquire()
+        timeout = self.log.options.timeout
         try:
-            lo, hi = await reader.call(
-                reader.watermarks, self.ktopic, self.partitions, self.log.options.timeout
+            # Usually nothing new: one ListOffsets request for every partition's end.
+            hi = await reader.call(reader.ends, self.ktopic, self.partitions, timeout)
+            if self.scanned == hi:  # (a topic made again has smaller ends: rescanned below)
+                return hi
+            lo = await reader.call(
+                functools.partial(reader.ends, earliest=True), self.ktopic, self.partitions, timeout
             )
             if self.scanned is None:
                 # First use in this process: the newest ``window`` ids, spread over partitions.

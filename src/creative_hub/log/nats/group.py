@@ -45,7 +45,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -56,7 +56,7 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import Delivery, Record, Start
+from ..base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
 from .engine import META_GROUP, _State, _status, _Topic, record_of
 from .names import consumer_name, escape
 
@@ -411,57 +411,92 @@ class NatsSubscription:
             count = 2  # delivered before a reset: this is a redelivery
         record: Record = record_of(self.topic, seq, ts // 1_000_000, msg)
         p.inflight[seq] = msg
+        return Delivery(record, count, owner=self, token=(p, seq, msg))
 
-        def held() -> bool:
-            return self._parts.get(p.index) is p and time.monotonic() < p.deadline
+    # -- acks ------------------------------------------------------------------
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack them all: one +ACK each (JetStream acks are per message), written in one go."""
+        mine, others = unsettled(self, deliveries)
+        if mine:
+            await self._settle_acks(mine)
+        if others:
+            await settle_others(others)
 
-        async def ack() -> None:
-            if not held():
-                return  # a partition we lost: its new holder delivers it again
-            p.inflight.pop(seq, None)
-            p.max_acked = max(p.max_acked, seq)
-            with self.log._guard("ack"):
-                await msg.ack()
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        parts, now = self._parts, time.monotonic()
+        publish = self.log.nc.publish
+        with self.log._guard("ack"):
+            for d in deliveries:
+                token: tuple[_Part, int, Msg] = d._token
+                p, seq, msg = token
+                if parts.get(p.index) is not p or now >= p.deadline:
+                    continue  # a partition we lost: its new holder delivers it again
+                p.inflight.pop(seq, None)
+                if seq > p.max_acked:
+                    p.max_acked = seq
+                # As msg.ack(): an empty message to the reply subject.  Written
+                # to the connection's buffer; the flusher sends them together.
+                await publish(msg.reply)
+                msg._ackd = True
 
-        async def nack(delay: float) -> None:
-            if not held():
-                return
-            p.inflight.pop(seq, None)
-            with self.log._guard("nack"):
-                await msg.nak(delay=delay if delay > 0 else None)
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
+        token: tuple[_Part, int, Msg] = delivery._token
+        p, seq, msg = token
+        if self._parts.get(p.index) is not p or time.monotonic() >= p.deadline:
+            return
+        p.inflight.pop(seq, None)
+        with self.log._guard("nack"):
+            await msg.nak(delay=delay if delay > 0 else None)
 
-        return Delivery(record, count, ack, nack)
-
+    # -- handing out -----------------------------------------------------------
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
         if not self._joined:
             await self._join()
-        deadline = None if timeout is None else time.monotonic() + timeout
         async with self._lock:
-            while True:
-                if self._closed or self.log._state is not _State.OPEN:
-                    raise LogClosed("subscription")
-                now = time.monotonic()
-                renew_by = self.ack_timeout * (LEASE_FACTOR - 1 / 3)
-                if now >= self._next_maintain or any(
-                    p.deadline - now < renew_by for p in self._parts.values()
-                ):
-                    await self._maintain()
-                    now = time.monotonic()
-                # Ask for more before the buffer runs dry, so records keep flowing.
-                with self.log._guard(f"pull from {self.topic}"):
-                    await self._top_up(now)
+            return await self._next_locked(timeout)
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery (waiting up to ``timeout``), then up to ``max`` already received."""
+        if not self._joined:
+            await self._join()
+        async with self._lock:
+            out = [await self._next_locked(timeout)]
+            while len(out) < max:
                 d = self._pop()
-                if d is not None:
-                    return d
-                wait = max(self._next_maintain - now, 0.001)
-                if deadline is not None:
-                    if now >= deadline:
-                        raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
-                    wait = min(wait, deadline - now)
-                self._event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._event.wait(), wait)
+                if d is None:
+                    break
+                out.append(d)
+            if len(out) > 1:
+                # What was taken may be worth a new pull request at once.
+                with self.log._guard(f"pull from {self.topic}"):
+                    await self._top_up(time.monotonic())
+            return out
+
+    async def _next_locked(self, timeout: float | None) -> Delivery:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed or self.log._state is not _State.OPEN:
+                raise LogClosed("subscription")
+            now = time.monotonic()
+            renew_by = self.ack_timeout * (LEASE_FACTOR - 1 / 3)
+            if now >= self._next_maintain or any(p.deadline - now < renew_by for p in self._parts.values()):
+                await self._maintain()
+                now = time.monotonic()
+            # Ask for more before the buffer runs dry, so records keep flowing.
+            with self.log._guard(f"pull from {self.topic}"):
+                await self._top_up(now)
+            d = self._pop()
+            if d is not None:
+                return d
+            wait = max(self._next_maintain - now, 0.001)
+            if deadline is not None:
+                if now >= deadline:
+                    raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
+                wait = min(wait, deadline - now)
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), wait)
 
     def _pop(self) -> Delivery | None:
         while self._buffer:
