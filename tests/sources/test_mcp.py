@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp import StdioServerParameters
 
 from creative_hub.hub import Hub
 from creative_hub.sources.base import arxiv_paper_id, doi_paper_id
 from creative_hub.sources.ingest import ingest
 from creative_hub.sources.mcp import McpCall, McpSource
-from mcp import StdioServerParameters
 
 pytestmark = pytest.mark.sqlite
 

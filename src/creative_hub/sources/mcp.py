@@ -38,9 +38,8 @@ from ..schemas import PAYLOADS, Webpage
 from .base import Item, ItemError, Principals, arxiv_paper_id, doi_paper_id, find_refs, link, make_event, slug
 
 try:
-    import yaml
-
     import mcp
+    import yaml
     from mcp import StdioServerParameters
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The MCP source needs: pip install "creative-hub[sources]"') from e
