@@ -409,7 +409,12 @@ class Hub:
         may read).  NotFound otherwise: an event in a topic the principal may not
         read is "not found" too, so a guessed id tells nothing.  A scan: for
         tools and peer operations, not for hot paths."""
-        names = [topic] if topic is not None else [t.name for t in await self.topics()]
+        if topic is not None:
+            names = [topic]
+        else:
+            # Creative work first (where ids are looked up most), then the rest.
+            all_names = [t.name for t in await self.topics()]
+            names = sorted(all_names, key=lambda n: not n.startswith(("peer.", "creative.")))
         for name in names:
             if not can_read(self.identity, name):
                 continue

@@ -37,6 +37,8 @@ from .schemas import Compaction, Folded
 
 __all__ = ["Lineage", "Node", "compact", "lineage"]
 
+LINEAGE_PREFIXES = ("peer.", "creative.", "archive.peer.", "archive.creative.")
+
 DECISIONS = {
     "creative.contributions.proposed",
     "creative.contributions.accepted",
@@ -141,7 +143,9 @@ class _Index:
     async def load(cls, hub: Hub) -> _Index:
         idx = cls()
         for info in await hub.topics():
-            if not can_read(hub.identity, info.name):
+            # Lineage lives in the peer hubs, their archives and the shared topics;
+            # other topics (agents' work queues, tests, dead letters) are not read.
+            if not info.name.startswith(LINEAGE_PREFIXES) or not can_read(hub.identity, info.name):
                 continue
             async for r in hub.log.read(info.name):
                 try:

@@ -223,7 +223,7 @@ async def test_receipt_lost_before_a_restart_is_not_stored_twice(klog: Log, kafk
             headers=[("ch-id", e.id.encode()), ("ch-digest", e.digest.encode())],
         )
     assert producer.flush(WAIT) == 0
-    fresh = open_log(kafka_url)
+    fresh = open_log(kafka_url + "&timeout=30")  # a loaded CI box can take a while to settle epochs
     await fresh.open()
     try:
         receipts = await fresh.append(topic, entries)
