@@ -263,7 +263,7 @@ async def test_cluster_node_sigkilled_while_publishing_loses_no_acked_event(tmp_
 async def test_wrong_password_is_a_clear_error(tmp_path: Path) -> None:
     server = NatsServer(tmp_path / "auth", user="hub", password="right-one").start()
     try:
-        bad = f"nats://hub:wrong-one@127.0.0.1:{server.port}"
+        bad = f"nats://hub:wrong-one@127.0.0.1:{server.port}?timeout=30"  # a loaded CI box answers late
         log = open_log(bad)
         with pytest.raises(EngineUnavailable) as e:
             await log.open()
