@@ -405,16 +405,16 @@ class Hub:
             yield StoredEvent(topic, r.position, r.time_ms, event)
 
     async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
-        """The event with ``event_id`` (in ``topic``, or in any topic this principal
-        may read).  NotFound otherwise: an event in a topic the principal may not
+        """The event with ``event_id`` (in ``topic``, or in any peer or shared topic
+        this principal may read).  NotFound otherwise: an event in a topic the principal may not
         read is "not found" too, so a guessed id tells nothing.  A scan: for
         tools and peer operations, not for hot paths."""
         if topic is not None:
             names = [topic]
         else:
-            # Creative work first (where ids are looked up most), then the rest.
-            all_names = [t.name for t in await self.topics()]
-            names = sorted(all_names, key=lambda n: not n.startswith(("peer.", "creative.")))
+            # Without a topic: the creative work (peer hubs and shared topics),
+            # not work queues, archives or dead letters -- name the topic for those.
+            names = [t.name for t in await self.topics() if t.name.startswith(("peer.", "creative."))]
         for name in names:
             if not can_read(self.identity, name):
                 continue

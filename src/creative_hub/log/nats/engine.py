@@ -229,7 +229,10 @@ class NatsLog:
         async def on_error(e: Exception) -> None:
             # nats-py reports connection trouble here; the reason is kept for
             # the EngineUnavailable an operation raises, and logged quietly.
-            self._last_error = e
+            # An authorization violation is the reason that matters: a later
+            # "connection reset" from the retry must not hide it.
+            if "authorization violation" not in str(self._last_error).lower():
+                self._last_error = e
             logger.debug("nats %s: %s", self.url, e)
 
         try:
