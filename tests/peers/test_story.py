@@ -20,6 +20,10 @@ from creative_hub.principals import Keystore, Registry, verify_signature
 
 FRAGMENT = "creative.narrative.fragment"
 
+# Lineage reads every peer and shared topic; on a broker shared by a whole test
+# session that is a lot of topics by the time these run.
+pytestmark = pytest.mark.timeout(900)
+
 
 @dataclass
 class Cast:
