@@ -73,6 +73,28 @@ def history_of(count: int, acked: set[str]) -> History:
     return h
 
 
+def storm(url: str, topic: str, acks: Path, count: int, timeout: str) -> subprocess.Popen[bytes]:
+    """A publisher process: ``count`` events in batches of 50, ``timeout`` s per append."""
+    return spawn(
+        "creative_hub.testing.publisher", url, topic, str(acks), "--count", str(count),
+        "--batch", "50", "--pause", "0.01", "--timeout", timeout,
+    )  # fmt: skip
+
+
+async def check_log(url: str, topic: str, count: int, acks: Path) -> None:
+    """Ledger check of what the publisher acked against what the log holds."""
+    log = open_log(url)
+    await log.open()
+    try:
+        h = history_of(count, acked_ids(acks))
+        h.read = await read_ids(log, topic)
+    finally:
+        await log.close()
+    report = h.check()
+    assert report.ok, str(report)
+    assert len(h.read) == count
+
+
 async def test_consumer_paused_past_its_lease_acks_late_harmlessly(
     log: Log, log_url: str, tmp_path: Path
 ) -> None:
@@ -163,20 +185,7 @@ async def test_broker_restart_keeps_every_acked_event(engine: str, tmp_path: Pat
     server = start_server(engine, tmp_path / "server")
     try:
         topic, acks = new_topic("faults"), tmp_path / "acks"
-        pub = spawn(
-            "creative_hub.testing.publisher",
-            server.url,
-            topic,
-            str(acks),
-            "--count",
-            "3000",
-            "--batch",
-            "50",
-            "--pause",
-            "0.01",
-            "--timeout",
-            "5",
-        )
+        pub = storm(server.url, topic, acks, 3000, "5")
         try:
             await wait_for_file(acks, pub, "publisher")
             if how == "SIGKILL":
@@ -190,16 +199,7 @@ async def test_broker_restart_keeps_every_acked_event(engine: str, tmp_path: Pat
             if pub.poll() is None:
                 pub.kill()
                 pub.wait()
-        log = open_log(server.url)
-        await log.open()
-        try:
-            h = history_of(3000, acked_ids(acks))
-            h.read = await read_ids(log, topic)
-        finally:
-            await log.close()
-        report = h.check()
-        assert report.ok, str(report)
-        assert len(h.read) == 3000
+        await check_log(server.url, topic, 3000, acks)
     finally:
         server.stop()
 
@@ -209,20 +209,7 @@ async def test_broker_paused_publisher_retries_into_one_copy(engine: str, tmp_pa
     server = start_server(engine, tmp_path / "server")
     try:
         topic, acks = new_topic("faults"), tmp_path / "acks"
-        pub = spawn(
-            "creative_hub.testing.publisher",
-            server.url,
-            topic,
-            str(acks),
-            "--count",
-            "2000",
-            "--batch",
-            "50",
-            "--pause",
-            "0.01",
-            "--timeout",
-            "3",
-        )
+        pub = storm(server.url, topic, acks, 2000, "3")
         try:
             await wait_for_file(acks, pub, "publisher")
             server.pause()
@@ -234,16 +221,7 @@ async def test_broker_paused_publisher_retries_into_one_copy(engine: str, tmp_pa
             if pub.poll() is None:
                 pub.kill()
                 pub.wait()
-        log = open_log(server.url)
-        await log.open()
-        try:
-            h = history_of(2000, acked_ids(acks))
-            h.read = await read_ids(log, topic)
-        finally:
-            await log.close()
-        report = h.check()
-        assert report.ok, str(report)
-        assert len(h.read) == 2000
+        await check_log(server.url, topic, 2000, acks)
     finally:
         server.stop()
 
@@ -279,20 +257,7 @@ async def test_network_partition_then_heal(engine: str, tmp_path: Path) -> None:
         async with FaultProxy(port) as proxy:
             url = through(server.url, proxy.port)
             topic, acks = new_topic("faults"), tmp_path / "acks"
-            pub = spawn(
-                "creative_hub.testing.publisher",
-                url,
-                topic,
-                str(acks),
-                "--count",
-                "2000",
-                "--batch",
-                "50",
-                "--pause",
-                "0.01",
-                "--timeout",
-                "3",
-            )
+            pub = storm(url, topic, acks, 2000, "3")
             try:
                 await wait_for_file(acks, pub, "publisher")
                 proxy.mode = Mode.BLACKHOLE
@@ -306,15 +271,6 @@ async def test_network_partition_then_heal(engine: str, tmp_path: Path) -> None:
                 if pub.poll() is None:
                     pub.kill()
                     pub.wait()
-            log = open_log(url)
-            await log.open()
-            try:
-                h = history_of(2000, acked_ids(acks))
-                h.read = await read_ids(log, topic)
-            finally:
-                await log.close()
-        report = h.check()
-        assert report.ok, str(report)
-        assert len(h.read) == 2000
+            await check_log(url, topic, 2000, acks)
     finally:
         server.stop()
