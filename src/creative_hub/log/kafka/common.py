@@ -366,11 +366,16 @@ class Reader:
         the broker in one ListOffsets request for all partitions (not one per partition)."""
         spec = OFFSET_EARLIEST if earliest else OFFSET_LATEST
         tps = [ck.TopicPartition(topic, p, spec) for p in range(partitions)]
-        found = retry(lambda: self.consumer.offsets_for_times(tps, timeout), timeout)
+
+        def ask() -> list[ck.TopicPartition]:
+            found = self.consumer.offsets_for_times(tps, timeout)
+            for tp in found:
+                if tp.error is not None:  # e.g. a just-created topic's leader epoch: retried
+                    raise ck.KafkaException(tp.error)
+            return found
+
         out = [-1] * partitions
-        for tp in found:
-            if tp.error is not None:
-                raise ck.KafkaException(tp.error)
+        for tp in retry(ask, timeout):
             out[tp.partition] = tp.offset
         if any(o < 0 for o in out):  # not expected; ask the slow way rather than guess
             lo, hi = self.watermarks(topic, partitions, timeout)
