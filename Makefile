@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install test-deps lint pytest bench clean semantic bench-index
+.PHONY: run test install test-deps lint pytest bench bench-report clean semantic bench-index
 
 run: $(STAMP)
 	$(BIN)/creative-hub up
@@ -43,6 +43,11 @@ bench: $(STAMP)
 
 bench-index: $(STAMP)
 	$(BIN)/python bench/bench_index.py
+
+# Every benchmark in one go: bench/results/ (tables, JSON, plots) and the
+# README's Performance section.  ARGS=--quick for a short check of the machinery.
+bench-report: test-deps
+	$(BIN)/python bench/report.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -172,7 +174,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=20, help="runs of the query set")
     ap.add_argument("--dir", type=Path, default=None, help="where the files go (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
+    figures: dict[str, object] = {"events": args.events, "batch": args.batch}
     tmp = args.dir or Path(tempfile.mkdtemp(prefix="bench-index-"))
     tmp.mkdir(parents=True, exist_ok=True)
 
@@ -183,6 +187,7 @@ def main() -> None:
     del items
     size = (tmp / "direct.index.db").stat().st_size / 1e6
     print(f"direct: {args.events:,} events indexed at {direct:,.0f} events/s ({size:,.0f} MB)")
+    figures.update(indexed_per_s=direct, index_mb=size)
 
     times = bench_search(store, args.repeat)
     q = statistics.quantiles(times, n=100)
@@ -191,6 +196,7 @@ def main() -> None:
         f"p50 {q[49]:.2f} ms, p95 {q[94]:.2f} ms, max {max(times):.2f} ms"
     )
     store.close()
+    figures.update(search_p50_ms=q[49], search_p95_ms=q[94], search_max_ms=max(times), queries=len(QUERIES))
 
     if args.log_events:
         rate = asyncio.run(bench_log(tmp, args.log_events))
@@ -198,6 +204,10 @@ def main() -> None:
             f"from the log: {args.log_events:,} events (SQLite log, hub.replay) "
             f"indexed at {rate:,.0f} events/s"
         )
+        figures.update(log_events=args.log_events, from_log_per_s=rate)
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

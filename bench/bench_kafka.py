@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from rich.console import Console
 from rich.table import Table
 
+from common import Calls, add_report_args, figures, sweep_events, sweep_point, sweep_sizes, write
 from creative_hub.log import Entry, open_log
 from creative_hub.log.kafka import KafkaLog
 from creative_hub.testing.servers.kafka import KafkaServer
@@ -110,6 +111,54 @@ async def engine_publish(log: KafkaLog, topic: str, entries: list[Entry], batch:
     t = time.perf_counter()
     await asyncio.gather(*(one(c) for c in chunks))
     return time.perf_counter() - t
+
+
+# -- sweep: one batch at a time, waiting for its acks, both sides ------------------
+def raw_publish_batches(bootstrap: str, topic: str, entries: list[Entry], batch: int, calls: Calls) -> None:
+    """Produce ``batch`` records and wait for all their delivery reports, then the next batch.
+
+    Waiting by polling (not ``flush``, which sends at once) keeps ``linger.ms``
+    in force, as it is for the hub's producer."""
+    p = ck.Producer(producer_conf(bootstrap))
+    p.list_topics(topic, timeout=10)
+    left = [0]
+
+    def delivered(err: ck.KafkaError | None, msg: ck.Message) -> None:
+        left[0] -= 1
+
+    for i in range(0, len(entries), batch):
+        with calls.timed():
+            chunk = entries[i : i + batch]
+            left[0] = len(chunk)
+            for e in chunk:
+                headers = [("content-type", CONTENT_TYPE), ("ch-id", e.id.encode()),
+                           ("ch-digest", e.digest.encode())]  # fmt: skip
+                p.produce(topic, e.body, e.key.encode(), headers=headers, on_delivery=delivered)
+            while left[0] > 0:
+                p.poll(0.05)
+    p.flush()
+
+
+async def sweep(log: KafkaLog, bootstrap: str, sizes: list[int], cap: int) -> list[dict[str, object]]:
+    out = []
+    for b in sizes:
+        n = sweep_events(b, cap)
+        data = [make_entries(n, f"s{b}-{k}") for k in range(2)]
+
+        async def raw(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            topic = f"bench.sweepraw{b}x{k}{uuid.uuid4().hex[:4]}"
+            create_topic(bootstrap, topic)
+            await asyncio.to_thread(raw_publish_batches, bootstrap, topic, data[k], b, calls)
+
+        async def hub(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            topic = f"bench.sweephub{b}x{k}{uuid.uuid4().hex[:4]}"
+            await log.append(topic, make_entries(1, "warm"))  # topic, writer, dedup index ready
+            for i in range(0, len(data[k]), b):
+                with calls.timed():
+                    await log.append(topic, data[k][i : i + b])
+
+        out.append(await sweep_point(b, n, raw, hub))
+    return out
 
 
 # -- consume -------------------------------------------------------------------
@@ -224,7 +273,9 @@ async def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--pings", type=int, default=500)
+    add_report_args(ap)
     a = ap.parse_args()
+    sweep_points: list[dict[str, object]] = []
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         t = time.perf_counter()
@@ -262,6 +313,8 @@ async def main() -> None:
                 target = " (<= 2)" if q == 99 else ""
                 ratio = f"{e_ms / r_ms:.2f}x{target}"
                 rows.append((f"publish->handler p{q} (ms)", f"{r_ms:.2f}", f"{e_ms:.2f}", ratio))
+            if a.sweep:
+                sweep_points = await sweep(log, server.bootstrap, sweep_sizes(a.sweep), a.events)
         finally:
             await log.close()
             server.stop()
@@ -271,6 +324,11 @@ async def main() -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    write(a.json, figures(
+        "kafka", events=a.events, batch=a.batch, publish=(rp, ep), consume=(rc, ec),
+        latency=(raw_lat, eng_lat), sweep=sweep_points,
+        notes="raw: confluent-kafka produce of every record then one flush; consume(batch) + async commit",
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

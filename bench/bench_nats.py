@@ -32,6 +32,7 @@ from nats.js import api
 from rich.console import Console
 from rich.table import Table
 
+from common import Calls, add_report_args, figures, sweep_events, sweep_point, sweep_sizes, write
 from creative_hub.log import Entry, open_log
 from creative_hub.testing.servers.nats import NatsServer
 
@@ -48,21 +49,50 @@ def entries(n: int, tag: str) -> list[Entry]:
     return out
 
 
-async def raw_publish(js: nats.js.JetStreamContext, subject: str, es: list[Entry]) -> float:
-    t0 = time.perf_counter()
-    for k in range(0, len(es), BATCH):
-        futs = [
-            await js.publish_async(subject, e.body, headers={"Nats-Msg-Id": e.id}) for e in es[k : k + BATCH]
-        ]
-        await asyncio.gather(*futs)
-    return len(es) / (time.perf_counter() - t0)
+async def raw_publish(
+    js: nats.js.JetStreamContext,
+    subject: str,
+    es: list[Entry],
+    batch: int = BATCH,
+    calls: Calls | None = None,
+) -> float:
+    calls = calls or Calls()
+    for k in range(0, len(es), batch):
+        with calls.timed():
+            futs = [
+                await js.publish_async(subject, e.body, headers={"Nats-Msg-Id": e.id})
+                for e in es[k : k + batch]
+            ]
+            await asyncio.gather(*futs)
+    return len(es) / calls.total
 
 
-async def hub_publish(log: object, topic: str, es: list[Entry]) -> float:
-    t0 = time.perf_counter()
-    for k in range(0, len(es), BATCH):
-        await log.append(topic, es[k : k + BATCH])  # type: ignore[attr-defined]
-    return len(es) / (time.perf_counter() - t0)
+async def hub_publish(
+    log: object, topic: str, es: list[Entry], batch: int = BATCH, calls: Calls | None = None
+) -> float:
+    calls = calls or Calls()
+    for k in range(0, len(es), batch):
+        with calls.timed():
+            await log.append(topic, es[k : k + batch])  # type: ignore[attr-defined]
+    return len(es) / calls.total
+
+
+async def sweep(
+    log: object, js: nats.js.JetStreamContext, topic: str, sizes: list[int], cap: int
+) -> list[dict[str, object]]:
+    out = []
+    for b in sizes:
+        n = sweep_events(b, cap)
+        data = [entries(n, f"s{b}-{k}") for k in range(2)]
+
+        async def raw(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            await raw_publish(js, f"raw.sweep{b}x{k}", data[k], b, calls)
+
+        async def hub(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            await hub_publish(log, f"{topic}.sweep{b}x{k}", data[k], b, calls)
+
+        out.append(await sweep_point(b, n, raw, hub))
+    return out
 
 
 async def raw_consume(
@@ -159,7 +189,10 @@ async def hub_latency(log: object, topic: str, n: int) -> list[float]:
     return lat
 
 
-async def main(events: int, latency: int, rounds: int = 3) -> None:
+async def main(
+    events: int, latency: int, rounds: int = 3, sweep_text: str = "", json_path: Path | None = None
+) -> None:
+    sweep_points: list[dict[str, object]] = []
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(Path(tmp) / "nats").start()
@@ -197,6 +230,8 @@ async def main(events: int, latency: int, rounds: int = 3) -> None:
             for q in (50, 99):
                 r, h = pct(raw_lat, q), pct(hub_lat, q)
                 rows.append((f"publish-to-handler p{q} (ms)", r, h, h / r, "<= 2" if q == 99 else ""))
+            if sweep_text:
+                sweep_points = await sweep(log, js, topic, sweep_sizes(sweep_text), events)
             await log.close()
             await nc.close()
         finally:
@@ -213,6 +248,11 @@ async def main(events: int, latency: int, rounds: int = 3) -> None:
             target,
         )
     console.print(table)
+    write(json_path, figures(
+        "nats", events=events, batch=BATCH, publish=(raw_pub, hub_pub), consume=(raw_con, hub_con),
+        latency=(raw_lat, hub_lat), sweep=sweep_points,
+        notes="raw: nats-py JetStream publish_async, acks awaited per batch; pull fetch + ack",
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -220,5 +260,6 @@ if __name__ == "__main__":
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--latency", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
+    add_report_args(p)
     a = p.parse_args()
-    asyncio.run(main(a.events, a.latency, a.rounds))
+    asyncio.run(main(a.events, a.latency, a.rounds, a.sweep, a.json))

@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
+from common import Calls, add_report_args, figures, sweep_events, sweep_point, sweep_sizes, write
 from creative_hub.log import Entry, open_log
 from creative_hub.log.redis import RedisLog
 from creative_hub.testing.servers.redis import RedisServer
@@ -56,22 +57,44 @@ def make_entries(n: int, tag: str) -> list[Entry]:
 
 
 # -- publish -------------------------------------------------------------------
-async def publish_hub(log: RedisLog, entries: list[Entry], batch: int, topic: str) -> float:
-    t0 = time.perf_counter()
+async def publish_hub(
+    log: RedisLog, entries: list[Entry], batch: int, topic: str, calls: Calls | None = None
+) -> float:
+    calls = calls or Calls()
     for i in range(0, len(entries), batch):
-        await log.append(topic, entries[i : i + batch])
-    return time.perf_counter() - t0
+        with calls.timed():
+            await log.append(topic, entries[i : i + batch])
+    return calls.total
 
 
-async def publish_raw(r: aioredis.Redis, entries: list[Entry], batch: int, stream: str) -> float:
-    t0 = time.perf_counter()
+async def publish_raw(
+    r: aioredis.Redis, entries: list[Entry], batch: int, stream: str, calls: Calls | None = None
+) -> float:
+    calls = calls or Calls()
     for i in range(0, len(entries), batch):
-        pipe = r.pipeline(transaction=False)
-        for e in entries[i : i + batch]:
-            fields = {"id": e.id, "key": e.key, "digest": e.digest, "creator": e.creator, "event": e.body}
-            pipe.xadd(stream, fields)  # type: ignore[arg-type]
-        await pipe.execute()
-    return time.perf_counter() - t0
+        with calls.timed():
+            pipe = r.pipeline(transaction=False)
+            for e in entries[i : i + batch]:
+                fields = {"id": e.id, "key": e.key, "digest": e.digest, "creator": e.creator, "event": e.body}
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            await pipe.execute()
+    return calls.total
+
+
+async def sweep(log: RedisLog, r: aioredis.Redis, sizes: list[int], cap: int) -> list[dict[str, object]]:
+    out = []
+    for b in sizes:
+        n = sweep_events(b, cap)
+        data = [make_entries(n, f"s{b}-{k}") for k in range(2)]
+
+        async def raw(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            await publish_raw(r, data[k], b, f"raw:sweep{uuid.uuid4().hex[:8]}", calls)
+
+        async def hub(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
+            await publish_hub(log, data[k], b, f"bench.sweep{uuid.uuid4().hex[:8]}", calls)
+
+        out.append(await sweep_point(b, n, raw, hub))
+    return out
 
 
 # -- consume -------------------------------------------------------------------
@@ -184,7 +207,9 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pings", type=int, default=2000, help="events in the latency test")
+    add_report_args(p)
     a = p.parse_args(argv)
+    sweep_points: list[dict[str, object]] = []
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
         server = RedisServer(Path(tmp))
@@ -211,6 +236,8 @@ async def main(argv: list[str] | None = None) -> None:
                     con_hub.append(await consume_hub(log, hub_topics[r], n, batch))
                 lat_raw = await latency_raw(raw, a.pings)
                 lat_hub = await latency_hub(log, a.pings)
+                if a.sweep:
+                    sweep_points = await sweep(log, raw, sweep_sizes(a.sweep), n)
             finally:
                 await raw.aclose()
                 await log.close()
@@ -242,6 +269,11 @@ async def main(argv: list[str] | None = None) -> None:
     console.print(table)
     console.print(f"python {sys.version.split()[0]}, redis-py {aioredis.__name__} "
                   f"{__import__('redis').__version__}, hiredis: {_has_hiredis()}")  # fmt: skip
+    write(a.json, figures(
+        "redis", events=n, batch=batch, publish=(n / pr, n / ph), consume=(n / cr, n / ch),
+        latency=(lat_raw, lat_hub), sweep=sweep_points,
+        notes="raw: redis-py (hiredis) XADD pipelined per batch; XREADGROUP + one XACK per batch",
+    ))  # fmt: skip
 
 
 def _has_hiredis() -> bool:

@@ -26,18 +26,19 @@ import argparse
 import asyncio
 import json
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from common import Calls, add_report_args, figures, sweep_events, sweep_point, sweep_sizes, write
 from creative_hub.hub import Hub
 from creative_hub.log.sqlite import SQLiteLog
 
@@ -77,39 +78,60 @@ def hub_rows(events: list[dict[str, object]]) -> list[tuple[str, int, str, str, 
     return rows
 
 
-def raw_publish(path: Path, rows: list[tuple[str, int, str, str, str, bytes]], batch: int) -> float:
+def raw_publish(
+    path: Path, rows: list[tuple[str, int, str, str, str, bytes]], batch: int, calls: Calls | None = None
+) -> float:
     """Insert the hub's very rows with executemany, ``batch`` per transaction."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(RAW_SCHEMA)
-    started = time.perf_counter()
+    calls = calls or Calls()
     for i in range(0, len(rows), batch):
-        now = int(time.time() * 1000)
-        chunk = [
-            (id_, part, key, creator, digest, now, body)
-            for id_, part, key, creator, digest, body in rows[i : i + batch]
-        ]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO ev (id, part, key, creator, digest, time_ms, body) VALUES (?,?,?,?,?,?,?)", chunk
-        )
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
+        with calls.timed():
+            now = int(time.time() * 1000)
+            chunk = [
+                (id_, part, key, creator, digest, now, body)
+                for id_, part, key, creator, digest, body in rows[i : i + batch]
+            ]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO ev (id, part, key, creator, digest, time_ms, body) VALUES (?,?,?,?,?,?,?)", chunk
+            )
+            conn.execute("COMMIT")
     conn.close()
-    return len(rows) / elapsed
+    return len(rows) / calls.total
 
 
-async def hub_publish(path: Path, events: list[dict[str, object]], batch: int) -> float:
+async def hub_publish(
+    path: Path, events: list[dict[str, object]], batch: int, calls: Calls | None = None
+) -> float:
     log = SQLiteLog(path)
     await log.open()
     hub = Hub(log, principal="bench")
-    started = time.perf_counter()
+    calls = calls or Calls()
     for i in range(0, len(events), batch):
-        await hub.publish(events[i : i + batch])
-    elapsed = time.perf_counter() - started
+        with calls.timed():
+            await hub.publish(events[i : i + batch])
     await log.close()
-    return len(events) / elapsed
+    return len(events) / calls.total
+
+
+async def sweep(tmp: Path, sizes: list[int], cap: int) -> list[dict[str, object]]:
+    out = []
+    for b in sizes:
+        n = sweep_events(b, cap)
+        evs = [make_events(n) for _ in range(2)]
+        rows = [hub_rows(e) for e in evs]
+
+        async def raw(k: int, calls: Calls, b: int = b, rows: list[Any] = rows) -> None:
+            raw_publish(tmp / f"sweep-raw-{b}-{uuid.uuid4().hex[:6]}.db", rows[k], b, calls)
+
+        async def hub(k: int, calls: Calls, b: int = b, evs: list[Any] = evs) -> None:
+            await hub_publish(tmp / f"sweep-hub-{b}-{uuid.uuid4().hex[:6]}.db", evs[k], b, calls)
+
+        out.append(await sweep_point(b, n, raw, hub))
+    return out
 
 
 def raw_consume(path: Path, n: int, batch: int) -> float:
@@ -245,8 +267,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--latency-events", type=int, default=2000)
-    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    add_report_args(ap)
     a = ap.parse_args()
+    sweep_points: list[dict[str, object]] = []
     events = make_events(a.events)
     rows = hub_rows(events)
     with tempfile.TemporaryDirectory() as d:
@@ -265,6 +288,8 @@ def main() -> None:
         raw_con, eng_con, hub_con = max(raw_cons), max(eng_cons), max(hub_cons)
         raw_lat = asyncio.run(raw_latency(tmp / "rawlat.db", a.latency_events))
         hub_lat = asyncio.run(hub_latency(tmp / "hublat.db", a.latency_events))
+        if a.sweep:
+            sweep_points = asyncio.run(sweep(tmp, sweep_sizes(a.sweep), a.events))
     table = Table(title="creative-hub on SQLite vs raw sqlite3 (same run)", title_justify="left")
     for col in ("metric", "raw sqlite3", "hub", "hub / raw"):
         table.add_column(col, justify="right" if col != "metric" else "left")
@@ -287,25 +312,11 @@ def main() -> None:
         r, h = pct(raw_lat, p), pct(hub_lat, p)
         table.add_row(f"publish->handler p{p}, ms", f"{r:.2f}", f"{h:.2f}", f"{h / r:.2f}x")
     console.print(table)
-    figures = {
-        "engine": "sqlite",
-        "events": a.events,
-        "batch": a.batch,
-        "publish_raw": raw_rate,
-        "publish_hub": hub_rate,
-        "publish_ratio": hub_rate / raw_rate,
-        "consume_raw": raw_con,
-        "consume_engine": eng_con,
-        "consume_hub": hub_con,
-        "consume_ratio": eng_con / raw_con,
-        "p50_raw_ms": pct(raw_lat, 50),
-        "p50_hub_ms": pct(hub_lat, 50),
-        "p99_raw_ms": pct(raw_lat, 99),
-        "p99_hub_ms": pct(hub_lat, 99),
-        "median_latency_ms_hub": statistics.median(hub_lat) * 1000,
-    }
-    if a.json:
-        a.json.write_text(json.dumps(figures, indent=2))
+    write(a.json, figures(
+        "sqlite", events=a.events, batch=a.batch, publish=(raw_rate, hub_rate), consume=(raw_con, eng_con),
+        latency=(raw_lat, hub_lat), sweep=sweep_points,
+        notes=f"hub consume with decoding and validation of every event: {hub_con:,.0f} events/s",
+    ))  # fmt: skip
     sys.exit(0)
 
 

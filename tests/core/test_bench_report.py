@@ -1,0 +1,90 @@
+"""bench/report.py: the tables, the README splice and the plots, from canned figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+report = _load("report")
+common = _load("common")
+
+
+def _engine(name: str, pub: tuple[float, float], con: tuple[float, float]) -> dict[str, Any]:
+    return common.figures(  # type: ignore[no-any-return]
+        name,
+        events=1000,
+        batch=100,
+        publish=pub,
+        consume=con,
+        latency=([0.001, 0.002, 0.003], [0.002, 0.003, 0.004]),
+        sweep=[
+            {"batch": b, "events": 1000, "publish": {"raw": 1000.0 * b, "hub": 900.0 * b},
+             "call_ms": {"raw": {"p50": 0.1 * b, "p99": 0.2 * b}, "hub": {"p50": 0.2 * b, "p99": 0.3 * b}}}
+            for b in (1, 10)
+        ],  # fmt: skip
+    )
+
+
+RESULTS = {
+    "redis": _engine("redis", (100.0, 120.0), (100.0, 70.0)),
+    "kafka": _engine("kafka", (1000.0, 280.0), (1000.0, 900.0)),
+}
+META = {"command": "make bench-report", "date": "2026-11-25", "machine": "Linux x86_64", "cpus": 2,
+        "python": "3.11", "minutes": 12.0}  # fmt: skip
+
+
+def test_engine_table_gives_ratios_and_says_which_targets_are_missed() -> None:
+    text = report.render(RESULTS, META)
+    redis = next(line for line in text.splitlines() if line.startswith("| Redis"))
+    kafka = next(line for line in text.splitlines() if line.startswith("| Kafka"))
+    assert "100 → 120 (**1.20x** (≥ 0.8x met))" in redis
+    assert "100 → 70 (**0.70x** (≥ 0.8x NOT met))" in redis
+    assert "1,000 → 280 (**0.28x** (≥ 0.8x NOT met))" in kafka
+    assert "1,000 → 900 (**0.90x** (≥ 0.8x met))" in kafka
+    assert "| SQLite" not in text  # engines that did not run are left out, not made up
+    assert "batch 1 | batch 10" in text and "900/s (0.90x), p99 0.30 ms" in text
+    assert "`.venv/bin/python bench/bench_redis.py --events 50000 --rounds 5`" in text
+
+
+def test_splice_replaces_only_between_the_markers() -> None:
+    readme = f"# Title\n\n## Performance\n\n{report.START}\nold table\n{report.END}\n\n## Next\n"
+    out = report.splice(readme, "new table\n")
+    assert out == f"# Title\n\n## Performance\n\n{report.START}\nnew table\n{report.END}\n\n## Next\n"
+    assert report.splice(out, "new table\n") == out  # idempotent
+
+
+def test_splice_without_markers_is_a_clear_error() -> None:
+    with pytest.raises(SystemExit, match="bench-report:start"):
+        report.splice("# no markers here\n", "table")
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    written = report.plot(RESULTS, tmp_path)
+    assert sorted(p.name for p in written) == ["latency.png", "throughput.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_readme_has_the_markers_the_report_writes_between() -> None:
+    readme = (BENCH.parent / "README.md").read_text()
+    assert readme.index(report.START) < readme.index(report.END)
