@@ -70,20 +70,51 @@ class _State(Enum):
 
 
 class _RedisDelivery(Delivery):
-    """A Delivery whose ack is queued on its subscription (sent with the next batch)."""
+    """A Delivery whose ack is queued on its subscription (sent with the next batch).
 
-    __slots__ = ("_part", "_sid", "_sub")
+    It keeps the stream entry's fields as Redis sent them and makes the Record
+    only when asked: a handler that reads ``body`` (and ``id``) costs no
+    decoding of positions and keys, which is most of the consume path's work.
+    """
+
+    __slots__ = ("_fields", "_part", "_rec", "_sid", "_sub")
 
     def __init__(
-        self, record: Record, delivery_count: int, sub: RedisSubscription, part: int, sid: bytes
+        self, fields: list[bytes], delivery_count: int, sub: RedisSubscription, part: int, sid: bytes
     ) -> None:
         # Not Delivery.__init__: ack/nack are methods here, no closures per record.
-        self.record = record
+        self._fields = fields
+        self._rec: Record | None = None
         self.delivery_count = delivery_count
         self._done = False
         self._owner = self._sub = sub  # (no _token: _part and _sid are the token)
         self._part = part
         self._sid = sid  # the stream id as Redis sent it, for XACK without re-encoding
+
+    @property
+    def record(self) -> Record:
+        rec = self._rec
+        if rec is None:
+            rec = self._rec = make_record(self._sub.topic, self._sid, self._fields)
+        return rec
+
+    @record.setter
+    def record(self, value: Record) -> None:
+        self._rec = value
+
+    @property
+    def body(self) -> bytes:
+        f = self._fields
+        if len(f) == 10 and f[8] == b"event":  # an entry this engine wrote (see make_record)
+            return f[9]
+        return self.record.body
+
+    @property
+    def id(self) -> str:
+        f = self._fields
+        if len(f) == 10 and f[0] == b"id" and f[8] == b"event":
+            return f[1].decode()
+        return self.record.id
 
     async def ack(self) -> None:
         """Mark handled; the XACK goes out with the subscription's next round trip."""
@@ -440,25 +471,13 @@ class RedisSubscription:
             raise
         if not reply:
             return
-        topic, append, index = self.topic, self._queue.append, self._index
+        append, index = self._queue.append, self._index
         before = len(self._queue)
         # RESP3 (redis-py's default) answers with a map, RESP2 with pairs.
         for stream, entries in reply.items() if isinstance(reply, dict) else reply:
             p = index[stream]
-            for sid, fields in entries:
-                # make_record's fast path, inlined: this loop is the consume hot path.
-                if len(fields) == 10 and fields[0] == b"id" and fields[8] == b"event":
-                    record = Record(
-                        topic,
-                        sid.decode(),
-                        fields[1].decode(),
-                        fields[3].decode(),
-                        fields[9],
-                        int(sid[: sid.index(b"-")]),
-                    )
-                else:
-                    record = make_record(topic, sid, fields)
-                append(_RedisDelivery(record, 1, self, p, sid))
+            for sid, fields in entries:  # the consume hot path: Records are made when asked for
+                append(_RedisDelivery(fields, 1, self, p, sid))
         # Big fetches mean a backlog: send the next fetch as soon as this
         # batch is being handed out (at most two batches are ever queued).
         fetched = len(self._queue) - before
@@ -506,8 +525,7 @@ class RedisSubscription:
                 if min_idle_ms == 0 and sid in self._outstanding:
                     continue  # taking over a partition we had: the handler still has it
                 self._outstanding.pop(sid, None)  # overdue: this delivery replaces the old one
-                record = make_record(self.topic, sid, fields)
-                self._queue.append(_RedisDelivery(record, int(n), self, p, sid))
+                self._queue.append(_RedisDelivery(fields, int(n), self, p, sid))
 
     async def _redeliver_nacked(self, now: float) -> None:
         due: dict[int, list[tuple[bytes, int]]] = {}
@@ -527,8 +545,7 @@ class RedisSubscription:
                 if not item:
                     continue  # removed by retention meanwhile
                 sid, fields = item[0], item[1]
-                record = make_record(self.topic, sid, fields)
-                self._queue.append(_RedisDelivery(record, counts.get(sid, 1) + 1, self, p, sid))
+                self._queue.append(_RedisDelivery(fields, counts.get(sid, 1) + 1, self, p, sid))
 
     # -- acks --------------------------------------------------------------
     async def _ack_now(self, d: _RedisDelivery) -> None:
