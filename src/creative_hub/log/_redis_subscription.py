@@ -459,10 +459,14 @@ class RedisSubscription:
             if not acks:
                 return await command(client, *args)
             pipe = client.pipeline(transaction=False)
-            for p, positions in acks.items():
-                pipe.execute_command("XACK", self._streams[p], self.group, *positions)
+            pipe.execute_command("EVALSHA", lua.ACK.sha, 0, *self._ack_args(acks))
             pipe.execute_command(*args)
-            return (await pipe.execute())[-1]
+            acked, reply = await pipe.execute(raise_on_error=False)
+            if isinstance(acked, Exception):  # NOSCRIPT after a restart: the records still came
+                await self._log.run(lua.ACK, *self._ack_args(acks), client=client)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
 
         try:
             reply = await self._log._retry(do)
@@ -561,6 +565,13 @@ class RedisSubscription:
             heapq.heappush(self._nacks, (due, d._sid, d._part, d.delivery_count))
         # After close() it stays pending: the partition's next owner claims it.
 
+    def _ack_args(self, acks: dict[int, list[bytes]]) -> list[Any]:
+        """ARGV of the ACK script: the group, then each stream with its ids in one string."""
+        args: list[Any] = [self.group]
+        for p, sids in acks.items():
+            args += (self._streams[p], b" ".join(sids))
+        return args
+
     def _take_acks(self) -> dict[int, list[bytes]]:
         acks, self._acks = self._acks, {}
         return acks
@@ -576,10 +587,7 @@ class RedisSubscription:
         client = self._log.client
 
         async def do() -> Any:
-            pipe = client.pipeline(transaction=False)
-            for p, positions in acks.items():
-                pipe.execute_command("XACK", self._streams[p], self.group, *positions)
-            return await pipe.execute()
+            return await self._log.run(lua.ACK, *self._ack_args(acks), client=client)
 
         try:
             await self._log._retry(do)
