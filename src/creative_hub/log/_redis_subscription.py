@@ -77,7 +77,7 @@ class _RedisDelivery(Delivery):
     decoding of positions and keys, which is most of the consume path's work.
     """
 
-    __slots__ = ("_fields", "_part", "_rec", "_sid", "_sub")
+    __slots__ = ("_at", "_fields", "_part", "_rec", "_sid", "_sub")
 
     def __init__(
         self, fields: list[bytes], delivery_count: int, sub: RedisSubscription, part: int, sid: bytes
@@ -85,6 +85,7 @@ class _RedisDelivery(Delivery):
         # Not Delivery.__init__: ack/nack are methods here, no closures per record.
         self._fields = fields
         self._rec: Record | None = None
+        self._at = 0.0  # when it was handed out (monotonic)
         self.delivery_count = delivery_count
         self._done = False
         self._owner = self._sub = sub  # (no _token: _part and _sid are the token)
@@ -171,7 +172,8 @@ class RedisSubscription:
         self._queue: deque[_RedisDelivery] = deque()  # fetched, not handed out yet
         # Keyed by stream id (bytes, as Redis sends them).  Insertion order is
         # hand-out order, so the first value is the oldest un-acked delivery.
-        self._outstanding: dict[bytes, tuple[int, float]] = {}  # -> (partition, handed out at)
+        # Handed out, not acked: stream id -> the delivery (its _at says when; no tuple per record)
+        self._outstanding: dict[bytes, _RedisDelivery] = {}
         self._acks: dict[int, list[bytes]] = {}  # partition -> acked ids not sent yet
         self._nacks: list[tuple[float, bytes, int, int]] = []  # heap of (due, id, partition, count)
         self._lock = asyncio.Lock()
@@ -268,7 +270,8 @@ class RedisSubscription:
     async def __anext__(self) -> Delivery:
         if self._queue and self._state is _State.OPEN:  # the fast path of next(), inlined
             d = self._queue.popleft()
-            self._outstanding[d._sid] = (d._part, _monotonic())
+            d._at = _monotonic()
+            self._outstanding[d._sid] = d
             if len(self._queue) <= self._low_water and self._ahead is None:
                 self._fetch_ahead()
                 await asyncio.sleep(0)  # let it send the request now
@@ -281,7 +284,8 @@ class RedisSubscription:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
         if self._queue and self._state is _State.OPEN:
             d = self._queue.popleft()
-            self._outstanding[d._sid] = (d._part, _monotonic())
+            d._at = _monotonic()
+            self._outstanding[d._sid] = d
             if len(self._queue) <= self._low_water and self._ahead is None:
                 self._fetch_ahead()
                 await asyncio.sleep(0)  # let it send the request now
@@ -301,7 +305,8 @@ class RedisSubscription:
             now = _monotonic()
             for _ in range(n):
                 d = popleft()
-                outstanding[d._sid] = (d._part, now)
+                d._at = now
+                outstanding[d._sid] = d
                 out.append(d)
         if len(queue) <= self._low_water and self._ahead is None:
             self._fetch_ahead()
@@ -345,7 +350,8 @@ class RedisSubscription:
         self._nacked(delivery, delay)
 
     def _hand_out(self, d: _RedisDelivery) -> _RedisDelivery:
-        self._outstanding[d._sid] = (d._part, _monotonic())
+        d._at = _monotonic()
+        self._outstanding[d._sid] = d
         return d
 
     def _fetch_ahead(self) -> None:
@@ -448,7 +454,10 @@ class RedisSubscription:
         """Send pending acks and read new records from ``readable``, in one round trip."""
         client = self._log.client
         keys = [self._streams[p] for p in readable]
-        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
+        # COUNT is per stream: split the batch over the partitions read, so one fetch brings about
+        # one batch (fewer records waiting in memory, which the garbage collector would scan).
+        count = -(-self.batch // len(readable))
+        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
         block = int(wait * 1000)
         if block > 0:
             args += ["BLOCK", block]
@@ -490,7 +499,7 @@ class RedisSubscription:
     async def _rebalance(self) -> None:
         """Renew, release and take partitions (one script); claim what taken ones left pending."""
         await self._flush_acks()
-        busy = {p for p, _ in self._outstanding.values()}
+        busy = {d._part for d in self._outstanding.values()}
         busy.update(d._part for d in self._queue)
         busy.update(n[2] for n in self._nacks)
         owned_raw, acquired_raw, wanted_raw = await self._log.call(
@@ -620,7 +629,7 @@ class RedisSubscription:
             if self._state is not _State.OPEN or self._lock.locked():
                 continue
             oldest = next(iter(self._outstanding.values()), None)
-            if oldest is not None and time.monotonic() - oldest[1] > self.ack_timeout:
+            if oldest is not None and time.monotonic() - oldest._at > self.ack_timeout:
                 continue
             try:
                 async with self._lock:
