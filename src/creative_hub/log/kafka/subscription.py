@@ -542,6 +542,7 @@ class KafkaSubscription:
             out.append(d)
         ready, parts = self._ready, self._parts
         if not ready or len(out) >= most:
+            self._maybe_drained()
             return out
         due = now + self.ack_timeout
         popleft, append = ready.popleft, out.append
@@ -565,10 +566,14 @@ class KafkaSubscription:
             self._schedule_commit()
         if handed and due < self._next_due:
             self._next_due = due
-        if self._want_pause and len(ready) + self._inflight < self.max_pending // 2:
+        self._maybe_drained()
+        return out
+
+    def _maybe_drained(self) -> None:
+        """Tell the consumer thread to fetch again once the buffer is down to half."""
+        if self._want_pause and len(self._ready) + self._inflight < self.max_pending // 2:
             self._want_pause = False
             self._drained.set()
-        return out
 
     def _due(self, now: float) -> Delivery | None:
         """A delivery whose ack deadline passed, handed out again; recomputes the next deadline."""
@@ -614,6 +619,7 @@ class KafkaSubscription:
         if not n:
             return
         self._inflight -= n
+        self._maybe_drained()
         if self._commit_handle is None:
             self._schedule_commit()
         if self._revoking:
