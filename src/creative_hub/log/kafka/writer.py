@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -166,7 +166,9 @@ class TopicWriter:
         self.ktopic = ktopic
         self.partitions = partitions
         self.window = log.options.dedup_window
-        self.index: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (position, digest)
+        # id -> (position, digest), oldest first (a dict keeps insertion order); trimmed to
+        # ``window`` in bulk once it is a quarter over, not one pop per id.
+        self.index: dict[str, tuple[str, str]] = {}
         self.scanned: list[int] | None = None  # per partition: next offset the index has not seen
         self._calls: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
@@ -197,11 +199,15 @@ class TopicWriter:
     # -- the dedup index -------------------------------------------------------
     def _remember(self, id_: str, position: str, digest: str) -> None:
         index = self.index
-        if id_ in index:
-            index.move_to_end(id_)
+        index.pop(id_, None)  # (re)inserted: now the newest
         index[id_] = (position, digest)
-        while len(index) > self.window:
-            index.popitem(last=False)
+        if len(index) > self.window + self.window // 4:
+            self._trim()
+
+    def _trim(self) -> None:
+        index = self.index
+        for id_ in list(itertools.islice(index, len(index) - self.window)):
+            del index[id_]
 
     async def _catch_up(self) -> list[int]:
         """Bring the index up to the end of the topic; returns the end offsets."""
@@ -307,9 +313,12 @@ class TopicWriter:
             for (p, o), err in zip(rnd.results, errors, strict=True):
                 if err is None:
                     per.setdefault(p, []).append(o)
-            for i, e in enumerate(new):
-                if errors[i] is None:
-                    self._remember(e.id, rnd_positions[i], e.digest)
+            index = self.index  # the round's ids are new to it (planned above)
+            for e, err, pos in zip(new, errors, rnd_positions, strict=True):
+                if err is None:
+                    index[e.id] = (pos, e.digest)
+            if len(index) > self.window + self.window // 4:
+                self._trim()
             assert self.scanned is not None
             for p, offs in per.items():
                 # Only our records since the catch-up: the index need not read them back.
@@ -339,9 +348,12 @@ class TopicWriter:
         if self.partitions == 1:
             return [str(o) for _, o in results]
         cursor = [e - 1 for e in ends]
+        parts = [str(c) for c in cursor]  # encode_position(cursor), one partition's text redone each time
         out = []
+        join = ",".join
         for p, o in results:
-            if p >= 0:
-                cursor[p] = max(cursor[p], o)
-            out.append(encode_position(cursor))
+            if p >= 0 and o > cursor[p]:
+                cursor[p] = o
+                parts[p] = str(o)
+            out.append(join(parts))
         return out
