@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -283,6 +284,10 @@ def _tree(lin: Lineage) -> Tree:
         text = f"[dim]{n.relation}[/] [magenta]{kind}[/] [cyan]{n.creator}[/] {n.title} [dim]{n.id}[/] {mark}"
         if n.relation == "folded":
             text += f" [dim]hash {n.digest}[/]"
+        if n.kind == "agent":
+            text += f" [blue](agent, {escape(n.made_with or 'model not declared')})[/]"
+        elif n.made_with:
+            text += f" [blue](with {escape(n.made_with)})[/]"
         return text
 
     def add(parent: Tree, n: Node) -> None:
@@ -318,8 +323,31 @@ def lineage_cmd(
             return
         out.print(_tree(lin))
         out.print(f"people and agents: {', '.join(sorted(lin.creators))}")
+        out.print(_shaped_by(lin))
 
     _run(_with_hub(log, None, main))
+
+
+def _shaped_by(lin: Lineage) -> Table:
+    """Who shaped the work: each person, each agent with its models, config and inputs."""
+    shaped = lin.shaped_by
+    t = Table(title="shaped by", title_justify="left")
+    for col in ("who", "kind", "model", "config hash", "inputs used"):
+        t.add_column(col, overflow="fold")
+    for person in shaped["people"]:
+        models = sorted({n.made_with for n in lin.nodes if n.creator == person and n.made_with})
+        t.add_row(escape(person), "person", escape(", ".join(models)), "", "")
+    for a in shaped["agents"]:
+        t.add_row(
+            escape(a["agent"]),
+            "agent",
+            escape(", ".join(a["models"]) or "not declared"),
+            ", ".join(h[:12] for h in a["confighashes"]),
+            "\n".join(a["inputs"]),
+        )
+    for other in shaped["others"]:
+        t.add_row(escape(other), "not registered", "", "", "")
+    return t
 
 
 def verify_cmd(event: Annotated[str, typer.Argument(help="Event id.")], log: LogOpt = DEFAULT_LOG) -> None:

@@ -14,8 +14,18 @@ correlationid   the conversation / workflow it belongs to
 supersedes      the earlier revision this one replaces
 forkedfrom      the event this one was forked from
 traceparent     W3C trace context
+model           the model that made it (``claude-x``, ``echo-1``): provenance of AI work
+modelprovider   who serves that model (``anthropic``, a host name) or ``offline``
+confighash      sha256 (hex) of the agent's prompt and configuration
+inputs          the ids of the events it was made from, space-separated
 signature       the creator's signature (Ed25519, base64)
 ==============  ================================================================
+
+The agent runtime fills in the four provenance attributes on everything an
+agent publishes (``creative_hub.agents.context``); a person may declare them
+too (work made with a model's help).  Like every attribute but
+``signature`` they are covered by the signature, so a claim about a model
+is bound to the principal who made it.
 
 Unknown attributes are refused (a typo should not pass silently), and so is
 ``data_base64``: payloads are JSON.
@@ -38,6 +48,7 @@ from .schemas import AREAS, PAYLOADS, Payload
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "EXTENSIONS",
+    "PROVENANCE",
     "Event",
     "decode_event",
     "derive_id",
@@ -46,6 +57,7 @@ __all__ = [
     "encode_stamped",
     "parse_event",
     "validate_event",
+    "validate_provenance",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # 1 MiB: under NATS' and Kafka's default message limits
@@ -62,11 +74,20 @@ EXTENSIONS = (
     "supersedes",
     "forkedfrom",
     "traceparent",
+    "model",
+    "modelprovider",
+    "confighash",
+    "inputs",
     "signature",
 )
+PROVENANCE = ("model", "modelprovider", "confighash", "inputs")  # who made it and how (AI work)
 REQUIRED = ("specversion", "id", "source", "type")
 _PEER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_MODEL = re.compile(r"^[!-~]{1,200}$")  # visible ASCII: gpt-4o-mini, llama3.2:3b, meta-llama/Llama-3-8B
+_PROVIDER = re.compile(r"^[a-z0-9._:-]{1,100}$")  # a label or a host name, never a '/'
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_INPUTS = 256  # input ids one event may name
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -96,7 +117,16 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     supersedes: str | None = None
     forkedfrom: str | None = None
     traceparent: str | None = None
+    model: str | None = None
+    modelprovider: str | None = None
+    confighash: str | None = None
+    inputs: str | None = None
     signature: str | None = None
+
+    @property
+    def input_ids(self) -> list[str]:
+        """``inputs`` as a list of event ids (empty without it)."""
+        return self.inputs.split(" ") if self.inputs else []
 
     @property
     def area(self) -> str:
@@ -245,8 +275,43 @@ def validate_event(event: Event) -> Event:
         raise ValidationError("traceparent", "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)")
     if event.partitionkey is not None and not event.partitionkey:
         raise ValidationError("partitionkey", "must not be empty")
+    if (
+        event.model is not None
+        or event.modelprovider is not None
+        or event.confighash is not None
+        or event.inputs is not None
+    ):
+        validate_provenance(event)
     validate_payload(event.type, event.data)
     return event
+
+
+def validate_provenance(event: Event) -> None:
+    """Check ``model``, ``modelprovider``, ``confighash`` and ``inputs``."""
+    if event.model is not None:
+        if not _MODEL.match(event.model):
+            raise ValidationError("model", "1-200 visible ASCII characters, no spaces (e.g. 'gpt-4o-mini')")
+        if event.modelprovider is None:
+            raise ValidationError("model", "needs modelprovider too (who serves the model, or 'offline')")
+    if event.modelprovider is not None and not _PROVIDER.match(event.modelprovider):
+        raise ValidationError(
+            "modelprovider", "1-100 characters of a-z, 0-9, '.', '_', ':', '-' (e.g. 'anthropic', 'offline')"
+        )
+    if event.confighash is not None and not _SHA256.match(event.confighash):
+        raise ValidationError("confighash", "must be a sha256 in hex: 64 characters of 0-9, a-f")
+    if event.inputs is not None:
+        ids = event.inputs.split(" ")
+        if not all(ids):
+            raise ValidationError(
+                "inputs", "event ids separated by single spaces (no leading, trailing or double spaces)"
+            )
+        if len(ids) > MAX_INPUTS:
+            raise ValidationError("inputs", f"at most {MAX_INPUTS} event ids, got {len(ids)}")
+        for i in ids:
+            if len(i) > MAX_ID_LENGTH or not i.isprintable():
+                raise ValidationError(
+                    "inputs", f"each id at most {MAX_ID_LENGTH} printable characters, got {i[:40]!r}"
+                )
 
 
 def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:

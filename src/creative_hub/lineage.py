@@ -16,8 +16,17 @@ revisions, proposals, acceptances, rejections, forks (events with
 folded revisions at once; on the others they leave with retention, and the
 archive still answers for them.
 
+Agent work carries its provenance (``model``, ``modelprovider``,
+``confighash``, ``inputs``: see ``creative_hub.agents.provenance``): each node
+says whether its creator is a person or an agent (from the principal
+registry, never from the event), the model and configuration hash, and the
+input events it was made from -- which the walk follows too (relation
+``input``).  ``Lineage.shaped_by`` sums it up: the people, the agents with
+their models and the inputs each used.
+
 Lineage respects access: an event in a topic the asking principal may not
-read (someone else's drafts) is left out entirely -- no title, no count.
+read (someone else's drafts) is left out entirely -- no title, no count; an
+input id the principal may not read is left out of ``inputs`` too.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ class Node:
     """One event in a lineage."""
 
     id: str
-    relation: str  #: self, supersedes, forkedfrom, causation, folded, decision, feedback
+    relation: str  #: self, supersedes, forkedfrom, causation, input, folded, decision, feedback
     type: str = ""
     topic: str = ""
     creator: str = ""
@@ -62,6 +71,18 @@ class Node:
     signature: str = "unsigned"  #: valid, invalid, unsigned, unknown-key
     links: dict[str, str] = field(default_factory=dict)  #: supersedes / forkedfrom / causation -> id
     parents: list[Node] = field(default_factory=list)  #: linked events shown here (each once per lineage)
+    kind: str = ""  #: the creator's kind in the registry: person, agent ("" if not registered)
+    model: str = ""  #: provenance: the model that made it ("" if none declared)
+    modelprovider: str = ""  #: who served the model, or "offline"
+    confighash: str = ""  #: sha256 of the agent's prompt and configuration
+    inputs: list[str] = field(default_factory=list)  #: ids of the input events (those readable here)
+
+    @property
+    def made_with(self) -> str:
+        """``provider/model`` (``offline/echo-1``), the provider alone, or ""."""
+        if self.model:
+            return f"{self.modelprovider}/{self.model}" if self.modelprovider else self.model
+        return self.modelprovider
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -78,8 +99,14 @@ class Node:
                 "digest",
                 "signature",
                 "links",
+                "kind",
+                "model",
+                "modelprovider",
+                "confighash",
+                "inputs",
             )
         }
+        d["made_with"] = self.made_with
         d["parents"] = [p.to_dict() for p in self.parents]
         return d
 
@@ -109,6 +136,47 @@ class Lineage:
         """Every event in the lineage that is in the log carries a valid signature."""
         return all(n.signature == "valid" for n in self.nodes if n.relation != "folded")
 
+    @property
+    def shaped_by(self) -> dict[str, Any]:
+        """Who shaped this work and how: the people, the agents (each with its
+        models, configuration hashes, events and the inputs it used), every
+        model named, and creators that are neither (sources, unregistered)."""
+        people: set[str] = set()
+        others: set[str] = set()
+        agents: dict[str, dict[str, Any]] = {}
+        for n in self.nodes:
+            if not n.creator:
+                continue
+            if n.kind == "agent":
+                a = agents.setdefault(
+                    n.creator,
+                    {"agent": n.creator, "models": [], "confighashes": [], "inputs": [], "events": []},
+                )
+                for key, value in (("models", n.made_with), ("confighashes", n.confighash)):
+                    if value and value not in a[key]:
+                        a[key].append(value)
+                a["inputs"].extend(i for i in n.inputs if i not in a["inputs"])
+                a["events"].append(
+                    {
+                        "id": n.id,
+                        "type": n.type,
+                        "relation": n.relation,
+                        "model": n.made_with,
+                        "confighash": n.confighash,
+                        "inputs": list(n.inputs),
+                    }
+                )
+            elif n.kind == "person":
+                people.add(n.creator)
+            else:
+                others.add(n.creator)
+        return {
+            "people": sorted(people),
+            "agents": [agents[k] for k in sorted(agents)],
+            "models": sorted({n.made_with for n in self.nodes if n.made_with}),
+            "others": sorted(others),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root.to_dict(),
@@ -116,6 +184,7 @@ class Lineage:
             "feedback": [n.to_dict() for n in self.feedback],
             "creators": sorted(self.creators),
             "verified": self.verified,
+            "shaped_by": self.shaped_by,
         }
 
 
@@ -174,6 +243,11 @@ def _decode(body: bytes) -> Event:
         raise ValueError(str(e)) from e
 
 
+def _kind(hub: Hub, creator: str) -> str:
+    p = hub.registry.principals.get(creator)
+    return p.kind if p is not None else ""
+
+
 def _signature(hub: Hub, e: Event) -> str:
     if not e.signature:
         return "unsigned"
@@ -207,6 +281,7 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
                 time=f.time.isoformat() if f.time else "",
                 digest=f.digest,
                 signature="folded",
+                kind=_kind(hub, f.creator),
             )
             if f.supersedes:
                 n.links["supersedes"] = f.supersedes
@@ -228,14 +303,21 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
                 _title(e),
                 body_digest(body),
                 _signature(hub, e),
+                kind=_kind(hub, e.creator or ""),
+                model=e.model or "",
+                modelprovider=e.modelprovider or "",
+                confighash=e.confighash or "",
+                # Only inputs this principal may read: an unreadable id leaves no trace.
+                inputs=[i for i in e.input_ids if i in idx.events or i in idx.folded],
             )
             for link, rel in (
                 (e.supersedes, "supersedes"),
                 (e.forkedfrom, "forkedfrom"),
                 (e.causationid, "causation"),
+                *((i, "input") for i in n.inputs),
             ):
-                if link and (link in idx.events or link in idx.folded):
-                    n.links[rel] = link
+                if link and rel != "input" and (link in idx.events or link in idx.folded):
+                    n.links[rel] = link  # inputs (several) are in n.inputs
                 if link:
                     parent = node(link, rel)
                     if parent is not None:
@@ -258,7 +340,10 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
             if n is not None:
                 decisions.append(n)
     for eid, (stored, _) in idx.events.items():
-        if stored.event.type.startswith("creative.feedback.") and stored.event.causationid in chain:
+        e = stored.event
+        if e.type.startswith("creative.feedback.") and (
+            e.causationid in chain or any(i in chain for i in e.input_ids)
+        ):
             n = node(eid, "feedback")
             if n is not None:
                 feedback.append(n)

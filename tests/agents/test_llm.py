@@ -23,6 +23,7 @@ from creative_hub.agents.llm import (
     LLMOffline,
     LLMUnavailable,
 )
+from creative_hub.agents.provenance import config_hash
 from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
@@ -274,3 +275,7 @@ async def test_agent_dead_letters_bad_replies_and_accounts_good_ones(
     assert usage["model"] == "canned-1" and usage["provider"] == "127.0.0.1"
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["calls"]) == (11, 7, 1)
     assert usage["cost"] == pytest.approx((11 + 14) / 1_000_000)
+    # Provenance: the model that answered, as its server named it, and who served it.
+    assert (comment.model, comment.modelprovider) == ("canned-1", "127.0.0.1")
+    assert comment.confighash == config_hash(summarise, client)
+    assert comment.input_ids == [second.id]

@@ -128,6 +128,7 @@ def test_pages_load_without_console_errors(tab: Tab, story: dict[str, str], live
     tab.shot("stream")
     tab.open(f"#/event/{story['published']}")
     expect(tab.page.locator("#lineage svg .node").first).to_be_visible()
+    expect(tab.page.locator("#shaped-by tr", has_text="alice")).to_contain_text("person")
     tab.shot("event-lineage")
     tab.open("#/activity")
     expect(tab.page.locator("[data-chart=area] svg rect").first).to_be_visible()
@@ -142,6 +143,25 @@ def test_pages_load_without_console_errors(tab: Tab, story: dict[str, str], live
     tab.shot("stream-narrow")
     width = tab.page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a narrow screen ({width}px)"
+    assert tab.errors == []
+
+
+def test_event_detail_shows_the_model_and_the_inputs(
+    tab: Tab, story: dict[str, str], live: LiveServer
+) -> None:
+    # A person declaring the model that helped: shown with the event, its inputs linked.
+    body = {
+        "type": "creative.feedback.comment",
+        "data": {"on": story["published"], "text": "Drafted with a model's help."},
+        "model": "gpt-4o-mini",
+        "modelprovider": "openai",
+        "inputs": story["published"],
+    }
+    (receipt,) = post(live, "carol", "/v1/events", body)
+    tab.open(f"#/event/{receipt['id']}")
+    expect(tab.page.locator("dd", has_text="openai/gpt-4o-mini")).to_be_visible()
+    expect(tab.page.locator(f"dd a[href='#/event/{story['published']}']")).to_be_visible()
+    expect(tab.page.locator("#shaped-by tr", has_text="carol")).to_contain_text("person")
     assert tab.errors == []
 
 

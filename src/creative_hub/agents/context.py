@@ -1,5 +1,6 @@
-"""What a handler gets besides the event: publish (linked and idempotent),
-effects (once, with the ledger), the LLM (usage accounted) and the trace."""
+"""What a handler gets besides the event: publish (linked, idempotent, with
+provenance), reads that count as inputs, effects (once, with the ledger), the
+LLM (usage accounted) and the trace."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from ..event import Event, derive_id
-from ..hub import Hub, HubDelivery, Receipt
+from ..event import PROVENANCE, Event, derive_id
+from ..hub import Hub, HubDelivery, Receipt, StoredEvent
 from ..ledger import EffectLedger
+from .provenance import Provenance
 from .spec import Agent, Permanent
 from .tracing import SpanContext, child_of, parse
 
@@ -35,6 +37,7 @@ class AgentContext:
         delivery: HubDelivery,
         attempt: int,
         llm: LLMClient | None,
+        provenance: Provenance | None = None,
     ) -> None:
         self.agent = spec
         self.hub = hub  #: the hub as the agent principal sees it
@@ -44,6 +47,8 @@ class AgentContext:
         self.llm = llm  #: None unless configured
         self.span: SpanContext = child_of(parse(self.event.traceparent), spec.id, self.event.id)
         self.usage: list[Usage] = []  #: LLM calls made while handling (accounted in what it publishes)
+        self.provenance = provenance or Provenance.of(spec, llm)
+        self.inputs: list[str] = [self.event.id]  #: events read while handling (the ``inputs`` attribute)
         self._runner = runner
         self._published = 0
         self._effects = 0
@@ -77,6 +82,16 @@ class AgentContext:
             fn(tx)
             return True
 
+    async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
+        """An event the agent may read (``hub.get``), counted as an input of what it publishes next."""
+        stored = await self.hub.get(event_id, topic)
+        self.used(stored.event.id)
+        return stored
+
+    def used(self, *event_ids: str) -> None:
+        """Count events read some other way (the index, a replay, a cache) as inputs."""
+        self.inputs.extend(i for i in event_ids if i not in self.inputs)
+
     def record_usage(self, usage: Usage) -> None:
         """Account an LLM call (the LLM client calls this through ``ctx.chat``)."""
         self.usage.append(usage)
@@ -89,8 +104,13 @@ class AgentContext:
         self.record_usage(reply.usage)
         return reply
 
-    def stamp(self, item: Event | Mapping[str, Any]) -> Event | dict[str, Any]:
-        """``item`` with a derived id, causation, correlation, trace and LLM usage set."""
+    def stamp(self, item: Event | Mapping[str, Any], inputs: Sequence[str] = ()) -> Event | dict[str, Any]:
+        """``item`` with a derived id, causation, correlation, trace, provenance and LLM usage set.
+
+        Provenance (``model``, ``modelprovider``, ``confighash``, ``inputs``)
+        is the runtime's to set: what the item says there is replaced, except
+        the input ids it names, kept after the ones read through this context.
+        """
         self._published += 1
         n = self._published
         links = {
@@ -99,10 +119,14 @@ class AgentContext:
             "traceparent": self.span.traceparent,
         }
         default_id = derive_id("agent", self.agent.id, self.event.id, str(n))
+        declared = item.inputs if isinstance(item, Event) else item.get("inputs")
+        named = declared.split(" ") if isinstance(declared, str) else []
+        prov = self.provenance.attributes(self.usage, [*self.inputs, *inputs, *named])
         if isinstance(item, Event):
-            changes = {k: v for k, v in links.items() if getattr(item, k) is None}
+            changes: dict[str, Any] = {k: v for k, v in links.items() if getattr(item, k) is None}
             if not item.id:
                 changes["id"] = default_id
+            changes.update({k: prov.get(k) for k in PROVENANCE})
             event = msgspec.structs.replace(item, **changes)
             if self.usage:
                 _add_usage(event.data, self.usage)
@@ -111,19 +135,26 @@ class AgentContext:
         for k, v in links.items():
             obj.setdefault(k, v)
         obj.setdefault("id", default_id)
+        for k in PROVENANCE:
+            obj.pop(k, None)
+        obj.update(prov)
         if self.usage and isinstance(obj.get("data"), Mapping):
             obj["data"] = dict(obj["data"])
             _add_usage(obj["data"], self.usage)
         return obj
 
-    async def publish(self, item: Event | Mapping[str, Any], *, topic: str | None = None) -> Receipt:
+    async def publish(
+        self, item: Event | Mapping[str, Any], *, topic: str | None = None, inputs: Sequence[str] = ()
+    ) -> Receipt:
         """Publish one event as the agent, linked to the event being handled.
 
         ``topic`` (else the agent's ``output``, else routing by type) says
-        where.  Publishing the same derived id again (a re-run) stores
-        nothing; a re-run that produced *other* content keeps the first.
+        where.  ``inputs``: ids this one output was made from besides those
+        read through the context (``ctx.get`` / ``ctx.used``).  Publishing the
+        same derived id again (a re-run) stores nothing; a re-run that
+        produced *other* content keeps the first.
         """
-        stamped = self.stamp(item)
+        stamped = self.stamp(item, inputs)
         return await self._runner.publish(self.hub, stamped, topic or self.agent.output)
 
 

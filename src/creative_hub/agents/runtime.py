@@ -32,7 +32,10 @@ gets an id derived from (agent, incoming event, n), so a re-run publishes
 the same ids and the log stores them once.  Everything published carries
 ``causationid`` (the handled event), ``correlationid`` (the handled event's,
 or its id when it starts a conversation) and ``traceparent`` (the same trace,
-a span per hop).
+a span per hop), and its provenance: ``model`` / ``modelprovider`` (the
+model that answered, or ``offline``), ``confighash`` (the agent's prompt and
+settings) and ``inputs`` (the handled event and every event the handler read
+through ``ctx.get``); see ``provenance``.
 
 Events with the same partition key are handled one at a time, in delivery
 order; different keys run concurrently (``concurrency`` at most).  While an
@@ -60,6 +63,7 @@ from ..ledger import EffectLedger
 from ..log import GroupLag
 from . import types as _types  # noqa: F401 -- registers the creative.agents.* types
 from .context import AgentContext
+from .provenance import Provenance
 from .spec import DEFAULT_GRACE, Agent, AgentSettings, Permanent, agent
 from .tracing import otel_span
 
@@ -252,6 +256,8 @@ class _AgentWorker:
         self.inflight: set[asyncio.Task[None]] = set()
         self.tails: dict[str, asyncio.Task[None]] = {}
         self.slots = asyncio.Semaphore(spec.settings.concurrency)
+        self.llm = spec.llm if spec.llm is not None else runner.llm
+        self.provenance = Provenance.of(spec, self.llm)  # model and config hash, once
 
     async def start(self) -> None:
         consumer = f"{self.runner.consumer}-{self.spec.id}"
@@ -342,7 +348,7 @@ class _AgentWorker:
         attempt = 0
         while True:
             attempt += 1
-            ctx = AgentContext(self.runner, spec, self.hub, d, attempt, self.runner.llm)
+            ctx = AgentContext(self.runner, spec, self.hub, d, attempt, self.llm, self.provenance)
             try:
                 with otel_span(
                     f"{spec.id} {event.type}",

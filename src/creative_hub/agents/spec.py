@@ -12,9 +12,11 @@ happens to each delivery.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from ..errors import ValidationError
 from ..event import Event
@@ -24,6 +26,7 @@ from ..principals import check_principal_id
 
 if TYPE_CHECKING:
     from .context import AgentContext
+    from .llm import LLMClient
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT",
@@ -82,6 +85,16 @@ class Agent:
     Agent(id="w", handler=fn, topics=["agents.job1.tasks"], types=["creative.agents.task"],
           output="agents.job1.results", group="job1-workers")
     Agent(id="fan", handler=fn, follows=["alice"])   # peer.alice.published + .feedback
+    Agent(id="critic", handler=fn, topics=[...], model="offline/critic-1",
+          config={"prompt": "Name one weakness.", "temperature": 0})     # provenance
+
+    ``model``, ``config`` and ``llm`` are what the runtime records as the
+    provenance of everything the agent publishes (``model``,
+    ``modelprovider``, ``confighash`` and ``inputs`` on each event): the
+    model that answered through ``ctx.chat`` when there was a call, else
+    ``model`` (``provider/name`` of a model the handler runs itself), else
+    ``offline``; ``confighash`` is a sha256 of ``config`` (the prompt and
+    settings), the handler's name, ``model`` and the LLM's provider / model.
     """
 
     id: str  #: the agent's principal id
@@ -94,9 +107,18 @@ class Agent:
     group: str | None = None  #: consumer group; default ``agent-<id>`` (members share work)
     description: str = ""
     settings: AgentSettings = field(default_factory=AgentSettings)
+    model: str | None = None  #: ``provider/name`` of a model the handler runs itself (``offline/echo-1``)
+    config: Mapping[str, Any] = field(default_factory=dict)  #: prompt and settings (JSON); hashed
+    llm: LLMClient | None = None  #: this agent's LLM client; None: the runner's
 
     def __post_init__(self) -> None:
         check_principal_id(self.id)
+        try:
+            msgspec.json.encode(self.config)
+        except (TypeError, msgspec.EncodeError) as e:
+            raise ValidationError("config", f"must be JSON (prompt and settings): {e}") from None
+        if self.model is not None and not self.model.strip("/"):
+            raise ValidationError("model", "a model name ('echo-1') or 'provider/name'")
         if not self.subscribed_topics():
             raise ValidationError("topics", f"agent {self.id!r} subscribes to nothing (topics or follows)")
 
@@ -131,6 +153,8 @@ def agent(
     output: str | None = None,
     group: str | None = None,
     settings: AgentSettings | None = None,
+    model: str | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Callable[[Handler], Agent]:
     """Decorator: ``@agent("echo", topics=["creative.narrative"])`` over a handler."""
 
@@ -146,6 +170,8 @@ def agent(
             group=group,
             description=(fn.__doc__ or "").strip().split("\n")[0],
             settings=settings or AgentSettings(),
+            model=model,
+            config=dict(config or {}),
         )
 
     return wrap

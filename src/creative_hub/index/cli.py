@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
@@ -44,6 +45,11 @@ RefreshOpt = Annotated[
 ]
 SinceOpt = Annotated[str | None, typer.Option(help="From a time (ISO) or an age (10m, 7d).")]
 UntilOpt = Annotated[str | None, typer.Option(help="Up to a time (ISO) or an age (1d = a day ago).")]
+
+
+class MadeBy(StrEnum):
+    agent = "agent"
+    person = "person"
 
 
 def _time(text: str | None) -> float | None:
@@ -93,6 +99,13 @@ def search_cmd(
     creator: Annotated[str | None, typer.Option(help="Only events by this principal.")] = None,
     source: Annotated[str | None, typer.Option(help="Only events from this source.")] = None,
     subject: Annotated[str | None, typer.Option(help="Only events about this subject.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only work made by this agent.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Only work made with this model: NAME, PROVIDER or PROVIDER/NAME.")
+    ] = None,
+    made_by: Annotated[
+        MadeBy | None, typer.Option("--made-by", help="Only work made by an agent or by a person.")
+    ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option(help="At most this many hits.")] = 20,
@@ -115,6 +128,9 @@ def search_cmd(
             creator=creator,
             source=source,
             subject=subject,
+            agent=agent,
+            model=model,
+            made_by=made_by.value if made_by else None,
             since=_time(since),
             until=_time(until),
             limit=limit,

@@ -63,6 +63,11 @@ async def search_route(
     creator: str | None = None,
     source: str | None = None,
     subject: str | None = None,
+    agent: Annotated[str | None, Query(description="Made by this agent principal")] = None,
+    model: Annotated[
+        str | None, Query(description="Made with this model: name, provider (offline) or provider/name")
+    ] = None,
+    made_by: Annotated[Literal["agent", "person"] | None, Query(description="The creator's kind")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 time or epoch seconds")] = None,
     until: Annotated[str | None, Query(description="ISO 8601 time or epoch seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -77,6 +82,9 @@ async def search_route(
         creator=creator,
         source=source,
         subject=subject,
+        agent=agent,
+        model=model,
+        made_by=made_by,
         since=since,
         until=until,
         limit=limit,

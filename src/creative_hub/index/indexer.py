@@ -77,6 +77,7 @@ class Indexer:
         """Index what the log has beyond the stored positions; returns how many documents were added."""
         added = 0
         positions = self.store.positions()
+        await self.hub.registry.refresh()  # creators' kinds (person, agent) for the documents
         for topic in await self.topics():
             added += await self._topic(topic, positions.get(topic))
         if self.embedder is not None:
@@ -98,9 +99,11 @@ class Indexer:
         folded: list[str] = []
         pending: asyncio.Future[int] | None = None
         last = after
+        principals = self.hub.registry.principals
         async for stored in self.hub.replay(topic, after=after):
             ev = stored.event
-            docs.append(to_doc(ev, topic, stored.position, stored.time_ms))
+            who = principals.get(ev.creator or "")
+            docs.append(to_doc(ev, topic, stored.position, stored.time_ms, kind=who.kind if who else ""))
             if ev.type == "creative.system.compaction" and isinstance(ev.data, dict):
                 folded.extend(f.get("id", "") for f in ev.data.get("folded", []) if isinstance(f, dict))
             last = stored.position

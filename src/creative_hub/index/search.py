@@ -55,6 +55,9 @@ class SearchQuery:
     creator: str | None = None
     source: str | None = None
     subject: str | None = None
+    agent: str | None = None  #: made by this agent principal
+    model: str | None = None  #: made with this model: ``name``, ``provider`` or ``provider/name``
+    made_by: Literal["agent", "person"] | None = None  #: the creator's kind
     since: float | str | datetime | None = None
     until: float | str | datetime | None = None
     limit: int = 20
@@ -203,12 +206,38 @@ def _filters(q: SearchQuery, who: Identity, store: IndexStore) -> tuple[list[str
         if value:
             where.append(f"d.{col} = ?")
             args.append(value.removeprefix("creative.") if col == "area" else value)
+    where_made, args_made = _made(q)
+    where.extend(where_made)
+    args.extend(args_made)
     if since is not None:
         where.append("d.time_ms >= ?")
         args.append(since)
     if until is not None:
         where.append("d.time_ms < ?")
         args.append(until)
+    return where, args
+
+
+def _made(q: SearchQuery) -> tuple[list[str], list[Any]]:
+    """Conditions for "made by agent X / with model Y / by an agent or a person"."""
+    where: list[str] = []
+    args: list[Any] = []
+    if q.made_by is not None:
+        if q.made_by not in ("agent", "person"):
+            raise ValidationError("made_by", f"must be 'agent' or 'person', got {q.made_by!r}")
+        where.append("d.madeby = ?")
+        args.append(q.made_by)
+    if q.agent:
+        where.append("d.creator = ? AND d.madeby = 'agent'")
+        args.append(q.agent)
+    if q.model:
+        provider, sep, name = q.model.partition("/")
+        if sep:  # provider/name (a name may hold more slashes; a provider never does)
+            where.append("d.modelprovider = ? AND d.model = ?")
+            args.extend([provider, name])
+        else:  # a model's name, or every model of a provider ("offline")
+            where.append("(d.model = ? OR d.modelprovider = ?)")
+            args.extend([q.model, q.model])
     return where, args
 
 

@@ -12,7 +12,8 @@ rebuilt from the log at any time (``creative-hub reindex``).
                 there).  ``meta`` holds one token per filterable attribute
                 (area, type, creator, source, subject) so filters join the MATCH
 ``links``       cross-source links: ``extra["links"]`` entries and the
-                event's own references (forkedfrom, data.on / to / contribution)
+                event's own references (forkedfrom, data.on / to / contribution,
+                the ``inputs`` an agent made it from)
 ``positions``   per topic, the log position indexed up to -- committed in the
                 same transaction as the documents, so the two never disagree
 ``vectors``     optional sentence embeddings (float32), one per document
@@ -42,7 +43,7 @@ from ..event import Event, encode_event
 
 __all__ = ["Doc", "IndexStore", "default_index_path", "to_doc"]
 
-SCHEMA_VERSION = "2"  # a file with another version is dropped and rebuilt (it is only a cache)
+SCHEMA_VERSION = "3"  # a file with another version is dropped and rebuilt (it is only a cache)
 MAX_TEXT = 32 * 1024  # characters of payload text indexed per event (the title is always in)
 _TITLE_KEYS = ("title", "summary", "subject", "name", "message", "text", "path", "url", "reason", "character")
 _REF_KEYS = ("on", "to", "contribution")  # payload fields that point at another event or peer
@@ -68,11 +69,15 @@ CREATE TABLE IF NOT EXISTS docs (
     supersedes TEXT,
     correlationid TEXT,
     body BLOB NOT NULL,
+    madeby TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    modelprovider TEXT NOT NULL DEFAULT '',
     UNIQUE (id, topic)
 );
 CREATE INDEX IF NOT EXISTS docs_time ON docs (time_ms);
 CREATE INDEX IF NOT EXISTS docs_creator ON docs (creator, time_ms);
 CREATE INDEX IF NOT EXISTS docs_subject ON docs (subject);
+CREATE INDEX IF NOT EXISTS docs_model ON docs (model, modelprovider);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5 (
     title, text, meta, content='docs', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2'
 );
@@ -91,8 +96,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _INSERT_DOC = (
     "INSERT OR IGNORE INTO docs (id, topic, position, type, area, creator, source, subject, time_ms, "
-    "title, text, meta, target, forkedfrom, supersedes, correlationid, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "title, text, meta, target, forkedfrom, supersedes, correlationid, body, madeby, model, modelprovider) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DROP = (
     "DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS fts; DROP TABLE IF EXISTS links; "
@@ -135,6 +140,9 @@ class Doc:
     supersedes: str | None = None
     correlationid: str | None = None
     links: list[tuple[str, str, str]] = field(default_factory=list)  #: (rel, target id, ref)
+    made_by: str = ""  #: the creator's kind: person, agent ("" if not registered)
+    model: str = ""  #: provenance: the model that made it
+    modelprovider: str = ""  #: who served it, or offline
 
     @property
     def meta(self) -> str:
@@ -174,6 +182,9 @@ class Doc:
             self.supersedes,
             self.correlationid,
             self.body,
+            self.made_by,
+            self.model,
+            self.modelprovider,
         )
 
 
@@ -203,11 +214,16 @@ def _title(data: Any, event: Event) -> str:
     return event.subject or event.type
 
 
-def to_doc(event: Event, topic: str, position: str, time_ms: int, body: bytes | None = None) -> Doc:
+def to_doc(
+    event: Event, topic: str, position: str, time_ms: int, body: bytes | None = None, kind: str = ""
+) -> Doc:
     """The document of ``event`` as stored at ``topic``/``position``.
 
     ``time_ms`` is the log's time, used when the event carries none; an
-    event's own ``time`` (when it happened at the source) wins.
+    event's own ``time`` (when it happened at the source) wins.  ``kind`` is
+    the creator's kind in the registry (person, agent); an unregistered
+    creator of an event with an agent's provenance (``confighash``) counts
+    as an agent.
     """
     data = event.data
     if data is not None and not isinstance(data, dict):  # a typed payload built in code
@@ -233,6 +249,7 @@ def to_doc(event: Event, topic: str, position: str, time_ms: int, body: bytes | 
                 break
     if event.forkedfrom:
         links.append(("forkedfrom", event.forkedfrom, ""))
+    links.extend(("input", i, "") for i in event.input_ids if i != event.id)
     when = int(event.time.timestamp() * 1000) if event.time is not None else time_ms
     return Doc(
         id=event.id,
@@ -251,6 +268,9 @@ def to_doc(event: Event, topic: str, position: str, time_ms: int, body: bytes | 
         supersedes=event.supersedes,
         correlationid=event.correlationid,
         links=links,
+        made_by=kind or ("agent" if event.confighash else ""),
+        model=event.model or "",
+        modelprovider=event.modelprovider or "",
     )
 
 

@@ -12,7 +12,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +84,7 @@ class Writer(threading.Thread):
                 rollback(conn)
             else:
                 for job, value in zip(batch, results, strict=True):
-                    job.future.set_result(value)
+                    _settle(job.future, value)
                 return
         for job in batch:
             try:
@@ -94,9 +94,21 @@ class Writer(threading.Thread):
             except BaseException as e:
                 # Nothing of this job is stored: never ack an unpersisted event.
                 rollback(conn)
-                job.future.set_exception(e)
+                _settle(job.future, error=e)
             else:
-                job.future.set_result(value)
+                _settle(job.future, value)
+
+
+def _settle(future: Future[Any], value: Any = None, error: BaseException | None = None) -> None:
+    """Give a job its result.  Its caller may have been cancelled meanwhile (the
+    future too): that must not kill the writer, or every later write would hang."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+    except InvalidStateError:
+        pass  # cancelled: nobody waits for it (what it wrote is committed)
 
 
 def fetchall(conn: sqlite3.Connection, *, sql: str, args: tuple[Any, ...]) -> list[Any]:

@@ -20,7 +20,12 @@ from ..runtime import Agent, AgentContext, AgentSettings
 from .library import SHARED_TOPICS, WORK_TYPES
 from .text import _field, event_text, event_title, key_terms, sentences, summarise, terms
 
-__all__ = ["ANALYSIS_SCHEMA", "analyse_offline", "analyst"]
+__all__ = ["ANALYSIS_SCHEMA", "PROMPT", "analyse_offline", "analyst"]
+
+PROMPT = (
+    "You review creative work shared on a hub. Summarise it in two sentences, "
+    "list up to six key terms, and give one concrete, kind piece of feedback."
+)
 
 ANALYSIS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -70,9 +75,7 @@ def analyst(
         analysis["mode"] = "offline"
         if ctx.llm is not None and ctx.llm.configured:
             prompt = (
-                "You review creative work shared on a hub. Summarise it in two sentences, "
-                "list up to six key terms, and give one concrete, kind piece of feedback.\n\n"
-                f"Type: {event.type}\nTitle: {event_title(event)}\n\n{event_text(event)[:12000]}"
+                f"{PROMPT}\n\nType: {event.type}\nTitle: {event_title(event)}\n\n{event_text(event)[:12000]}"
             )
             try:
                 reply = await ctx.chat([{"role": "user", "content": prompt}], schema=ANALYSIS_SCHEMA)
@@ -100,4 +103,5 @@ def analyst(
         types=WORK_TYPES,
         description="summarises new work and publishes feedback on it",
         settings=settings or AgentSettings(),
+        config={"prompt": PROMPT, "schema": ANALYSIS_SCHEMA},  # hashed into each event's confighash
     )

@@ -114,7 +114,8 @@ def fork_suggester(
                     hub=to,
                     visibility="public",
                     data={"on": work_id, "text": text, "extra": extra},
-                )
+                ),
+                inputs=[work_id],  # provenance: made from the new work and the one it matched
             )
 
     return Agent(
@@ -124,4 +125,5 @@ def fork_suggester(
         types=WORK_TYPES,
         description="proposes forks of related work across peers and areas",
         settings=settings or AgentSettings(),
+        config={"threshold": threshold, "limit": limit, "index": index is not None},
     )

@@ -57,13 +57,14 @@ def contribution_matcher(
             return
         # A person's fit is their best-matching past work (a long body of work
         # would dilute one profile vector).
-        best: dict[str, float] = {}
+        best: dict[str, tuple[float, str]] = {}  # person -> (score, their best-matching work)
         for work_id, score in library.corpus.similar(terms(event_text(event)), limit=200, exclude={event.id}):
             person = library.works[work_id].creator or ""
             if person and person != event.creator and person != ctx.agent.id and _peer(person):
-                best[person] = max(best.get(person, 0.0), score)
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-        for person, score in ranked:
+                if score > best.get(person, (0.0, ""))[0]:
+                    best[person] = (score, work_id)
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+        for person, (score, work_id) in ranked:
             if score < threshold:
                 continue
             url = _field(event.data, "url")
@@ -89,7 +90,8 @@ def contribution_matcher(
                             "links": {"call": event.id, "url": url},
                         },
                     },
-                )
+                ),
+                inputs=[work_id],  # provenance: the call and the past work that fits
             )
 
     return Agent(
@@ -99,4 +101,5 @@ def contribution_matcher(
         types=WORK_TYPES,
         description="matches open calls to practitioners and asks them to contribute",
         settings=settings or AgentSettings(),
+        config={"threshold": threshold, "limit": limit},
     )

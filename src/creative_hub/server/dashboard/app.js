@@ -215,18 +215,25 @@ async function pageEvent(view, id) {
   const ev = stored.event;
   const meta = [["type", ev.type], ["topic", `${stored.topic} @ ${stored.position}`], ["creator", ev.creator],
     ["time", ev.time], ["subject", ev.subject], ["hub", ev.hub], ["visibility", ev.visibility],
-    ["source", ev.source], ["id", ev.id], ["signed", ev.signature ? "yes (Ed25519)" : "no"]];
+    ["source", ev.source], ["id", ev.id], ["signed", ev.signature ? "yes (Ed25519)" : "no"],
+    // Provenance of AI work: the model that made it, its configuration, the events it was made from.
+    ["model", ev.model ? `${ev.modelprovider}/${ev.model}` : ev.modelprovider], ["config hash", ev.confighash],
+    ["inputs", ev.inputs]];
+  const inputLinks = (v) => v.split(" ").flatMap((i, n) => [n ? " " : "", h("a", { href: `#/event/${enc(i)}` }, i.slice(0, 8))]);
   view.append(h("h1", {}, titleOf(ev)),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         meta.filter(([, v]) => v).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, k === "creator"
-          ? h("a", { href: `#/peer/${enc(v)}` }, v) : v)]))),
+          ? h("a", { href: `#/peer/${enc(v)}` }, v) : k === "inputs" ? inputLinks(v) : v)]))),
       h("pre", { "aria-label": "data" }, JSON.stringify(ev.data, null, 2))));
   view.append(h("h2", {}, "Lineage"));
   const graph = h("div", { class: "panel graph", id: "lineage" }, h("div", { class: "empty" }, "loading…"));
   view.append(graph);
-  api(`/v1/lineage/${enc(id)}`).then((lin) => drawLineage(graph, lin)).catch((e) => {
+  const shaped = h("div", { class: "panel", id: "shaped-by" });
+  view.append(shaped);
+  api(`/v1/lineage/${enc(id)}`).then((lin) => { drawLineage(graph, lin); drawShapedBy(shaped, lin.shaped_by); }).catch((e) => {
     graph.replaceChildren(h("div", { class: "empty" }, `No lineage: ${e.message}`));
+    shaped.remove();
   });
   if (state.me.authenticated) view.append(eventActions(ev, stored.topic));
 }
@@ -268,6 +275,21 @@ function eventActions(ev, topic) {
       h("button", { type: "submit" }, `Propose to ${owner}`)));
   }
   return box;
+}
+
+// Who shaped the work: people, and agents with their models and the inputs each used.
+function drawShapedBy(container, shaped) {
+  if (!shaped) { container.remove(); return; }
+  const link = (i) => h("a", { href: `#/event/${enc(i)}` }, i.slice(0, 8));
+  const rows = [
+    ...shaped.people.map((p) => [h("a", { href: `#/peer/${enc(p)}` }, p), "person", "", ""]),
+    ...shaped.agents.map((a) => [h("a", { href: `#/peer/${enc(a.agent)}` }, a.agent), "agent",
+      a.models.join(", ") || "not declared", a.inputs.flatMap((i, n) => [n ? " " : "", link(i)])]),
+    ...shaped.others.map((o) => [o, "not registered", "", ""])];
+  container.replaceChildren(h("table", { class: "shaped" },
+    h("caption", {}, "Shaped by"),
+    h("thead", {}, h("tr", {}, ["who", "kind", "model", "inputs used"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
 }
 
 // Lineage: ancestors to the left, the event, then decisions and feedback on the right.
@@ -325,7 +347,7 @@ function drawLineage(container, lin) {
       svg("title", {}, `${n.type || "folded revision"} by ${n.creator} — ${n.id}`),
       svg("rect", { width: W, height: H, rx: 7 }),
       svg("text", { x: 10, y: 20 }, clip(`${shortType(n.type) || "folded"}${sig}`, 26)),
-      svg("text", { x: 10, y: 38, class: "sub" }, clip(`${n.creator} · ${title}`, 30)));
+      svg("text", { x: 10, y: 38, class: "sub" }, clip(`${n.creator}${n.made_with ? ` (${n.made_with})` : ""} · ${title}`, 30)));
     root.append(g);
   }
   container.replaceChildren(root);
