@@ -38,8 +38,12 @@ def _engine(name: str, pub: tuple[float, float], con: tuple[float, float]) -> di
         consume=con,
         latency=([0.001, 0.002, 0.003], [0.002, 0.003, 0.004]),
         sweep=[
-            {"batch": b, "events": 1000, "publish": {"raw": 1000.0 * b, "hub": 900.0 * b},
-             "call_ms": {"raw": {"p50": 0.1 * b, "p99": 0.2 * b}, "hub": {"p50": 0.2 * b, "p99": 0.3 * b}}}
+            {
+                "batch": b,
+                "events": 1000,
+                "publish": {"raw": 1000.0 * b, "hub": 900.0 * b},
+                "call_ms": {"raw": {"p50": 0.1 * b, "p99": 0.2 * b}, "hub": {"p50": 0.2 * b, "p99": 0.3 * b}},
+            }
             for b in (1, 10)
         ],  # fmt: skip
     )
