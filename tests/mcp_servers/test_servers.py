@@ -34,7 +34,7 @@ pytestmark = pytest.mark.sqlite
 
 HUB_TOOLS = {
     "search_events", "get_event", "replay", "lineage", "activity", "related",
-    "list_peers", "peer_hub", "publish_event",
+    "list_peers", "peer_hub", "publish_event", "why_changed",
 }  # fmt: skip
 GITHUB_TOOLS = {"list_repos", "commits", "pull_requests", "reviews", "issues", "related_work"}
 STORY_TOOLS = {
@@ -122,13 +122,20 @@ async def test_hub_server_tools_resources_prompts(world: World) -> None:
         uris = {str(r.uri) for r in (await hub.list_resources()).resources}
         assert uris == {"hub://topics", "hub://peers"}
         templates = {t.uri_template for t in (await hub.list_resource_templates()).resource_templates}
-        assert templates == {"hub://events/{id}", "hub://topics/{topic}", "hub://peers/{peer}"}
+        assert templates == {
+            "hub://events/{id}",
+            "hub://topics/{topic}{?after,limit}",
+            "hub://peers/{peer}",
+            "hub://peers/{peer}/{stream}{?after,limit}",
+            "hub://subjects/{subject}{?after,limit}",
+        }
         topics = json.loads((await hub.read_resource("hub://topics")).contents[0].text)  # type: ignore[union-attr]
         assert "peer.alice.drafts" in {t["name"] for t in topics}
         one = json.loads((await hub.read_resource(f"hub://events/{world.paper_id}")).contents[0].text)  # type: ignore[union-attr]
         assert one["title"] == "Bread ovens in folk tales"
         listing = json.loads((await hub.read_resource("hub://topics/creative.narrative")).contents[0].text)  # type: ignore[union-attr]
-        assert listing and json.loads((await hub.read_resource("hub://peers/alice")).contents[0].text)  # type: ignore[union-attr]
+        assert listing["events"] and listing["next"]
+        assert json.loads((await hub.read_resource("hub://peers/alice")).contents[0].text)["events"]  # type: ignore[union-attr]
         assert json.loads((await hub.read_resource("hub://peers")).contents[0].text)  # type: ignore[union-attr]
 
         prompts = {p.name for p in (await hub.list_prompts()).prompts}

@@ -82,7 +82,7 @@ IndexOpt = Annotated[
 
 @mcp_app.command("hub")
 def hub_cmd(log: LogOpt = DEFAULT_LOG, token: TokenOpt = None, index: IndexOpt = None) -> None:
-    """The hub server: search_events, get_event, replay, lineage, activity, related, peers, publish_event."""
+    """The hub server: search, events, replay, lineage, why_changed, activity, peers, publish, live pages."""
     _serve("hub", log, token, index)
 
 

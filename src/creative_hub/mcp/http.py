@@ -118,10 +118,15 @@ def mount(
     managers: list[StreamableHTTPSessionManager] = []
     for name, build in _builders().items():
         server = build(state)
-        # Stateless JSON: each POST is self-contained, so any process behind a
-        # load balancer can answer it and no session outlives its request.
+        # JSON responses; 2026-07-28 clients are stateless whatever we say here
+        # (each POST is self-contained, subscriptions/listen is its own stream),
+        # so any process behind a load balancer can answer them.  The hub server
+        # keeps sessions for 2025-era clients, whose resources/subscribe needs a
+        # session (and its GET stream) to be notified on; the others need none.
         # (The Starlette app returned is not used: its session manager is.)
-        server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security)
+        server.streamable_http_app(
+            stateless_http=name != "hub", json_response=True, transport_security=security
+        )
         manager = server.session_manager
         managers.append(manager)
         servers[name] = server

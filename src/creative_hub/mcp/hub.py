@@ -7,6 +7,12 @@ Tools return typed, structured results (pydantic models); every read goes
 through the caller's view of the hub or the index, so private drafts reach
 their owner only.  ``publish_event`` needs a token (the caller must be an
 authenticated principal); the event is attributed to that principal.
+
+Resources: ``hub://topics``, ``hub://peers`` (lists), ``hub://events/{id}``,
+and the live pages of live.py -- ``hub://topics/{topic}``,
+``hub://peers/{peer}/{stream}``, ``hub://subjects/{subject}`` with
+``?after=&limit=`` -- which clients may subscribe to.  ``why_changed`` tells
+an event's lineage as a story (why.py).
 """
 
 # No ``from __future__ import annotations``: the SDK reads the tools' type
@@ -14,9 +20,11 @@ authenticated principal); the event is attributed to that principal.
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from ..errors import NotFound
@@ -24,6 +32,9 @@ from ..index import SearchQuery
 from ..index.analytics import By
 from ..lineage import lineage as lineage_of
 from .common import EventOut, HubState, event_out, resource_errors, to_json, tool_errors
+from .live import Live, LiveBus, install, page, parse_uri
+from .why import WhyOut
+from .why import why_changed as why_changed_of
 
 __all__ = ["build_hub_server"]
 
@@ -170,10 +181,15 @@ def build_hub_server(state: HubState) -> MCPServer:
         instructions=(
             "An event hub of creative work: code, stories, ceremonies, feedback, contributions, papers. "
             "Search with search_events, open an event with get_event, trace it with lineage, see who does "
-            "what with activity and related. Private drafts are visible to their owner only."
+            "what with activity and related, ask why_changed for the decisions behind a revision. "
+            "Resources hub://topics/{topic}, hub://peers/{peer}/{stream} and hub://subjects/{subject} are "
+            "pages with a 'next' URI; subscribe to one and read 'next' when it is updated. "
+            "Private drafts are visible to their owner only."
         ),
         middleware=[state.middleware()],
+        subscriptions=LiveBus(),
     )
+    install(server, state, Live(state.hub))
 
     async def peers() -> list[PeerOut]:
         hub = state.caller()
@@ -261,6 +277,20 @@ def build_hub_server(state: HubState) -> MCPServer:
             decisions=[_node(n.to_dict()) for n in lin.decisions],
             feedback=[_node(n.to_dict()) for n in lin.feedback],
             creators=sorted(lin.creators),
+        )
+
+    @server.tool()
+    @tool_errors
+    async def why_changed(
+        id: Annotated[str, Field(min_length=1, description="The event id (e.g. the latest revision)")],
+    ) -> Annotated[CallToolResult, WhyOut]:
+        """Why did this change? The chain behind an event, oldest first: revisions, forks, contributions
+        proposed / accepted / rejected and who decided, feedback before a revision, agent outputs
+        with their model and inputs."""
+        why = await why_changed_of(state.caller(), id)
+        return CallToolResult(
+            content=[TextContent(type="text", text=why.summary)],
+            structured_content=why.model_dump(mode="json"),
         )
 
     @server.tool()
@@ -367,22 +397,39 @@ def build_hub_server(state: HubState) -> MCPServer:
         topic, _, event = await ix.get(state.caller().identity, id)
         return to_json(event_out(topic, event))
 
-    @server.resource("hub://topics/{topic}", name="topic", mime_type="application/json")
+    # Live pages (live.py): {events, more, next}; subscribe to be told when to read 'next'.
+    @server.resource("hub://topics/{topic}{?after,limit}", name="topic", mime_type="application/json")
     @resource_errors
-    async def topic_resource(topic: str) -> str:
-        """The newest 50 events of a topic."""
-        events = [event_out(s.topic, s.event, full=False) async for s in state.caller().replay(topic)]
-        return to_json(events[-50:])
+    async def topic_resource(topic: str, after: str | None = None, limit: str | None = None) -> str:
+        """A topic's events in log order, a page at a time (follow 'next'); subscribable."""
+        target = parse_uri(f"hub://topics/{quote(topic, safe='')}")
+        return to_json(await page(state.caller(), target, after, limit))
 
     @server.resource("hub://peers/{peer}", name="peer", mime_type="application/json")
     @resource_errors
     async def peer_resource(peer: str) -> str:
-        """A peer's hub: the newest 50 published events."""
-        events = [
-            event_out(s.topic, s.event, full=False)
-            async for s in state.caller().replay(f"peer.{peer}.published")
-        ]
-        return to_json(events[-50:])
+        """A peer's published work: the first page of hub://peers/{peer}/published."""
+        target = parse_uri(f"hub://peers/{quote(peer, safe='')}/published")
+        return to_json(await page(state.caller(), target, None, None))
+
+    @server.resource(
+        "hub://peers/{peer}/{stream}{?after,limit}", name="peer_stream", mime_type="application/json"
+    )
+    @resource_errors
+    async def peer_stream_resource(
+        peer: str, stream: str, after: str | None = None, limit: str | None = None
+    ) -> str:
+        """A peer's stream (published, contributions, feedback; drafts: the owner's), paged; subscribable."""
+        target = parse_uri(f"hub://peers/{quote(peer, safe='')}/{quote(stream, safe='')}")
+        return to_json(await page(state.caller(), target, after, limit))
+
+    @server.resource("hub://subjects/{subject}{?after,limit}", name="subject", mime_type="application/json")
+    @resource_errors
+    async def subject_resource(subject: str, after: str | None = None, limit: str | None = None) -> str:
+        """Events about a subject (story:wood, org/tales/pull/7 as org%2Ftales%2Fpull%2F7) in the
+        peer hubs and shared topics you may read, oldest first, paged; subscribable."""
+        target = parse_uri(f"hub://subjects/{quote(subject, safe=':@')}")
+        return to_json(await page(state.caller(), target, after, limit))
 
     # -- prompts ---------------------------------------------------------------------
     @server.prompt(name="summarise_this_week", title="Summarise this week")
