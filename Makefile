@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install test-deps lint pytest bench bench-report clean semantic bench-index
+.PHONY: run test install test-deps lint pytest bench bench-report clean semantic bench-index soak
 
 run: $(STAMP)
 	$(BIN)/creative-hub up
@@ -48,6 +48,16 @@ bench-index: $(STAMP)
 # README's Performance section.  ARGS=--quick for a short check of the machinery.
 bench-report: test-deps
 	$(BIN)/python bench/report.py $(ARGS)
+
+# Soak: SOAK_MINUTES of mixed load per engine, memory and open fds sampled
+# (test-artifacts/soak/: CSV, JSON, PNG).  Not part of `make test`.
+# `make soak SOAK_MINUTES=3` for a quick run; SOAK_ENGINES="sqlite redis" for some.
+SOAK_MINUTES ?= 30
+SOAK_ENGINES ?= sqlite redis kafka nats
+soak: test-deps
+	@set -e; for e in $(SOAK_ENGINES); do \
+	  SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest tests/soak -m "soak and $$e" -s -p no:cacheprovider -o timeout=0; \
+	done
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -38,7 +38,7 @@ from .event import (
     validate_event,
 )
 from .ledger import EffectLedger
-from .log import Delivery, Entry, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
+from .log import Delivery, Entry, Gap, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
 from .principals import Keystore, Registry, sign_event
 from .schemas import DeadLetter
@@ -126,6 +126,10 @@ class HubSubscription:
     A record that is not a valid event (written by hand, by an older or foreign
     producer, or corrupted) is appended to ``deadletter.<topic>`` with the
     reason, acked, and never reaches the handler; the loop goes on.
+
+    Records retention removed before the group got them are reported, never
+    skipped silently: ``gaps()``, ``on_gap`` and ``skipped`` are the engine
+    subscription's (see ``creative_hub.log.base.Gap``).
     """
 
     def __init__(self, hub: Hub, inner: Any, *, validate: bool = True) -> None:
@@ -135,6 +139,26 @@ class HubSubscription:
         self.topic: str = inner.topic
         self.group: str = inner.group
         self.dead_letters = 0
+
+    @property
+    def on_gap(self) -> Callable[[Gap], object] | None:
+        """Called with each Gap (records retention removed before the group got them)."""
+        on_gap: Callable[[Gap], object] | None = self.inner.on_gap
+        return on_gap
+
+    @on_gap.setter
+    def on_gap(self, callback: Callable[[Gap], object] | None) -> None:
+        self.inner.on_gap = callback
+
+    @property
+    def skipped(self) -> int:
+        """Events this subscription was told retention removed before the group got them."""
+        return int(self.inner.skipped)
+
+    def gaps(self) -> list[Gap]:
+        """The gaps reported since the last call, oldest first."""
+        gaps: list[Gap] = self.inner.gaps()
+        return gaps
 
     async def __aenter__(self) -> HubSubscription:
         await self.inner.__aenter__()

@@ -1,5 +1,5 @@
 """One fault suite, every engine: processes killed, paused and restarted, a
-network partition, duplicate publishes.  Each scenario ends with a ledger
+network partition, duplicate publishes, a slow consumer behind retention.  Each scenario ends with a ledger
 check (creative_hub.testing.faults.History): every acknowledged event is
 there, nothing unexpected, each effect exactly once, per-key order kept.
 
@@ -10,6 +10,7 @@ Scenarios an engine cannot honour are skipped with the reason in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -274,3 +275,85 @@ async def test_network_partition_then_heal(engine: str, tmp_path: Path) -> None:
             await check_log(url, topic, 2000, acks)
     finally:
         server.stop()
+
+
+async def test_slow_consumer_behind_retention_reports_the_gap(log: Log, log_url: str, tmp_path: Path) -> None:
+    # A publisher process appends 12,000 events (more than a Kafka member
+    # prefetches) while retention keeps the newest 150 (applied every 0.1 s)
+    # and one slow member of a group handles
+    # each event through the effect ledger, 2 ms apiece.  It falls behind
+    # retention: what retention removed before the group got it must be
+    # reported as a gap, never lost silently.  Ledger check: each acked event
+    # is handled exactly once or lies in a reported gap, never both; the
+    # counts add up (handled + skipped == published) on engines that count,
+    # and the group's lag reports the same totals.
+    from creative_hub.log import Gap, Retention
+    from creative_hub.testing.contract import in_gap
+
+    topic, group, count = new_topic("faults"), "slow", 12000
+    acks, positions = tmp_path / "acks", tmp_path / "positions"
+    await log.set_retention(topic, Retention(max_count=150))
+    ledger = EffectLedger(tmp_path / "ledger.db")
+    told: list[Gap] = []
+    handled: list[str] = []
+
+    async def retention() -> None:
+        while True:
+            await log.apply_retention(topic)
+            await asyncio.sleep(0.1)
+
+    sub = log.subscribe(topic, group, consumer="slow", ack_timeout=30)
+    sub.on_gap = told.append
+    async with sub:  # the group exists (from the start) before anything is published
+        pub = spawn(
+            "creative_hub.testing.publisher", log_url, topic, str(acks), "--count", str(count),
+            "--batch", "50", "--pause", "0.02", "--positions", str(positions),
+        )  # fmt: skip
+        trimmer = asyncio.create_task(retention())
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                try:
+                    d = await sub.next(timeout=2.0)
+                except TimeoutError:
+                    if pub.poll() is not None and (await log.lag(topic, group)).lag == 0:
+                        break
+                    continue
+                record_effect(ledger, group, d.id, "slow")
+                handled.append(d.id)
+                await d.ack()
+                await asyncio.sleep(0.002)
+            else:
+                pytest.fail("the slow consumer never caught up")
+            assert pub.wait(WAIT) == 0, "the publisher failed"
+        finally:
+            trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimmer
+            if pub.poll() is None:
+                pub.kill()
+                pub.wait()
+
+    published = acked_ids(acks)
+    assert len(published) == count
+    where = dict(line.split() for line in positions.read_text().splitlines())
+    h = history_of(count, published)
+    h.read = handled
+    report = h.check()
+    effects = dict(ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall())
+    assert all(c == 1 for c in effects.values()), "an effect happened twice"
+    assert set(effects) == set(handled)
+    assert not report.unexpected and not report.duplicates and not report.nonmonotonic, str(report)
+    assert told, "the consumer fell behind retention but no gap was reported"
+    missing = published - set(handled)
+    assert missing, "retention removed nothing the consumer needed: the scenario did not happen"
+    # Never silent: every event not handled lies in a reported gap's range (ranges are
+    # per engine partition; checked here against all of them).
+    silent = [i for i in missing if not any(in_gap(where[i], g) for g in told)]
+    assert not silent, f"{len(silent)} events lost without a gap: {sorted(silent)[:5]}"
+    lag = await log.lag(topic, group)
+    assert lag.gaps >= len([g for g in told if g.count]), (lag, told)
+    if all(g.count is not None for g in told):
+        skipped = sum(g.count or 0 for g in told)
+        assert len(handled) + skipped == count, f"handled {len(handled)} + skipped {skipped} != {count}"
+        assert lag.skipped == skipped and sub.skipped == skipped

@@ -184,7 +184,7 @@ return parts
 # Each live member wants the partitions p with p % members == its rank;
 # it keeps (renews) what it owns and wants or cannot release yet, releases
 # the rest, and takes what it wants once free or expired.
-# Returns {owned, newly acquired, wanted}.
+# Returns {owned, newly acquired, wanted, gap notices of owned partitions}.
 REBALANCE = Script(
     "rebalance",
     _PRELUDE
@@ -229,7 +229,18 @@ for p = 0, parts - 1 do
     acquired[#acquired + 1] = p
   end
 end
-return {owned, acquired, wanted}
+-- Gap notices of partitions this member now owns are handed to it (once).
+local gl, notes = gkey .. ':gaps', {}
+if redis.call('EXISTS', gl) == 1 then
+  local own, keep = {}, {}
+  for _, p in ipairs(owned) do own[p] = true end
+  for _, n in ipairs(redis.call('LRANGE', gl, 0, -1)) do
+    if own[tonumber(string.match(n, '^(%d+)'))] then notes[#notes + 1] = n else keep[#keep + 1] = n end
+  end
+  redis.call('DEL', gl)
+  if #keep > 0 then redis.call('RPUSH', gl, unpack(keep)) end
+end
+return {owned, acquired, wanted, notes}
 """,
 )
 
@@ -262,7 +273,8 @@ return 1
 # a partition), with each entry's delivery count (XAUTOCLAIM does not return
 # it); ``count`` 0 means all of it (a new owner must have every left-over
 # entry before it reads new ones, or one key's order would break).
-# Returns, per stream, a list of {id, fields, delivery count}.
+# Returns, per stream, {list of {id, fields, delivery count}, ids retention
+# removed while pending (XAUTOCLAIM drops them from the PEL and names them)}.
 CLAIM = Script(
     "claim",
     r"""
@@ -272,10 +284,11 @@ if count == 0 then step, max_rounds = 1000, 1000 end
 local out = {}
 for i = 5, #ARGV do
   local stream = ARGV[i]
-  local cursor, got, rounds = '0-0', {}, 0
+  local cursor, got, gone, rounds = '0-0', {}, {}, 0
   repeat
     local r = redis.call('XAUTOCLAIM', stream, group, me, idle, cursor, 'COUNT', step)
     cursor, rounds = r[1], rounds + 1
+    for _, id in ipairs(r[3] or {}) do gone[#gone + 1] = id end
     for _, e in ipairs(r[2]) do
       if type(e) == 'table' then
         local pend = redis.call('XPENDING', stream, group, e[1], e[1], 1)
@@ -285,7 +298,7 @@ for i = 5, #ARGV do
       end
     end
   until cursor == '0-0' or (count > 0 and #got >= count) or rounds >= max_rounds
-  out[#out + 1] = got
+  out[#out + 1] = {got, gone}
 end
 return out
 """,
@@ -347,9 +360,35 @@ while removed < chunk do
   newest = best_id
   removed = removed + 1
 end
+-- Gaps: per group, the entries removed here that it was never delivered
+-- (after its last-delivered-id) are counted and left as a notice
+-- '<partition> <last-delivered-id> <newest removed id> <count>' for the
+-- partition's owner (REBALANCE hands it over).  Delivered, un-acked ones are
+-- still with a live member; a dead member's are counted by CLAIM.
+local groups = redis.call('SMEMBERS', base .. ':groups')
 for p, id in pairs(last_of) do
+  local s = stream_key(base, p)
+  if #groups > 0 then
+    local ok, infos = pcall(redis.call, 'XINFO', 'GROUPS', s)
+    if ok then
+      for _, g in ipairs(infos) do
+        local info = {}
+        for k = 1, #g, 2 do info[g[k]] = g[k + 1] end
+        local ldid, n = info['last-delivered-id'], 0
+        for k = 1, heads[p].at - 1 do
+          if id_less(ldid, heads[p].list[k][1]) then n = n + 1 end
+        end
+        if n > 0 then
+          local gkey = base .. ':group:' .. info['name']
+          redis.call('HINCRBY', gkey, 'skipped', n)
+          redis.call('HINCRBY', gkey, 'gaps', 1)
+          redis.call('RPUSH', gkey .. ':gaps', string.format('%d %s %s %d', p, ldid, id, n))
+        end
+      end
+    end
+  end
   local ms, seq = parse_id(id)
-  redis.call('XTRIM', stream_key(base, p), 'MINID', string.format('%d-%d', ms, seq + 1))
+  redis.call('XTRIM', s, 'MINID', string.format('%d-%d', ms, seq + 1))
 end
 if newest then
   local old = redis.call('HGET', meta, 'removed')
@@ -385,9 +424,10 @@ return {count, first, last, bytes, r[1] or '', r[2] or '', r[3] or ''}
 """,
 )
 
-# ARGV: base, group key, group.  Returns {found, not acked, pending, live members}.
+# ARGV: base, group key, group.  Returns {found, not acked, pending, live members, skipped, gaps}.
 # XINFO GROUPS gives 'lag' (not yet delivered) on Redis >= 7.0; where Redis
-# cannot tell (after XDEL), the entries after last-delivered-id are counted.
+# cannot tell (after XDEL) or is wrong (after retention trimmed entries the
+# group never read), the entries after last-delivered-id are counted.
 LAG = Script(
     "lag",
     _PRELUDE
@@ -396,6 +436,9 @@ local base, gkey, group = ARGV[1], ARGV[2], ARGV[3]
 local parts = tonumber(redis.call('HGET', base .. ':meta', 'partitions'))
 if not parts then return {0, 0, 0, 0} end
 local found, lag, pending = 0, 0, 0
+-- After retention removed entries the group never read, Redis' own lag
+-- (entries added - entries read) counts them forever: count instead.
+local trimmed = redis.call('HEXISTS', base .. ':meta', 'removed') == 1
 for p = 0, parts - 1 do
   local s = stream_key(base, p)
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', s)
@@ -407,6 +450,7 @@ for p = 0, parts - 1 do
         found = 1
         pending = pending + info['pending']
         local l = info['lag']
+        if trimmed then l = nil end
         if not l then
           l = 0
           local start = '(' .. info['last-delivered-id']
@@ -423,10 +467,13 @@ for p = 0, parts - 1 do
 end
 local now, members = now_ms(), 0
 local flat = redis.call('HGETALL', gkey)
+local skipped, gaps = 0, 0
 for i = 1, #flat, 2 do
   if string.sub(flat[i], 1, 2) == 'm:' and tonumber(flat[i + 1]) > now then members = members + 1 end
+  if flat[i] == 'skipped' then skipped = tonumber(flat[i + 1]) end
+  if flat[i] == 'gaps' then gaps = tonumber(flat[i + 1]) end
 end
-return {found, lag + pending, pending, members}
+return {found, lag + pending, pending, members, skipped, gaps}
 """,
 )
 

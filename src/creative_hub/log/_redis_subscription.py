@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import EngineUnavailable, HubError, LogClosed, LogError
 from . import _redis_scripts as lua
 from ._retry import Backoff
-from .base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
+from .base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .redis import RedisLog
@@ -140,7 +140,7 @@ class _RedisDelivery(Delivery):
             self._sub._nacked(self, delay)
 
 
-class RedisSubscription:
+class RedisSubscription(GapReporter):
     """A member of consumer group ``group`` on ``topic``."""
 
     def __init__(
@@ -160,6 +160,7 @@ class RedisSubscription:
         self.start = start
         self.batch = batch
         self._log = log
+        self._init_gaps()
         self._gkey = log.group_key(topic, group)
         self._ttl_ms = max(1, int(ack_timeout * 1000))  # lease and membership lifetime
         self._heartbeat = min(HEARTBEAT_MAX, max(HEARTBEAT_MIN, ack_timeout / 3))
@@ -502,9 +503,14 @@ class RedisSubscription:
         busy = {d._part for d in self._outstanding.values()}
         busy.update(d._part for d in self._queue)
         busy.update(n[2] for n in self._nacks)
-        owned_raw, acquired_raw, wanted_raw = await self._log.call(
+        owned_raw, acquired_raw, wanted_raw, notes = await self._log.call(
             lua.REBALANCE, self._gkey, self.consumer, self._ttl_ms, len(self._streams), *sorted(busy)
         )
+        for note in notes:  # '<partition> <last-delivered-id> <newest removed id> <count>'
+            part, after, upto, n = _text(note).split()
+            self._report_gap(
+                Gap(self.topic, self.group, int(part), None if after == "0-0" else after, upto, int(n))
+            )
         owned = {int(p) for p in owned_raw}
         lost = self._owned - owned
         self._owned = owned
@@ -531,7 +537,11 @@ class RedisSubscription:
         )
         waiting = {d._sid for d in self._queue}
         waiting.update(n[1] for n in self._nacks)
-        for p, got in zip(parts, reply, strict=True):
+        for p, (got, gone) in zip(parts, reply, strict=True):
+            # Pending here, removed by retention: a member that held them died un-acked.
+            lost = sorted((g for g in gone if g not in waiting and g not in self._outstanding), key=_id_key)
+            if lost:
+                await self._lost_pending(p, lost)
             for sid, fields, n in got:
                 if sid in waiting:
                     continue  # already queued here: not a redelivery
@@ -539,6 +549,21 @@ class RedisSubscription:
                     continue  # taking over a partition we had: the handler still has it
                 self._outstanding.pop(sid, None)  # overdue: this delivery replaces the old one
                 self._queue.append(_RedisDelivery(fields, int(n), self, p, sid))
+
+    async def _lost_pending(self, part: int, lost: list[bytes]) -> None:
+        """Count and report pending entries retention removed before they were acked."""
+        client, gkey = self._log.client, self._gkey
+
+        async def count() -> Any:
+            pipe = client.pipeline(transaction=True)
+            pipe.hincrby(gkey, "skipped", len(lost))
+            pipe.hincrby(gkey, "gaps", 1)
+            return await pipe.execute()
+
+        await self._log._retry(count)
+        first = _id_key(lost[0])
+        after = f"{first[0]}-{first[1] - 1}" if first[1] else f"{first[0] - 1}-{2**64 - 1}"
+        self._report_gap(Gap(self.topic, self.group, part, after, _text(lost[-1]), len(lost)))
 
     async def _redeliver_nacked(self, now: float) -> None:
         due: dict[int, list[tuple[bytes, int]]] = {}
@@ -637,6 +662,15 @@ class RedisSubscription:
                         await self._rebalance()
             except HubError as e:
                 logger.warning("%r: rebalancing failed: %s", self, e)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _id_key(sid: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _text(sid).partition("-")
+    return int(ms), int(seq)
 
 
 def make_record(topic: str, sid: bytes, fields: list[bytes]) -> Record:

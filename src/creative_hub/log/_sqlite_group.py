@@ -25,12 +25,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LogClosed
-from .base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
+from .base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteLog
@@ -63,6 +64,12 @@ class _Part:
     acked: set[int] = field(default_factory=set)  # acked out of order, above `committed`
     saved: int = 0  # the committed position last written
     releasing: bool = False  # handing it to another member once all is acked
+    db_delivered: int = 0  # ``delivered`` as this member last saw it in the file (retention moves it)
+
+
+# A fetch's findings for one partition: `delivered` in the file before it,
+# the records, and the gap notices taken (after, upto, count).
+_Fetched = tuple[int, list[tuple[int, str, str, bytes, int]], list[tuple[int, int, int]]]
 
 
 @dataclass(slots=True)
@@ -77,7 +84,7 @@ class _Flight:
     generation: int
 
 
-class SQLiteSubscription:
+class SQLiteSubscription(GapReporter):
     """A member of a consumer group on one topic of a SQLiteLog."""
 
     def __init__(
@@ -98,7 +105,7 @@ class SQLiteSubscription:
         self.start = start
         self.batch = batch
         self.max_pending = max(4 * batch, 1024)
-        self.gaps = 0  # times the group found records removed by retention before it read them
+        self._init_gaps()
         self._parts: dict[int, _Part] = {}
         self._buffer: deque[tuple[int, Delivery]] = deque()
         # Insertion-ordered, so the first entry is the oldest un-acked delivery.
@@ -189,7 +196,7 @@ class SQLiteSubscription:
                     sql = "lease_until = ?, boot = ?"
                     args = (until, BOOT)
                 cur = conn.execute(
-                    f"UPDATE groups SET {sql}, committed = ?, delivered = ? "
+                    f"UPDATE groups SET {sql}, committed = max(committed, ?), delivered = max(delivered, ?) "
                     "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
                     (*args, committed, cursor, topic, group, part, me, gen),
                 )
@@ -233,7 +240,9 @@ class SQLiteSubscription:
                 s.lease_deadline = until
                 s.saved = committed
         for part, (gen, committed, delivered) in gained.items():
-            self._parts[part] = _Part(gen, committed, delivered, until, committed=committed, saved=committed)
+            self._parts[part] = _Part(
+                gen, committed, delivered, until, committed=committed, saved=committed, db_delivered=delivered
+            )
         # Too many partitions (a member joined): give back the highest ones once
         # their deliveries are acked, so per-key order survives the handover.
         active = sorted(p for p, s in self._parts.items() if not s.releasing)
@@ -260,7 +269,7 @@ class SQLiteSubscription:
             lost = set()
             for part, (gen, committed, cursor) in dirty.items():
                 cur = conn.execute(
-                    "UPDATE groups SET committed = ?, delivered = ? "
+                    "UPDATE groups SET committed = max(committed, ?), delivered = max(delivered, ?) "
                     "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
                     (committed, cursor, topic, group, part, me, gen),
                 )
@@ -387,47 +396,105 @@ class SQLiteSubscription:
             s.committed = head
 
     async def _fetch(self) -> None:
+        """Fetch each held partition's next records and save how far deliveries went.
+
+        Records are read with a reader connection; when some came (or a gap
+        notice waits), ``delivered`` is saved and the notices taken in one
+        write transaction that first checks no retention pass ran in between
+        (else it reads again, in the writer), so retention -- also a write --
+        always sees exactly what members have fetched.
+        """
         now = time.monotonic()
-        want = {p: s.cursor for p, s in self._parts.items() if not s.releasing and s.lease_deadline > now}
+        want = {
+            p: (s.cursor, s.generation)
+            for p, s in self._parts.items()
+            if not s.releasing and s.lease_deadline > now
+        }
         if not want:
             return
-        log, topic = self.log, self.topic
+        log, topic, group, me = self.log, self.topic, self.group, self.consumer
         per_part = max(self.batch // len(want), 16)
+        Seen = tuple[dict[int, _Fetched], int, bool]
 
-        def job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int, str, str, bytes, int]], int]:
+        def look(conn: sqlite3.Connection, seen: Seen | None) -> Seen:
             t = log._lookup_topic(conn, topic)
             if t is None:
-                return [], 0
+                return {}, 0, False
             trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()[0]
-            out: list[tuple[int, int, str, str, bytes, int]] = []
-            for part, cursor in want.items():
-                out.extend(
-                    (part, *r)
-                    for r in conn.execute(
+            reuse = seen is not None and seen[1] == trimmed  # no retention pass since the read
+            out: dict[int, _Fetched] = {}
+            waiting = False
+            for part, (cursor, gen) in want.items():
+                row = conn.execute(
+                    "SELECT delivered FROM groups "
+                    "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
+                    (topic, group, part, me, gen),
+                ).fetchone()
+                if row is None:
+                    continue  # lost the lease: the next heartbeat drops it
+                if reuse and seen is not None and part in seen[0]:
+                    rows = seen[0][part][1]
+                else:
+                    rows = conn.execute(
                         f"SELECT seq, id, key, body, time_ms FROM {t.table} "
                         "WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
-                        (part, cursor, per_part),
-                    )
-                )
-            return out, trimmed
+                        (part, max(cursor, trimmed), per_part),
+                    ).fetchall()
+                notices: list[tuple[int, int, int]] = []
+                if seen is None:  # reading: is anything waiting for the writer?
+                    sql = "SELECT 1 FROM gaps WHERE topic = ? AND grp = ? AND part = ? LIMIT 1"
+                    waiting = waiting or bool(rows) or conn.execute(sql, (topic, group, part)).fetchone()
+                else:
+                    if rows:
+                        conn.execute(
+                            "UPDATE groups SET delivered = max(delivered, ?) "
+                            "WHERE topic = ? AND grp = ? AND part = ?",
+                            (rows[-1][0], topic, group, part),
+                        )
+                    notices = conn.execute(
+                        "DELETE FROM gaps WHERE topic = ? AND grp = ? AND part = ? "
+                        "RETURNING after, upto, count",
+                        (topic, group, part),
+                    ).fetchall()
+                out[part] = (row[0], rows, notices)
+            return out, trimmed, waiting
 
-        rows, trimmed = await log._read(job)
-        rows.sort(key=lambda r: r[1])
+        seen = await log._read(partial(look, seen=None))
+        if seen[2]:
+            seen = await log._write(partial(look, seen=seen))
+        fetched, trimmed, _ = seen
         due = time.monotonic() + self.ack_timeout
-        for part, seq, id_, key, body, time_ms in rows:
+        batch: list[tuple[int, int, str, str, bytes, int]] = []
+        for part, (db_delivered, rows, notices) in fetched.items():
+            s = self._parts.get(part)
+            if s is None or s.generation != want[part][1]:
+                continue
+            for after, upto, count in sorted(notices, key=lambda n: int(n[1])):
+                gap = Gap(topic, group, part, str(after) if after else None, str(upto), int(count))
+                self._report_gap(gap)
+            # What retention removed after this member's cursor is counted in
+            # a notice, except records a member that died held un-acked
+            # (up to the `delivered` it left): report their range, uncounted.
+            lost_upto = min(s.prev_delivered, trimmed)
+            if lost_upto > s.cursor:
+                after_pos = str(s.cursor) if s.cursor else None
+                self._report_gap(Gap(topic, group, part, after_pos, str(lost_upto), None))
+            # Retention moved `delivered` past the cursor: resume after it.
+            jump = max(trimmed, db_delivered if db_delivered > s.db_delivered else 0)
+            if jump > s.cursor:
+                s.cursor = jump
+                if s.order:  # committed catches up once what is in flight is acked
+                    s.order.append(jump)
+                    s.acked.add(jump)
+                else:
+                    s.committed = max(s.committed, jump)
+            s.db_delivered = max(db_delivered, rows[-1][0] if rows else 0)
+            batch.extend((part, *r) for r in rows)
+        batch.sort(key=lambda r: r[1])
+        for part, seq, id_, key, body, time_ms in batch:
             s = self._parts.get(part)
             if s is None or seq <= s.cursor:
                 continue
-            if s.cursor < trimmed:
-                self.gaps += 1
-                logger.warning(
-                    "%s group %s partition %d: records up to position %d were removed by retention "
-                    "before the group read them",
-                    topic,
-                    self.group,
-                    part,
-                    trimmed,
-                )
             s.cursor = seq
             s.order.append(seq)
             f = _Flight(
@@ -455,7 +522,8 @@ class SQLiteSubscription:
             for part, (gen, committed, cursor) in parts.items():
                 # Un-acked deliveries stay after `committed`: the next owner gets them.
                 conn.execute(
-                    "UPDATE groups SET owner = NULL, lease_until = NULL, committed = ?, delivered = ? "
+                    "UPDATE groups SET owner = NULL, lease_until = NULL, committed = max(committed, ?), "
+                    "delivered = max(delivered, ?) "
                     "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
                     (committed, cursor, topic, group, part, me, gen),
                 )

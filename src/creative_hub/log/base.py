@@ -7,6 +7,26 @@ The rungs, each adding to the one before (compare eventsourcing's recorders):
    after the ack timeout, per-partition-key order across members.
 3. **retention / lag / health** -- bounded topics and observable groups.
 
+**Gaps.**  A group that falls behind retention (its members read slower than
+``max_age`` / ``max_count`` / ``max_bytes`` let records live) cannot get
+what retention removed.  That is never a silent loss: the subscription
+reports a :class:`Gap` -- topic, group, engine partition, the position range
+and, where the engine can count them, how many events the group skipped --
+before it hands out the first retained record after it, and then goes on
+with the retained records.  Every member's subscription keeps the notices
+(``sub.gaps()`` takes them; ``sub.on_gap = callback`` is called at once;
+``sub.skipped`` counts the events), logs each at WARNING, and the group's
+total is in ``GroupLag.skipped`` / ``GroupLag.gaps`` (the Prometheus gauges
+``creative_hub_consumer_skipped_events`` and ``creative_hub_consumer_gaps``).
+Each gap is reported once per group, by the member that owns its partition.
+What counts as skipped: a record retention removed before the group
+*delivered* it to any member.  A record already delivered and held by a live
+member is still handled and acked normally; one delivered to a member that
+then died un-acked, and removed before a new owner could get it, is
+reported as a gap with ``count=None`` (its range only).  Engines that cannot
+count (NATS: a stream's partitions share one sequence, and JetStream
+removes records by its own limits) report ``count=None`` and the range.
+
 Optional capabilities, used when an engine has them (``getattr``):
 
 * ``async delete(topic, ids) -> int`` removes single records by id
@@ -22,7 +42,10 @@ checks on every engine.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,6 +60,8 @@ __all__ = [
     "Appended",
     "Delivery",
     "Entry",
+    "Gap",
+    "GapReporter",
     "GroupLag",
     "Health",
     "Log",
@@ -53,6 +78,9 @@ __all__ = [
 
 DEFAULT_ACK_TIMEOUT = 30.0  # seconds an un-acked delivery waits before redelivery
 DEFAULT_BATCH = 256  # events fetched per round trip by a subscription
+MAX_GAP_NOTICES = 1024  # gap notices a subscription keeps until gaps() takes them (oldest dropped)
+
+logger = logging.getLogger("creative_hub.log")
 
 _TOPIC = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9][a-z0-9_-]*)*$")
 MAX_TOPIC_LENGTH = 200  # characters; under every broker's limit (Kafka: 249)
@@ -284,6 +312,69 @@ class GroupLag:
     lag: int  #: events not yet acked by the group
     pending: int = 0  #: delivered to a member but not acked yet
     members: int = 0  #: members seen alive recently
+    skipped: int = 0  #: events retention removed before the group got them (counted ones; see Gap)
+    gaps: int = 0  #: gaps reported to the group (also those an engine could not count)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Records retention removed before a consumer group got them: reported, never silent.
+
+    Positions are the engine's, within ``partition`` (a Kafka offset, a Redis
+    stream id, a SQLite or NATS sequence): the group had everything up to
+    ``after`` (``None``: from the start) and resumes after ``upto``.
+    """
+
+    topic: str
+    group: str
+    partition: int  #: the engine partition the gap is in
+    after: str | None  #: the group's position before the gap (exclusive)
+    upto: str  #: the newest position of the gap (inclusive); the group resumes after it
+    count: int | None  #: events skipped; None where the engine cannot count them (the range holds them)
+    time: float = field(default_factory=time.time)  #: when it was reported (epoch seconds)
+
+    def __str__(self) -> str:
+        n = "an unknown number of" if self.count is None else str(self.count)
+        return (
+            f"{self.topic} group {self.group} partition {self.partition}: {n} event(s) after "
+            f"{self.after or 'the start'} up to {self.upto} were removed by retention before the group "
+            "got them"
+        )
+
+
+class GapReporter:
+    """The gap half of a subscription, shared by the engines (a base class of each).
+
+    ``_report_gap(gap)`` counts it, logs it at WARNING, keeps it for
+    ``gaps()`` and calls ``on_gap`` (whose exceptions are logged, never raised).
+    """
+
+    topic: str
+    group: str
+    skipped: int  #: events this subscription reported skipped (counted gaps only)
+    on_gap: Callable[[Gap], object] | None  #: called with each gap as it is found
+
+    def _init_gaps(self) -> None:
+        self.skipped = 0
+        self.on_gap = None
+        self._gap_notices: deque[Gap] = deque(maxlen=MAX_GAP_NOTICES)
+
+    def gaps(self) -> list[Gap]:
+        """The gaps reported since the last call, oldest first (and forget them)."""
+        out = list(self._gap_notices)
+        self._gap_notices.clear()
+        return out
+
+    def _report_gap(self, gap: Gap) -> None:
+        if gap.count is not None:
+            self.skipped += gap.count
+        logger.warning("gap: %s", gap)
+        self._gap_notices.append(gap)
+        if self.on_gap is not None:
+            try:
+                self.on_gap(gap)
+            except Exception:
+                logger.exception("on_gap callback failed for %s", gap)
 
 
 @dataclass(slots=True)
@@ -307,6 +398,16 @@ class Subscription(Protocol):
     topic: str
     group: str
     consumer: str
+    skipped: int  #: events reported skipped by retention (see Gap)
+    on_gap: Callable[[Gap], object] | None  #: called with each Gap as it is found
+
+    def gaps(self) -> list[Gap]:
+        """Gaps (records retention removed before the group got them) found since the last call.
+
+        A gap is found before the first retained record after it is handed
+        out, and each is reported once per group (see the module docstring).
+        """
+        ...
 
     async def __aenter__(self) -> Subscription: ...
 

@@ -13,8 +13,10 @@ the default prefix ``hub``:
   ``removed`` (newest id retention removed), ``max_age/max_count/max_bytes``.
 * ``hub:T:ids`` -- hash: event id -> ``position token digest``, the dedup index.
 * ``hub:T:groups`` -- set of the consumer groups that joined.
-* ``hub:T:group:G`` -- hash: members (``m:<consumer>`` -> expiry) and
-  partition leases (``p:<n>`` -> ``<consumer>|<expiry>``) of group ``G``.
+* ``hub:T:group:G`` -- hash: members (``m:<consumer>`` -> expiry),
+  partition leases (``p:<n>`` -> ``<consumer>|<expiry>``) of group ``G``, and
+  ``skipped`` / ``gaps``: what retention removed before the group got it.
+* ``hub:T:group:G:gaps`` -- list of gap notices not yet handed to a member.
 * ``hub::topics`` -- set of every topic (no topic name is empty, so no clash).
 
 **Appends** run one Lua script per batch (EVALSHA): it checks every id in
@@ -48,7 +50,13 @@ next one is sent at once, so Redis works while the handler does.
 
 **Retention** is applied by ``apply_retention`` (and at once by
 ``set_retention``): XTRIM MINID on every partition, in chunks.  Reading from a
-position before the ``removed`` watermark raises PositionGone.  ``delete``
+position before the ``removed`` watermark raises PositionGone.  A group
+that falls behind is told (``creative_hub.log.base.Gap``), exactly counted:
+the retention script counts, per group and partition, the removed entries
+after the group's last-delivered-id and leaves a notice that the
+partition's owner takes with its next rebalance; entries delivered to a
+member that died un-acked and then removed are named by XAUTOCLAIM when the
+next owner claims the partition, and counted there.  ``delete``
 (compaction, not in the contract) XDELs single records.
 
 **Entries added by hand** (``redis-cli XADD hub:T * ...``) are read too: one
@@ -548,12 +556,12 @@ class RedisLog:
         """Records not acked by ``group`` (pending included); NotFound if it never joined."""
         check_topic(topic)
         self._check_open()
-        found, lag, pending, members = await self.call(
+        found, lag, pending, members, skipped, gaps = await self.call(
             lua.LAG, self.base(topic), self.group_key(topic, group), group
         )
         if not found:
             raise NotFound(f"group {group!r} has not joined topic {topic!r}")
-        return GroupLag(topic, group, int(lag), int(pending), int(members))
+        return GroupLag(topic, group, int(lag), int(pending), int(members), int(skipped), int(gaps))
 
     async def health(self) -> Health:
         """Whether the server answers now (never raises for an unreachable server)."""

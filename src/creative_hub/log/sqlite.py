@@ -10,7 +10,15 @@ Layout:
   ``crc32(key) % partitions``, indexed, so a group member reads its partitions
   in seq order.
 * ``groups`` -- one row per (topic, group, partition): the committed position
-  (every record up to it is acked), the lease (owner, until, generation).
+  (every record up to it is acked), ``delivered`` (the highest position a
+  member fetched; written with each fetch), the lease (owner, until,
+  generation), and ``skipped`` / ``gaps``: what retention removed before the
+  group got it.
+* ``gaps`` -- gap notices not yet handed to the group: retention writes one
+  per (group, partition) it cut into, with the exact count of the records no
+  member had fetched, and moves ``delivered`` past them in the same
+  transaction; the partition's owner takes it with its next fetch (see
+  ``creative_hub.log.base.Gap``).
 * ``members`` -- group members seen alive, for sharing out partitions.
 
 Consumer groups work like Kafka's: a topic has ``partitions`` (default 8)
@@ -101,7 +109,13 @@ CREATE TABLE IF NOT EXISTS groups (
     committed INTEGER NOT NULL, delivered INTEGER NOT NULL,
     owner TEXT, lease_until REAL, boot TEXT,
     generation INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    gaps INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, grp, part)
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    topic TEXT NOT NULL, grp TEXT NOT NULL, part INTEGER NOT NULL,
+    after INTEGER NOT NULL, upto INTEGER NOT NULL, count INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS members (
     topic TEXT NOT NULL, grp TEXT NOT NULL, consumer TEXT NOT NULL,
@@ -113,6 +127,51 @@ CREATE TABLE IF NOT EXISTS members (
 
 def _partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add the columns a file made by an older version lacks."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(groups)")}
+    for column in ("skipped", "gaps"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE groups ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
+def _record_gaps(conn: sqlite3.Connection, topic: str, table: str, cut: int) -> None:
+    """Before retention removes every record up to ``cut``: note what each group loses.
+
+    Per (group, partition), the records after what the group still has --
+    ``delivered`` while a live member holds the partition (it keeps what it
+    fetched and still hands it out), else ``committed`` -- are counted
+    (exactly: they are still there), added to ``skipped``, and left as a gap
+    notice for the partition's owner; ``delivered`` and, with no live owner,
+    ``committed`` move to ``cut``.
+    """
+    rows = conn.execute(
+        "SELECT grp, part, committed, delivered, owner, lease_until, boot FROM groups "
+        "WHERE topic = ? AND committed < ?",
+        (topic, cut),
+    ).fetchall()
+    now = time.monotonic()
+    for grp, part, committed, delivered, owner, lease_until, boot in rows:
+        live = owner is not None and boot == BOOT and lease_until is not None and lease_until > now
+        base = delivered if live else committed
+        if base >= cut:
+            continue
+        n = conn.execute(
+            f"SELECT count(*) FROM {table} WHERE part = ? AND seq > ? AND seq <= ?", (part, base, cut)
+        ).fetchone()[0]
+        new_committed = committed if live and committed < delivered else cut
+        conn.execute(
+            "UPDATE groups SET delivered = max(delivered, ?), committed = ?, skipped = skipped + ?, "
+            "gaps = gaps + ? WHERE topic = ? AND grp = ? AND part = ?",
+            (cut, new_committed, n, 1 if n else 0, topic, grp, part),
+        )
+        if n:
+            conn.execute(
+                "INSERT INTO gaps (topic, grp, part, after, upto, count) VALUES (?,?,?,?,?,?)",
+                (topic, grp, part, base, cut, n),
+            )
 
 
 def _parse_position(position: str | None, name: str = "after") -> int:
@@ -206,6 +265,7 @@ class SQLiteLog:
             if write:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                _upgrade(conn)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             if not write:
                 conn.execute("PRAGMA query_only=1")
@@ -430,8 +490,12 @@ class SQLiteLog:
         ev = self._wakeups.get(topic)
         if ev is None:
             ev = self._wakeups[topic] = asyncio.Event()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for turns a
+        # cancellation that lands while it times out into a TimeoutError, which
+        # would be swallowed here and leave a cancelled subscriber running.
         try:
-            await asyncio.wait_for(ev.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await ev.wait()
         except TimeoutError:
             pass
 
@@ -611,6 +675,7 @@ class SQLiteLog:
                     cut = max(cut, r[0])
             if not cut:
                 return 0
+            _record_gaps(conn, topic, table, cut)
             removed = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (cut,)).rowcount
             conn.execute("UPDATE topics SET trimmed_upto = max(trimmed_upto, ?) WHERE name = ?", (cut, topic))
             return int(removed)
@@ -656,12 +721,15 @@ class SQLiteLog:
         def job(conn: sqlite3.Connection) -> GroupLag:
             t = self._lookup_topic(conn, topic)
             parts = conn.execute(
-                "SELECT part, committed, delivered FROM groups WHERE topic = ? AND grp = ?", (topic, group)
+                "SELECT part, committed, delivered, skipped, gaps FROM groups WHERE topic = ? AND grp = ?",
+                (topic, group),
             ).fetchall()
             if t is None or not parts:
                 raise NotFound(f"group {group!r} has not joined topic {topic!r}")
             lag = pending = 0
-            for part, committed, delivered in parts:
+            skipped = sum(r[3] for r in parts)
+            gaps = sum(r[4] for r in parts)
+            for part, committed, delivered, _, _ in parts:
                 lag += conn.execute(
                     f"SELECT count(*) FROM {t.table} WHERE part = ? AND seq > ?", (part, committed)
                 ).fetchone()[0]
@@ -674,7 +742,7 @@ class SQLiteLog:
                 "SELECT count(*) FROM members WHERE topic = ? AND grp = ? AND until > ? AND boot = ?",
                 (topic, group, time.monotonic(), BOOT),
             ).fetchone()[0]
-            return GroupLag(topic, group, lag, pending, members)
+            return GroupLag(topic, group, lag, pending, members, skipped, gaps)
 
         return await self._read(job)
 

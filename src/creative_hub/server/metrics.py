@@ -59,6 +59,18 @@ class Metrics:
             ["topic", "group"],
             registry=self.registry,
         )
+        self.skipped = Gauge(
+            "creative_hub_consumer_skipped_events",
+            "Events retention removed before the group got them (reported as gaps; counted ones)",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.gaps = Gauge(
+            "creative_hub_consumer_gaps",
+            "Gaps reported to the group: runs of events retention removed before it got them",
+            ["topic", "group"],
+            registry=self.registry,
+        )
         self.dead_letters = Gauge(
             "creative_hub_dead_letters", "Events in dead-letter topics", ["topic"], registry=self.registry
         )

@@ -64,7 +64,8 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, published events (rate with ``rate()``), SSE clients, sent
-    and dropped, rate-limited requests, and per consumer group lag and pending, dead letters."""
+    and dropped, rate-limited requests, and per consumer group lag, pending, events skipped by
+    retention and gaps, dead letters."""
     m = request.app.state.metrics
     hub: Hub = request.app.state.hub
     try:
@@ -75,6 +76,8 @@ async def metrics(request: Request) -> Response:
         for g in lags:
             m.lag.labels(info.name, g.group).set(g.lag)
             m.pending.labels(info.name, g.group).set(g.pending)
+            m.skipped.labels(info.name, g.group).set(g.skipped)
+            m.gaps.labels(info.name, g.group).set(g.gaps)
         if info.name.startswith("deadletter."):
             m.dead_letters.labels(info.name).set(info.count)
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -44,6 +44,7 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds one append may take")
     p.add_argument("--give-up", type=float, default=120.0, help="seconds of failures before exiting 1")
     p.add_argument("--pause", type=float, default=0.0, help="seconds between batches")
+    p.add_argument("--positions", help="also write 'id position' lines of every acked event to this file")
     a = p.parse_args(argv)
     log = None
     failing_since: float | None = None
@@ -55,7 +56,7 @@ async def main(argv: list[str] | None = None) -> int:
                 if log is None:
                     log = open_log(a.url)
                     await asyncio.wait_for(log.open(), a.timeout)
-                await asyncio.wait_for(log.append(a.topic, batch), a.timeout)
+                receipts = await asyncio.wait_for(log.append(a.topic, batch), a.timeout)
             except (HubError, TimeoutError, OSError) as e:
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since > a.give_up:
@@ -74,6 +75,9 @@ async def main(argv: list[str] | None = None) -> int:
             acks.write("".join(f"{e.id}\n" for e in batch))
             acks.flush()
             os.fsync(acks.fileno())
+            if a.positions:
+                with open(a.positions, "a") as pos:
+                    pos.write("".join(f"{e.id} {r.position}\n" for e, r in zip(batch, receipts, strict=True)))
             n += len(batch)
             if a.pause:
                 await asyncio.sleep(a.pause)

@@ -51,7 +51,7 @@ from .common import (
     message_record,
     translate,
 )
-from .subscription import KafkaSubscription, _mark
+from .subscription import KafkaSubscription, _mark, _totals
 from .writer import Producer, TopicWriter
 
 __all__ = ["KafkaLog"]
@@ -492,9 +492,12 @@ class KafkaLog:
         if not parts:
             raise NotFound(f"group {group!r} has not joined topic {topic!r}")
         lo, hi = (await self._offsets({topic: n}))[topic]
-        lag = pending = 0
+        lag = pending = skipped = gaps = 0
         for p in range(n):
             tp = parts.get(p)
+            if tp is not None:
+                s, g = _totals(tp.metadata)
+                skipped, gaps = skipped + s, gaps + g
             start = lo[p] if tp is None else max(tp.offset, lo[p])
             lag += max(0, hi[p] - start)
             if tp is not None:
@@ -508,7 +511,7 @@ class KafkaLog:
             members = len(desc.members)
         except LogError:
             pass
-        return GroupLag(topic, group, lag, pending, members)
+        return GroupLag(topic, group, lag, pending, members, skipped, gaps)
 
     async def health(self) -> Health:
         """Whether a broker answers a metadata request now."""

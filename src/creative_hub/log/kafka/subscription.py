@@ -25,6 +25,12 @@ one that keeps working.
   by one member.  Before it gives a partition up in a rebalance, a member
   waits (at most until their ack deadlines) for its un-acked deliveries of
   that partition, so the next owner does not handle the same key at once.
+* **Gaps.**  Offsets are dense, so what retention removed before the group
+  got it is counted exactly: at assignment (the committed offset is below the
+  partition's low watermark; the member commits the low watermark at once,
+  so the gap is counted once) and while consuming (a fetch that jumps ahead:
+  ``auto.offset.reset`` moved it past removed records).  The commit metadata
+  keeps the partition's running totals (``s=<skipped>;g=<gaps>``) for ``lag``.
 * **Start.**  A group that never committed on a partition starts at its
   earliest retained (``Start.EARLIEST``) or end (``Start.LATEST``) offset,
   and commits that start at once, so the group exists (``groups``, ``lag``)
@@ -49,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import confluent_kafka as ck
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
+from ..base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
 from .common import H_ID, logger, message_record, position_format, retry
 
 if TYPE_CHECKING:
@@ -62,6 +68,10 @@ __all__ = ["KafkaSubscription"]
 COMMIT_EVERY = 0.05  # seconds between commits of acked offsets
 POLL_WAIT = 0.1  # seconds the consumer thread blocks in one poll
 SEEN_WINDOW = 10_000  # ids a member remembers to skip a duplicate copy that slipped in
+
+
+# (partition, start offset, previous delivery mark, skipped, gaps, (gap start, resume) or None)
+_Start = tuple[int, "int | None", int, int, int, "tuple[int, int] | None"]
 
 
 class _Out:
@@ -87,9 +97,12 @@ class _Part:
     prev_mark: int  # how far the previous owner delivered (from commit metadata)
     out: dict[int, _Out] = field(default_factory=dict)
     sent: tuple[int, int] = (-1, -1)  # (offset, mark) last committed
+    fetched: int = -1  # the offset the next record from Kafka should have (-1: not known)
+    skipped: int = 0  # records retention removed before the group got them (running total)
+    gaps: int = 0  # gaps found on this partition (running total)
 
 
-class KafkaSubscription:
+class KafkaSubscription(GapReporter):
     """A member of a consumer group on one topic of a KafkaLog; see the module docstring."""
 
     def __init__(
@@ -105,6 +118,7 @@ class KafkaSubscription:
         self.log = log
         self.topic = topic
         self.group = group
+        self._init_gaps()
         self.consumer = consumer
         self.ack_timeout = ack_timeout
         self.start = start
@@ -332,46 +346,48 @@ class KafkaSubscription:
                 starts = self._starts(c, tps)
                 loop.call_soon_threadsafe(self._assigned, starts)
                 c.incremental_assign(
-                    [ck.TopicPartition(self.ktopic, p, o if o is not None else -1001) for p, o, _ in starts]
+                    [ck.TopicPartition(self.ktopic, p, o if o is not None else -1001) for p, o, *_ in starts]
                 )
         except Exception as e:
             logger.warning("%r: assignment failed, resuming from committed offsets: %s", self, e)
-            unknown: list[tuple[int, int | None, int]] = [(tp.partition, None, -1) for tp in tps]
+            unknown: list[_Start] = [(tp.partition, None, -1, 0, 0, None) for tp in tps]
             loop.call_soon_threadsafe(self._assigned, unknown)
             c.incremental_assign(tps)
         finally:
             loop.call_soon_threadsafe(self._joined.set)
 
-    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[tuple[int, int | None, int]]:
-        """(partition, start offset, previous delivery mark) for newly assigned partitions."""
+    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[_Start]:
+        """Where newly assigned partitions start (see ``_Start``).
+
+        A committed offset retention removed is a gap: counted (offsets are
+        dense), and the low watermark committed at once with the new totals,
+        so whoever owns the partition next does not count it again.
+        """
         timeout = self.log.options.timeout
         committed = retry(lambda: c.committed(tps, timeout), timeout)
-        out: list[tuple[int, int | None, int]] = []
+        out: list[_Start] = []
         first_commit: list[ck.TopicPartition] = []
         for tp in committed:
             ask = partial(
                 c.get_watermark_offsets, ck.TopicPartition(self.ktopic, tp.partition), timeout, cached=False
             )
             low, high = retry(ask, timeout)
+            gap: tuple[int, int] | None = None
+            skipped, gaps = _totals(tp.metadata)
             if tp.offset is not None and tp.offset >= 0:
                 start = tp.offset
-                if start < low:
-                    logger.warning(
-                        "%s group %s partition %d: offsets %d..%d were removed by retention before the group "
-                        "read them",
-                        self.topic,
-                        self.group,
-                        tp.partition,
-                        start,
-                        low - 1,
-                    )
-                    start = low
                 mark = _mark(tp.metadata)
+                if start < low:
+                    gap = (start, low)
+                    skipped, gaps = skipped + low - start, gaps + 1
+                    start = low
+                    meta = _metadata(mark, skipped, gaps)
+                    first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata=meta))
             else:
                 start = low if self.start is Start.EARLIEST else high
                 mark = -1
                 first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata="d=-1"))
-            out.append((tp.partition, start, mark))
+            out.append((tp.partition, start, mark, skipped, gaps, gap))
         if first_commit:  # the group now exists, and starts here whoever joins next
             c.commit(offsets=first_commit, asynchronous=False)
         return out
@@ -398,9 +414,23 @@ class KafkaSubscription:
         loop.call_soon_threadsafe(self._drop, [tp.partition for tp in tps])
 
     # -- on the event loop -------------------------------------------------------------
-    def _assigned(self, starts: list[tuple[int, int | None, int]]) -> None:
-        for p, start, mark in starts:
-            self._parts[p] = _Part(p, start, start if start is not None else -1, mark)
+    def _assigned(self, starts: list[_Start]) -> None:
+        for p, start, mark, skipped, gaps, gap in starts:
+            part = self._parts[p] = _Part(p, start, start if start is not None else -1, mark)
+            part.fetched = start if start is not None else -1
+            part.skipped, part.gaps = skipped, gaps
+            if gap is not None:
+                self._gap(p, *gap)
+
+    def _gap(self, p: int, start: int, resume: int) -> None:
+        """Report offsets ``start`` .. ``resume - 1`` of partition ``p``: gone before the group had them."""
+        fmt = self._format
+
+        def spell(off: int) -> str:
+            return str(off) if fmt is None else f"{fmt[p][0]}{off}{fmt[p][1]}"
+
+        after = spell(start - 1) if start > 0 else None
+        self._report_gap(Gap(self.topic, self.group, p, after, spell(resume - 1), resume - start))
 
     async def _revoked(self, parts: list[int]) -> list[ck.TopicPartition]:
         """Wait for un-acked deliveries of ``parts`` (up to their deadlines); returns the commits to make."""
@@ -422,7 +452,8 @@ class KafkaSubscription:
                 break
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), min(live) - now)
+                async with asyncio.timeout(min(live) - now):  # not wait_for: see sqlite.py
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
@@ -451,6 +482,11 @@ class KafkaSubscription:
                 continue  # no longer ours
             if part.committed is None:
                 part.committed = part.handed = off
+            elif off > part.fetched >= 0:  # auto.offset.reset jumped past what retention removed
+                part.skipped += off - part.fetched
+                part.gaps += 1
+                self._gap(p, part.fetched, off)
+            part.fetched = off + 1
             count = 2 if off < part.prev_mark else 1
             if fmt is None:
                 position = str(off)
@@ -520,7 +556,10 @@ class KafkaSubscription:
                     wait = min(wait, deadline - now)
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait if wait > 0.001 else 0.001)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a
+                    # cancellation into a TimeoutError (swallowed here): see sqlite.py.
+                    async with asyncio.timeout(wait if wait > 0.001 else 0.001):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
@@ -645,7 +684,8 @@ class KafkaSubscription:
             return None
         part.sent = (offset, part.handed)
         part.committed = offset
-        return ck.TopicPartition(self.ktopic, part.partition, offset, metadata=f"d={part.handed}")
+        meta = _metadata(part.handed, part.skipped, part.gaps)
+        return ck.TopicPartition(self.ktopic, part.partition, offset, metadata=meta)
 
     def _schedule_commit(self) -> None:
         if self._commit_handle is None and self._loop is not None and not self._closed:
@@ -673,13 +713,30 @@ class KafkaSubscription:
         return self._inflight
 
 
-def _mark(metadata: str | None) -> int:
-    if metadata and metadata.startswith("d="):
+def _fields(metadata: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in (metadata or "").split(";"):
+        name, _, value = item.partition("=")
         try:
-            return int(metadata[2:])
+            out[name] = int(value)
         except ValueError:
             pass
-    return -1
+    return out
+
+
+def _mark(metadata: str | None) -> int:
+    """How far deliveries went (``d=``), from a commit's metadata; -1 if not there."""
+    return _fields(metadata).get("d", -1)
+
+
+def _totals(metadata: str | None) -> tuple[int, int]:
+    """(skipped, gaps) so far, from a commit's metadata."""
+    f = _fields(metadata)
+    return f.get("s", 0), f.get("g", 0)
+
+
+def _metadata(mark: int, skipped: int, gaps: int) -> str:
+    return f"d={mark};s={skipped};g={gaps}" if gaps else f"d={mark}"
 
 
 def _on_commit(err: ck.KafkaError | None, partitions: list[ck.TopicPartition]) -> None:

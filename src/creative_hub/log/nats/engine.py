@@ -183,6 +183,7 @@ class NatsLog:
     """
 
     engine = "nats"
+    GAP_COUNTS = False  # records removed before delivery are reported by range, uncounted (see group.py)
     ATOMIC_APPEND = True  # batches of up to 1000 are one JetStream atomic batch
 
     def __init__(self, url: str, options: NatsOptions | None = None) -> None:
@@ -767,7 +768,8 @@ class NatsLog:
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see sqlite.py's _wait_for_append
+                await event.wait()
         event.clear()
 
     async def _direct_batch(
@@ -876,7 +878,9 @@ class NatsLog:
         pending = sum(c.num_ack_pending or 0 for c in mine)
         keys = await self._kv_scan(f"{t.stream}.{escape(group)}.m.>")
         members = sum(1 for v in keys.values() if not v.deleted)
-        return GroupLag(topic, group, lag, pending, members)
+        totals = (await self._kv_scan(f"{t.stream}.{escape(group)}.s")).get(f"{t.stream}.{escape(group)}.s")
+        skipped, gaps = (int(x) for x in totals.value.split()) if totals and totals.value else (0, 0)
+        return GroupLag(topic, group, lag, pending, members, skipped, gaps)
 
     # -- the lease bucket (KV) ----------------------------------------------------
     async def _bucket(self) -> None:

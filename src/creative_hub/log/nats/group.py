@@ -32,6 +32,24 @@ nats-server 2.14): everything after the floor is delivered again, in order.
 So a takeover never delivers a newer record of a key before an older one
 that was not acked.  Redeliveries after a reset count from the previous
 delivery (``delivery_count`` >= 2).
+
+Gaps (records retention removed before the group got them; see
+``creative_hub.log.base.Gap``).  JetStream moves a consumer past removed
+records by itself -- its ack floor too -- so the group keeps its own marks:
+
+* a member releasing a partition writes the consumer's ack floor
+  (``<stream>.<group>.f.<n>`` = ``<consumer seq> <stream seq>``); the next
+  holder compares it with the server's: consumer sequences are dense, so
+  the difference is exactly the deliveries that were removed un-acked;
+* a holder compares the stream's first sequence with the newest record it
+  received on each partition -- at takeover, and on topics with limits
+  whenever a record arrives that is not the next stream sequence, before
+  handing it out: records removed there before they were delivered cannot
+  be counted (the partitions share one stream sequence), so the gap is
+  reported with its range and ``count=None`` -- a range in which this
+  partition may have had no record at all.
+
+Running totals are in ``<stream>.<group>.s`` (``<skipped> <gaps>``), for ``lag``.
 """
 
 from __future__ import annotations
@@ -56,9 +74,9 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import DEFAULT_BATCH, Delivery, Record, Start, settle_others, unsettled
-from .engine import META_GROUP, _State, _status, _Topic, record_of
-from .names import consumer_name, escape
+from ..base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
+from .engine import _KV, ERR_WRONG_LAST_SEQUENCE, META_GROUP, _State, _status, _Topic, record_of
+from .names import LEASE_BUCKET, consumer_name, escape
 
 if TYPE_CHECKING:
     from .engine import NatsLog
@@ -73,6 +91,7 @@ PULL_EXPIRES = 5.0  # seconds a pull request waits on the server at most
 PULL_MARGIN = 0.1  # seconds between a pull request's expiry and the lease deadline
 MAX_ACK_PENDING = 10_000  # per partition consumer: un-acked deliveries before JetStream holds back
 FLOOR_WAIT = 2.0  # seconds a leaving member waits for the server to apply its acks
+FLOOR_TTL = 30 * 86400  # seconds a released partition's ack floor mark is kept
 
 
 @dataclass(slots=True)
@@ -103,9 +122,10 @@ class _Part:
     requests: int = 0
     releasing: bool = False
     release_by: float = 0.0  # monotonic: give up waiting for acks then
+    last_seen: int = 0  # newest stream seq received on this partition (or known delivered)
 
 
-class NatsSubscription:
+class NatsSubscription(GapReporter):
     """A member of a consumer group on one topic of a NatsLog."""
 
     def __init__(
@@ -121,6 +141,7 @@ class NatsSubscription:
         self.log = log
         self.topic = topic
         self.group = group
+        self._init_gaps()
         self.consumer = consumer or f"c-{uuid.uuid4().hex[:12]}"
         self.ack_timeout = ack_timeout
         self.start = start
@@ -139,6 +160,8 @@ class NatsSubscription:
         self._lock = asyncio.Lock()
         g = escape(group)
         self._prefix = ""  # <stream>.<group>. once the topic is known
+        self._limited = True  # the stream has retention limits (as of the last look)
+        self._jumps: list[tuple[_Part, int, int | None]] = []  # (partition, newest before, next) to check
         self._gtoken = g
 
     def __repr__(self) -> str:
@@ -281,14 +304,15 @@ class NatsSubscription:
             )
             if rev is None:
                 continue  # another member was faster
-            await self._take(t, i, rev, sent + self.ack_timeout * LEASE_FACTOR)
+            mark = keys.get(f"{self._prefix}f.{i}")
+            await self._take(t, i, rev, sent + self.ack_timeout * LEASE_FACTOR, mark)
             held += 1
 
     def _lease_key(self, i: int) -> str:
         return f"{self._prefix}p.{i}"
 
-    async def _take(self, t: _Topic, i: int, revision: int, deadline: float) -> None:
-        """Start serving partition ``i``, whose lease we just won."""
+    async def _take(self, t: _Topic, i: int, revision: int, deadline: float, mark: _KV | None = None) -> None:
+        """Start serving partition ``i``, whose lease we just won (``mark``: its last holder's ack floor)."""
         log = self.log
         name = consumer_name(self.group, i)
         try:
@@ -297,11 +321,22 @@ class NatsSubscription:
             await self._ensure_consumers(t)  # deleted behind our back: make it again
             info = await log.js.consumer_info(t.stream, name)
         prev = info.delivered.stream_seq if info.delivered else 0
+        if mark is not None and not mark.deleted and mark.value and info.ack_floor is not None:
+            # Deliveries the last holder left un-acked that JetStream removed
+            # moved the server's ack floor past them: consumer seqs are dense.
+            cseq, sseq = (int(x) for x in mark.value.split())
+            vanished = info.ack_floor.consumer_seq - cseq
+            if vanished > 0:
+                upto = str(info.ack_floor.stream_seq)
+                await self._gap(Gap(self.topic, self.group, i, str(sseq) if sseq else None, upto, vanished))
+            await log._kv_put(f"{self._prefix}f.{i}", b"", ttl=FLOOR_TTL, delete=True)
         if info.num_ack_pending:
             # Deliveries of an earlier holder (crashed, or fetched and never
             # handed out): deliver everything after the ack floor again, in order.
             await log.js.reset_consumer(t.stream, name)
         p = _Part(i, name, revision, deadline, prev)
+        p.last_seen = prev
+        await self._check_removed(t, [(p, prev, None)])
         p.inbox = f"{log._reply_prefix}.g{log.nc._nuid.next().decode()}"
 
         async def on_msg(msg: Msg) -> None:
@@ -309,6 +344,37 @@ class NatsSubscription:
 
         p.sub = await log.nc.subscribe(p.inbox + ".*", cb=on_msg)
         self._parts[i] = p
+
+    async def _check_removed(self, t: _Topic, jumps: list[tuple[_Part, int, int | None]]) -> None:
+        """Report records retention removed after ``a`` (and before ``b``) on each (partition, a, b).
+
+        Uncounted: the stream's partitions share its sequence, so a removed
+        range may have held none of this partition's records.
+        """
+        info = await self.log.js.stream_info(t.stream)
+        c = info.config
+        self._limited = bool(c.max_age or (c.max_msgs or 0) > 0 or (c.max_bytes or 0) > 0)
+        first = info.state.first_seq
+        for p, a, b in jumps:
+            upto = first - 1 if b is None else min(first, b) - 1
+            if upto > a and (a or upto > 0):
+                await self._gap(Gap(self.topic, self.group, p.index, str(a) if a else None, str(upto), None))
+
+    async def _gap(self, gap: Gap) -> None:
+        """Report ``gap`` and add it to the group's running totals (compare-and-set)."""
+        self._report_gap(gap)
+        log, key = self.log, f"{self._prefix}s"
+        for _ in range(20):
+            cur = (await log._kv_scan(key)).get(key)
+            skipped, gaps = (int(x) for x in cur.value.split()) if cur and cur.value else (0, 0)
+            value = f"{skipped + (gap.count or 0)} {gaps + 1}".encode()
+            headers = {"Nats-Expected-Last-Subject-Sequence": str(cur.revision if cur else 0)}
+            msg = await log._request(f"$KV.{LEASE_BUCKET}.{key}", value, headers)
+            resp = json.loads(msg.data)
+            if "error" not in resp:
+                return
+            if resp["error"].get("err_code") != ERR_WRONG_LAST_SEQUENCE:
+                log._raise_api(resp)
 
     async def _start_release(self, p: _Part) -> None:
         p.releasing = True
@@ -342,6 +408,10 @@ class NatsSubscription:
                     break
                 await asyncio.sleep(0.02)
         self._parts.pop(p.index, None)
+        info = await log.js.consumer_info(t.stream, p.consumer)
+        if info.ack_floor is not None:  # the next holder counts what is removed un-acked after it
+            floor = f"{info.ack_floor.consumer_seq} {info.ack_floor.stream_seq}".encode()
+            await log._kv_put(f"{self._prefix}f.{p.index}", floor, ttl=FLOOR_TTL)
         await log._kv_put(self._lease_key(p.index), b"", ttl=self._ttl, last=p.revision, delete=True)
 
     async def _drop(self, p: _Part) -> None:
@@ -361,7 +431,12 @@ class NatsSubscription:
                 if head.remaining <= 0:
                     p.pulls.popleft()
             tokens = msg.reply.split(".")
-            seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
+            nine = len(tokens) == 9
+            seq = int(tokens[5] if nine else tokens[7])
+            if seq > p.last_seen:
+                if seq > p.last_seen + 1 and self._limited:  # records in between: removed?
+                    self._jumps.append((p, p.last_seen, seq))
+                p.last_seen = seq
             self._received += 1
             heapq.heappush(self._buffer, (seq, self._received, p, msg))
             p.buffered += 1
@@ -462,7 +537,7 @@ class NatsSubscription:
             await self._join()
         async with self._lock:
             out = [await self._next_locked(timeout)]
-            while len(out) < max:
+            while len(out) < max and not self._jumps:  # a possible gap is checked first
                 d = self._pop()
                 if d is None:
                     break
@@ -486,6 +561,12 @@ class NatsSubscription:
             # Ask for more before the buffer runs dry, so records keep flowing.
             with self.log._guard(f"pull from {self.topic}"):
                 await self._top_up(now)
+            while self._jumps:  # before handing out what came after them (more may come meanwhile)
+                jumps, self._jumps = self._jumps, []
+                assert self._t is not None
+                with self.log._guard(f"look for removed records of {self.topic}"):
+                    mine = [j for j in jumps if self._parts.get(j[0].index) is j[0]]
+                    await self._check_removed(self._t, mine)
             d = self._pop()
             if d is not None:
                 return d
@@ -496,7 +577,8 @@ class NatsSubscription:
                 wait = min(wait, deadline - now)
             self._event.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: see sqlite.py's _wait_for_append
+                    await self._event.wait()
 
     def _pop(self) -> Delivery | None:
         while self._buffer:
