@@ -127,6 +127,11 @@ class KafkaOptions:
             raise ValidationError("url.dedup_window", f"must be >= 1, got {opts.dedup_window}")
         return opts
 
+    def prefetch_kbytes(self) -> int:
+        """What a consumer may prefetch per partition set (librdkafka's default is 64 MiB each,
+        which a hub with pooled readers and several members multiplies); a ``client`` option wins."""
+        return int(self.client.get("queued.max.messages.kbytes", 16384))
+
     def base(self) -> dict[str, Any]:
         """librdkafka settings every client of this engine shares."""
         conf: dict[str, Any] = {
@@ -339,6 +344,7 @@ class Reader:
                 "enable.partition.eof": False,
                 "auto.offset.reset": "earliest",
                 "client.id": name,
+                "queued.max.messages.kbytes": options.prefetch_kbytes(),
             }
         )
         self.consumer = ck.Consumer(conf)

@@ -229,6 +229,7 @@ class KafkaSubscription(GapReporter):
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": False,
                 "auto.offset.reset": "earliest",  # only when a committed offset was removed by retention
+                "queued.max.messages.kbytes": opts.prefetch_kbytes(),
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": int(session * 1000),
                 "heartbeat.interval.ms": max(100, int(session * 1000 / 3)),
