@@ -644,6 +644,10 @@ from .cli_peers import register as _register_peer_commands  # noqa: E402 -- need
 
 _register_peer_commands(app)
 
+from .cli_grants import register as _register_grant_commands  # noqa: E402
+
+_register_grant_commands(app)
+
 
 from .sources.cli import ingest_app  # noqa: E402
 

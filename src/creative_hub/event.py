@@ -275,6 +275,11 @@ def validate_event(event: Event) -> Event:
         raise ValidationError("traceparent", "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)")
     if event.partitionkey is not None and not event.partitionkey:
         raise ValidationError("partitionkey", "must not be empty")
+    # CloudEvents: present means non-empty (SDKs refuse "" for these).
+    if event.subject is not None and not event.subject:
+        raise ValidationError("subject", "must not be empty when present (leave it out instead)")
+    if event.dataschema is not None and not event.dataschema:
+        raise ValidationError("dataschema", "must not be empty when present (a URI, or leave it out)")
     if (
         event.model is not None
         or event.modelprovider is not None
@@ -326,6 +331,10 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
             obj = msgspec.json.decode(raw)
         except msgspec.DecodeError as e:
             raise ValidationError("event", f"not valid JSON: {e}") from None
+        except UnicodeDecodeError as e:  # msgspec raises it for bad UTF-8 inside a string
+            raise ValidationError("event", f"not valid UTF-8 at byte {e.start}: {e.reason}") from None
+        except RecursionError:
+            raise ValidationError("event", "JSON nested too deeply") from None
     else:
         obj = raw
     if type(obj) is not dict and not isinstance(obj, Mapping):

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from .access import Identity, can_read, check_read, check_write
+from .access import Identity, can_list, can_read, can_read_event, check_read, check_write, needs_grant
 from .errors import AccessDenied, HubError, NotFound, PayloadTooLarge, ValidationError
 from .event import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -37,6 +37,7 @@ from .event import (
     parse_event,
     validate_event,
 )
+from .grants import GrantBook
 from .ledger import EffectLedger
 from .log import Delivery, Entry, Gap, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
@@ -48,6 +49,7 @@ __all__ = ["DEADLETTER_PREFIX", "Hub", "HubDelivery", "HubSubscription", "Receip
 logger = logging.getLogger(__name__)
 
 DEADLETTER_PREFIX = "deadletter."  # records a subscriber could not decode go to deadletter.<topic>
+AUDIT_BATCH = 100  # drafts read through grants per audit record, at most (replay)
 PUBLIC, PRIVATE = "public", "private"
 _encoder = msgspec.json.Encoder()
 
@@ -130,6 +132,11 @@ class HubSubscription:
     Records retention removed before the group got them are reported, never
     skipped silently: ``gaps()``, ``on_gap`` and ``skipped`` are the engine
     subscription's (see ``creative_hub.log.base.Gap``).
+
+    Someone else's drafts, read through grants, are decided event by event
+    (``creative_hub.access.can_read_event``, with a grant view at most
+    ``grants.REFRESH_AGE`` old): an event no live grant covers is acked for the
+    group and never handed over, and each batch handed over is audited first.
     """
 
     def __init__(self, hub: Hub, inner: Any, *, validate: bool = True) -> None:
@@ -138,6 +145,7 @@ class HubSubscription:
         self.validate = validate
         self.topic: str = inner.topic
         self.group: str = inner.group
+        self.gated = needs_grant(hub.identity, self.topic)  # someone else's drafts: grants decide
         self.dead_letters = 0
 
     @property
@@ -161,6 +169,7 @@ class HubSubscription:
         return gaps
 
     async def __aenter__(self) -> HubSubscription:
+        await self._check()
         await self.inner.__aenter__()
         return self
 
@@ -173,20 +182,23 @@ class HubSubscription:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[HubDelivery]:
+        await self._check()
         async for d in self.inner:
             hd = await self._decode(d)
-            if hd is not None:
+            if hd is not None and (not self.gated or await self._admit([hd])):
                 yield hd
 
     async def next(self, timeout: float | None = None) -> HubDelivery:
+        await self._check()
         while True:
             d = await self.inner.next(timeout)
             hd = await self._decode(d)
-            if hd is not None:
+            if hd is not None and (not self.gated or await self._admit([hd])):
                 return hd
 
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[HubDelivery]:
         """At least one event (waiting up to ``timeout``), up to ``max`` ready now; junk is dead-lettered."""
+        await self._check()
         while True:
             batch = await self.inner.next_batch(max, timeout)
             out: list[HubDelivery] = []
@@ -201,8 +213,27 @@ class HubSubscription:
                         out.append(hd)
                     continue
                 out.append(HubDelivery(d, event))
+            if out and self.gated:
+                out = await self._admit(out)
             if out:
                 return out
+
+    async def _check(self) -> None:
+        """Grants are read from the log: the topic-level check of a gated subscription waits for them."""
+        if self.gated:
+            await self.hub.grants.refresh()
+            check_read(self.hub.identity, self.topic)
+
+    async def _admit(self, deliveries: list[HubDelivery]) -> list[HubDelivery]:
+        """The deliveries a live grant covers, audited; the rest are acked unseen."""
+        await self.hub.grants.refresh()
+        who = self.hub.identity
+        keep = [hd for hd in deliveries if can_read_event(who, self.topic, hd.event.subject)]
+        drop = [hd for hd in deliveries if hd not in keep]
+        if drop:
+            await self.inner.ack_many([hd.delivery for hd in drop])
+        await self.hub.grants.record_reads(who, self.topic, [hd.event for hd in keep], "subscribe")
+        return keep
 
     async def ack_many(self, deliveries: Sequence[HubDelivery]) -> None:
         """Ack every one of ``deliveries`` in one round (see ``Subscription.ack_many``)."""
@@ -248,6 +279,8 @@ class Hub:
         authenticated: bool = False,
         keystore: Keystore | None = None,
         registry: Registry | None = None,
+        grants: GrantBook | None = None,
+        via: str | None = None,
     ) -> None:
         self.log = log
         self.principal = principal
@@ -255,7 +288,9 @@ class Hub:
         self.trusted = trusted
         self.authenticated = authenticated
         self.keystore = keystore
+        self.via = via  # the face this view serves (http, mcp): named in audit records
         self._registry = registry
+        self._grants = grants
         self._owns_log = True
 
     @classmethod
@@ -269,7 +304,16 @@ class Hub:
 
     @property
     def identity(self) -> Identity:
-        return Identity(self.principal, self.authenticated, self.trusted)
+        # Grants count for signed-in principals only; the view is shared, and kept fresh by reads.
+        grants = self.grants if self.authenticated and not self.trusted else None
+        return Identity(self.principal, self.authenticated, self.trusted, grants, self.via)
+
+    @property
+    def grants(self) -> GrantBook:
+        """Grants on drafts (kept in the log) and the audit of the reads they allow."""
+        if self._grants is None:
+            self._grants = GrantBook(self.log, self.keystore)
+        return self._grants
 
     @property
     def registry(self) -> Registry:
@@ -278,8 +322,9 @@ class Hub:
             self._registry = Registry(self.log, self.keystore or Keystore(".creative-hub/keys"))
         return self._registry
 
-    def acting(self, principal: str, *, authenticated: bool = False) -> Hub:
-        """This hub as seen by ``principal``: same log, access rules applied."""
+    def acting(self, principal: str, *, authenticated: bool = False, via: str | None = None) -> Hub:
+        """This hub as seen by ``principal``: same log, access rules applied.
+        ``via`` names the face (http, mcp) in the owner's audit of draft reads."""
         child = Hub(
             self.log,
             principal=principal,
@@ -288,6 +333,8 @@ class Hub:
             authenticated=authenticated,
             keystore=self.keystore,
             registry=self.registry,
+            grants=self.grants,
+            via=via,
         )
         child._owns_log = False
         return child
@@ -417,8 +464,17 @@ class Hub:
         limit: int | None = None,
         follow: bool = False,
     ) -> AsyncIterator[StoredEvent]:
-        """Events of ``topic`` in log order (history; with ``follow``, then live)."""
+        """Events of ``topic`` in log order (history; with ``follow``, then live).
+
+        Someone else's drafts, read through grants, come filtered event by event
+        (``limit`` then counts the events handed over) and audited for the owner
+        a batch at a time, before the batch is handed over.
+        """
         check_topic(topic)
+        if needs_grant(self.identity, topic):
+            async for stored in self._replay_granted(topic, after, since, limit, follow):
+                yield stored
+            return
         check_read(self.identity, topic)
         async for r in self.log.read(topic, after=after, since=since, limit=limit, follow=follow):
             try:
@@ -428,23 +484,79 @@ class Hub:
                 continue
             yield StoredEvent(topic, r.position, r.time_ms, event)
 
+    async def _scan(
+        self,
+        topic: str,
+        *,
+        after: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[StoredEvent]:
+        """The decoded events of ``topic``, no access check (the caller made it)."""
+        async for r in self.log.read(topic, after=after, since=since, limit=limit, follow=follow):
+            try:
+                event = decode_event(r.body)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                logger.warning("skipping %s@%s: not a valid event (%s)", topic, r.position, e)
+                continue
+            yield StoredEvent(topic, r.position, r.time_ms, event)
+
+    async def _replay_granted(
+        self, topic: str, after: str | None, since: float | None, limit: int | None, follow: bool
+    ) -> AsyncIterator[StoredEvent]:
+        grants = self.grants
+        await grants.refresh()
+        check_read(self.identity, topic)
+        # History goes out in audited batches; live events (follow) one at a time.
+        size = 1 if follow else min(limit or AUDIT_BATCH, AUDIT_BATCH)
+        left = limit
+        batch: list[StoredEvent] = []
+        async for stored in self._scan(topic, after=after, since=since, follow=follow):
+            await grants.refresh()  # at most every REFRESH_AGE: a revocation counts mid-replay
+            who = self.identity
+            if not can_read_event(who, topic, stored.event.subject):
+                continue
+            batch.append(stored)
+            if left is not None:
+                left -= 1
+            if len(batch) >= size or left == 0:
+                await grants.record_reads(who, topic, [s.event for s in batch], "replay")
+                for s in batch:
+                    yield s
+                batch = []
+                if left == 0:
+                    return
+        if batch:
+            await grants.record_reads(self.identity, topic, [s.event for s in batch], "replay")
+            for s in batch:
+                yield s
+
     async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
         """The event with ``event_id`` (in ``topic``, or in any peer or shared topic
         this principal may read).  NotFound otherwise: an event in a topic the principal may not
         read is "not found" too, so a guessed id tells nothing.  A scan: for
         tools and peer operations, not for hot paths."""
         if topic is not None:
+            check_topic(topic)
             names = [topic]
         else:
             # Without a topic: the creative work (peer hubs and shared topics),
             # not work queues, archives or dead letters -- name the topic for those.
-            names = [t.name for t in await self.topics() if t.name.startswith(("peer.", "creative."))]
+            names = [t.name for t in await self.log.topics() if t.name.startswith(("peer.", "creative."))]
+        if self.identity.grants is not None:
+            await self.grants.refresh()
         for name in names:
-            if not can_read(self.identity, name):
+            who = self.identity
+            if not can_read(who, name):
                 continue
-            async for stored in self.replay(name):
-                if stored.event.id == event_id:
-                    return stored
+            async for stored in self._scan(name):
+                if stored.event.id != event_id:
+                    continue
+                if not can_read_event(who, name, stored.event.subject):
+                    break  # not theirs to see: "not found", like any other
+                await self.grants.record_reads(who, name, [stored.event], "get")
+                return stored
         raise NotFound(f"no event {event_id!r}")
 
     def subscribe(
@@ -458,8 +570,11 @@ class Hub:
         batch: int = DEFAULT_BATCH,
         validate: bool = True,
     ) -> HubSubscription:
-        """Join ``group`` on ``topic``: history first (unless start=LATEST), then live."""
-        check_read(self.identity, topic)
+        """Join ``group`` on ``topic``: history first (unless start=LATEST), then live.
+        Someone else's drafts: checked against the grants now, or -- when the hub's
+        view of them is older than ``grants.REFRESH_AGE`` -- on first use."""
+        if not needs_grant(self.identity, topic) or self.grants.fresh:
+            check_read(self.identity, topic)
         inner = self.log.subscribe(
             topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
         )
@@ -498,8 +613,11 @@ class Hub:
 
     # -- admin ---------------------------------------------------------------
     async def topics(self) -> list[TopicInfo]:
-        """The topics this principal may read (others are not even named)."""
-        return [t for t in await self.log.topics() if can_read(self.identity, t.name)]
+        """The topics this principal may read (others are not even named; nor is a
+        topic subject grants alone open, see ``access.can_list``)."""
+        if self.identity.grants is not None:
+            await self.grants.refresh()
+        return [t for t in await self.log.topics() if can_list(self.identity, t.name)]
 
     async def stats(self) -> list[tuple[TopicInfo, list[GroupLag]]]:
         """Per topic: its counts, and the lag of every group on it."""

@@ -37,9 +37,10 @@ from typing import Any
 
 import msgspec
 
-from .access import can_read
+from .access import can_read, can_read_event
 from .errors import AccessDenied
 from .event import Event, derive_id
+from .grants import fresh, record_reads
 from .hub import Hub, StoredEvent
 from .principals import verify_signature
 from .schemas import Compaction, Folded
@@ -211,10 +212,12 @@ class _Index:
     @classmethod
     async def load(cls, hub: Hub) -> _Index:
         idx = cls()
-        for info in await hub.topics():
+        await fresh(hub.identity)  # grants: decide with a view at most REFRESH_AGE old
+        who = hub.identity
+        for info in await hub.log.topics():
             # Lineage lives in the peer hubs, their archives and the shared topics;
             # other topics (agents' work queues, tests, dead letters) are not read.
-            if not info.name.startswith(LINEAGE_PREFIXES) or not can_read(hub.identity, info.name):
+            if not info.name.startswith(LINEAGE_PREFIXES) or not can_read(who, info.name):
                 continue
             async for r in hub.log.read(info.name):
                 try:
@@ -222,6 +225,8 @@ class _Index:
                 except ValueError:
                     continue
                 e = stored.event
+                if not can_read_event(who, info.name, e.subject):
+                    continue  # someone else's draft no live grant covers
                 if info.name.startswith("archive.") and e.type == "creative.system.compaction":
                     for f in e.data.get("folded", []):
                         idx.folded[f["id"]] = (msgspec.convert(f, Folded), e.data["topic"])
@@ -347,7 +352,11 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
             n = node(eid, "feedback")
             if n is not None:
                 feedback.append(n)
-    return Lineage(root, decisions, feedback)
+    found = Lineage(root, decisions, feedback)
+    # Drafts shown through grants are audited for their owners.
+    shown = [(n.topic, idx.events[n.id][0].event) for n in found.nodes if n.id in idx.events]
+    await record_reads(hub.identity, shown, "lineage")
+    return found
 
 
 async def compact(hub: Hub, topic: str) -> list[Compaction]:

@@ -341,6 +341,36 @@ class Compaction(Payload, kw_only=True):
     folded: list[Folded]
 
 
+class GrantGiven(Payload, kw_only=True):
+    """An owner lets a grantee read their drafts until ``expires`` (kept in ``system.grants``)."""
+
+    grant: NonEmpty  #: the grant's id
+    owner: NonEmpty
+    grantee: NonEmpty
+    stream: Literal["drafts"] | None = None  #: every draft of the owner ...
+    subject: str | None = None  #: ... or only the drafts about this subject
+    expires: datetime  #: aware; the grant ends then
+    reason: str | None = None
+
+
+class GrantRevoked(Payload, kw_only=True):
+    """An owner ends a grant before it expires (kept in ``system.grants``)."""
+
+    grant: NonEmpty
+    owner: NonEmpty
+    reason: str | None = None
+
+
+class DraftRead(Payload, kw_only=True):
+    """Someone other than the owner read drafts through a grant (kept in ``peer.<owner>.audit``)."""
+
+    reader: NonEmpty
+    how: NonEmpty  #: get, replay, subscribe, search, lineage, stream; prefixed by the face (mcp:, http:)
+    topic: NonEmpty
+    ids: list[str]  #: the drafts read, in the order read
+    grants: list[str]  #: the grant(s) that allowed it
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.commit": Commit,
     "creative.engineering.pull_request": PullRequest,
@@ -369,6 +399,9 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.agents.note": Note,
     "creative.system.deadletter": DeadLetter,
     "creative.system.compaction": Compaction,
+    "creative.system.grant": GrantGiven,
+    "creative.system.grant_revoked": GrantRevoked,
+    "creative.system.draft_read": DraftRead,
 }
 
 AREAS = sorted({t.split(".")[1] for t in PAYLOADS})

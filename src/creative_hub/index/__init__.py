@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from ..access import Identity, can_read
+from .. import grants
+from ..access import Identity, can_read_event, needs_grant
 from ..errors import NotFound
 from ..event import Event, decode_event
 from ..hub import Hub
@@ -118,41 +119,66 @@ class HubIndex:
             return await self.indexer(hub).rebuild()
 
     # -- queries (each in a worker thread) ---------------------------------------
+    # Grants: each query decides with the caller's grant view at most REFRESH_AGE old,
+    # and the drafts it hands over through grants are audited for their owners first.
+    # Analytics (counts over many documents) leave grants out: nobody audits a count.
     async def search(self, who: Identity, q: SearchQuery) -> SearchResult:
-        return await asyncio.to_thread(search, self.store, who, q, embedder=self.embedder)
+        await grants.fresh(who)
+        result = await asyncio.to_thread(search, self.store, who, q, embedder=self.embedder)
+        await self._audit(who, [(h.topic, h.id) for h in result.hits], "search")
+        return result
 
     async def related(self, who: Identity, event_id: str, limit: int = 10) -> list[Related]:
-        return await asyncio.to_thread(
+        await grants.fresh(who)
+        found = await asyncio.to_thread(
             related, self.store, who, event_id, limit=limit, embedder=self.embedder
         )
+        await self._audit(who, [(r.topic, r.id) for r in found], "related")
+        return found
+
+    async def _audit(self, who: Identity, hits: list[tuple[str, str]], how: str) -> None:
+        gated = [(t, i) for t, i in hits if needs_grant(who, t)]
+        if not gated:
+            return
+        reads: list[tuple[str, Event]] = []
+        for topic, event_id in gated:
+            rows = await asyncio.to_thread(
+                self.store.query, "SELECT body FROM docs WHERE id = ? AND topic = ?", (event_id, topic)
+            )
+            if rows:
+                reads.append((topic, decode_event(rows[0][0])))
+        await grants.record_reads(who, reads, how)
 
     async def activity(self, who: Identity, **kwargs: Any) -> list[ActivityRow]:
-        return await asyncio.to_thread(activity, self.store, who, **kwargs)
+        return await asyncio.to_thread(activity, self.store, who.without_grants(), **kwargs)
 
     async def collaborators(self, who: Identity, **kwargs: Any) -> list[Pair]:
-        return await asyncio.to_thread(collaborators, self.store, who, **kwargs)
+        return await asyncio.to_thread(collaborators, self.store, who.without_grants(), **kwargs)
 
     async def links(self, who: Identity, **kwargs: Any) -> list[Link]:
-        return await asyncio.to_thread(links, self.store, who, **kwargs)
+        return await asyncio.to_thread(links, self.store, who.without_grants(), **kwargs)
 
     async def open_contributions(self, who: Identity, to: str | None = None) -> list[OpenContribution]:
-        return await asyncio.to_thread(open_contributions, self.store, who, to=to)
+        return await asyncio.to_thread(open_contributions, self.store, who.without_grants(), to=to)
 
     async def get(self, who: Identity, event_id: str) -> tuple[str, str, Event]:
         """(topic, position, event) of ``event_id`` from the index, if ``who`` may read it.
 
         The index answers by id at once (the hub's ``get`` scans topics)."""
+        await grants.fresh(who)
         rows = await asyncio.to_thread(
             self.store.query,
-            "SELECT topic, position, body FROM docs WHERE id = ? ORDER BY rowid",
+            "SELECT topic, position, body, subject FROM docs WHERE id = ? ORDER BY rowid",
             (event_id,),
         )
-        for topic, position, body in rows:
-            if can_read(who, topic):
+        for topic, position, body, subject in rows:
+            if can_read_event(who, topic, subject or None):
                 try:
-                    return topic, position, decode_event(body)
+                    event = decode_event(body)
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     break
+                await grants.record_reads(who, [(topic, event)], "get")
+                return topic, position, event
         raise NotFound(f"no event {event_id!r}")
 
     async def events(
@@ -160,22 +186,24 @@ class HubIndex:
     ) -> list[tuple[str, Event]]:
         """(topic, event) of readable documents matching an SQL condition on ``d``
         (for the MCP servers' typed views: commits of a repo, scenes of a story)."""
+        await grants.fresh(who)
         topics = self.store.readable(who)
         if not topics:
             return []
         sql = (
-            f"SELECT d.topic, d.body, d.id FROM docs d WHERE ({where}) "
+            f"SELECT d.topic, d.body, d.id, d.subject FROM docs d WHERE ({where}) "
             f"AND d.topic IN ({','.join('?' * len(topics))}) "
             f"ORDER BY d.time_ms {'DESC' if newest else 'ASC'}, d.rowid LIMIT ?"
         )
         rows = await asyncio.to_thread(self.store.query, sql, (*args, *topics, limit * 2))
         out: list[tuple[str, Event]] = []
         seen: set[str] = set()
-        for topic, body, eid in rows:
-            if eid in seen or not can_read(who, topic):
+        for topic, body, eid, subject in rows:
+            if eid in seen or not can_read_event(who, topic, subject or None):
                 continue
             seen.add(eid)
             out.append((topic, decode_event(body)))
             if len(out) >= limit:
                 break
+        await grants.record_reads(who, out, "search")
         return out

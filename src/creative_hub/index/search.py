@@ -6,9 +6,11 @@
     near = related(store, who, event_id)
 
 Access is decided here, at query time, for every query: the topics the
-caller may read come from ``creative_hub.access.can_read`` (the hub's one
-rule), and only documents stored under those topics are considered.  So
-someone else's private draft is never a hit, a neighbour, a link or a count.
+caller may read come from ``creative_hub.access.read_scope`` (the hub's one
+rule), and only documents stored under those topics are considered -- in a
+topic grants open (someone else's drafts), only documents about the subjects
+they name.  So someone else's private draft is never a hit, a neighbour, a
+link or a count unless a live grant covers it.
 
 Query text: words are ANDed; ``"a phrase"``, ``prefix*``, ``-excluded`` and
 ``OR`` between words work; anything else is matched as plain words (no FTS5
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ..access import Identity, can_read
+from ..access import ALL, Identity, can_read_event, read_scope
 from ..errors import NotFound, ValidationError
 from .store import IndexStore, meta_token
 
@@ -184,18 +186,29 @@ def _filters(q: SearchQuery, who: Identity, store: IndexStore) -> tuple[list[str
     args: list[Any] = []
     since, until = to_ms(q.since, "since"), to_ms(q.until, "until")  # bad input is refused first
     if q.topic is not None:
-        if not can_read(who, q.topic):
+        scope = read_scope(who, q.topic)
+        if scope is None or scope == frozenset():
             return None  # not even "access denied": the topic is not named to them
         where.append("d.topic = ?")
         args.append(q.topic)
+        if isinstance(scope, frozenset):  # grants on some subjects of someone's drafts
+            where.append(f"d.subject IN ({','.join('?' * len(scope))})")
+            args.extend(sorted(scope))
     elif not who.trusted:
         topics = store.topics()
-        readable = [t for t in topics if can_read(who, t)]
-        if not readable:
+        scopes = {t: read_scope(who, t) for t in topics}
+        readable = [t for t, sc in scopes.items() if sc is ALL]
+        partial = [(t, sorted(sc)) for t, sc in scopes.items() if isinstance(sc, frozenset) and sc]
+        if not readable and not partial:
             return None
         if len(readable) < len(topics):
-            where.append(f"d.topic IN ({','.join('?' * len(readable))})")
-            args.extend(readable)
+            ors = [f"d.topic IN ({','.join('?' * len(readable))})"] if readable else []
+            ors_args: list[Any] = list(readable)
+            for t, subjects in partial:
+                ors.append(f"(d.topic = ? AND d.subject IN ({','.join('?' * len(subjects))}))")
+                ors_args.extend([t, *subjects])
+            where.append("(" + " OR ".join(ors) + ")")
+            args.extend(ors_args)
     for col, value in (
         ("area", q.area),
         ("type", q.type),
@@ -338,7 +351,7 @@ def _doc(store: IndexStore, who: Identity, event_id: str) -> Any:
     """The caller's readable document row for ``event_id``, else NotFound."""
     rows = store.query(f"SELECT {_COLS}, d.text FROM docs d WHERE d.id = ?", (event_id,))
     for r in rows:
-        if can_read(who, r[2]):
+        if can_read_event(who, r[2], r[7]):
             return r
     raise NotFound(f"no event {event_id!r}")
 
@@ -362,7 +375,7 @@ def related(
     found: dict[str, Related] = {}
 
     def add(row: Any, score: float, why: str) -> None:
-        if row[1] == event_id or not can_read(who, row[2]):
+        if row[1] == event_id or not can_read_event(who, row[2], row[7]):
             return
         r = found.get(row[1])
         if r is None:

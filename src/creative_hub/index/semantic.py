@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..access import Identity, can_read
+from ..access import ALL, Identity, read_scope
 
 if TYPE_CHECKING:
     from .search import SearchQuery
@@ -230,8 +230,12 @@ def _matrix(store: IndexStore) -> _Matrix:
 
 
 def _readable_mask(mat: _Matrix, who: Identity) -> Any:
-    allowed = {t: can_read(who, t) for t in set(mat.topics)}
-    return np.fromiter((allowed[t] for t in mat.topics), dtype=bool, count=len(mat.topics))
+    scopes = {t: read_scope(who, t) for t in set(mat.topics)}
+    allowed = (
+        sc is ALL or (sc is not None and row[7] in sc)  # type: ignore[operator]  # sc: subjects
+        for sc, row in zip((scopes[t] for t in mat.topics), mat.rows, strict=True)
+    )
+    return np.fromiter(allowed, dtype=bool, count=len(mat.topics))
 
 
 def neighbours(store: IndexStore, who: Identity, rowid: int, limit: int) -> list[tuple[Any, float]]:

@@ -52,7 +52,7 @@ async def serve_stdio(name: str, log: str, token: str | None, index: str | None)
     async with Hub.connect(log) as hub:
         if token:
             principal = await hub.registry.authenticate(token)
-            caller = hub.acting(principal, authenticated=True)
+            caller = hub.acting(principal, authenticated=True, via="mcp")
         else:
             caller = hub.acting(ANONYMOUS)
         ix = HubIndex.for_log(log, index)

@@ -93,7 +93,11 @@ class HubState:
             if isinstance(scope, dict):
                 who = scope.get(PRINCIPAL_SCOPE_KEY)
                 # An HTTP request that did not pass the auth wrapper is anonymous: fail closed.
-                caller = self.hub.acting(who[0], authenticated=who[1]) if who else self.hub.acting(ANONYMOUS)
+                caller = (
+                    self.hub.acting(who[0], authenticated=who[1], via="mcp")
+                    if who
+                    else self.hub.acting(ANONYMOUS)
+                )
             token = _caller.set(caller)
             try:
                 return await call_next(ctx)

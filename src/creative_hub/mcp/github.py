@@ -167,7 +167,8 @@ def build_github_server(hub_state: HubState) -> MCPServer:
     async def list_repos() -> ReposOut:
         """Repositories with GitHub / git activity in the hub, with counts per kind."""
         ix = await hub_state.fresh()
-        topics = ix.store.readable(hub_state.caller().identity)
+        # Counts over many events: grants on someone's drafts do not count (nobody audits a count).
+        topics = ix.store.readable(hub_state.caller().identity.without_grants())
         if not topics:
             return ReposOut(repos=[])
         rows = ix.store.query(
@@ -329,7 +330,7 @@ def build_github_server(hub_state: HubState) -> MCPServer:
     ) -> RelatedWorkOut:
         """Papers, stories and other work linked from or to a repository's events (or one commit / PR)."""
         ix = await hub_state.fresh()
-        who = hub_state.caller().identity
+        who = hub_state.caller().identity.without_grants()  # link views: no grant reads (unaudited)
         cond, args = f"d.area = 'engineering' AND {REPO} = ?", list[Any]([repo])
         if sha:
             cond += " AND json_extract(CAST(d.body AS TEXT), '$.data.sha') LIKE ?"

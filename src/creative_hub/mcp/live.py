@@ -64,7 +64,7 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
-from ..access import Identity, can_read
+from ..access import Identity, can_read_event
 from ..errors import HubError, NotFound, ValidationError
 from ..hub import Hub, StoredEvent
 from ..log.base import check_topic
@@ -396,8 +396,9 @@ class Live:
             if not hit:
                 continue
             for sub in subs:
-                # A topic watch was checked when subscribed; a subject spans topics.
-                if target.topic is not None or can_read(sub.identity, topic):
+                # A topic watch was checked when subscribed; a subject spans topics; and
+                # in someone else's drafts each event is the grants' to decide.
+                if can_read_event(sub.identity, topic, stored.event.subject):
                     self._dirty.setdefault(sub, set()).add(uri)
                     self._wake.set()
 

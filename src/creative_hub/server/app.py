@@ -124,12 +124,14 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
 
     from .api import router as api_router
     from .asyncapi import router as asyncapi_router
+    from .grants_api import router as grants_router
     from .ops import router as ops_router
     from .peers_api import router as peers_router
 
     app.include_router(ops_router)
     app.include_router(api_router)
     app.include_router(peers_router)
+    app.include_router(grants_router)
     app.include_router(asyncapi_router)
     _mount_github(app, hub, settings)
 

@@ -143,7 +143,7 @@ class Guard:
             except AccessDenied:
                 await problem(401, "Unauthorized", "invalid or revoked token")(scope, receive, send)
                 return
-            acting = self.hub.acting(principal, authenticated=True)
+            acting = self.hub.acting(principal, authenticated=True, via="http")
             bucket_key = "t:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
         elif scope["method"] not in ("GET", "HEAD") and path.startswith("/v1/"):
             # Anonymous access is read-only: every write is attributed to a principal.

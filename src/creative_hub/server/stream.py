@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..access import can_read_event, needs_grant
 from ..errors import HubError, NotFound
-from ..event import encode_event
+from ..event import Event, encode_event
 from ..hub import Hub, StoredEvent
 from .metrics import Metrics
 from .middleware import Message, Receive, Scope, Send
@@ -56,6 +57,7 @@ def sse_frame(s: StoredEvent) -> bytes:
 class Frame:
     position: str
     data: bytes
+    event: Event | None = None  #: for clients reading through grants (decided and audited per frame)
 
 
 class Client:
@@ -113,7 +115,7 @@ class _Feed:
     async def _run(self, start: str | None) -> None:
         try:
             async for s in self.hub.replay(self.topic, after=start, follow=True):
-                frame = Frame(s.position, sse_frame(s))
+                frame = Frame(s.position, sse_frame(s), s.event)
                 for client in list(self.clients):
                     if not client.push(frame):
                         self.clients.discard(client)
@@ -300,12 +302,15 @@ class Stream:
             _close_connection(raw_send, task)
 
         client.on_overflow = drop
+        gated = needs_grant(self.hub.identity, self.topic)
         while not self.gone:
             if client.overflowed:  # overflowed between history and now
                 drop()
                 return
             if client.ended:
                 return
+            if gated:
+                await self.hub.grants.refresh()  # at most every REFRESH_AGE: revocations count
             if not client.frames:
                 client.wake.clear()
                 try:
@@ -319,13 +324,22 @@ class Stream:
                 await asyncio.sleep(LINGER)
                 continue
             batch: list[bytes] = []
+            granted: list[Event] = []
             while client.frames and len(batch) < SEND_BATCH:
                 frame = client.frames.popleft()
                 if already:
                     if frame.position in already:
                         continue
                     already = set()
+                if gated:  # someone else's drafts: the grants in force now decide each one
+                    if frame.event is None or not can_read_event(
+                        self.hub.identity, self.topic, frame.event.subject
+                    ):
+                        continue
+                    granted.append(frame.event)
                 batch.append(frame.data)
+            if granted:
+                await self.hub.grants.record_reads(self.hub.identity, self.topic, granted, "stream")
             if batch:
                 await self._send(send, batch)
                 self.metrics.stream_events.inc(len(batch))
