@@ -269,9 +269,9 @@ def validate_event(event: Event) -> Event:
         raise ValidationError("datacontenttype", f"must be application/json, got {event.datacontenttype!r}")
     if event.visibility is not None and event.visibility not in ("public", "private"):
         raise ValidationError("visibility", f"must be 'public' or 'private', got {event.visibility!r}")
-    if event.hub is not None and event.hub != "shared" and not _PEER_ID.match(event.hub):
+    if event.hub is not None and event.hub != "shared" and not _PEER_ID.fullmatch(event.hub):
         raise ValidationError("hub", f"must be 'shared' or a peer id (a-z, 0-9, _ -), got {event.hub!r}")
-    if event.traceparent is not None and not _TRACEPARENT.match(event.traceparent):
+    if event.traceparent is not None and not _TRACEPARENT.fullmatch(event.traceparent):
         raise ValidationError("traceparent", "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)")
     if event.partitionkey is not None and not event.partitionkey:
         raise ValidationError("partitionkey", "must not be empty")
@@ -294,15 +294,15 @@ def validate_event(event: Event) -> Event:
 def validate_provenance(event: Event) -> None:
     """Check ``model``, ``modelprovider``, ``confighash`` and ``inputs``."""
     if event.model is not None:
-        if not _MODEL.match(event.model):
+        if not _MODEL.fullmatch(event.model):
             raise ValidationError("model", "1-200 visible ASCII characters, no spaces (e.g. 'gpt-4o-mini')")
         if event.modelprovider is None:
             raise ValidationError("model", "needs modelprovider too (who serves the model, or 'offline')")
-    if event.modelprovider is not None and not _PROVIDER.match(event.modelprovider):
+    if event.modelprovider is not None and not _PROVIDER.fullmatch(event.modelprovider):
         raise ValidationError(
             "modelprovider", "1-100 characters of a-z, 0-9, '.', '_', ':', '-' (e.g. 'anthropic', 'offline')"
         )
-    if event.confighash is not None and not _SHA256.match(event.confighash):
+    if event.confighash is not None and not _SHA256.fullmatch(event.confighash):
         raise ValidationError("confighash", "must be a sha256 in hex: 64 characters of 0-9, a-f")
     if event.inputs is not None:
         ids = event.inputs.split(" ")

@@ -11,7 +11,15 @@ from cloudevents.core.v1.event import CloudEvent
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from creative_hub.errors import ValidationError
-from creative_hub.event import EXTENSIONS, PROVENANCE, Event, digest, encode_event, parse_event
+from creative_hub.event import (
+    EXTENSIONS,
+    PROVENANCE,
+    Event,
+    digest,
+    encode_event,
+    parse_event,
+    validate_event,
+)
 from creative_hub.principals import canonical, public_key_b64, sign_event, verify_signature
 
 pytestmark = pytest.mark.sqlite
@@ -114,3 +122,25 @@ def test_cloudevents_sdk_reads_and_writes_the_provenance() -> None:
         HASH,
         "w1 w0",
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("model", "gpt-4o\n"),
+        ("modelprovider", "offline\n"),
+        ("confighash", "a" * 64 + "\n"),
+        ("hub", "alice\n"),
+        ("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_a_valid_value(field: str, value: str) -> None:
+    # `$` matches before a final newline: the whole value must match the rule.
+    fields: dict[str, str] = {"model": "critic-1", "modelprovider": "offline"} if field == "model" else {}
+    if field == "modelprovider":
+        fields = {"modelprovider": value}
+    else:
+        fields[field] = value
+    with pytest.raises(ValidationError) as err:
+        validate_event(Event(id="x", source="/s", type="creative.narrative.fragment", **fields))
+    assert err.value.field == field

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from _world import SECRET, World
+from creative_hub.index import HubIndex, SearchQuery
 from creative_hub.server import create_app
 
 pytestmark = pytest.mark.sqlite
@@ -47,6 +49,51 @@ async def test_cli_search_reindex_and_analytics(world: World) -> None:
     assert [c["id"] for c in json.loads(r.stdout)] == [world.proposal_id]
     r = run(world, "search", "x", "--since", "soon")
     assert r.returncode == 2 and "since" in r.stderr
+
+
+async def test_search_hits_say_who_made_them(world: World, tmp_path: Path) -> None:
+    """Hits carry the creator's kind and the model, in the library, the CLI (table and
+    --json) and GET /v1/search."""
+    await world.hub.registry.add("critic", kind="agent")
+    (comment,) = await world.hub.publish(
+        {
+            "type": "creative.feedback.comment",
+            "creator": "critic",
+            "model": "critic-1",
+            "modelprovider": "offline",
+            "confighash": "ab" * 32,
+            "inputs": world.published_id,
+            "data": {"on": world.published_id, "text": "The ending comes too fast."},
+        }
+    )
+    made = {"madeby": "agent", "model": "critic-1", "modelprovider": "offline"}
+    ix = HubIndex(tmp_path / "index.db")
+    try:
+        await ix.refresh(world.hub, force=True)
+        (hit,) = (await ix.search(world.anonymous, SearchQuery(text="ending fast"))).hits
+        assert (hit.id, hit.madeby, hit.model, hit.modelprovider) == (comment.id, *made.values())
+        (trail,) = (await ix.search(world.anonymous, SearchQuery(text="lands", creator="bob"))).hits
+        assert (trail.madeby, trail.model, trail.modelprovider) == ("person", "", "")  # bob's feedback
+        (commit,) = (await ix.search(world.anonymous, SearchQuery(type="creative.engineering.commit"))).hits
+        assert commit.madeby == "" and commit.model == ""  # dave is not a registered principal
+    finally:
+        ix.close()
+
+    r = run(world, "search", "--agent", "critic", "--json")
+    assert r.returncode == 0, r.stderr
+    (h,) = json.loads(r.stdout)["hits"]
+    assert h["id"] == comment.id and {k: h[k] for k in made} == made
+    r = run(world, "search", "--agent", "critic")
+    assert r.returncode == 0 and "made by" in r.stdout and "agent · offline/critic-1" in r.stdout, r.stdout
+    r = run(world, "search", "lands", "--creator", "bob")
+    assert r.returncode == 0 and "│ person " in r.stdout, r.stdout
+
+    transport = httpx.ASGITransport(app=create_app(world.hub))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+        resp = await http.get("/v1/search", params={"model": "offline/critic-1"})
+        assert resp.status_code == 200, resp.text
+        (h,) = resp.json()["hits"]
+        assert h["id"] == comment.id and {k: h[k] for k in made} == made
 
 
 async def test_http_search_and_analytics(world: World) -> None:

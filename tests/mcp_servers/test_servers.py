@@ -219,6 +219,78 @@ async def test_a_private_draft_reaches_its_owner_only_over_mcp(world: World) -> 
         assert any(SECRET in i["title"] for i in outline)
 
 
+async def test_agent_work_carries_its_provenance(world: World) -> None:
+    """Events, lineage nodes, shaped_by and search hits name the model, configuration and
+    inputs of an agent's work; search_events finds it by agent, model and made_by."""
+    await world.hub.registry.add("critic", kind="agent")
+    config = "ab" * 32
+    (comment,) = await world.hub.publish(
+        {
+            "type": "creative.feedback.comment",
+            "subject": "story:wood",
+            "creator": "critic",
+            "model": "critic-1",
+            "modelprovider": "offline",
+            "confighash": config,
+            "inputs": world.published_id,
+            "data": {"on": world.published_id, "text": "The ending comes too fast."},
+        }
+    )
+    async with servers(world, "alice") as c:
+        hub = c["hub"]
+        event = await ok(hub, "get_event", {"id": comment.id})
+        assert (event["model"], event["modelprovider"], event["confighash"], event["inputs"]) == (
+            "critic-1",
+            "offline",
+            config,
+            [world.published_id],
+        )
+        plain = await ok(hub, "get_event", {"id": world.commit_id})
+        assert (plain["model"], plain["modelprovider"], plain["confighash"], plain["inputs"]) == (
+            None,
+            None,
+            None,
+            [],
+        )
+
+        lin = await ok(hub, "lineage", {"id": comment.id})
+        root = lin["root"]
+        assert (root["kind"], root["model"], root["modelprovider"], root["made_with"]) == (
+            "agent",
+            "critic-1",
+            "offline",
+            "offline/critic-1",
+        )
+        assert root["confighash"] == config and root["inputs"] == [world.published_id]
+        (source,) = [p for p in root["parents"] if p["relation"] == "input"]
+        assert source["id"] == world.published_id and source["kind"] == "person" and source["model"] == ""
+        shaped = lin["shaped_by"]
+        assert "alice" in shaped["people"] and shaped["models"] == ["offline/critic-1"]
+        (agent,) = shaped["agents"]
+        assert agent["agent"] == "critic" and agent["models"] == ["offline/critic-1"]
+        assert agent["confighashes"] == [config] and agent["inputs"] == [world.published_id]
+        assert [e["id"] for e in agent["events"]] == [comment.id]
+        # The work it was made from names the agent too (its feedback).
+        earlier = await ok(hub, "lineage", {"id": world.published_id})
+        assert [a["agent"] for a in earlier["shaped_by"]["agents"]] == ["critic"]
+        assert comment.id in {n["id"] for n in earlier["feedback"]}
+
+        async def found(**filters: Any) -> list[str]:
+            hits = (await ok(hub, "search_events", {"limit": 100, **filters}))["hits"]
+            return [h["id"] for h in hits]
+
+        assert await found(agent="critic") == [comment.id]
+        assert await found(model="offline/critic-1") == [comment.id]
+        assert await found(model="critic-1") == await found(model="offline") == [comment.id]
+        assert await found(made_by="agent") == [comment.id]
+        assert await found(agent="alice") == [] and await found(model="offline/other") == []
+        people = await found(made_by="person")
+        assert world.published_id in people and comment.id not in people
+        (hit,) = (await ok(hub, "search_events", {"query": "ending fast", "agent": "critic"}))["hits"]
+        assert (hit["madeby"], hit["model"], hit["modelprovider"]) == ("agent", "critic-1", "offline")
+        assert "made_by" in await error(hub, "search_events", {"made_by": "robot"})
+
+
 def _env(world: World, token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREATIVE_HUB_")}
     env["CREATIVE_HUB_LOG"] = world.url

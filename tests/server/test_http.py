@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -248,6 +249,42 @@ def test_asyncapi_document(live: LiveServer) -> None:
                 check_refs(v)
 
     check_refs(doc)
+
+
+PROVENANCE_SAMPLES = {  # attribute -> values, valid and not
+    "model": ["gpt-4o-mini", "llama3.2:3b", "meta-llama/Llama-3-8B", "x" * 200, "two words", "", "x" * 201],
+    "modelprovider": ["offline", "api.example.com:8080", "Anthropic", "a/b", "", "x" * 101],
+    "confighash": ["ab" * 32, "AB" * 32, "ab" * 31, "ab" * 33],
+    "inputs": ["one", "one two three", " one", "one ", "one  two", "", "x" * 257, " ".join(["i"] * 257)],
+}
+
+
+def test_openapi_documents_the_provenance_attributes(live: LiveServer) -> None:
+    """The publish body in /openapi.json lists model, modelprovider, confighash and inputs
+    with the rules the hub enforces: a value the documented rules allow is published, one
+    they refuse is a 422 naming the attribute."""
+    doc = httpx.get(live.url + "/openapi.json").json()
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    event = body["oneOf"][0]
+    assert event["dependentRequired"] == {"model": ["modelprovider"]}
+    props = event["properties"]
+    story = uuid.uuid4().hex[:8]
+    with live.client("alice") as c:
+        for attr, values in PROVENANCE_SAMPLES.items():
+            rule = props[attr]
+            assert rule["type"] == "string" and rule["description"]
+            for value in values:
+                documented = re.search(rule["pattern"], value) is not None and len(value) <= rule.get(
+                    "maxLength", len(value)
+                )
+                extra = {attr: value, **({"modelprovider": "offline"} if attr == "model" else {})}
+                r = c.post("/v1/events", json=fragment(f"{attr} {value[:20]}", story, **extra))
+                if documented:
+                    assert r.status_code == 201, (attr, value, r.text)
+                else:
+                    assert attr in is_problem(r, 422)["detail"], (attr, value)
+        r = c.post("/v1/events", json=fragment("no provider", story, model="gpt-4o-mini"))
+        assert "modelprovider" in is_problem(r, 422)["detail"]  # dependentRequired
 
 
 def _resolve(doc: dict[str, Any], ref: str) -> Any:

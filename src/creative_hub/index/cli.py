@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ..cli import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, TokenOpt, _run, _with_hub, out, parse_since
 from ..hub import Hub
-from . import HubIndex, SearchQuery
+from . import Hit, HubIndex, SearchQuery
 
 __all__ = ["register"]
 
@@ -91,6 +91,12 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     return t
 
 
+def _made_by(hit: Hit) -> str:
+    """``agent · offline/critic-1``: the creator's kind and the model, what is known of them."""
+    model = f"{hit.modelprovider}/{hit.model}" if hit.model and hit.modelprovider else hit.model
+    return " · ".join(x for x in (hit.madeby, model or hit.modelprovider) if x)
+
+
 def search_cmd(
     query: Annotated[str, typer.Argument(help='Words (ANDed), "phrases", prefix*, -excluded, OR.')] = "",
     topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
@@ -141,12 +147,13 @@ def search_cmd(
             out.print_json(json.dumps(result.to_dict()))
             return
         rows = [
-            [h.time[:19].replace("T", " "), h.type.removeprefix("creative."), h.creator, h.subject]
-            + [h.title, h.snippet]
+            [h.time[:19].replace("T", " "), h.type.removeprefix("creative."), h.creator, _made_by(h)]
+            + [h.subject, h.title, h.snippet]
             for h in result.hits
         ]
         title = f"{len(result.hits)} hit(s) ({result.mode}){' -- more with --offset' if result.more else ''}"
-        out.print(_table(title, ["time (UTC)", "type", "creator", "subject", "title", "snippet"], rows))
+        columns = ["time (UTC)", "type", "creator", "made by", "subject", "title", "snippet"]
+        out.print(_table(title, columns, rows))
 
     _run(_with_index(log, index, as_, token, refresh, main))
 

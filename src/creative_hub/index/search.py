@@ -83,6 +83,9 @@ class Hit:
     title: str
     snippet: str
     score: float  #: higher is better (bm25 negated; fused rank in hybrid mode)
+    madeby: str = ""  #: the creator's kind when indexed: agent, person ("" if not registered)
+    model: str = ""  #: provenance: the model that made it ("" if none declared)
+    modelprovider: str = ""  #: who served the model, or offline
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -285,6 +288,20 @@ def _dedupe(hits: list[Hit]) -> list[Hit]:
     return out
 
 
+def _with_made(store: IndexStore, hits: list[Hit]) -> list[Hit]:
+    """Fill in who made each hit and how (the creator's kind, the model) from the index."""
+    if hits:
+        rows = store.query(
+            "SELECT id, topic, madeby, model, modelprovider FROM docs "
+            f"WHERE id IN ({','.join('?' * len(hits))})",
+            [h.id for h in hits],
+        )
+        made = {(r[0], r[1]): r[2:] for r in rows}
+        for h in hits:
+            h.madeby, h.model, h.modelprovider = made.get((h.id, h.topic), ("", "", ""))
+    return hits
+
+
 def search(store: IndexStore, who: Identity, q: SearchQuery, *, embedder: Any | None = None) -> SearchResult:
     """Run ``q`` as ``who``.  ``embedder`` (a semantic.Embedder) enables hybrid ranking."""
     if not 1 <= q.limit <= MAX_LIMIT:
@@ -313,7 +330,7 @@ def search(store: IndexStore, who: Identity, q: SearchQuery, *, embedder: Any | 
         sql += " ORDER BY d.time_ms DESC, d.rowid DESC LIMIT ?"
         rows = store.query(sql, [*args, want])
         hits = _dedupe([_hit(r, "", 0.0) for r in rows])
-        page = hits[q.offset : q.offset + q.limit]
+        page = _with_made(store, hits[q.offset : q.offset + q.limit])
         return SearchResult(page, len(hits) > q.offset + q.limit, "recent")
     sql = (
         f"SELECT {_COLS}, snippet(fts, 1, '[', ']', '…', 16), bm25(fts, 4.0, 1.0, 0.0) AS score, "
@@ -343,7 +360,7 @@ def search(store: IndexStore, who: Identity, q: SearchQuery, *, embedder: Any | 
         fused = fuse(store, who, q, embedder, hits, where, args, want)
         if fused is not None:
             hits, mode = _dedupe(fused), "hybrid"
-    page = hits[q.offset : q.offset + q.limit]
+    page = _with_made(store, hits[q.offset : q.offset + q.limit])
     return SearchResult(page, len(hits) > q.offset + q.limit, mode)
 
 

