@@ -149,7 +149,10 @@ _SPEC_PREFIX = b'{"specversion":"1.0",'
 
 def encode_event(event: Event) -> bytes:
     """Structured-mode JSON.  ``specversion`` is always written first."""
-    body = _encoder.encode(event)
+    try:
+        body = _encoder.encode(event)
+    except UnicodeEncodeError as e:  # a lone surrogate, from a "\ud800" escape in JSON a caller decoded
+        raise ValidationError("event", f"text that is not valid Unicode: {e.reason}") from None
     # omit_defaults drops specversion when it is the default object itself (an
     # Event built in code); one decoded or converted from JSON keeps it.  It
     # is the first field, so one prefix test tells which.

@@ -36,7 +36,7 @@ from creative_hub.event import (
 from creative_hub.hub import Hub
 from creative_hub.log import Log, open_log
 
-pytestmark = pytest.mark.sqlite
+pytestmark = [pytest.mark.sqlite, pytest.mark.fuzz]
 
 FUZZ = settings(
     max_examples=examples(200),
@@ -207,12 +207,12 @@ def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         obj["type"] = draw(st.sampled_from(sorted(_types())))
         return obj, "type"
     data = dict(obj["data"])
-    if data and draw(st.booleans()):
+    drop, existing = draw(st.booleans()), draw(st.booleans())
+    if data and drop:
         del data[draw(st.sampled_from(sorted(data)))]
     else:
-        data[draw(st.sampled_from(sorted(data)) if data and draw(st.booleans()) else st.text(max_size=8))] = (
-            draw(json_values)
-        )
+        field = draw(st.sampled_from(sorted(data)) if data and existing else st.text(max_size=8))
+        data[field] = draw(json_values)
     obj["data"] = data
     return obj, "data"
 
@@ -255,6 +255,32 @@ def test_mutated_bytes_are_refused_by_name(obj: dict[str, Any], data: st.DataObj
         else:
             del body[i:]
     _check_refusal(bytes(body))
+
+
+_lone_surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3)
+
+
+@FUZZ
+@given(
+    event_objects(),
+    st.sampled_from(["subject", "source", "creator", "data"]),
+    _lone_surrogates,
+    st.booleans(),
+)
+def test_lone_surrogates_are_refused_by_name(obj: dict[str, Any], name: str, bad: str, as_json: bool) -> None:
+    # A "\ud800" escape decodes to a str UTF-8 cannot carry: refused by name, never a UnicodeEncodeError.
+    if name == "data":
+        obj["data"] = {**obj["data"], "extra": {"note": bad}}  # every payload may carry extra
+    else:
+        obj[name] = bad
+    raw: Any = json.dumps(obj) if as_json else obj
+    try:
+        event = parse_event(raw)
+    except ValidationError:
+        return
+    with pytest.raises(ValidationError) as e:
+        encode_event(event)
+    assert e.value.field == "event" and "surrogate" in e.value.rule
 
 
 # -- the size limit -------------------------------------------------------------

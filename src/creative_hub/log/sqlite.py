@@ -68,7 +68,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import EngineUnavailable, IdConflict, LogClosed, NotFound, PositionGone, ValidationError
 from ._sqlite_group import BOOT, SQLiteSubscription
-from ._sqlite_writer import Job, Writer, fetchall
+from ._sqlite_writer import Job, Writer
 from .base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -544,7 +544,7 @@ class SQLiteLog:
             if after is not None and cursor < trimmed:
                 first = conn.execute(f"SELECT min(seq) FROM {t.table}").fetchone()[0]
                 raise PositionGone(topic, str(cursor), str(first) if first is not None else None)
-            c = cursor
+            c = cursor if after is not None else max(cursor, trimmed)  # from the start: what is kept
             if since is not None:
                 c = max(c, self._seq_at_time(conn, t.table, int(since * 1000)))
             return t, c
@@ -557,10 +557,8 @@ class SQLiteLog:
                 await self._wait_for_append(topic, self.poll_interval)
                 t = await self._read(lambda conn: self._lookup_topic(conn, topic))
                 continue
-            sql = f"SELECT seq, id, key, body, time_ms FROM {t.table} WHERE seq > ? ORDER BY seq LIMIT ?"
             n = int(min(remaining, DEFAULT_BATCH))
-            args = (cursor, n)
-            rows = await self._read(partial(fetchall, sql=sql, args=args))
+            rows = await self._read(partial(self._chunk, topic=topic, table=t.table, cursor=cursor, n=n))
             for seq, id_, key, body, time_ms in rows:
                 yield Record(topic, str(seq), id_, key, body, time_ms)
                 cursor = seq
@@ -573,6 +571,22 @@ class SQLiteLog:
                 await self._wait_for_append(topic, self.poll_interval)
                 if self._closed:
                     return
+
+    @staticmethod
+    def _chunk(conn: sqlite3.Connection, *, topic: str, table: str, cursor: int, n: int) -> list[Any]:
+        """Up to ``n`` rows after ``cursor``, in one read transaction with the check that
+        retention has not removed rows after ``cursor`` since the read began (a read
+        overtaken by retention raises PositionGone; it never skips silently)."""
+        conn.execute("BEGIN")  # one snapshot (WAL) for the check and the rows
+        try:
+            trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()
+            if trimmed is not None and trimmed[0] > cursor:
+                first = conn.execute(f"SELECT min(seq) FROM {table}").fetchone()[0]
+                raise PositionGone(topic, str(cursor), str(first) if first is not None else None)
+            sql = f"SELECT seq, id, key, body, time_ms FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?"
+            return conn.execute(sql, (cursor, n)).fetchall()
+        finally:
+            conn.execute("COMMIT")
 
     # -- subscribe ---------------------------------------------------------
     def subscribe(

@@ -11,13 +11,14 @@ with their reviews and comments, share ``correlationid`` = the thread id
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ParamSpec
 
 from ..event import Event, derive_id
 from ..schemas import Comment, Commit, Fork, Issue, Person, PullRequest, Ref, Release, Review
-from .base import Item, ItemError, Principals, commit_id, find_refs, link, make_event
+from .base import Item, ItemError, Principals, checked, commit_id, find_refs, link, make_event
 
 __all__ = [
     "commit_event",
@@ -32,6 +33,23 @@ __all__ = [
 ]
 
 _REVIEW_STATES = {"approved", "changes_requested", "commented", "dismissed", "pending"}
+P = ParamSpec("P")
+
+
+def _per_item(build: Callable[P, Item]) -> Callable[P, Item]:
+    """One malformed GitHub object is its own ItemError: never an exception that stops
+    the poller or the rest of a push, never an event whose data breaks its schema."""
+
+    @functools.wraps(build)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Item:
+        ref = f"{args[0]}: {build.__name__.removesuffix('_event').replace('_', ' ')}"
+        try:
+            item = build(*args, **kwargs)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # a field of the wrong shape
+            return ItemError(ref, f"malformed GitHub object ({type(e).__name__}: {e})")
+        return checked(item, ref)
+
+    return wrapper
 
 
 def thread_id(repo: str, kind: str, number: int) -> str:
@@ -42,7 +60,8 @@ def thread_id(repo: str, kind: str, number: int) -> str:
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)  # GitHub's times are UTC
 
 
 def _person(user: Any) -> Person | None:
@@ -75,6 +94,7 @@ def infer_action(obj: Mapping[str, Any]) -> str:
     return "edited"
 
 
+@_per_item
 def commit_event(repo: str, c: Mapping[str, Any], principals: Principals) -> Item:
     """A commit from a push payload (``id``) or the REST API (``sha`` + ``commit``)."""
     sha = c.get("sha") or c.get("id")
@@ -99,6 +119,7 @@ def commit_event(repo: str, c: Mapping[str, Any], principals: Principals) -> Ite
     return _event("creative.engineering.commit", ["commit", sha], repo, repo, data, who, when)
 
 
+@_per_item
 def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals: Principals) -> Item:
     """One revision of a pull request."""
     number = pr.get("number")
@@ -139,6 +160,7 @@ def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals:
     return ev
 
 
+@_per_item
 def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Principals) -> Item:
     """A review of pull request ``number``."""
     state = str(r.get("state", "")).lower()
@@ -168,6 +190,7 @@ def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Princ
     return ev
 
 
+@_per_item
 def issue_event(repo: str, issue: Mapping[str, Any], action: str | None, principals: Principals) -> Item:
     """One revision of an issue."""
     number = issue.get("number")
@@ -233,6 +256,7 @@ def _comment(
     return ev
 
 
+@_per_item
 def issue_comment_event(
     repo: str, issue: Mapping[str, Any], c: Mapping[str, Any], principals: Principals
 ) -> Item:
@@ -241,6 +265,7 @@ def issue_comment_event(
     return _comment(repo, kind, int(issue.get("number", 0)), c, {}, principals, "issue_comment")
 
 
+@_per_item
 def review_comment_event(repo: str, number: int, c: Mapping[str, Any], principals: Principals) -> Item:
     """A comment on a line of a pull request's diff."""
     extra = {
@@ -250,8 +275,21 @@ def review_comment_event(repo: str, number: int, c: Mapping[str, Any], principal
 
 
 def webhook_events(name: str, payload: Mapping[str, Any], principals: Principals) -> list[Item]:
-    """Events for one webhook delivery (``X-GitHub-Event: name``); [] for events with nothing to store."""
+    """Events for one webhook delivery (``X-GitHub-Event: name``); [] for events with nothing to store.
+
+    A malformed object of a delivery is an ItemError; a payload missing what the
+    event needs raises KeyError, TypeError or ValueError (the route's 422)."""
+    try:
+        items = _webhook_events(name, payload, principals)
+    except AttributeError as e:  # a string or a list where GitHub sends an object
+        raise TypeError(f"a field has the wrong shape ({e})") from None
+    return [checked(i, f"{name} delivery") for i in items]
+
+
+def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principals) -> list[Item]:
     repo_obj = payload.get("repository") or {}
+    if not isinstance(repo_obj, Mapping):
+        return [ItemError(name, "payload's repository is not an object")]
     repo = repo_obj.get("full_name")
     if not isinstance(repo, str):
         return [ItemError(name, "payload has no repository.full_name")]

@@ -18,7 +18,7 @@ import asyncio
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -72,7 +72,7 @@ def parse_feed(data: bytes, where: str, principals: Principals | None = None) ->
             if el.tag == f"{_A}entry":
                 n += 1
                 yield _entry(el, f"{where}#{n}", principals)
-    except ET.ParseError as e:
+    except (ET.ParseError, LookupError) as e:  # LookupError: an XML declaration naming no known encoding
         yield ItemError(where, f"not a complete arXiv Atom document after {n} entries: {e}")
 
 
@@ -104,6 +104,8 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
             when = datetime.fromisoformat(published.replace("Z", "+00:00"))
         except ValueError:
             return ItemError(ref, f"published {published!r} is not a date")
+        if when.tzinfo is None:  # arXiv's times are UTC
+            when = when.replace(tzinfo=UTC)
     url = pdf = None
     for ln in el.findall(f"{_A}link"):
         if ln.get("rel") == "alternate":

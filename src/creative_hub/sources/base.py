@@ -26,8 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import msgspec
+
 from ..errors import ValidationError
 from ..event import Event, derive_id
+from ..schemas import Payload
 
 __all__ = [
     "Item",
@@ -35,6 +38,7 @@ __all__ = [
     "Principals",
     "Source",
     "arxiv_paper_id",
+    "checked",
     "commit_id",
     "doi_paper_id",
     "find_refs",
@@ -239,3 +243,23 @@ def make_event(
         hub="shared",
         visibility="public",
     )
+
+
+def checked(item: Item, ref: str) -> Item:
+    """``item``, or an ItemError when its payload breaks its schema.
+
+    Payloads built in code are not validated by msgspec (nor by publish, which
+    trusts a typed payload), so a field copied from outside input -- a webhook's
+    commit id that is not hex, an array where a branch name goes -- is checked
+    here, and the item is refused on its own.
+    """
+    if isinstance(item, ItemError) or not isinstance(item.data, Payload):
+        return item
+    try:
+        msgspec.convert(msgspec.to_builtins(item.data), type(item.data))
+        msgspec.json.encode(item.data)
+    except UnicodeEncodeError:  # a lone surrogate, from a "\ud800" escape in the input's JSON
+        return ItemError(ref, f"{item.type}: text that is not valid Unicode (a lone surrogate)")
+    except ValueError as e:  # msgspec.ValidationError, or a payload's own __post_init__ check
+        return ItemError(ref, f"{item.type}: the data does not fit its schema ({e})")
+    return item

@@ -101,7 +101,9 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     year = _clean(fields.get("year"))
     month = _MONTHS.get(str(fields.get("month", "")).strip().lower()[:3])
     published = f"{year}-{month:02d}" if year and month else year
-    when = datetime(int(year), month or 1, 1, tzinfo=UTC) if year and year.isdigit() else None
+    # ASCII digits of a year datetime can hold ("²".isdigit() is true, year 0 is out of range).
+    dated = year is not None and year.isascii() and year.isdigit() and 1 <= int(year) <= 9999
+    when = datetime(int(year), month or 1, 1, tzinfo=UTC) if dated and year else None
     links = []
     if doi:
         links.append(link("same-as", doi_paper_id(doi), f"doi:{doi}"))

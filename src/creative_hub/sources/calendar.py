@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..event import derive_id
 from ..schemas import Phase, Session
-from .base import Item, ItemError, Principals, make_event
+from .base import Item, ItemError, Principals, checked, make_event
 
 try:
     import icalendar
@@ -89,6 +89,9 @@ def parse_calendar(raw: bytes, where: str, principals: Principals | None = None)
     except ValueError as e:
         yield ItemError(where, f"not an iCalendar file: {e}")
         return
+    except Exception as e:  # icalendar's own failure on hostile input (a repeated TZID)
+        yield ItemError(where, f"not an iCalendar file icalendar can read: {type(e).__name__}: {e}")
+        return
     defined = {str(tz.get("TZID")) for tz in cal.walk("VTIMEZONE")}
     for n, ev in enumerate(cal.walk("VEVENT"), 1):
         ref = f"{where}#{n}"
@@ -96,6 +99,8 @@ def parse_calendar(raw: bytes, where: str, principals: Principals | None = None)
             yield _vevent(ev, ref, where, principals, defined)
         except (ValueError, TypeError) as e:
             yield ItemError(f"{ref} {ev.get('SUMMARY', '')}".strip(), str(e))
+        except (AttributeError, KeyError, IndexError) as e:  # a repeated property comes as a list
+            yield ItemError(ref, f"malformed VEVENT (a property repeated or of the wrong kind: {e})")
 
 
 def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[str]) -> Item:
@@ -180,9 +185,11 @@ def parse_ceremonies(
     for i, c in enumerate(items):
         ref = f"{where}#ceremonies[{i}]"
         try:
-            yield _ceremony(c, ref, where, principals, owner)
+            yield checked(_ceremony(c, ref, where, principals, owner), ref)
         except ValueError as e:
             yield ItemError(ref, str(e))
+        except (TypeError, AttributeError) as e:  # a list or a mapping where a name goes
+            yield ItemError(ref, f"a field has the wrong type ({e})")
 
 
 def _time(value: Any, field: str) -> datetime:

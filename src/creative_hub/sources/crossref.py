@@ -24,7 +24,7 @@ import httpx
 
 from ..errors import ValidationError
 from ..schemas import Paper
-from .base import Item, ItemError, Principals, doi_paper_id, link, make_event, normalize_doi
+from .base import Item, ItemError, Principals, checked, doi_paper_id, link, make_event, normalize_doi
 
 __all__ = ["API_URL", "CrossrefSource", "parse_response", "work_event"]
 
@@ -45,7 +45,11 @@ def parse_response(raw: bytes, where: str, principals: Principals | None = None)
         return
     message = body["message"]
     if body.get("message-type") == "work-list":
-        for i, work in enumerate(message.get("items") or [], 1):
+        items = message.get("items") or []
+        if not isinstance(items, list):
+            yield ItemError(where, f"a work-list's items must be a list, got {type(items).__name__}")
+            return
+        for i, work in enumerate(items, 1):
             yield work_event(work, f"{where}#{i}", principals)
     else:
         yield work_event(message, where, principals)
@@ -69,6 +73,13 @@ def _author(a: dict[str, Any]) -> str | None:
 
 def work_event(work: Any, ref: str, principals: Principals) -> Item:
     """One CrossRef work object as a paper event (or why not)."""
+    try:
+        return checked(_work_event(work, ref, principals), ref)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a field of the wrong shape or range
+        return ItemError(ref, f"malformed CrossRef work ({type(e).__name__}: {e})")
+
+
+def _work_event(work: Any, ref: str, principals: Principals) -> Item:
     if not isinstance(work, dict):
         return ItemError(ref, f"work must be an object, got {type(work).__name__}")
     doi = work.get("DOI")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -34,6 +35,7 @@ from .base import Item, ItemError, Principals, find_refs, make_event
 try:
     import feedparser
     from bs4 import BeautifulSoup
+    from bs4.exceptions import ParserRejectedMarkup
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The feed and page sources need: pip install "creative-hub[sources]"') from e
 
@@ -46,7 +48,10 @@ USER_AGENT = "creative-hub (+https://github.com/creative-hub)"
 def _plain(markup: str | None) -> str | None:
     if not markup:
         return None
-    text = BeautifulSoup(markup, "html.parser").get_text(" ")
+    try:
+        text = BeautifulSoup(markup, "html.parser").get_text(" ")
+    except ParserRejectedMarkup:  # markup html.parser gives up on: drop the tags by hand
+        text = re.sub(r"<[^>]*>", " ", markup)
     text = re.sub(r"\s+", " ", html.unescape(text)).strip()
     return text[:MAX_DESCRIPTION] or None
 
@@ -62,7 +67,12 @@ def _when(parsed: Any) -> datetime | None:
 def parse_feed(raw: bytes, where: str, principals: Principals | None = None) -> Iterator[Item]:
     """Webpage events of a feed document's entries, in document order."""
     principals = principals or Principals()
-    d = feedparser.parse(raw)
+    try:
+        # A stream, not bytes: given bytes, feedparser first tries them as a local file name.
+        d = feedparser.parse(io.BytesIO(raw))
+    except Exception as e:  # feedparser is lenient; this is its own failure on hostile bytes
+        yield ItemError(where, f"not a feed: {type(e).__name__}: {e}")
+        return
     entries = list(d.entries)
     broken = bool(d.bozo) and not isinstance(d.get("bozo_exception"), feedparser.CharacterEncodingOverride)
     if broken and not entries:
@@ -88,9 +98,12 @@ def _entry(
     link = entry.get("link")
     if not link:
         return ItemError(ref, f"entry {entry.get('title', '?')!r} has no link")
-    url = urljoin(base, link) if base else link
+    url = _join(base, link) if base else link
+    if url is None:
+        return ItemError(ref, f"entry link {link!r} is not a URL")
     key = entry.get("id") or url
-    published = _when(entry.get("published_parsed")) or _when(entry.get("updated_parsed"))
+    # dict.get: feedparser's own get("updated*") maps to "published*" with a DeprecationWarning.
+    published = _when(entry.get("published_parsed")) or _when(dict.get(entry, "updated_parsed"))
     summary = _plain(entry.get("summary"))
     extra: dict[str, Any] = {"entry_id": key}
     tags = [t.get("term") for t in entry.get("tags") or [] if t.get("term")]
@@ -112,7 +125,7 @@ def _entry(
     )
     return make_event(
         "creative.metadata.webpage",
-        id=derive_id("feed", key, entry.get("updated") or entry.get("published") or ""),
+        id=derive_id("feed", key, dict.get(entry, "updated") or entry.get("published") or ""),
         source=f"feed:{feed}",
         subject=url,
         data=data,
@@ -124,7 +137,10 @@ def _entry(
 def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> Item:
     """The webpage event of one HTML document fetched from (or saved for) ``url``."""
     principals = principals or Principals()
-    soup = BeautifulSoup(raw, "html.parser")
+    try:
+        soup = BeautifulSoup(raw, "html.parser")
+    except ParserRejectedMarkup as e:
+        return ItemError(url, f"not an HTML page the parser can read: {e}")
 
     def meta(*names: str) -> str | None:
         for name in names:
@@ -138,7 +154,7 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
     title = meta("og:title", "twitter:title") or (title_tag.get_text(" ", strip=True) if title_tag else None)
     canonical_tag = soup.find("link", rel="canonical")
     href = canonical_tag.get("href") if canonical_tag is not None else None
-    canonical = urljoin(url, href) if isinstance(href, str) and href else meta("og:url")
+    canonical = (_join(url, href) if isinstance(href, str) and href else None) or meta("og:url")
     if not (title or canonical or meta("description", "og:description")):
         return ItemError(url, "no title, description or canonical URL: not an HTML page?")
     published = None
@@ -157,7 +173,7 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
         description=meta("og:description", "description", "twitter:description"),
         canonical_url=canonical,
         site_name=meta("og:site_name"),
-        image=urljoin(url, image) if image else None,
+        image=_join(url, image) if image else None,
         published=published,
         extra={k: v for k, v in {"type": meta("og:type"), "author": meta("author")}.items() if v},
     )
@@ -173,6 +189,14 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
         creator=principals.principal(author) if author else "web",
         time=published,
     )
+
+
+def _join(base: str, link: str) -> str | None:
+    """``link`` resolved against ``base``; None if either is no URL (``http://[::1`` raises)."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return None
 
 
 def _struct(data: Webpage) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from ..errors import ValidationError
 from ..event import derive_id
 from ..schemas import File
-from .base import Item, ItemError, Principals, make_event
+from .base import Item, ItemError, Principals, checked, make_event
 
 __all__ = ["FolderSource"]
 
@@ -62,6 +63,10 @@ class FolderSource:
         """One event per file, in path order."""
         if not self.root.is_dir():
             raise ValidationError("path", f"{self.root}: no such directory")
+        try:
+            str(self.root.resolve()).encode()
+        except UnicodeEncodeError:
+            raise ValidationError("path", f"{self.root}: the folder's own path is not UTF-8") from None
         for item in self.items(sorted(p for p in self.root.rglob("*") if p.is_file() or p.is_symlink())):
             yield item
 
@@ -76,6 +81,11 @@ class FolderSource:
         """The metadata event of one file, or why it cannot be read."""
         rel = path.relative_to(self.root).as_posix()
         try:
+            rel.encode()
+        except UnicodeEncodeError:  # the name's bytes are not UTF-8: an event's subject is text
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            return ItemError(shown, "the file name is not UTF-8; rename it to publish it")
+        try:
             st = path.stat()
             digest = _sha256(path)
         except OSError as e:
@@ -83,7 +93,7 @@ class FolderSource:
         modified = datetime.fromtimestamp(st.st_mtime, UTC).replace(microsecond=0)
         media_type, _ = mimetypes.guess_type(path.name)
         data = File(path=rel, size=st.st_size, media_type=media_type, sha256=digest, modified=modified)
-        return make_event(
+        event = make_event(
             "creative.metadata.file",
             id=derive_id("folder", str(self.root.resolve()), rel, digest),
             source=f"folder:{self.root.resolve()}",
@@ -92,6 +102,7 @@ class FolderSource:
             creator=self.creator,
             time=modified,
         )
+        return checked(event, rel)
 
     async def watch(self, *, stop: object = None) -> AsyncIterator[list[Item]]:
         """After the caller has run ``iter_items`` once: items for each batch of changes.

@@ -31,6 +31,7 @@ from .base import Item, ItemError, Principals, commit_id, find_refs, make_event
 __all__ = ["GitSource", "MAX_FILES", "git", "repo_name"]
 
 MAX_FILES = 1000  # file paths kept per commit; a vendoring commit must not blow the event size limit
+_SHA = re.compile(r"[0-9a-f]{4,64}")  # what Commit.sha accepts (git gives 40 or 64)
 _RS, _US = "\x1e", "\x1f"  # record / unit separators: never in a sane commit message
 _FORMAT = _RS + _US.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _US
 
@@ -146,6 +147,8 @@ class GitSource:
         if len(fields) < 10:
             return ItemError(f"{repo}@{fields[0][:12] if fields else '?'}", "git log record is incomplete")
         sha, parents, an, ae, ad, cn, ce, cd, message, numstat = fields[:10]
+        if not _SHA.fullmatch(sha):
+            return ItemError(f"{repo}@{sha[:12]!r}", "git log record has no commit id")
         files: list[str] = []
         additions = deletions = 0
         for line in numstat.strip().splitlines():
@@ -168,6 +171,8 @@ class GitSource:
             when = datetime.fromisoformat(ad)
         except ValueError:
             return ItemError(f"{repo}@{sha[:12]}", f"author date {ad!r} is not ISO 8601")
+        if when.tzinfo is None:
+            return ItemError(f"{repo}@{sha[:12]}", f"author date {ad!r} has no UTC offset")
         data = Commit(
             repo=repo,
             sha=sha,

@@ -21,6 +21,7 @@ broken engine fails instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -537,6 +538,34 @@ class LogContract:
             await read_all(log, topic, after=receipts[2].position)
         # From the last removed one is fine: nothing after it is missing.
         assert len(await read_all(log, topic, after=receipts[6].position)) == 5
+
+    async def test_a_read_overtaken_by_retention_raises_instead_of_skipping(self, log: Log) -> None:
+        # A reader takes one record; retention then removes all but the newest
+        # five while it is mid-read.  What it reads next must be the records
+        # after the first, in order (what it had already fetched is fine),
+        # until a PositionGone -- never a jump over removed records.  The
+        # bodies are big enough (~20 MB in all) that no engine fetches them all
+        # ahead: a Kafka read prefetches at most 4 MiB.
+        topic = new_topic()
+        rng = random.Random(7)  # random padding: a producer's compression must not shrink it
+        entries = []
+        for e in make_entries(2400):
+            pad = base64.b64encode(rng.randbytes(6000)).decode()
+            body = e.body[:-1] + f', "pad": "{pad}"}}'.encode()
+            entries.append(Entry(e.id, e.key, body, hashlib.sha256(body).hexdigest()[:32], creator=e.creator))
+        for i in range(0, len(entries), 400):
+            await log.append(topic, entries[i : i + 400])
+        records = aiter(log.read(topic))
+        got = [(await anext(records)).id]
+        await log.set_retention(topic, Retention(max_count=5))
+        await log.apply_retention(topic)
+        with pytest.raises(PositionGone) as gone:
+            async for r in records:
+                got.append(r.id)
+                assert r.id == entries[len(got) - 1].id, f"record {len(got)} skipped ahead to {r.id}"
+            raise AssertionError(f"the read of {len(got)} records ended without PositionGone")
+        assert len(got) < len(entries) - 5, f"the read went on through removed records ({len(got)})"
+        assert gone.value.earliest is not None
 
     async def test_retention_by_age(self, log: Log) -> None:
         topic = new_topic()

@@ -127,10 +127,10 @@ class KafkaOptions:
             raise ValidationError("url.dedup_window", f"must be >= 1, got {opts.dedup_window}")
         return opts
 
-    def prefetch_kbytes(self) -> int:
+    def prefetch_kbytes(self, default: int = 16384) -> int:
         """What a consumer may prefetch per partition set (librdkafka's default is 64 MiB each,
         which a hub with pooled readers and several members multiplies); a ``client`` option wins."""
-        return int(self.client.get("queued.max.messages.kbytes", 16384))
+        return int(self.client.get("queued.max.messages.kbytes", default))
 
     def base(self) -> dict[str, Any]:
         """librdkafka settings every client of this engine shares."""
@@ -342,9 +342,12 @@ class Reader:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": False,
-                "auto.offset.reset": "earliest",
+                # A fetch position retention removed is an error to raise (PositionGone),
+                # never a silent jump to the earliest record.
+                "auto.offset.reset": "error",
                 "client.id": name,
-                "queued.max.messages.kbytes": options.prefetch_kbytes(),
+                # A read hands out one record at a time: 4 MiB ahead keeps it fed.
+                "queued.max.messages.kbytes": options.prefetch_kbytes(4096),
             }
         )
         self.consumer = ck.Consumer(conf)

@@ -57,6 +57,8 @@ from .writer import Producer, TopicWriter
 __all__ = ["KafkaLog"]
 
 READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
+#: fetch errors meaning the position was removed by retention (auto.offset.reset=error)
+_GONE = {ck.KafkaError.OFFSET_OUT_OF_RANGE, ck.KafkaError._AUTO_OFFSET_RESET}
 _EARLIEST: Any = cast(Any, OffsetSpec).earliest()
 _LATEST: Any = cast(Any, OffsetSpec).latest()
 
@@ -317,6 +319,7 @@ class KafkaLog:
             await reader.call(reader.assign, kt, starts)
             merge = Merge(starts, hi, follow)
             seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+            yielded = False
             while True:
                 m = merge.pop()
                 if m is None:
@@ -327,9 +330,18 @@ class KafkaLog:
                         err = msg.error()
                         if err is None:
                             merge.add(msg)
-                        elif err.code() == ck.KafkaError.OFFSET_OUT_OF_RANGE:
+                        elif err.code() in _GONE:
+                            # Retention removed records this read had not reached yet.
                             lo, hi2 = await reader.call(reader.watermarks, kt, n, self.options.timeout)
-                            raise PositionGone(topic, encode_position(cursor), self._first_position(lo, hi2))
+                            if yielded or after is not None or since is not None:
+                                where = str(cursor[0]) if n == 1 else encode_position(cursor)
+                                raise PositionGone(topic, where, self._first_position(lo, hi2))
+                            # A read from the start that has given nothing yet starts at the new start.
+                            starts = [max(c + 1, low) for c, low in zip(cursor, lo, strict=True)]
+                            cursor = [s - 1 for s in starts]
+                            await reader.call(reader.assign, kt, starts)
+                            merge = Merge(starts, hi, follow)
+                            break
                         elif err.code() != ck.KafkaError._PARTITION_EOF:
                             logger.warning("read %s: %s", topic, err)
                     if not msgs:
@@ -346,6 +358,7 @@ class KafkaLog:
                     if len(seen) > READ_WINDOW:
                         seen.popitem(last=False)
                 yield record
+                yielded = True
                 remaining -= 1
                 if remaining <= 0:
                     return
