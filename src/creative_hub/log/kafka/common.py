@@ -127,10 +127,19 @@ class KafkaOptions:
             raise ValidationError("url.dedup_window", f"must be >= 1, got {opts.dedup_window}")
         return opts
 
-    def prefetch_kbytes(self, default: int = 16384) -> int:
-        """What a consumer may prefetch per partition set (librdkafka's default is 64 MiB each,
-        which a hub with pooled readers and several members multiplies); a ``client`` option wins."""
-        return int(self.client.get("queued.max.messages.kbytes", default))
+    def prefetch(self, kbytes: int = 16384) -> dict[str, Any]:
+        """A consumer's prefetch settings; a ``client`` option wins.
+
+        At most ``kbytes`` queued per consumer (librdkafka's default is 64 MiB
+        each, which a hub with pooled readers and several members multiplies).
+        When the queue is full librdkafka postpones the partition's next fetch
+        by ``fetch.queue.backoff.ms`` (default 1000 ms): a reader faster than
+        one fetch then stalls a whole second.  10 ms keeps the cap without the stall.
+        """
+        return {
+            "queued.max.messages.kbytes": int(self.client.get("queued.max.messages.kbytes", kbytes)),
+            "fetch.queue.backoff.ms": int(self.client.get("fetch.queue.backoff.ms", 10)),
+        }
 
     def base(self) -> dict[str, Any]:
         """librdkafka settings every client of this engine shares."""
@@ -346,10 +355,9 @@ class Reader:
                 # never a silent jump to the earliest record.
                 "auto.offset.reset": "error",
                 "client.id": name,
-                # A read hands out one record at a time: 4 MiB ahead keeps it fed.
-                "queued.max.messages.kbytes": options.prefetch_kbytes(4096),
             }
         )
+        conf.update(options.prefetch(4096))  # a read hands out one record at a time: 4 MiB ahead
         self.consumer = ck.Consumer(conf)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.assigned = False

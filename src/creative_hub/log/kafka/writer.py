@@ -18,9 +18,9 @@ What this guarantees: an id is stored once per topic against retries from
 any process, as long as the retry starts after the first attempt's produce
 was acked or failed (the catch-up sees it), and the id is within the newest
 ``dedup_window`` ids.  Two processes racing the same id at the same instant
-can both store it; readers then skip the later copy within their own window
-(see ``read`` and subscriptions), and handlers should be idempotent anyway
-(at-least-once).  Within one producer session librdkafka's idempotence
+can both store it; a read skips the later copy within its window (see
+``read``), a consumer group gets both (like a redelivery: handlers are
+idempotent anyway, at-least-once).  Within one producer session librdkafka's idempotence
 removes the broker-side duplicates of its own internal retries.
 """
 
@@ -31,6 +31,7 @@ import functools
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,22 +49,47 @@ __all__ = ["Producer", "TopicWriter"]
 
 
 class _Round:
-    """Delivery reports of one produce round, collected on the producer's poll thread."""
+    """Delivery reports of one produce round, collected on the producer's poll thread.
 
-    __slots__ = ("errors", "future", "left", "loop", "results")
+    One bound method serves every message of the round (a callable per message
+    -- ``functools.partial(done, i)`` -- costs more than the produce itself:
+    measured 4.5-7 us against 2.9 us a record).  A report finds its message's
+    index by key: a key always goes to the same partition, and the idempotent
+    producer reports a partition's messages in produce order, so each key's
+    indices are taken first in, first out.  ``disorder`` turns true if a key's
+    offsets ever go down (the order did not hold): the round's positions are
+    then not trusted (see ``TopicWriter._round``).
+    """
+
+    __slots__ = ("disorder", "errors", "future", "keys", "left", "loop", "results")
 
     def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
         self.results: list[tuple[int, int]] = [(-1, -1)] * n  # (partition, offset)
         self.errors: list[ck.KafkaError | None] = [None] * n
+        self.keys: dict[bytes, list[Any]] = {}  # key -> [deque of indices, last offset]
+        self.disorder = False
         self.left = n
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
 
-    def done(self, i: int, err: ck.KafkaError | None, msg: ck.Message) -> None:
+    def expect(self, key: bytes, i: int) -> None:
+        slot = self.keys.get(key)
+        if slot is None:
+            self.keys[key] = [deque((i,)), -1]
+        else:
+            slot[0].append(i)
+
+    def done(self, err: ck.KafkaError | None, msg: ck.Message) -> None:
+        slot = self.keys[msg.key() or b""]
+        i = slot[0].popleft()
         if err is not None:
             self.errors[i] = err
         else:
-            self.results[i] = (msg.partition() or 0, msg.offset() or 0)
+            off = msg.offset() or 0
+            if off <= slot[1]:
+                self.disorder = True
+            slot[1] = off
+            self.results[i] = (msg.partition() or 0, off)
         self.left -= 1
         if self.left == 0:  # one wake-up of the event loop per round, not per message
             self.loop.call_soon_threadsafe(_resolve, self.future)
@@ -121,22 +147,18 @@ class Producer:
         """Produce ``entries`` in order; returns when every one is acked or failed."""
         loop = asyncio.get_running_loop()
         rnd = _Round(len(entries), loop)
-        produce = self.producer.produce
+        produce, expect, done = self.producer.produce, rnd.expect, rnd.done
         for i, e in enumerate(entries):
             headers: list[tuple[str, str | bytes | None]] = [
                 ("content-type", CONTENT_TYPE),
                 (H_ID, e.id.encode()),
                 (H_DIGEST, e.digest.encode()),
             ]
+            key = e.key.encode()
+            expect(key, i)
             while True:
                 try:
-                    produce(
-                        topic,
-                        e.body,
-                        e.key.encode(),
-                        headers=headers,
-                        on_delivery=functools.partial(rnd.done, i),
-                    )
+                    produce(topic, e.body, key, headers=headers, on_delivery=done)
                     break
                 except BufferError:  # local queue full: let the poll thread drain it
                     await asyncio.sleep(0.005)
@@ -306,6 +328,12 @@ class TopicWriter:
         else:
             producer = self.log.producer()
             rnd = await producer.produce(self.ktopic, new)
+            if rnd.disorder:  # cannot happen with an idempotent producer; positions unknown if it does
+                # Stored, but which offset is whose is not known: the index learns them by
+                # reading the topic back at the next round, so a retry gets true receipts.
+                raise EngineUnavailable(
+                    self.log.url, f"append to {self.topic}: delivery reports out of produce order; retry"
+                )
             errors = rnd.errors
             rnd_positions = self._positions(rnd.results, ends)
             contiguous = all(err is None for err in errors)
