@@ -61,10 +61,11 @@ class _Round:
     then not trusted (see ``TopicWriter._round``).
     """
 
-    __slots__ = ("disorder", "errors", "future", "keys", "left", "loop", "results")
+    __slots__ = ("disorder", "errors", "future", "keys", "left", "loop", "offsets", "partitions")
 
     def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.results: list[tuple[int, int]] = [(-1, -1)] * n  # (partition, offset)
+        self.partitions: list[int] = [-1] * n
+        self.offsets: list[int] = [-1] * n
         self.errors: list[ck.KafkaError | None] = [None] * n
         self.keys: dict[bytes, list[Any]] = {}  # key -> [deque of indices, last offset]
         self.disorder = False
@@ -89,7 +90,8 @@ class _Round:
             if off <= slot[1]:
                 self.disorder = True
             slot[1] = off
-            self.results[i] = (msg.partition() or 0, off)
+            self.partitions[i] = msg.partition() or 0
+            self.offsets[i] = off
         self.left -= 1
         if self.left == 0:  # one wake-up of the event loop per round, not per message
             self.loop.call_soon_threadsafe(_resolve, self.future)
@@ -289,45 +291,51 @@ class TopicWriter:
     # -- one round -------------------------------------------------------------
     async def _round(self, calls: list[_Call]) -> None:
         ends = await self._catch_up()
+        index = self.index
         new: list[Entry] = []
-        pending: dict[str, tuple[int, str]] = {}  # id -> (index in new, digest), this round
-        plans: list[tuple[_Call, list[tuple[bool, int | str]]]] = []
+        pending: dict[str, int] = {}  # id -> its index in ``new``, this round
+        # Per call, per entry: n >= 0, new[n] is stored for it; -n-1, a copy of new[n]
+        # earlier in the round; a str, the position it was already stored at.
+        plans: list[tuple[_Call, list[int | str]]] = []
         for call in calls:
-            plan: list[tuple[bool, int | str]] = []  # (duplicate, index in `new` | stored position)
-            mine: dict[str, tuple[int, str]] = {}
+            plan: list[int | str] = []
+            base = len(new)
+            mine: dict[str, int] = {}
             fresh: list[Entry] = []
             conflict: IdConflict | None = None
             for e in call.entries:
-                old = self.index.get(e.id)
+                eid = e.id
+                old = index.get(eid)
                 if old is not None:
                     if old[1] and old[1] != e.digest:
-                        conflict = IdConflict(self.topic, e.id)
+                        conflict = IdConflict(self.topic, eid)
                         break
-                    plan.append((True, old[0]))
+                    plan.append(old[0])
                     continue
-                seen = mine.get(e.id) or pending.get(e.id)
-                if seen is not None:
-                    if seen[1] != e.digest:
-                        conflict = IdConflict(self.topic, e.id)
+                n = mine.get(eid)
+                if n is None:
+                    n = pending.get(eid)
+                if n is not None:
+                    first = new[n] if n < base else fresh[n - base]
+                    if first.digest != e.digest:
+                        conflict = IdConflict(self.topic, eid)
                         break
-                    plan.append((True, seen[0]))
+                    plan.append(-n - 1)
                     continue
-                n = len(new) + len(fresh)
-                mine[e.id] = (n, e.digest)
+                n = base + len(fresh)
+                mine[eid] = n
                 fresh.append(e)
-                plan.append((False, n))
+                plan.append(n)
             if conflict is not None:
                 call.future.set_exception(conflict)  # none of this call is produced
                 continue
             new.extend(fresh)
             pending.update(mine)
             plans.append((call, plan))
-        if not new:
-            rnd_positions: list[str] = []
-            errors: list[ck.KafkaError | None] = []
-        else:
-            producer = self.log.producer()
-            rnd = await producer.produce(self.ktopic, new)
+        rnd_positions: list[str] = []
+        errors: list[ck.KafkaError | None] = []
+        if new:
+            rnd = await self.log.producer().produce(self.ktopic, new)
             if rnd.disorder:  # cannot happen with an idempotent producer; positions unknown if it does
                 # Stored, but which offset is whose is not known: the index learns them by
                 # reading the topic back at the next round, so a retry gets true receipts.
@@ -335,51 +343,59 @@ class TopicWriter:
                     self.log.url, f"append to {self.topic}: delivery reports out of produce order; retry"
                 )
             errors = rnd.errors
-            rnd_positions = self._positions(rnd.results, ends)
-            contiguous = all(err is None for err in errors)
-            per: dict[int, list[int]] = {}
-            for (p, o), err in zip(rnd.results, errors, strict=True):
-                if err is None:
-                    per.setdefault(p, []).append(o)
-            index = self.index  # the round's ids are new to it (planned above)
+            rnd_positions = self._positions(rnd.partitions, rnd.offsets, ends)
+            failed = any(err is not None for err in errors)
             for e, err, pos in zip(new, errors, rnd_positions, strict=True):
                 if err is None:
                     index[e.id] = (pos, e.digest)
             if len(index) > self.window + self.window // 4:
                 self._trim()
-            assert self.scanned is not None
-            for p, offs in per.items():
-                # Only our records since the catch-up: the index need not read them back.
-                if contiguous and offs[0] == self.scanned[p] and offs[-1] - offs[0] + 1 == len(offs):
-                    self.scanned[p] = offs[-1] + 1
+            if not failed:
+                self._advance(rnd.partitions, rnd.offsets)
         for call, plan in plans:
             if call.future.done():
                 continue
-            failed = [errors[n] for _, n in plan if isinstance(n, int) and errors[n] is not None]
-            if failed:
-                err = failed[0]
-                assert err is not None
+            bad = next((errors[r if r >= 0 else -r - 1] for r in plan if isinstance(r, int)
+                        and errors[r if r >= 0 else -r - 1] is not None), None)  # fmt: skip
+            if bad is not None:
                 call.future.set_exception(
-                    EngineUnavailable(self.log.url, f"append to {self.topic}: {err.name()}: {err.str()}")
+                    EngineUnavailable(self.log.url, f"append to {self.topic}: {bad.name()}: {bad.str()}")
                 )
                 continue
-            out: list[Appended] = []
-            for dup, ref in plan:
-                if isinstance(ref, str):
-                    out.append(Appended(ref, duplicate=True))
-                else:
-                    out.append(Appended(rnd_positions[ref], duplicate=dup))
-            call.future.set_result(out)
+            call.future.set_result(
+                [
+                    Appended(r, True) if isinstance(r, str)
+                    else Appended(rnd_positions[r], False) if r >= 0
+                    else Appended(rnd_positions[-r - 1], True)
+                    for r in plan
+                ]
+            )  # fmt: skip
 
-    def _positions(self, results: list[tuple[int, int]], ends: list[int]) -> list[str]:
+    def _advance(self, partitions: list[int], offsets: list[int]) -> None:
+        """Move ``scanned`` past this round's records where they follow it with nothing between:
+        the index holds them already and need not read them back."""
+        assert self.scanned is not None
+        n = self.partitions
+        lo, hi, count = [-1] * n, [-1] * n, [0] * n
+        for p, o in zip(partitions, offsets, strict=True):
+            if count[p] == 0 or o < lo[p]:
+                lo[p] = o
+            if o > hi[p]:
+                hi[p] = o
+            count[p] += 1
+        for p in range(n):
+            if count[p] and lo[p] == self.scanned[p] and hi[p] - lo[p] + 1 == count[p]:
+                self.scanned[p] = hi[p] + 1
+
+    def _positions(self, partitions: list[int], offsets: list[int], ends: list[int]) -> list[str]:
         """Receipt positions: the offset; with partitions > 1, the cursor as if read in append order."""
         if self.partitions == 1:
-            return [str(o) for _, o in results]
+            return [str(o) for o in offsets]
         cursor = [e - 1 for e in ends]
         parts = [str(c) for c in cursor]  # encode_position(cursor), one partition's text redone each time
         out = []
         join = ",".join
-        for p, o in results:
+        for p, o in zip(partitions, offsets, strict=True):
             if p >= 0 and o > cursor[p]:
                 cursor[p] = o
                 parts[p] = str(o)
