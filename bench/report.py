@@ -148,6 +148,15 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
             "![publish call latency against batch size](bench/results/latency.png)",
             "",
         ]
+    kafka = results.get("kafka")
+    if kafka and "raw_with_reports" in kafka["publish"]:
+        rr, hub = kafka["publish"]["raw_with_reports"], kafka["publish"]["hub"]
+        lines += [
+            f"Kafka publish against raw confluent-kafka that keeps each record's partition and "
+            f"offset (a delivery callback per record, as the hub's receipts need): raw "
+            f"{_rate(rr)} events/s, hub {_rate(hub)} (**{hub / rr:.2f}x**).",
+            "",
+        ]
     http, index = results.get("http"), results.get("index")
     if http:
         h = http["http_sse"]
