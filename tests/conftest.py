@@ -8,8 +8,13 @@ temp directory, and stop at the end.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import importlib.util
+import io
 import os
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -46,6 +51,55 @@ class Servers:
     def stop_all(self) -> None:
         for server in self.running.values():
             server.stop()
+
+
+DUMP_BEFORE_TIMEOUT = 10.0  # seconds before pytest-timeout fires
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    out = io.StringIO()
+    tasks = asyncio.all_tasks(loop)
+    print(f"--- {len(tasks)} asyncio tasks, {DUMP_BEFORE_TIMEOUT:.0f} s before the timeout ---", file=out)
+    for task in tasks:
+        print(f"{task.get_name()}:", file=out)
+        # The whole await chain (Task.print_stack shows a coroutine's outer frame only).
+        node: object = task.get_coro()
+        while node is not None:
+            frame = getattr(node, "cr_frame", None) or getattr(node, "ag_frame", None)
+            frame = frame or getattr(node, "gi_frame", None)
+            if frame is None:
+                print(f"    awaiting {node!r}", file=out)
+                break
+            print(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=out)
+            awaited = getattr(node, "cr_await", None) or getattr(node, "ag_await", None)
+            node = awaited or getattr(node, "gi_yieldfrom", None)
+    sys.stderr.write(out.getvalue())
+
+
+def _dump_running_loops() -> None:
+    # pytest-timeout interrupts the event loop's select(), so its report shows
+    # only that frame: print what every task was waiting for, from the loop's
+    # own thread (the report's "Captured stderr call").
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
+            obj.call_soon_threadsafe(_print_tasks, obj)
+
+
+@pytest.fixture(autouse=True)
+def _tasks_shown_on_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker("timeout")
+    limit = marker.args[0] if marker is not None and marker.args else request.config.getini("timeout")
+    limit = float(request.config.getoption("timeout", None) or limit or 0)
+    if limit <= DUMP_BEFORE_TIMEOUT * 2:
+        yield
+        return
+    timer = threading.Timer(limit - DUMP_BEFORE_TIMEOUT, _dump_running_loops)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture(scope="session")

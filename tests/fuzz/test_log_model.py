@@ -49,13 +49,16 @@ TAKE_WAIT = 0.3  # seconds a take waits for a delivery before it counts as "none
 DRAIN_WAIT = {"sqlite": 15.0}
 DRAIN_WAIT_BROKER = 60.0
 KEYS = ["a", "b", "c"]
-# Engines that commit, per partition, the contiguous prefix of acked records
-# (log/_sqlite_group.py, log/kafka/subscription.py): an ack above an un-acked
-# record of its partition comes again once the partition changes owner
-# (at-least-once).  Only the acked prefix of the whole topic -- which covers
-# every partition's prefix -- is sure never to come back.  Redis and NATS ack
-# each record by itself.
-PREFIX_COMMIT = {"sqlite", "kafka"}
+# Engines where an ack above an un-acked record of its partition may come
+# again once the partition changes owner (at-least-once): SQLite and Kafka
+# commit, per partition, the contiguous prefix of acked records
+# (log/_sqlite_group.py, log/kafka/subscription.py); NATS resets a partition's
+# consumer to its ack floor when it is taken over with deliveries un-acked
+# (log/nats/group.py: so no newer record of a key overtakes an older one), and
+# JetStream's ack floor is that prefix too.  Only the acked prefix of the
+# whole topic -- which covers every partition's prefix -- is sure never to
+# come back.  Redis acks each record by itself.
+PREFIX_COMMIT = {"sqlite", "kafka", "nats"}
 # Kafka positions are one offset per partition: a receipt's names the batch's
 # progress in append order, a record's the read's merged order, so with several
 # keys the two differ (each is a valid cursor for read(after=...)).

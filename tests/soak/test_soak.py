@@ -24,7 +24,10 @@ of recent ids (100,000 by default) that grows with every event until it is
 full, which at this rate takes longer than a short warm-up; a smaller window
 is full within the warm-up, so what grows after it is a leak, not the cache.  Samples go to
 SOAK_RESULTS (default ``test-artifacts/soak``) as CSV and JSON, with a PNG
-plot when matplotlib is installed.
+plot when matplotlib is installed.  ``SOAK_TRACEMALLOC=1`` also traces Python
+allocations and writes the 30 lines whose memory grew most between the end of
+the warm-up and the end of the load to ``<engine>-growth.txt`` (memory that
+grows outside Python -- librdkafka's, say -- shows in RSS but not there).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import json
 import os
 import statistics
 import time
+import tracemalloc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,10 +171,16 @@ async def soak(engine: str, log: Log) -> None:
                 counts["timeouts"] += 1
 
     samples: list[Sample] = []
+    trace = os.environ.get("SOAK_TRACEMALLOC") == "1"
+    if trace:
+        tracemalloc.start(8)
+    snapshots: list[tracemalloc.Snapshot] = []
 
     async def sampler() -> None:
         while True:
             samples.append(Sample(round(time.monotonic() - start, 1), rss_bytes(), open_fds(), **counts))
+            if trace and not snapshots and samples[-1].t >= warmup:
+                snapshots.append(tracemalloc.take_snapshot())
             if not await paced(every):
                 return
 
@@ -184,8 +194,19 @@ async def soak(engine: str, log: Log) -> None:
         for t in done:
             t.result()  # a load task that failed fails the soak
     finally:
+        if trace:
+            snapshots.append(tracemalloc.take_snapshot())
+            tracemalloc.stop()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if len(snapshots) == 2:
+        growth = snapshots[1].compare_to(snapshots[0], "traceback")[:30]
+        results.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for stat in growth:
+            lines.append(f"{stat.size_diff / 2**20:+.2f} MiB in {stat.count_diff:+d} blocks")
+            lines.extend("    " + line for line in stat.traceback.format())
+        (results / f"{engine}-growth.txt").write_text("\n".join(lines) + "\n")
     await asyncio.sleep(1.0)  # closed connections and threads go
     after = Sample(round(time.monotonic() - start, 1), rss_bytes(), open_fds(), **counts)
 
