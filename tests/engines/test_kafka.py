@@ -24,7 +24,7 @@ import confluent_kafka as ck
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 
-from creative_hub.errors import EngineUnavailable, PositionGone
+from creative_hub.errors import EngineUnavailable, PositionGone, ValidationError
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
 from creative_hub.log import Entry, Log, Retention, open_log
@@ -241,6 +241,41 @@ async def test_broker_down_at_open_fails_fast_naming_the_url() -> None:
         await log.open()
     assert f"127.0.0.1:{port}" in str(e.value)
     assert time.monotonic() - started < WAIT  # bounded, not the client's 60 s default retry loop
+
+
+async def test_freed_c_heap_is_handed_back_while_open(
+    kafka_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # librdkafka's freed buffers stay in glibc's arenas unless trimmed (log/_malloc.py).
+    from creative_hub.log import _malloc
+
+    assert _malloc.available()  # Linux with glibc: the machines this runs on
+    calls: list[int] = []
+    real = _malloc._TRIM
+    assert real is not None
+    monkeypatch.setattr(_malloc, "_TRIM", lambda pad: calls.append(pad) or real(pad))
+    sep = "&" if "?" in kafka_url else "?"
+    log = open_log(f"{kafka_url}{sep}malloc_trim=0.05")
+    await log.open()
+    try:
+        deadline = time.monotonic() + WAIT
+        while len(calls) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert calls[:2] == [0, 0]
+    finally:
+        await log.close()
+    seen = len(calls)
+    await asyncio.sleep(0.2)
+    assert len(calls) == seen  # stopped with the log
+    off = open_log(f"{kafka_url}{sep}malloc_trim=0")
+    await off.open()
+    try:
+        await asyncio.sleep(0.2)
+        assert len(calls) == seen
+    finally:
+        await off.close()
+    with pytest.raises(ValidationError, match="malloc_trim"):
+        open_log(f"{kafka_url}{sep}malloc_trim=often")
 
 
 def _closed_port() -> int:

@@ -539,6 +539,28 @@ class LogContract:
         # From the last removed one is fine: nothing after it is missing.
         assert len(await read_all(log, topic, after=receipts[6].position)) == 5
 
+    async def test_retention_passes_at_once_from_two_processes_agree(self, log: Log, log_url: str) -> None:
+        # Two hub processes (two Log objects) apply a count retention to the
+        # same topic at the same moment, round after round, with appends in
+        # between: each pass succeeds (one may find what it was reading removed
+        # by the other: it starts again) and the newest ``max_count`` remain.
+        topic = new_topic()
+        other = open_log(log_url)
+        await other.open()
+        try:
+            await log.append(topic, make_entries(40))
+            await log.set_retention(topic, Retention(max_count=10))
+            appended = []
+            for _ in range(4):
+                batch = make_entries(30)
+                await log.append(topic, batch)
+                appended += batch
+                await asyncio.gather(log.apply_retention(topic), other.apply_retention(topic))
+                assert (await log.topic_info(topic)).count == 10
+            assert [r.id for r in await read_all(log, topic)] == [e.id for e in appended[-10:]]
+        finally:
+            await other.close()
+
     async def test_a_read_overtaken_by_retention_raises_instead_of_skipping(self, log: Log) -> None:
         # A reader takes one record; retention then removes all but the newest
         # five while it is mid-read.  What it reads next must be the records

@@ -1,11 +1,13 @@
 """Kafka-API engine (Apache Kafka, Redpanda) on confluent-kafka (librdkafka).
 
 ``kafka://host:port[,host:port][?option=value&...]``; options: ``partitions``
-(for topics it creates, default 1), ``replication`` (default: the broker's),
+(for topics it creates, default 4), ``replication`` (default: the broker's),
 ``prefix`` (prepended to Kafka topics and groups), ``timeout`` (seconds per
 request and per produce, default 10), ``session_timeout`` / ``min_session``
 (group sessions, seconds), ``dedup_window`` (ids per topic, default 100k),
-``linger_ms``, and ``client.<librdkafka key>`` for anything else (TLS, SASL).
+``linger_ms``, ``malloc_trim`` (seconds between handing librdkafka's freed
+buffers back to the OS, default 10, 0: never; see ``log/_malloc.py``), and
+``client.<librdkafka key>`` for anything else (TLS, SASL).
 ``kafka://user:password@host`` sets SASL credentials.  Redpanda speaks the
 same protocol: point the URL at it, nothing else changes.
 

@@ -53,6 +53,7 @@ DEFAULT_SESSION = 10.0  # seconds a silent group member keeps its partitions
 DEFAULT_MIN_SESSION = 6.0  # seconds; the broker's group.min.session.timeout.ms (Kafka and Redpanda default)
 DEFAULT_DEDUP_WINDOW = 100_000  # ids per topic remembered for dedup
 DEFAULT_LINGER_MS = 5.0  # producer batching delay
+DEFAULT_MALLOC_TRIM = 10.0  # seconds between handing freed C heap back to the OS (log/_malloc.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +74,7 @@ class KafkaOptions:
     min_session: float = DEFAULT_MIN_SESSION  #: the broker's lower bound, seconds
     dedup_window: int = DEFAULT_DEDUP_WINDOW  #: ids per topic kept for dedup
     linger_ms: float = DEFAULT_LINGER_MS
+    malloc_trim: float = DEFAULT_MALLOC_TRIM  #: seconds between malloc_trim calls; 0: never
     client: dict[str, str] = field(default_factory=dict)  #: extra librdkafka settings
 
     @classmethod
@@ -100,6 +102,7 @@ class KafkaOptions:
             "min_session": float,
             "dedup_window": int,
             "linger_ms": float,
+            "malloc_trim": float,
         }
         for k, v in query.items():
             if k.startswith("client."):
@@ -244,6 +247,9 @@ def fetch(consumer: ck.Consumer, most: int, timeout: float) -> list[ck.Message]:
         return [first]
     return [first, *consumer.consume(most - 1, 0)]
 
+
+#: fetch errors meaning the position was removed by retention (auto.offset.reset=error)
+GONE = {ck.KafkaError.OFFSET_OUT_OF_RANGE, ck.KafkaError._AUTO_OFFSET_RESET}
 
 #: errors a just-created topic or a moving leader gives for a moment
 TRANSIENT = {

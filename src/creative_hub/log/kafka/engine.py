@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - older clients
     from confluent_kafka.admin import ConsumerGroupTopicPartitions  # type: ignore[attr-defined,no-redef]
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
+from .. import _malloc
 from ..base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -40,6 +41,7 @@ from ..base import (
 )
 from . import retention as _retention
 from .common import (
+    GONE,
     TRANSIENT,
     KafkaOptions,
     Merge,
@@ -57,8 +59,6 @@ from .writer import Producer, TopicWriter
 __all__ = ["KafkaLog"]
 
 READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
-#: fetch errors meaning the position was removed by retention (auto.offset.reset=error)
-_GONE = {ck.KafkaError.OFFSET_OUT_OF_RANGE, ck.KafkaError._AUTO_OFFSET_RESET}
 _EARLIEST: Any = cast(Any, OffsetSpec).earliest()
 _LATEST: Any = cast(Any, OffsetSpec).latest()
 
@@ -85,6 +85,7 @@ class KafkaLog:
         self._writers: dict[str, TopicWriter] = {}
         self.retention_cache: dict[str, Retention] | None = None
         self.retention_due: dict[str, float] = {}
+        self._retention_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -124,6 +125,10 @@ class KafkaLog:
                 f"within {self.options.timeout:g}s ({e})",
             ) from e
         self._admin = admin
+        trimmer = _malloc.start(self.options.malloc_trim)  # librdkafka's freed buffers, back to the OS
+        if trimmer is not None:
+            self._background.add(trimmer)
+            trimmer.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """Leave every group, flush the producer, drop connections.  Safe twice."""
@@ -132,13 +137,22 @@ class KafkaLog:
         for sub in list(self.subs):
             await sub.close()
         self.closed = True
-        for task in list(self._background):
+        background = list(self._background)
+        for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await asyncio.to_thread(producer.close, self.options.timeout)
         await self.readers.close()
         self._admin = None
+
+    def retention_lock(self, topic: str) -> asyncio.Lock:
+        """Held by a retention pass over ``topic``: one at a time in this process."""
+        lock = self._retention_locks.get(topic)
+        if lock is None:
+            lock = self._retention_locks[topic] = asyncio.Lock()
+        return lock
 
     def check_open(self) -> None:
         if self.closed:
@@ -330,7 +344,7 @@ class KafkaLog:
                         err = msg.error()
                         if err is None:
                             merge.add(msg)
-                        elif err.code() in _GONE:
+                        elif err.code() in GONE:
                             # Retention removed records this read had not reached yet.
                             lo, hi2 = await reader.call(reader.watermarks, kt, n, self.options.timeout)
                             if yielded or after is not None or since is not None:

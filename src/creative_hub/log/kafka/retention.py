@@ -30,7 +30,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from ...errors import EngineUnavailable
 from ..base import Entry, Retention, check_topic
-from .common import Merge, fetch, retention_ms
+from .common import GONE, Merge, fetch, retention_ms
 
 if TYPE_CHECKING:
     from .engine import KafkaLog
@@ -136,14 +136,36 @@ async def _describe_meta(log: KafkaLog) -> int | None:
     return None if t is None or t.error is not None or not t.partitions else len(t.partitions)
 
 
+_ATTEMPTS = 3  # passes over a topic whose start another process keeps moving
+
+
+class _Moved(Exception):
+    """Records this pass was reading were removed meanwhile (another process's pass)."""
+
+
 async def apply_retention(log: KafkaLog, topic: str) -> int:
     """Delete (``delete_records``) what the retention no longer keeps; returns how many went.
 
     With several partitions, ``max_count`` removes the oldest in read order
-    (storage time); ``max_bytes`` is split evenly between partitions.
+    (storage time); ``max_bytes`` is split evenly between partitions.  One
+    pass per topic at a time in a process; a pass that finds records it was
+    reading removed by another process's pass starts again from the new start.
     """
     check_topic(topic)
     log.check_open()
+    async with log.retention_lock(topic):
+        for attempt in range(_ATTEMPTS):
+            try:
+                return await _apply(log, topic)
+            except _Moved:
+                if attempt == _ATTEMPTS - 1:
+                    raise EngineUnavailable(
+                        log.url, f"apply retention to {topic}: its start kept moving under this pass"
+                    ) from None
+    return 0  # not reached
+
+
+async def _apply(log: KafkaLog, topic: str) -> int:
     retention = (await load(log)).get(topic)
     n = await log._describe(topic)
     if retention is None or retention.unlimited or n is None:
@@ -181,6 +203,16 @@ async def apply_retention(log: KafkaLog, topic: str) -> int:
     return sum(c - low for c, low in zip(cut, lo, strict=True))
 
 
+def _usable(msg: ck.Message) -> bool:
+    """True for a record; False for a harmless event; _Moved when the records went."""
+    err = msg.error()
+    if err is None:
+        return True
+    if err.code() in GONE:
+        raise _Moved()
+    return False
+
+
 async def _skip_oldest(
     log: KafkaLog, reader: Any, kt: str, starts: list[int], ends: list[int], k: int
 ) -> list[int]:
@@ -197,7 +229,7 @@ async def _skip_oldest(
             if not msgs:
                 raise EngineUnavailable(log.url, f"apply retention: reading {kt} timed out")
             for msg in msgs:
-                if msg.error() is None:
+                if _usable(msg):
                     merge.add(msg)
             continue
         cut[m.partition() or 0] = (m.offset() or 0) + 1
@@ -215,7 +247,7 @@ async def _bytes_cut(log: KafkaLog, reader: Any, kt: str, p: int, lo: int, hi: i
         if not msgs:
             break
         for m in msgs:
-            if m.error() is None and (m.offset() or 0) >= at and (m.offset() or 0) < hi:
+            if _usable(m) and (m.offset() or 0) >= at and (m.offset() or 0) < hi:
                 sizes.append(len(m.value() or b""))
                 at = (m.offset() or 0) + 1
     total, keep_from = 0, hi
