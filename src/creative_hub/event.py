@@ -201,11 +201,12 @@ def _msgspec_error(e: msgspec.ValidationError, prefix: str = "") -> ValidationEr
     rule, _, where = text.partition(" - at `$")
     path = where.rstrip("`").lstrip(".")
     path = re.sub(r"\[(\d+)\]", r".\1", path)
-    m = re.match(r"Object missing required field `([^`]+)`", rule)
+    # Greedy to the closing quote: a name may itself hold a backtick ("0`").
+    m = re.match(r"Object missing required field `(.+)`$", rule)
     if m:
         path = f"{path}.{m.group(1)}" if path else m.group(1)
         rule = "required"
-    m = re.match(r"Object contains unknown field `([^`]+)`", rule)
+    m = re.match(r"Object contains unknown field `(.+)`$", rule)
     if m:
         path = f"{path}.{m.group(1)}" if path else m.group(1)
         rule = "unknown field (not in the schema)"
