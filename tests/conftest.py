@@ -19,9 +19,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from creative_hub.log import Log, open_log
 from creative_hub.testing.servers import Server, start_server
+
+# Property tests (tests/fuzz and others): CI runs the same examples every time
+# (derandomized), so a red run is a regression, never a lucky new find that
+# blocks unrelated work; a hunt (CREATIVE_HUB_FUZZ_SCALE=N, N times the
+# examples) draws new ones each run.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("hunt")
+settings.load_profile("hunt" if "CREATIVE_HUB_FUZZ_SCALE" in os.environ else "ci")
 
 ALL_ENGINES = ["sqlite", "redis", "kafka", "nats"]
 
