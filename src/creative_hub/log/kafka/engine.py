@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import confluent_kafka as ck
 
@@ -16,7 +16,6 @@ import confluent_kafka as ck
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     NewTopic,
-    OffsetSpec,
 )
 
 try:
@@ -42,9 +41,12 @@ from ..base import (
 from . import retention as _retention
 from .common import (
     GONE,
+    OFFSET_EARLIEST,
+    OFFSET_LATEST,
     TRANSIENT,
     KafkaOptions,
     Merge,
+    Reader,
     ReaderPool,
     decode_position,
     encode_position,
@@ -59,8 +61,6 @@ from .writer import Producer, TopicWriter
 __all__ = ["KafkaLog"]
 
 READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
-_EARLIEST: Any = cast(Any, OffsetSpec).earliest()
-_LATEST: Any = cast(Any, OffsetSpec).latest()
 
 
 class KafkaLog:
@@ -77,6 +77,7 @@ class KafkaLog:
         self.options = options
         self.url = url or f"kafka://{options.bootstrap}"
         self.readers = ReaderPool(options)
+        self.followers = ReaderPool(options, keep=2, fetch_wait_ms=500, name="follower")
         self.subs: set[KafkaSubscription] = set()
         self.closed = False
         self._admin: AdminClient | None = None
@@ -87,6 +88,8 @@ class KafkaLog:
         self.retention_due: dict[str, float] = {}
         self._retention_locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._lister: Reader | None = None  # asks ListOffsets only (see kafka_offsets)
+        self._lister_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KafkaLog:
@@ -145,6 +148,10 @@ class KafkaLog:
             producer, self._producer = self._producer, None
             await asyncio.to_thread(producer.close, self.options.timeout)
         await self.readers.close()
+        await self.followers.close()
+        if self._lister is not None:
+            lister, self._lister = self._lister, None
+            await asyncio.to_thread(lister.close)
         self._admin = None
 
     def retention_lock(self, topic: str) -> asyncio.Lock:
@@ -317,15 +324,19 @@ class KafkaLog:
             n = await self._describe(topic)
         cursor = decode_position(after, n) if after is not None else [-1] * n
         kt = self.ktopic(topic)
-        reader = await self.readers.acquire()
+        pool = self.followers if follow else self.readers
+        reader = await pool.acquire()
         try:
-            lo, hi = await reader.call(reader.watermarks, kt, n, self.options.timeout)
+            # Asked through this read's own reader: that also tells it where the partitions'
+            # leaders are, so its first fetch goes out at once (through the lister, each read
+            # waited for a metadata refresh: the story test took 19 s instead of 3).
+            lo, hi = (await self.kafka_offsets({kt: n}, via=reader))[kt]
             if after is not None and any(c + 1 < low for c, low in zip(cursor, lo, strict=True)):
                 raise PositionGone(topic, after, self._first_position(lo, hi))
             starts = [max(c + 1, low) for c, low in zip(cursor, lo, strict=True)]
             if since is not None:
                 ms = int(since * 1000)
-                found = await reader.call(reader.offsets_for_times, kt, n, ms, self.options.timeout)
+                found = await self.offsets_for_times(kt, n, ms)
                 starts = [max(s, h if at < 0 else at) for s, at, h in zip(starts, found, hi, strict=True)]
             cursor = [s - 1 for s in starts]
             if not follow and all(s >= h for s, h in zip(starts, hi, strict=True)):
@@ -346,7 +357,7 @@ class KafkaLog:
                             merge.add(msg)
                         elif err.code() in GONE:
                             # Retention removed records this read had not reached yet.
-                            lo, hi2 = await reader.call(reader.watermarks, kt, n, self.options.timeout)
+                            lo, hi2 = (await self.kafka_offsets({kt: n}, via=reader))[kt]
                             if yielded or after is not None or since is not None:
                                 where = str(cursor[0]) if n == 1 else encode_position(cursor)
                                 raise PositionGone(topic, where, self._first_position(lo, hi2))
@@ -377,7 +388,7 @@ class KafkaLog:
                 if remaining <= 0:
                     return
         finally:
-            await self.readers.release(reader)
+            await pool.release(reader)
 
     @staticmethod
     def _first_position(lo: list[int], hi: list[int]) -> str | None:
@@ -423,23 +434,51 @@ class KafkaLog:
         return sorted(out)
 
     async def _offsets(self, topics: dict[str, int]) -> dict[str, tuple[list[int], list[int]]]:
-        """(low, high) offsets of every partition of ``topics`` in two admin requests."""
-        if not topics:
+        """(low, high) offsets of every partition of ``topics`` (hub names) in two admin requests."""
+        found = await self.kafka_offsets({self.ktopic(t): n for t, n in topics.items()})
+        return {t: found[self.ktopic(t)] for t in topics}
+
+    async def kafka_offsets(
+        self, ktopics: dict[str, int], *, low: bool = True, via: Reader | None = None
+    ) -> dict[str, tuple[list[int], list[int]]]:
+        """(low, high) offsets of every partition of ``ktopics`` (Kafka names), asked of the broker
+        in one ListOffsets request for the starts (unless ``low`` is False: the lows are then
+        empty lists) and one for the ends.
+
+        Through ``via`` if given, else through a consumer kept for this alone and never
+        assigned, so no fetch of its own is ever in flight to hold the request up.  Not through
+        the admin client: its ListOffsets fails outright ("no leaders found") for a while
+        after a broker restart."""
+        if not ktopics:
             return {}
-        tps = [ck.TopicPartition(self.ktopic(t), p) for t, n in topics.items() for p in range(n)]
-        wait, admin = self.options.timeout, self.admin
-        lows = await self._admin_call(
-            lambda: admin.list_offsets({tp: _EARLIEST for tp in tps}, request_timeout=wait), "list offsets"
-        )
-        highs = await self._admin_call(
-            lambda: admin.list_offsets({tp: _LATEST for tp in tps}, request_timeout=wait), "list offsets"
-        )
-        out: dict[str, tuple[list[int], list[int]]] = {}
-        i = 0
-        for t, n in topics.items():
-            out[t] = ([r.offset for r in lows[i : i + n]], [r.offset for r in highs[i : i + n]])
-            i += n
-        return out
+        reader, wait = via or await self._offsets_reader(), self.options.timeout
+        try:
+            # The starts first: then low <= high even if retention removes records in between.
+            lows = await reader.call(reader.list_offsets, ktopics, OFFSET_EARLIEST, wait) if low else None
+            highs = await reader.call(reader.list_offsets, ktopics, OFFSET_LATEST, wait)
+        except LogError:
+            raise
+        except Exception as e:
+            raise self.fail(e, "list offsets") from e
+        return {kt: ([] if lows is None else lows[kt], highs[kt]) for kt in ktopics}
+
+    async def offsets_for_times(self, ktopic: str, partitions: int, ms: int) -> list[int]:
+        """Per partition of ``ktopic``, the first offset stored at or after ``ms`` (-1: none)."""
+        reader, wait = await self._offsets_reader(), self.options.timeout
+        try:
+            return await reader.call(reader.offsets_for_times, ktopic, partitions, ms, wait)
+        except LogError:
+            raise
+        except Exception as e:
+            raise self.fail(e, "find offsets by time") from e
+
+    async def _offsets_reader(self) -> Reader:
+        if self._lister is None:
+            async with self._lister_lock:
+                if self._lister is None:
+                    self.check_open()
+                    self._lister = await asyncio.to_thread(Reader, self.options, "ch-offsets")
+        return self._lister
 
     async def _info(self, topic: str, lo: list[int], hi: list[int]) -> TopicInfo:
         count = sum(max(0, h - low) for low, h in zip(lo, hi, strict=True))

@@ -52,7 +52,7 @@ async def load(log: KafkaLog) -> dict[str, Retention]:
     if t is not None and t.error is None and t.partitions:
         reader = await log.readers.acquire()
         try:
-            lo, hi = await reader.call(reader.watermarks, meta, 1, log.options.timeout)
+            lo, hi = (await log.kafka_offsets({meta: 1}))[meta]
             if hi[0] > lo[0]:
                 await reader.call(reader.assign, meta, lo)
                 at = lo[0]
@@ -174,11 +174,11 @@ async def _apply(log: KafkaLog, topic: str) -> int:
     log.retention_due[topic] = time.monotonic() + RETENTION_EVERY
     reader = await log.readers.acquire()
     try:
-        lo, hi = await reader.call(reader.watermarks, kt, n, log.options.timeout)
+        lo, hi = (await log.kafka_offsets({kt: n}))[kt]
         cut = list(lo)
         if retention.max_age is not None:
             ms = int((time.time() - retention.max_age) * 1000)
-            found = await reader.call(reader.offsets_for_times, kt, n, ms, log.options.timeout)
+            found = await log.offsets_for_times(kt, n, ms)
             cut = [max(c, h if at < 0 else at) for c, at, h in zip(cut, found, hi, strict=True)]
         if retention.max_count is not None:
             excess = sum(h - c for c, h in zip(cut, hi, strict=True)) - retention.max_count

@@ -27,7 +27,6 @@ removes the broker-side duplicates of its own internal retries.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import threading
 import time
@@ -235,28 +234,26 @@ class TopicWriter:
 
     async def _catch_up(self) -> list[int]:
         """Bring the index up to the end of the topic; returns the end offsets."""
-        reader = await self.log.readers.acquire()
-        timeout = self.log.options.timeout
-        try:
-            # Usually nothing new: one ListOffsets request for every partition's end.
-            hi = await reader.call(reader.ends, self.ktopic, self.partitions, timeout)
-            if self.scanned == hi:  # (a topic made again has smaller ends: rescanned below)
-                return hi
-            lo = await reader.call(
-                functools.partial(reader.ends, earliest=True), self.ktopic, self.partitions, timeout
-            )
-            if self.scanned is None:
-                # First use in this process: the newest ``window`` ids, spread over partitions.
-                per = -(-self.window // self.partitions)
-                self.scanned = [max(lo[p], hi[p] - per) for p in range(self.partitions)]
-            starts = [max(s, low) for s, low in zip(self.scanned, lo, strict=True)]
-            if any(s < h for s, h in zip(starts, hi, strict=True)):
-                await reader.call(reader.assign, self.ktopic, starts)
-                await self._scan(reader, starts, hi)
-            self.scanned = list(hi)
+        kt, log = self.ktopic, self.log
+        # Usually nothing new: one ListOffsets request for every partition's end.
+        hi = (await log.kafka_offsets({kt: self.partitions}, low=False))[kt][1]
+        if self.scanned == hi:  # (a topic made again has smaller ends: rescanned below)
             return hi
-        finally:
-            await self.log.readers.release(reader)
+        lo = (await log.kafka_offsets({kt: self.partitions}))[kt][0]
+        if self.scanned is None:
+            # First use in this process: the newest ``window`` ids, spread over partitions.
+            per = -(-self.window // self.partitions)
+            self.scanned = [max(lo[p], hi[p] - per) for p in range(self.partitions)]
+        starts = [max(s, low) for s, low in zip(self.scanned, lo, strict=True)]
+        if any(s < h for s, h in zip(starts, hi, strict=True)):
+            reader = await log.readers.acquire()
+            try:
+                await reader.call(reader.assign, kt, starts)
+                await self._scan(reader, starts, hi)
+            finally:
+                await log.readers.release(reader)
+        self.scanned = list(hi)
+        return hi
 
     async def _scan(self, reader: Any, starts: list[int], ends: list[int]) -> None:
         cursor = [s - 1 for s in starts]
