@@ -44,6 +44,8 @@ from creative_hub.grants import GRANTS_TOPIC, audit_topic, parse_expires
 from creative_hub.hub import Hub
 from creative_hub.index import HubIndex, SearchQuery
 from creative_hub.log import Start
+from creative_hub.mcp.live import page as live_page
+from creative_hub.mcp.live import parse_uri
 from creative_hub.peers import PeerHub
 from creative_hub.principals import verify_signature
 from creative_hub.server import create_app
@@ -246,6 +248,9 @@ async def test_a_subject_grant_shows_that_subject_only_and_every_read_is_audited
     with pytest.raises(NotFound):
         await agent.get(scene.other)
     assert scene.drafts not in {t.name for t in await agent.topics()}  # a subject grant does not list it
+    # The subject's live resource (MCP) spans the granted drafts too, and only those.
+    about = await live_page(agent, parse_uri("hub://subjects/story:wood"), None, 100)
+    assert set(scene.wood) <= {e.id for e in about.events} and scene.other not in {e.id for e in about.events}
     assert await _subscribed(agent, scene.drafts, "analysts", 3) == scene.wood
     ix = HubIndex(str(tmp_path / "ix.db"), semantic=False)
     await ix.refresh(scene.hub, force=True)
