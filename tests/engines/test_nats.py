@@ -216,7 +216,9 @@ async def test_cluster_node_sigkilled_while_publishing_loses_no_acked_event(tmp_
 
     async def consume() -> None:
         async with log.subscribe(topic, group, ack_timeout=3) as sub:
-            while not (stop.is_set() and handled >= set(acked)):
+            # Until the publisher has finished (its last append may still be on its way
+            # when ``stop`` is set) and everything it had acked was handled.
+            while not (pub.done() and handled >= set(acked)):
                 try:
                     d = await sub.next(timeout=1.0)
                 except TimeoutError:
