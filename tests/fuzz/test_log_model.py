@@ -291,9 +291,13 @@ class LogMachine(RuleBasedStateMachine):
             expected = [i for i in self.model.key_order(d.key) if i in self.model.seen]
             assert order == expected, f"key {d.key} first delivered out of append order"
 
-    @precondition(lambda self: bool(self.held))
+    # ack and nack have no precondition: what is held depends on what the broker handed
+    # over in time, and a precondition on it makes Hypothesis see the same choices lead to
+    # different rules ("FlakyStrategyDefinition", CI on NATS).  With nothing held, a no-op.
     @rule(picks=st.lists(st.integers(0), min_size=1, max_size=4), together=st.booleans())
     def ack(self, picks: list[int], together: bool) -> None:
+        if not self.held:
+            return
         ids = sorted(self.held)
         chosen = {ids[p % len(ids)] for p in picks}
         held = [self.held.pop(i) for i in chosen]
@@ -311,9 +315,10 @@ class LogMachine(RuleBasedStateMachine):
             # An ack near its deadline races the redelivery: it may or may not count.
             (self.model.firm if now - h.since < ACK_TIMEOUT / 2 else self.model.late).add(h.delivery.id)
 
-    @precondition(lambda self: bool(self.held))
     @rule(pick=st.integers(0))
     def nack(self, pick: int) -> None:
+        if not self.held:
+            return
         ids = sorted(self.held)
         h = self.held.pop(ids[pick % len(ids)])
         self.ctx.run(h.delivery.nack(0.0))
