@@ -434,16 +434,16 @@ class KafkaLog:
         return sorted(out)
 
     async def _offsets(self, topics: dict[str, int]) -> dict[str, tuple[list[int], list[int]]]:
-        """(low, high) offsets of every partition of ``topics`` (hub names) in two admin requests."""
+        """(low, high) offsets of every partition of ``topics`` (hub names): see ``kafka_offsets``."""
         found = await self.kafka_offsets({self.ktopic(t): n for t, n in topics.items()})
         return {t: found[self.ktopic(t)] for t in topics}
 
     async def kafka_offsets(
-        self, ktopics: dict[str, int], *, low: bool = True, via: Reader | None = None
+        self, ktopics: dict[str, int], *, low: bool = True, high: bool = True, via: Reader | None = None
     ) -> dict[str, tuple[list[int], list[int]]]:
         """(low, high) offsets of every partition of ``ktopics`` (Kafka names), asked of the broker
-        in one ListOffsets request for the starts (unless ``low`` is False: the lows are then
-        empty lists) and one for the ends.
+        in one ListOffsets request for the starts and one for the ends (a side not asked for,
+        ``low=False`` or ``high=False``, comes as empty lists).
 
         Through ``via`` if given, else through a consumer kept for this alone and never
         assigned, so no fetch of its own is ever in flight to hold the request up.  Not through
@@ -455,12 +455,12 @@ class KafkaLog:
         try:
             # The starts first: then low <= high even if retention removes records in between.
             lows = await reader.call(reader.list_offsets, ktopics, OFFSET_EARLIEST, wait) if low else None
-            highs = await reader.call(reader.list_offsets, ktopics, OFFSET_LATEST, wait)
+            highs = await reader.call(reader.list_offsets, ktopics, OFFSET_LATEST, wait) if high else None
         except LogError:
             raise
         except Exception as e:
             raise self.fail(e, "list offsets") from e
-        return {kt: ([] if lows is None else lows[kt], highs[kt]) for kt in ktopics}
+        return {kt: ([] if lows is None else lows[kt], [] if highs is None else highs[kt]) for kt in ktopics}
 
     async def offsets_for_times(self, ktopic: str, partitions: int, ms: int) -> list[int]:
         """Per partition of ``ktopic``, the first offset stored at or after ``ms`` (-1: none)."""

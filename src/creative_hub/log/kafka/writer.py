@@ -239,7 +239,7 @@ class TopicWriter:
         hi = (await log.kafka_offsets({kt: self.partitions}, low=False))[kt][1]
         if self.scanned == hi:  # (a topic made again has smaller ends: rescanned below)
             return hi
-        lo = (await log.kafka_offsets({kt: self.partitions}))[kt][0]
+        lo = (await log.kafka_offsets({kt: self.partitions}, high=False))[kt][0]
         if self.scanned is None:
             # First use in this process: the newest ``window`` ids, spread over partitions.
             per = -(-self.window // self.partitions)
