@@ -254,6 +254,34 @@ class Webpage(Payload, kw_only=True):
     feed: str | None = None
 
 
+class Output(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What one output of a notebook cell showed, summarised: never the image bytes."""
+
+    output_type: Literal["stream", "execute_result", "display_data", "error", "update_display_data"]
+    name: str | None = None  #: a stream's name (stdout, stderr)
+    text: str | None = None  #: the head of a stream's text, or of a result's text/plain
+    chars: Count | None = None  #: how long that text really was
+    ename: str | None = None  #: an error's class name
+    evalue: str | None = None  #: an error's message, without terminal colour codes
+    mime: dict[str, Count] = field(default_factory=dict)  #: MIME type -> bytes, for rich outputs
+
+
+class Cell(Payload, kw_only=True):
+    """A code (or raw) cell of a notebook as it was saved: source, run, outputs summarised."""
+
+    notebook: NonEmpty  #: the notebook's identity (kept through moves, renames and edits)
+    cell: NonEmpty  #: the cell's identity in it: its nbformat 4.5 id, else derived from its content
+    order: Count  #: its place among the notebook's cells, from 0
+    kind: Literal["code", "raw"] = "code"
+    language: str | None = None  #: from the kernelspec, or the cell magic (%%bash)
+    source: str
+    execution_count: Count | None = None
+    started: datetime | None = None  #: when the kernel began it (metadata.execution)
+    finished: datetime | None = None
+    duration_ms: Count | None = None
+    outputs: list[Output] = field(default_factory=list)
+
+
 # -- agents (creative_hub.agents: tasks, results, bids, awards, blackboard notes) --
 class Task(Payload, kw_only=True):
     """A unit of work, fanned out to workers or announced to bidders."""
@@ -379,6 +407,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.ref": Ref,
     "creative.engineering.fork": Fork,
     "creative.engineering.release": Release,
+    "creative.engineering.cell": Cell,
     "creative.narrative.fragment": Fragment,
     "creative.narrative.plot_point": PlotPoint,
     "creative.narrative.character_arc": CharacterArc,

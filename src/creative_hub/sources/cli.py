@@ -23,7 +23,7 @@ from .ingest import ListSource, Summary, ingest_with_progress
 
 ingest_app: typer.Typer = typer.Typer(
     help="Ingest outside material as events: git, GitHub, arXiv, CrossRef, BibTeX, mail, folders, "
-    "feeds, pages, stories, calendars, ceremonies, MCP servers.  Re-running adds nothing new.",
+    "feeds, pages, stories, calendars, ceremonies, notebooks, MCP servers.  Re-running adds nothing new.",
     no_args_is_help=True,
 )
 
@@ -301,6 +301,26 @@ def ceremony(
     from .calendar import CeremonySource
 
     _start(log, as_, lambda: CeremonySource(files, owner=owner or _principal(as_)))
+
+
+@ingest_app.command()
+def notebook(
+    paths: Annotated[list[Path], typer.Argument(help="Notebooks (.ipynb, any nbformat) or folders of them.")],
+    owner: Annotated[str | None, typer.Option(help="Whose notebooks these are (default: --as).")] = None,
+    log: LogOpt = DEFAULT_LOG,
+    as_: AsOpt = None,
+) -> None:
+    """Jupyter notebooks: markdown as narrative fragments, code cells with outputs summarised."""
+    from .notebooks import Known, NotebookSource
+
+    async def main() -> None:
+        async with Hub.connect(log, principal=_principal(as_)) as hub:
+            known = await Known.load(hub)  # edits become revisions of what the hub holds
+            source = NotebookSource(paths, creator=owner or _principal(as_), known=known)
+            summary = await ingest_with_progress(hub, source, err)
+        _report(summary)
+
+    _run(main())
 
 
 @ingest_app.command(name="mcp")
