@@ -1,4 +1,9 @@
-"""Apache Kafka 4.x for tests: one KRaft node (broker + controller) on loopback.
+"""Apache Kafka 4.x for tests: KRaft nodes (broker + controller) on loopback.
+
+``start(workdir)`` runs one node; ``start_cluster(workdir)`` runs three, each
+both broker and controller (a quorum of 3 voters survives one node down),
+with replication factor 3 and ``min.insync.replicas=2`` for every topic and
+the internal ones, so an acknowledged write is on at least two brokers.
 
 The jars come from Maven Central (``scripts/install-kafka.sh`` puts them in
 ``.tools/kafka/libs``; ``CREATIVE_HUB_KAFKA_LIBS`` points elsewhere).  The
@@ -12,6 +17,10 @@ topics have one replica, retention is checked every second.
 
     server = start(tmp_path)
     log = open_log(server.url)          # kafka://127.0.0.1:<port>?min_session=0.5
+
+    cluster = start_cluster(tmp_path)   # three nodes
+    log = open_log(cluster.url)         # kafka://h1,h2,h3?min_session=0.5&replication=3
+    cluster.nodes[1].kill()             # SIGKILL one broker; cluster.nodes[1].start() brings it back
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from pathlib import Path
 
 from . import Server, ServerError, free_port, wait_for_port
 
-__all__ = ["KafkaServer", "kafka_libs", "start"]
+__all__ = ["KafkaCluster", "KafkaServer", "kafka_libs", "start", "start_cluster"]
 
 ROOT = Path(__file__).resolve().parents[4]  # the repository (src/creative_hub/testing/servers/..)
 HEAP = "512m"  # broker JVM heap; plenty for tests on a 2-core box
@@ -53,27 +62,51 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _ports(workdir: Path) -> tuple[int, int]:
+    """A node's (broker, controller) ports, chosen once and kept in ``workdir/ports``."""
+    ports = workdir / "ports"
+    if ports.exists():  # a restart keeps its ports (clients and metadata know them)
+        broker, controller = map(int, ports.read_text().split())
+        return broker, controller
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker, controller = free_port(), free_port()
+    while controller == broker:
+        controller = free_port()
+    ports.write_text(f"{broker} {controller}\n")
+    return broker, controller
+
+
 class KafkaServer(Server):
-    """A single-node KRaft cluster (process.roles=broker,controller)."""
+    """One KRaft node (process.roles=broker,controller); alone, a single-node cluster.
+
+    In a cluster each node gets its ``node_id``, the quorum's ``voters``
+    (``id@host:port,...``), the shared ``cluster_id`` and ``replication``
+    (3: every topic, internal ones included, on three brokers with
+    ``min.insync.replicas=2``).
+    """
 
     name = "kafka"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
+    ) -> None:
         super().__init__(workdir)
         self.libs = kafka_libs()
+        self.node_id = node_id
+        self.replication = replication
         self.data = self.workdir / "data"
         self.config = self.workdir / "server.properties"
-        ports = self.workdir / "ports"
-        if ports.exists():  # a restart keeps its ports (clients and metadata know them)
-            self.port, self.controller_port = map(int, ports.read_text().split())
-        else:
-            self.port, self.controller_port = free_port(), free_port()
-            while self.controller_port == self.port:
-                self.controller_port = free_port()
-            ports.write_text(f"{self.port} {self.controller_port}\n")
+        self.port, self.controller_port = _ports(self.workdir)
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
         self._write_config()
         if not (self.data / "meta.properties").exists():
-            self._format()
+            self._format(cluster_id or _cluster_id())
 
     @property
     def bootstrap(self) -> str:
@@ -102,10 +135,12 @@ class KafkaServer(Server):
         ]
 
     def _write_config(self) -> None:
+        rf = str(self.replication)
+        min_isr = str(min(2, self.replication))  # an acknowledged write is on two brokers
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -113,15 +148,15 @@ class KafkaServer(Server):
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data),
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "4",  # fewer partitions: faster start on 2 cores
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "2",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "auto.create.topics.enable": "false",  # the engine creates topics explicitly
             "delete.topic.enable": "true",
             # Fast consumer groups: no initial delay, short sessions allowed.
@@ -139,12 +174,12 @@ class KafkaServer(Server):
         }
         self.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
-    def _format(self) -> None:
+    def _format(self, cluster_id: str) -> None:
         import subprocess
 
         # "--cluster-id=X", not "-t X": a random id may start with "-" (argparse
         # would take it for an option).
-        cluster = f"--cluster-id={_cluster_id()}"
+        cluster = f"--cluster-id={cluster_id}"
         cmd = self._java(STORAGE_TOOL, "format", cluster, "--config", str(self.config))
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.workdir, timeout=120)
         if result.returncode != 0:
@@ -164,14 +199,95 @@ class KafkaServer(Server):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(f"kafka exited with {self.proc.returncode}")
-            if _has_broker(self.port):
+            if _broker_count(self.port) > 0:
                 return
             time.sleep(0.1)
         raise ServerError(f"kafka on {self.port} listens but serves no metadata after 60s")
 
 
-def _has_broker(port: int) -> bool:
-    """A raw Kafka Metadata v1 request: does the broker list itself yet?"""
+class KafkaCluster:
+    """Three KRaft nodes, each broker and controller, replication 3 and min ISR 2.
+
+    ``nodes[i]`` is a :class:`KafkaServer`: ``kill()`` one (SIGKILL) and the
+    other two keep the controller quorum and every in-sync write; ``start()``
+    brings it back on the same ports and data, and it catches up.
+    """
+
+    name = "kafka-cluster"
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.workdir = Path(workdir)
+        cluster_id = _cluster_id()
+        dirs = [self.workdir / f"node{i + 1}" for i in range(size)]
+        controller_ports = [_ports(d)[1] for d in dirs]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
+        self.nodes = [
+            KafkaServer(d, node_id=i + 1, voters=voters, cluster_id=cluster_id, replication=size)
+            for i, d in enumerate(dirs)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}?min_session=0.5&replication={len(self.nodes)}"
+
+    def start(self) -> KafkaCluster:
+        """Start every node that is not running; returns when each lists all brokers."""
+        import subprocess
+
+        # A controller quorum needs a majority before any node can register:
+        # launch every process first, then wait for them together.
+        waiting = []
+        for node in self.nodes:
+            if not node.running:
+                out = open(node.log_path, "ab")
+                try:
+                    node.proc = subprocess.Popen(
+                        list(node.command()),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        cwd=node.workdir,
+                        start_new_session=True,
+                    )
+                finally:
+                    out.close()
+                waiting.append(node)
+        try:
+            for node in waiting:
+                node.wait_ready()
+            self.wait_brokers(len(self.nodes))
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def wait_brokers(self, count: int, timeout: float = 120.0) -> None:
+        """Block until every running node's metadata lists ``count`` brokers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [n for n in self.nodes if n.running]
+            if live and all(_broker_count(n.port) >= count for n in live):
+                return
+            time.sleep(0.2)
+        raise ServerError(f"kafka cluster: fewer than {count} brokers registered after {timeout}s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _broker_count(port: int) -> int:
+    """A raw Kafka Metadata v1 request: how many brokers does this node list?"""
     # Hand-rolled so the harness does not depend on a Kafka client: request
     # header (api key 3 = Metadata, version 1, correlation 1, client id) and
     # a topics array of -1 (null = all topics... v1 uses -1 for all).
@@ -190,9 +306,9 @@ def _has_broker(port: int) -> bool:
             size = int.from_bytes(_recv(s, 4), "big")
             reply = _recv(s, size)
     except OSError:
-        return False
+        return 0
     # correlation id (4) then the brokers array length (4)
-    return len(reply) >= 8 and int.from_bytes(reply[4:8], "big", signed=True) > 0
+    return int.from_bytes(reply[4:8], "big", signed=True) if len(reply) >= 8 else 0
 
 
 def _recv(s: socket.socket, n: int) -> bytes:
@@ -208,3 +324,8 @@ def _recv(s: socket.socket, n: int) -> bytes:
 def start(workdir: Path) -> Server:
     """Start a Kafka node in ``workdir`` (formatting it on first use)."""
     return KafkaServer(workdir).start()
+
+
+def start_cluster(workdir: Path, size: int = 3) -> KafkaCluster:
+    """Start a ``size``-node Kafka cluster in ``workdir`` (node1, node2, ...)."""
+    return KafkaCluster(workdir, size).start()
