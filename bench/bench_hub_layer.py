@@ -1,0 +1,139 @@
+"""The hub layer's own cost per event: what ``Hub.publish`` adds before the engine.
+
+    .venv/bin/python bench/bench_hub_layer.py [--events 20000] [--rounds 5] [--profile]
+
+``Hub.publish`` = for each event ``Hub.prepare`` (validate the attributes and
+the payload against its schema, stamp id/time/creator/source, route to a
+topic, encode the CloudEvent once with its content digest, sign when the
+creator has a key) + the access check of the write (``check_write``), then
+one ``log.append`` per topic.  This times the first two on the public entry
+point's own code -- dicts in, log entries out -- without the engine, in
+microseconds per event, best of ``--rounds``:
+
+* ``unsigned``: a hub without a keystore (what the engine benchmarks publish);
+* ``signed``: the same events signed with the creator's Ed25519 key
+  (``cryptography``), and the bare signing call alone for scale.
+
+The target (issue 23) is at most 3 us per unsigned event.  ``--profile``
+prints the cProfile of one unsigned round, the functions by own time: where
+the microseconds go.  The log is a throwaway SQLite file that is opened but
+never appended to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from creative_hub.access import check_write
+from creative_hub.hub import Hub
+
+TARGET_US = 3.0  # the hub layer's budget per unsigned event, microseconds
+
+
+def make_items(n: int) -> list[dict[str, Any]]:
+    """Fragments of about 200 bytes encoded, as the engine benchmarks publish."""
+    return [
+        {
+            "type": "creative.narrative.fragment",
+            "subject": f"story:s{i % 16}",
+            "data": {"story": f"s{i % 16}", "title": f"Part {i}", "text": "x" * 60},
+        }
+        for i in range(n)
+    ]
+
+
+def layer_round(hub: Hub, items: list[dict[str, Any]]) -> float:
+    """Seconds to prepare and access-check every item (Hub.publish less the append)."""
+    who = hub.identity
+    start = time.perf_counter()
+    stamp = None
+    for item in items:
+        topic, event, _entry = hub.prepare(item, stamp)
+        check_write(who, topic, event.type)
+    return time.perf_counter() - start
+
+
+def best_us(hub: Hub, n: int, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        items = make_items(n)  # fresh dicts: prepare() does not keep them, but be fair
+        best = min(best, layer_round(hub, items))
+    return best / n * 1e6
+
+
+async def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="print where one unsigned round spends its time")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    a = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/layer.db"
+        async with Hub.connect(url, principal="alice", keys=f"{tmp}/none.keys") as hub:
+            hub.keystore = None  # unsigned: what the engine benchmarks publish
+            best_us(hub, min(a.events, 2000), 1)  # warm-up: imports, caches, schema decoders
+            unsigned = best_us(hub, a.events, a.rounds)
+            profile_text = ""
+            if a.profile:
+                prof = cProfile.Profile()
+                items = make_items(a.events)
+                prof.enable()
+                layer_round(hub, items)
+                prof.disable()
+                out = io.StringIO()
+                pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
+                profile_text = out.getvalue()
+
+        async with Hub.connect(url, principal="alice", keys=f"{tmp}/signed.keys") as hub:
+            from creative_hub.principals import Keystore
+
+            ks = Keystore(Path(f"{tmp}/signed.keys"))
+            ks.create("alice")
+            hub.keystore = ks
+            best_us(hub, min(a.events, 1000), 1)
+            signed = best_us(hub, min(a.events, 5000), a.rounds)
+            key = ks.get("alice")
+            assert key is not None
+            start = time.perf_counter()
+            for i in range(2000):
+                key.sign(b"x" * (200 + i % 7))
+            sign_only = (time.perf_counter() - start) / 2000 * 1e6
+
+    met = "met" if unsigned <= TARGET_US else "NOT met"
+    print(f"hub layer, unsigned: {unsigned:.2f} us/event (target <= {TARGET_US} us: {met})")
+    extra = signed - unsigned
+    print(f"hub layer, signed:   {signed:.2f} us/event (+{extra:.2f} us; Ed25519 sign {sign_only:.2f} us)")
+    if profile_text:
+        print(profile_text)
+    if a.json:
+        a.json.write_text(
+            json.dumps(
+                {
+                    "unsigned_us": unsigned,
+                    "signed_us": signed,
+                    "sign_only_us": sign_only,
+                    "target_us": TARGET_US,
+                    "events": a.events,
+                    "python": sys.version.split()[0],
+                },
+                indent=2,
+            )  # fmt: skip
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
