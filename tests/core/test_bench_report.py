@@ -92,3 +92,29 @@ def test_plots_are_written(tmp_path: Path) -> None:
 def test_the_readme_has_the_markers_the_report_writes_between() -> None:
     readme = (BENCH.parent / "README.md").read_text()
     assert readme.index(report.START) < readme.index(report.END)
+
+
+def test_public_path_table_marks_targets_against_raw_and_the_peer() -> None:
+    peers = {
+        "results": [
+            {
+                "engine": "redis",
+                "publish": {"hub": 90.0, "raw": 100.0, "faststream": 80.0},
+                "publish_single": {"hub": 10.0, "raw": 20.0, "faststream": 5.0},
+                "consume": {"hub": 70.0, "raw": 100.0, "faststream": 100.0},
+                "paths": {"faststream": "pipelined stream publishes"},
+            },
+            {"engine": "sqlite", "publish": {"hub": 50.0, "eventsourcing": 25.0}, "replay": {"hub": 9.0}},
+        ]
+    }
+    rows = report.path_rows(peers)
+    redis = next(r for r in rows if r.startswith("| Redis"))
+    assert "90/s (**0.90x** (≥ 0.8x met) raw; **1.12x** (≥ 1x met) FastStream)" in redis
+    assert "70/s (**0.70x** (≥ 0.8x NOT met) raw; **0.70x** (≥ 1x NOT met) FastStream)" in redis
+    assert "10/s (0.50x raw; 2.00x FastStream)" in redis  # one per call: shown, no target
+    assert "pipelined stream publishes" in redis
+    sqlite = next(r for r in rows if r.startswith("| SQLite"))
+    assert "**2.00x** (≥ 1x met) eventsourcing" in sqlite and "| 9/s |" in sqlite
+    section = report.render({"peers": peers}, META)
+    assert "The hub's public path" in section and "bench/bench_peers.py" in section
+    assert report.path_rows({}) == []
