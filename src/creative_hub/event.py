@@ -27,8 +27,21 @@ too (work made with a model's help).  Like every attribute but
 ``signature`` they are covered by the signature, so a claim about a model
 is bound to the principal who made it.
 
-Unknown attributes are refused (a typo should not pass silently), and so is
-``data_base64``: payloads are JSON.
+**Other extensions** are kept and passed on unchanged, as the CloudEvents
+spec asks of intermediaries: ``tracestate`` (the companion of
+``traceparent`` in the distributed-tracing extension) or any producer's own.
+A name is 1-20 characters of ``a-z0-9``; a value is a string, an integer
+(32-bit) or a boolean -- the JSON forms of the CloudEvents type system
+(URI, timestamp and binary travel as strings).  At most ``MAX_EXTENSIONS``
+of them and ``MAX_EXTENSION_BYTES`` encoded in all; the signature and the
+digest cover them like every attribute.  A misspelt known attribute cannot
+pass as an extension when the slip breaks the name rule (``Creator``,
+``partition_key``: refused, naming the attribute).  ``Event.extensions``
+holds them (``{"tracestate": "congo=t61rcWkgMzE"}``).
+
+The payload stays strict: ``data`` is checked against its type's schema and
+unknown payload fields are refused.  ``data_base64`` (binary data) is
+refused: payloads are JSON.
 """
 
 from __future__ import annotations
@@ -48,8 +61,11 @@ from .schemas import AREAS, PAYLOADS, Payload
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "EXTENSIONS",
+    "MAX_EXTENSIONS",
+    "MAX_EXTENSION_BYTES",
     "PROVENANCE",
     "Event",
+    "check_extensions",
     "decode_event",
     "derive_id",
     "digest",
@@ -88,6 +104,11 @@ _MODEL = re.compile(r"^[!-~]{1,200}$")  # visible ASCII: gpt-4o-mini, llama3.2:3
 _PROVIDER = re.compile(r"^[a-z0-9._:-]{1,100}$")  # a label or a host name, never a '/'
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_INPUTS = 256  # input ids one event may name
+MAX_EXTENSIONS = 32  # other extension attributes one event may carry
+MAX_EXTENSION_BYTES = 8 * 1024  # their names and values, JSON-encoded, in all
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")  # CloudEvents 1.0 attribute names
+_INT32 = (-(2**31), 2**31 - 1)  # the CloudEvents Integer type
+_EXT_KEY = "_extensions"  # the field's key inside msgspec: with '_' it is no valid attribute name
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -122,6 +143,8 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     confighash: str | None = None
     inputs: str | None = None
     signature: str | None = None
+    #: other extension attributes, kept and passed on unchanged (written at the top level)
+    extensions: dict[str, str | int | bool] | None = msgspec.field(default=None, name=_EXT_KEY)
 
     @property
     def input_ids(self) -> list[str]:
@@ -144,13 +167,20 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
+_KNOWN = frozenset(f.encode_name for f in msgspec.structs.fields(Event) if f.encode_name != _EXT_KEY)
 _SPEC_PREFIX = b'{"specversion":"1.0",'
 
 
 def encode_event(event: Event) -> bytes:
-    """Structured-mode JSON.  ``specversion`` is always written first."""
+    """Structured-mode JSON.  ``specversion`` is always written first; other
+    extensions follow the known attributes, sorted by name (one encoding per event)."""
     try:
-        body = _encoder.encode(event)
+        if event.extensions:
+            base = _encoder.encode(msgspec.structs.replace(event, extensions=None))
+            more = _encoder.encode(dict(sorted(event.extensions.items())))
+            body = base[:-1] + b"," + more[1:]
+        else:
+            body = _encoder.encode(event)
     except UnicodeEncodeError as e:  # a lone surrogate, from a "\ud800" escape in JSON a caller decoded
         raise ValidationError("event", f"text that is not valid Unicode: {e.reason}") from None
     # omit_defaults drops specversion when it is the default object itself (an
@@ -174,7 +204,59 @@ def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
 
 def decode_event(body: bytes) -> Event:
     """Decode a body this hub wrote (trusted: typed decode, no payload check)."""
-    return _decoder.decode(body)
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError:
+        # Other extensions at the top level (rare): split them off and keep them as they are.
+        obj = msgspec.json.decode(body)
+        if type(obj) is not dict:
+            raise
+        known, other = _split_extensions(obj)
+        if not other:
+            raise
+        return msgspec.convert({**known, _EXT_KEY: other}, Event)
+
+
+def _split_extensions(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """(known attributes, other extensions) of a structured-mode object."""
+    if all(k in _KNOWN for k in obj):
+        return obj, {}
+    return {k: v for k, v in obj.items() if k in _KNOWN}, {k: v for k, v in obj.items() if k not in _KNOWN}
+
+
+def check_extensions(other: Mapping[str, Any]) -> dict[str, str | int | bool]:
+    """Check extension attributes the hub does not know; returns them as given.
+
+    Errors name the attribute and the rule (the name, the value's type, the bounds).
+    """
+    if len(other) > MAX_EXTENSIONS:
+        raise ValidationError(
+            "extensions", f"at most {MAX_EXTENSIONS} extension attributes, got {len(other)}"
+        )
+    out: dict[str, str | int | bool] = {}
+    for name, value in other.items():
+        if not isinstance(name, str) or not _EXTENSION_NAME.fullmatch(name):
+            raise ValidationError(
+                str(name)[:40] or "extensions",
+                "unknown attribute: an extension's name is 1-20 characters of a-z and 0-9 "
+                "(CloudEvents 1.0); check the spelling of known ones (creator, partitionkey, ...)",
+            )
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            if not _INT32[0] <= value <= _INT32[1]:
+                raise ValidationError(name, "an Integer extension is 32-bit (CloudEvents type system)")
+        elif isinstance(value, str):
+            if not value:
+                raise ValidationError(name, "must not be empty when present (leave it out instead)")
+        else:
+            raise ValidationError(
+                name, f"an extension's value is a string, an integer or a boolean, got {type(value).__name__}"
+            )
+        out[name] = value
+    if out and len(_encoder.encode(out)) > MAX_EXTENSION_BYTES:
+        raise ValidationError("extensions", f"at most {MAX_EXTENSION_BYTES} bytes of extension attributes")
+    return out
 
 
 def derive_id(*parts: str) -> str:
@@ -348,8 +430,11 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
     for name in REQUIRED:
         if name not in obj:
             raise ValidationError(name, "required CloudEvents attribute is missing")
+    known, other = _split_extensions(obj)
+    if other:
+        known = {**known, _EXT_KEY: check_extensions(other)}
     try:
-        event = msgspec.convert(obj, Event)
+        event = msgspec.convert(known, Event)
     except msgspec.ValidationError as e:
         raise _msgspec_error(e) from None
     return validate_event(event)

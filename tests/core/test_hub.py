@@ -133,3 +133,18 @@ async def test_stored_bodies_name_each_attribute_once(log: Log) -> None:
     async for r in log.read(f"peer.{topic_peer}.published"):
         for attr in (b'"specversion"', b'"time"', b'"id"'):
             assert r.body.count(attr) == 1, r.body
+
+
+async def test_extensions_are_stored_signed_and_read_back_unchanged(log: Log, tmp_path: Path) -> None:
+    from creative_hub.principals import Keystore, public_key_b64, verify_signature
+
+    peer = unique_peer()
+    keys = Keystore(tmp_path / "keys")
+    key = keys.create(peer)
+    hub = Hub(log, principal=peer, keystore=keys)
+    (r,) = await hub.publish(fragment("Traced", hub=peer, tracestate="vendor=opaque", retries=2))
+    stored = await hub.get(r.id, r.topic)
+    assert stored.event.extensions == {"tracestate": "vendor=opaque", "retries": 2}
+    assert verify_signature(stored.event, public_key_b64(key))
+    stored.event.extensions = {"tracestate": "vendor=forged", "retries": 2}
+    assert not verify_signature(stored.event, public_key_b64(key))  # covered by the signature
