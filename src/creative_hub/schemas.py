@@ -10,7 +10,7 @@ The area names the shared-hub topic an event is routed to:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -164,11 +164,19 @@ class Phase(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 
 
 class Session(Payload, kw_only=True):
-    """A ceremony: a gathering with an intention, phases and participants."""
+    """A ceremony: a gathering with an intention, phases and participants.
+
+    A timed session has ``start`` (and ``end``); an all-day one (an iCalendar
+    ``VALUE=DATE``) has ``all_day``, ``start_date`` and ``end_date`` (exclusive,
+    as in iCalendar) instead: a day is not an instant, so no midnight in any zone.
+    """
 
     title: NonEmpty
-    start: datetime
+    start: datetime | None = None
     end: datetime | None = None
+    all_day: bool = False
+    start_date: date | None = None
+    end_date: date | None = None
     intention: str | None = None
     place: str | None = None
     participants: list[str] = field(default_factory=list)
@@ -176,6 +184,14 @@ class Session(Payload, kw_only=True):
     recurrence: str | None = None
 
     def __post_init__(self) -> None:
+        if self.all_day:
+            if self.start_date is None or self.start is not None or self.end is not None:
+                raise ValueError("start_date: required for an all-day session (and no start/end times)")
+            if self.end_date is not None and self.end_date < self.start_date:
+                raise ValueError("end_date: must not be before start_date")
+            return
+        if self.start is None or self.start_date is not None or self.end_date is not None:
+            raise ValueError("start: required (a time; start_date only with all_day)")
         if self.end is not None and self.end < self.start:
             raise ValueError("end: must not be before start")
 

@@ -14,6 +14,8 @@ from creative_hub.sources.ingest import ingest
 
 pytestmark = pytest.mark.sqlite
 
+DATA = Path(__file__).parent / "data"
+
 
 async def test_recurring_meeting_with_attendees(hub: Hub, stored, fixtures_dir: Path) -> None:
     ics = fixtures_dir / "calendar" / "calconnect_lotus_daily_meeting.ics"
@@ -117,3 +119,87 @@ async def test_ceremony_yaml_and_json(hub: Hub, stored, tmp_path: Path) -> None:
     assert solstice.subject == "ceremony:solstice-2026"
     assert pages.data["title"] == "Morning pages" and pages.creator == "host"
     assert (await ingest(hub, CeremonySource([f, good_json], owner="host"))).already == 2
+
+
+# -- fidelity (issue 19) -------------------------------------------------------------
+def _ics(*events: str) -> bytes:
+    head = "BEGIN:VEVENT\r\nDTSTAMP:20240101T000000Z\r\n"
+    body = "".join(f"{head}{e.strip()}\r\nEND:VEVENT\r\n" for e in events)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n".encode()
+
+
+async def test_all_day_recurring_event_with_a_date_until_keeps_its_days(
+    hub: Hub, stored, tmp_path: Path
+) -> None:
+    # RFC 5545: with DTSTART;VALUE=DATE, UNTIL is a DATE too (it was refused as "not UTC").
+    ics = tmp_path / "holidays.ics"
+    ics.write_bytes(
+        _ics(
+            "UID:standup-days\r\nSUMMARY:Planning day\r\nDTSTART;VALUE=DATE:20240101\r\n"
+            "DTEND;VALUE=DATE:20240102\r\nRRULE:FREQ=WEEKLY;UNTIL=20240129\r\nEXDATE;VALUE=DATE:20240108",
+            "UID:one-day\r\nSUMMARY:Offsite\r\nDTSTART;VALUE=DATE:20240315",
+        )
+    )
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (2, [])
+    planning, offsite = (e.data for e in await stored("creative.ceremony"))
+    assert planning["all_day"] is True and "start" not in planning and "end" not in planning
+    assert (planning["start_date"], planning["end_date"]) == ("2024-01-01", "2024-01-02")
+    assert planning["extra"]["occurrences"] == ["2024-01-01", "2024-01-15", "2024-01-22", "2024-01-29"]
+    assert planning["extra"]["exdates"] == ["2024-01-08"]
+    assert offsite["all_day"] is True and offsite["start_date"] == "2024-03-15" and "end_date" not in offsite
+    assert (await ingest(hub, CalendarSource([ics]))).already == 2
+
+
+async def test_rdate_periods_with_a_quoted_tzid_and_a_thisandfuture_range(hub: Hub, stored) -> None:
+    # A real Lotus Notes event as khal saw it: RDATE;TZID="Western/Central Europe";VALUE=PERIOD.
+    ics = DATA / "khal_lotus_rdate_period_quoted_tzid.ics"
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (1, [])
+    (e,) = await stored("creative.ceremony")
+    d = e.data
+    assert d["start"] == "2021-11-01T16:00:00+01:00" and d["end"] == "2021-11-01T16:30:00+01:00"
+    assert d["extra"]["occurrences"] == [
+        "2021-11-01T16:00:00+01:00",
+        "2021-12-06T16:00:00+01:00",
+        "2022-01-03T16:00:00+01:00",
+        "2022-02-07T16:00:00+01:00",
+    ]
+    assert d["extra"]["rdates"][1] == "2021-12-06T16:00:00+01:00/2021-12-06T16:30:00+01:00"
+    assert d["extra"]["recurrence_id"] == "2021-11-01T15:00:00+00:00"
+    assert d["extra"]["recurrence_range"] == "THISANDFUTURE"
+
+
+async def test_a_tzid_with_no_vtimezone_resolves_through_iana(hub: Hub, stored, tmp_path: Path) -> None:
+    ics = tmp_path / "berlin.ics"
+    ics.write_bytes(
+        _ics(
+            "UID:iana\r\nSUMMARY:Probe\r\nDTSTART;TZID=Europe/Berlin:20240704T100000\r\n"
+            "DTEND;TZID=America/New_York:20240704T060000\r\nRDATE;TZID=Asia/Tokyo:20240705T170000"
+        )
+    )
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (1, [])
+    (e,) = await stored("creative.ceremony")
+    assert e.data["start"] == "2024-07-04T10:00:00+02:00" and e.data["end"] == "2024-07-04T06:00:00-04:00"
+    assert e.data["extra"]["occurrences"] == ["2024-07-04T10:00:00+02:00", "2024-07-05T17:00:00+09:00"]
+
+
+async def test_recurrence_expansion_is_capped_and_says_so(hub: Hub, stored, tmp_path: Path) -> None:
+    # 150 bytes that never match (February 30th, every hour) walked to the year 9999 before.
+    ics = tmp_path / "hostile.ics"
+    ics.write_bytes(
+        _ics(
+            "UID:never\r\nSUMMARY:Never\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30",
+            "UID:many\r\nSUMMARY:Many\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=100000",
+        )
+    )
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (2, [])
+    never, many = (e.data["extra"] for e in await stored("creative.ceremony"))
+    assert never["occurrences"] == ["2024-01-01T10:00:00+00:00"]  # DTSTART is always one
+    assert never["occurrences_capped"] == (
+        "expanded only up to 2024-03-24T18:00:00+00:00 (2000 periods of FREQ=HOURLY)"
+    )
+    assert len(many["occurrences"]) == 100
+    assert many["occurrences_capped"] == "listed the first 100 occurrences"

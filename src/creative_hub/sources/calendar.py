@@ -22,7 +22,13 @@ The ceremony schema (one mapping, a list, or ``{"ceremonies": [...]}``)::
       - {name: Arrival, minutes: 15}
       - {name: Silence, minutes: 20, description: Nobody speaks}
 
-A time zone an .ics names but never defines (and that is no IANA zone) is an
+An all-day event (``DTSTART;VALUE=DATE``) keeps its days (``all_day``,
+``start_date``, ``end_date``), never a midnight in some zone.  Occurrences
+(RRULE + RDATE - EXDATE) are listed in ``extra["occurrences"]``, bounded in
+count and time window (``_recurrence``); a cut list says so in
+``extra["occurrences_capped"]``.  A moved occurrence keeps its RECURRENCE-ID
+and its RANGE (``THISANDFUTURE``).  A ``TZID`` the file does not define
+resolves through the IANA database; one that is no IANA zone either is an
 ItemError for that event; the rest of the calendar goes in.
 """
 
@@ -31,24 +37,23 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..event import derive_id
 from ..schemas import Phase, Session
+from ._recurrence import expand
 from .base import Item, ItemError, Principals, checked, make_event
 
 try:
     import icalendar
     import yaml
-    from dateutil.rrule import rrulestr
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The calendar sources need: pip install "creative-hub[sources]"') from e
 
 __all__ = ["CalendarSource", "CeremonySource", "parse_calendar", "parse_ceremonies"]
-
-MAX_OCCURRENCES = 100  # occurrences of a recurring event listed in extra["occurrences"]
 
 
 def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
@@ -67,6 +72,29 @@ def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise ValueError(f"{what}: not a date or time ({value!r})")
+
+
+def _day(value: Any, what: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()  # DTEND with a time on an all-day event: its day
+    if isinstance(value, date):
+        return value
+    raise ValueError(f"{what}: not a date ({value!r})")
+
+
+def _listed(props: Any) -> list[Any]:
+    """The values of RDATE / EXDATE (one property or a list of them)."""
+    props = props if isinstance(props, list) else [props] if props is not None else []
+    return [v.dt for prop in props for v in getattr(prop, "dts", [])]
+
+
+def _stamp(value: Any) -> str:
+    """A date, time, or period (``start/end``, ISO 8601) as text."""
+    if isinstance(value, tuple):
+        first, second = value
+        last = first + second if isinstance(second, timedelta) else second
+        return f"{first.isoformat()}/{last.isoformat()}"
+    return str(value.isoformat())
 
 
 def _iana(name: str) -> bool:
@@ -113,12 +141,23 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     start_prop = ev.get("DTSTART")
     if start_prop is None:
         return ItemError(ref, f"VEVENT {uid} has no DTSTART")
-    start = _aware(start_prop.dt, start_prop, "DTSTART", defined)
-    end = None
-    if ev.get("DTEND") is not None:
-        end = _aware(ev["DTEND"].dt, ev["DTEND"], "DTEND", defined)
-    elif ev.get("DURATION") is not None:
-        end = start + ev["DURATION"].dt
+    all_day = not isinstance(start_prop.dt, datetime)
+    start: datetime | None = None
+    end: datetime | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    if all_day:  # VALUE=DATE: a day in the calendar's own sense, not an instant
+        start_date = _day(start_prop.dt, "DTSTART")
+        if ev.get("DTEND") is not None:
+            end_date = _day(ev["DTEND"].dt, "DTEND")
+        elif ev.get("DURATION") is not None:
+            end_date = start_date + timedelta(days=ev["DURATION"].dt.days)
+    else:
+        start = _aware(start_prop.dt, start_prop, "DTSTART", defined)
+        if ev.get("DTEND") is not None:
+            end = _aware(ev["DTEND"].dt, ev["DTEND"], "DTEND", defined)
+        elif ev.get("DURATION") is not None:
+            end = start + ev["DURATION"].dt
     attendees = ev.get("ATTENDEE") or []
     if not isinstance(attendees, list):
         attendees = [attendees]
@@ -142,16 +181,29 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
         extra["organizer"] = {"email": org_email, **({"name": org_name} if org_name else {})}
     if isinstance(start_prop.dt, datetime) and start_prop.dt.tzinfo is None:
         extra["floating"] = True
-    if recurrence:
-        rule = rrulestr(recurrence, dtstart=start)
-        extra["occurrences"] = [d.isoformat() for _, d in zip(range(MAX_OCCURRENCES), rule, strict=False)]
+    if recurrence or ev.get("RDATE") is not None:
+        first: date | None = start_date if all_day else start
+        assert first is not None
+        got = expand(first, rrule, ev.get("RDATE"), ev.get("EXDATE"))
+        extra["occurrences"] = [d.isoformat() for d in got.occurrences]
+        if got.capped:
+            extra["occurrences_capped"] = got.capped
+    for name, key in (("RDATE", "rdates"), ("EXDATE", "exdates")):
+        values = [_stamp(v) for v in _listed(ev.get(name))]
+        if values:
+            extra[key] = values
     rid = ev.get("RECURRENCE-ID")
     if rid is not None:
         extra["recurrence_id"] = rid.dt.isoformat()
+        if rid.params.get("RANGE"):  # THISANDFUTURE: this and every later occurrence changed
+            extra["recurrence_range"] = str(rid.params["RANGE"]).upper()
     data = Session(
         title=title,
         start=start,
         end=end,
+        all_day=all_day,
+        start_date=start_date,
+        end_date=end_date,
         intention=str(ev["DESCRIPTION"]).strip() if ev.get("DESCRIPTION") else None,
         place=str(ev["LOCATION"]).strip() if ev.get("LOCATION") else None,
         participants=[principals.principal(p["email"], p.get("name")) for p in people],
@@ -165,7 +217,8 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
         subject=f"ical:{uid}",
         data=data,
         creator=principals.principal(org_email, org_name) if (org_email or org_name) else "calendar",
-        time=start,
+        # The envelope needs an instant to sort by; the payload keeps the day itself.
+        time=start or datetime.combine(start_date or date.min, time_of_day(), tzinfo=UTC),
     )
 
 
