@@ -20,9 +20,9 @@ def bib(fixtures_dir: Path) -> Path:
 
 async def test_entries_fields_accents_and_links(hub: Hub, stored, fixtures_dir: Path) -> None:
     s = await ingest(hub, BibtexSource([bib(fixtures_dir)]))
-    # wooters07 and wootters07 are one arXiv paper entered twice with different keys.
-    assert (s.ingested, len(s.skipped)) == (228, 1)
-    assert "other content" in s.skipped[0].reason
+    # wooters07 and wootters07 are one arXiv paper entered twice with different keys: both
+    # kept, both linked to the one paper.
+    assert (s.ingested, s.skipped) == (229, [])
     papers = {e.data["extra"]["key"]: e for e in await stored("creative.metadata")}
     first = papers["renes14b"].data
     assert first["title"].startswith("Operationally-Motivated Uncertainty Relations for Joint Measurability")
@@ -37,8 +37,14 @@ async def test_entries_fields_accents_and_links(hub: Hub, stored, fixtures_dir: 
     assert d.data["extra"]["links"][0]["id"] == doi_paper_id("10.1088/1367-2630/17/9/093046")
     assert d.subject == "doi:10.1088/1367-2630/17/9/093046" and d.creator == "lars-dammeier"
     assert papers["horodecki09"].data["authors"][:2] == ["Ryszard Horodecki", "Paweł Horodecki"]
+    # Person ids transliterate letters outside ASCII (they were dropped: "karol-yczkowski").
+    assert papers["zyczkowski04"].creator == "karol-zyczkowski"
+    assert papers["puchala15"].creator == "zbigniew-puchala"
+    assert papers["ribeiro15"].creator == "jeremy-ribeiro"
     again = await ingest(hub, BibtexSource([bib(fixtures_dir)]))
-    assert again.ingested == 0 and again.already == 228
+    assert again.ingested == 0 and again.already == 229
+    twins = [papers["wooters07"].data["extra"]["links"], papers["wootters07"].data["extra"]["links"]]
+    assert twins[0] == twins[1] and twins[0][0]["rel"] == "same-as"
 
 
 async def test_broken_block_is_one_error_and_the_rest_goes_in(
@@ -53,3 +59,47 @@ async def test_broken_block_is_one_error_and_the_rest_goes_in(
     assert s.ingested >= 5
     (err,) = s.skipped
     assert err.ref.startswith(f"{broken}:") and "unreadable BibTeX block '@article{oops" in err.reason
+
+
+BIB = r"""
+@inproceedings{reagle2004,
+  author = {Reagle, Jr., Joseph M. and Gustav Bostr{\"o}m and van Beethoven, Ludwig},
+  title = {Resolver {URLs} and names},
+  year = {2004},
+  doi = {http://doi.acm.org/10.1145/1013115.1013148}
+}
+@article{same-doi-journal,
+  author = {Rog{\'e}rio de Paula},
+  title = {One work, journal version},
+  year = {2010},
+  doi = {https://doi.org/10.1000/ONE.WORK}
+}
+@misc{same-doi-preprint,
+  title = {One work, preprint},
+  doi = {doi:10.1000/one.work}
+}
+@misc{not-a-doi,
+  title = {A DOI field holding a web page},
+  doi = {https://example.org/paper}
+}
+"""
+
+
+async def test_resolver_dois_jr_names_and_entries_sharing_a_doi(hub: Hub, stored, tmp_path: Path) -> None:
+    f = tmp_path / "refs.bib"
+    f.write_text(BIB)
+    s = await ingest(hub, BibtexSource([f]))
+    assert (s.ingested, s.skipped) == (4, [])
+    papers = {e.data["extra"]["key"]: e for e in await stored("creative.metadata")}
+    reagle = papers["reagle2004"]
+    assert reagle.data["doi"] == "10.1145/1013115.1013148" and reagle.subject == "doi:10.1145/1013115.1013148"
+    assert reagle.data["authors"] == ["Joseph M. Reagle Jr.", "Gustav Boström", "Ludwig van Beethoven"]
+    journal, preprint = papers["same-doi-journal"], papers["same-doi-preprint"]
+    assert journal.data["doi"] == preprint.data["doi"] == "10.1000/one.work"
+    assert journal.id != preprint.id
+    assert journal.data["extra"]["links"] == preprint.data["extra"]["links"] == [
+        {"rel": "same-as", "id": doi_paper_id("10.1000/one.work"), "ref": "doi:10.1000/one.work"}
+    ]
+    odd = papers["not-a-doi"].data
+    assert "doi" not in odd and odd["extra"]["doi_field"] == "https://example.org/paper"
+    assert (await ingest(hub, BibtexSource([f]))).already == 4

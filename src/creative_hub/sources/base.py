@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote
 
 import msgspec
+from anyascii import anyascii
 
 from ..errors import ValidationError
 from ..event import Event, derive_id
@@ -91,11 +93,13 @@ _SLUG = re.compile(r"[^a-z0-9_-]+")
 
 
 def slug(text: str) -> str:
-    """``Hervé Boutemy`` -> ``herv-boutemy``; ``alice@example.org`` -> ``alice-example-org``.
+    """``Hervé Boutemy`` -> ``herve-boutemy``; ``alice@example.org`` -> ``alice-example-org``.
 
-    The result is a valid principal / peer id (a-z, 0-9, ``_``, ``-``; at most 64).
+    Letters outside ASCII are transliterated (anyascii: ``Boström`` -> ``bostrom``,
+    ``Rogério`` -> ``rogerio``, ``北京`` -> ``beijing``), never dropped.  The
+    result is a valid principal / peer id (a-z, 0-9, ``_``, ``-``; at most 64).
     """
-    s = _SLUG.sub("-", text.strip().lower()).strip("-_")
+    s = _SLUG.sub("-", anyascii(text).strip().lower()).strip("-_")
     return (s or "unknown")[:64]
 
 
@@ -168,12 +172,19 @@ def normalize_arxiv_id(text: str) -> str:
     return re.sub(r"v\d+$", "", t)
 
 
+_DOI_PREFIX = re.compile(
+    r"^(?:doi:\s*|https?://[^/\s]+/(?:doi/(?:abs/|full/|pdf/)?)?)(?=10\.)", re.IGNORECASE
+)
+
+
 def normalize_doi(text: str) -> str:
     """``https://doi.org/10.1371/JOURNAL.pone.0033693`` -> ``10.1371/journal.pone.0033693``.
 
+    Any resolver URL whose path is the DOI (doi.org, dx.doi.org, doi.acm.org,
+    ``https://dl.acm.org/doi/10...``), a ``doi:`` prefix and %-escapes go;
     DOIs are case-insensitive, so the id derived from one is too."""
-    t = text.strip()
-    t = re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", "", t, flags=re.IGNORECASE)
+    t = unquote(text.strip())
+    t = _DOI_PREFIX.sub("", t)
     return t.rstrip(".,;)]").lower()
 
 

@@ -35,6 +35,7 @@ from .base import (
 try:
     import bibtexparser
     import bibtexparser.middlewares as mw
+    from bibtexparser.middlewares.names import InvalidNameError, parse_single_name_into_parts
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The BibTeX source needs: pip install "creative-hub[sources]"') from e
 
@@ -54,10 +55,17 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def _person(name: str) -> str:
-    """``Renes, Joseph M.`` -> ``Joseph M. Renes`` (BibTeX's "last, first")."""
-    last, sep, first = name.partition(",")
-    return f"{first.strip()} {last.strip()}".strip() if sep else name.strip()
+def _person(name: str) -> str | None:
+    """``Renes, Joseph M.`` -> ``Joseph M. Renes``; ``Reagle, Jr., Joseph M.`` -> ``Joseph M. Reagle Jr.``.
+
+    BibTeX's three name forms ("First von Last", "von Last, First", "von Last,
+    Jr, First") split by bibtexparser; a braced name (``{Barnes and Noble, Inc.}``)
+    stays whole."""
+    try:
+        parts = parse_single_name_into_parts(name.strip(), strict=False)
+    except (InvalidNameError, ValueError, IndexError):
+        return _clean(name)
+    return _clean(" ".join([*parts.first, *parts.von, *parts.last, *parts.jr]))
 
 
 def parse_bibtex(text: str, where: str, principals: Principals | None = None) -> Iterator[Item]:
@@ -91,8 +99,11 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     raw_authors = fields.get("author") or []
     if isinstance(raw_authors, str):
         raw_authors = [raw_authors]
-    authors = [_person(a) for a in (_clean(x) for x in raw_authors) if a]
+    authors = [a for a in (_person(x) for x in raw_authors if isinstance(x, str)) if a]
     doi = normalize_doi(fields["doi"]) if isinstance(fields.get("doi"), str) and fields["doi"] else None
+    odd_doi = None
+    if doi is not None and not doi.startswith("10."):  # a URL that names no DOI: keep it, link nothing
+        odd_doi, doi = _clean(fields["doi"]), None
     arxiv = fields.get("eprint") or fields.get("arxivid")
     is_arxiv = isinstance(arxiv, str) and (
         str(fields.get("archiveprefix", "")).lower() == "arxiv" or "arxivid" in fields
@@ -115,6 +126,8 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
             extra[k] = _clean(fields.get(k))
     if links:
         extra["links"] = links
+    if odd_doi:
+        extra["doi_field"] = odd_doi
     data = Paper(
         title=title,
         authors=authors,
@@ -126,11 +139,13 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
         url=_clean(fields.get("url")),
         extra=extra,
     )
-    # Ids from what names the work, not from the file: the same entry in two files is one event.
+    # Ids from what names the work, not from the file: the same entry in two files is one
+    # event.  Two entries (two keys) for one DOI or arXiv id are two events, each linked
+    # same-as to the one work.
     if doi:
-        eid = derive_id("bibtex", "doi", doi)
+        eid = derive_id("bibtex", "doi", doi, entry.key)
     elif arxiv_id:
-        eid = derive_id("bibtex", "arxiv", arxiv_id)
+        eid = derive_id("bibtex", "arxiv", arxiv_id, entry.key)
     else:
         eid = derive_id("bibtex", "key", entry.key, title)
     return make_event(
