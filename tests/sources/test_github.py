@@ -118,9 +118,10 @@ async def test_push_commits_link_to_git_and_papers(
     hub: Hub, stored, client: httpx.AsyncClient, fixtures_dir: Path
 ) -> None:
     push = load(fixtures_dir, PAYLOADS["push"])
-    assert push["commits"] == []  # the fixture deletes a tag: nothing to store
+    assert push["commits"] == []  # the fixture deletes a tag: only that is stored
     r = await post(client, "push", json.dumps(push).encode())
-    assert r.json()["stored"] == 0
+    assert r.json()["stored"] == 1
+    push["deleted"], push["after"] = False, push["before"]  # from here on, a plain push
     sha = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
     push["ref"] = "refs/heads/main"
     push["commits"] = [
@@ -134,8 +135,10 @@ async def test_push_commits_link_to_git_and_papers(
     ]
     r = await post(client, "push", json.dumps(push).encode(), delivery="d-push")
     assert r.json()["stored"] == 1
-    (c,) = await stored("creative.engineering")
+    tag, c = await stored("creative.engineering")
+    assert (tag.data["ref"], tag.data["ref_type"], tag.data["action"]) == ("simple-tag", "tag", "deleted")
     assert c.data["sha"] == sha and c.data["author"]["login"] == "Codertocat" and c.creator == "coder"
+    assert c.data["branch"] == "main"
     assert c.data["extra"]["links"][0] == {"rel": "same-as", "id": commit_id(sha), "ref": sha}
     assert c.data["extra"]["links"][1]["ref"] == "arXiv:2101.00001"
 
@@ -330,3 +333,105 @@ async def test_rate_limit_waits_then_retries(hub: Hub, fixtures_dir: Path, http_
         s = await ingest(hub, GithubSource(REPO, api_url=http_server.url, client=c, sleep=sleep, max_wait=60))
     assert s.already == 3 and "rate limited until" in s.skipped[0].reason
     assert s.skipped[0].ref == f"github:{REPO}/issues"
+
+
+# -- fidelity (issue 19): real payloads from octokit/webhooks (tests/sources/data/github) --------
+DATA = Path(__file__).parent / "data" / "github"
+
+
+async def test_push_keeps_branch_files_committer_and_the_branch_creation(
+    hub: Hub, stored, client: httpx.AsyncClient
+) -> None:
+    body = (DATA / "push_with-new-branch.payload.json").read_bytes()
+    r = await post(client, "push", body)
+    assert r.json()["stored"] == 2, r.text
+    ref, commit = await stored("creative.engineering")
+    assert ref.type == "creative.engineering.ref"
+    assert (ref.data["ref"], ref.data["ref_type"], ref.data["action"]) == ("master", "branch", "created")
+    c = commit.data
+    assert c["sha"] == "6113728f27ae82c7b1a177c8d03f9e96e0adf246" and c["branch"] == "master"
+    assert c["files"] == ["README.md"] and c["extra"]["added"] == ["README.md"]
+    assert c["committer"] == {
+        "name": "Codertocat",
+        "email": "21031067+Codertocat@users.noreply.github.com",
+        "login": "Codertocat",
+    }
+    # The same branch named by a `create` delivery is the same event: stored once.
+    create = load_data_create(body)
+    r = await post(client, "create", json.dumps(create).encode(), delivery="d-create")
+    assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1)
+
+
+def load_data_create(push_body: bytes) -> dict[str, Any]:
+    push = json.loads(push_body)
+    return {
+        "ref": "master",
+        "ref_type": "branch",
+        "master_branch": "master",
+        "pusher_type": "user",
+        "repository": push["repository"],
+        "sender": push["sender"],
+    }
+
+
+async def test_a_deleted_tag_leaves_a_trace_once(
+    hub: Hub, stored, client: httpx.AsyncClient, fixtures_dir: Path
+) -> None:
+    assert (await post(client, "push", raw(fixtures_dir, PAYLOADS["push"]))).json()["stored"] == 1
+    r = await post(client, "delete", (DATA / "delete.payload.json").read_bytes(), delivery="d-del")
+    assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1)
+    (ref,) = await stored("creative.engineering")
+    assert (ref.data["ref"], ref.data["ref_type"], ref.data["action"]) == ("simple-tag", "tag", "deleted")
+
+
+async def test_a_review_comment_is_dated_when_it_was_written(
+    hub: Hub, stored, client: httpx.AsyncClient
+) -> None:
+    body = (DATA / "pull_request_review_comment_edited.payload.json").read_bytes()
+    assert (await post(client, "pull_request_review_comment", body)).json()["stored"] == 1
+    (c,) = await stored("creative.feedback")
+    assert c.time is not None and c.time.isoformat() == "2019-05-15T15:20:37+00:00"  # created_at
+    assert c.data["extra"]["updated_at"] == "2019-05-15T15:20:38Z"
+
+
+def test_ingest_github_payload_files_on_the_webhook_path(tmp_path: Path, fixtures_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    saved = tmp_path / "deliveries"
+    saved.mkdir()
+    (saved / "1-push.json").write_bytes((DATA / "push_with-new-branch.payload.json").read_bytes())
+    (saved / "1-push.json.headers").write_text("X-GitHub-Event: push\nX-GitHub-Delivery: d-1\n")
+    review = json.loads(raw(fixtures_dir, PAYLOADS["pull_request_review"]))
+    api = {
+        "id": 1,
+        "event": "pull_request_review",
+        "request": {"headers": {"X-GitHub-Event": "pull_request_review"}, "payload": review},
+    }
+    (saved / "2-review.json").write_text(json.dumps(api))  # as GitHub's deliveries API returns it
+    (saved / "3-unnamed.json").write_bytes(raw(fixtures_dir, PAYLOADS["issues"]))
+    db = tmp_path / "hub.db"
+    env = {
+        **os.environ,
+        "CREATIVE_HUB_LOG": f"sqlite:///{db}",
+        "CREATIVE_HUB_PRINCIPAL": "alice",
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "creative_hub", "ingest", "github", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    r = run("--payload", str(saved))
+    assert r.returncode == 0, r.stderr
+    assert "github: 3 ingested, 0 already there, 1 skipped" in r.stdout
+    assert "3-unnamed.json: no event name: give --event" in r.stderr
+    r = run("--payload", str(saved))
+    assert "github: 0 ingested, 3 already there, 1 skipped" in r.stdout
+    r = run("--payload", str(saved / "3-unnamed.json"), "--event", "issues")
+    assert r.returncode == 0 and "github: 1 ingested" in r.stdout
+    r = run("--payload", str(tmp_path / "missing.json"), "--event", "push")
+    assert r.returncode == 6 and "nothing ingested, every item failed" in r.stderr
+    r = run("--payload", str(saved), "--event", "watch")
+    assert r.returncode == 2 and "event: 'watch' is not one of" in r.stderr

@@ -94,25 +94,45 @@ def infer_action(obj: Mapping[str, Any]) -> str:
     return "edited"
 
 
+def _files(c: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A push commit's ``added`` / ``removed`` / ``modified`` paths (the kinds it has)."""
+    out: dict[str, list[str]] = {}
+    for kind in ("added", "removed", "modified"):
+        paths = c.get(kind)
+        if isinstance(paths, list) and paths:
+            out[kind] = [str(p) for p in paths]
+    return out
+
+
 @_per_item
-def commit_event(repo: str, c: Mapping[str, Any], principals: Principals) -> Item:
-    """A commit from a push payload (``id``) or the REST API (``sha`` + ``commit``)."""
+def commit_event(repo: str, c: Mapping[str, Any], principals: Principals, branch: str | None = None) -> Item:
+    """A commit from a push payload (``id``; ``branch`` from its ref) or the REST API (``sha``)."""
     sha = c.get("sha") or c.get("id")
     inner = c.get("commit") if isinstance(c.get("commit"), Mapping) else c
     if not isinstance(sha, str) or not isinstance(inner, Mapping):
         return ItemError(f"{repo}@?", "commit without a sha")
     author = inner.get("author") or {}
-    login = (c.get("author") or {}).get("login") if "commit" in c else author.get("username")
+    committer = inner.get("committer") or {}
+    rest = "commit" in c
+    login = (c.get("author") or {}).get("login") if rest else author.get("username")
+    committer_login = (c.get("committer") or {}).get("login") if rest else committer.get("username")
     message = inner.get("message") or ""
-    url = c.get("html_url") or c.get("url") if "commit" not in c else c.get("html_url")
+    url = c.get("html_url") or c.get("url") if not rest else c.get("html_url")
     links = [link("same-as", commit_id(sha), sha), *find_refs(message)]
+    files = _files(c)
+    extra: dict[str, Any] = {"links": links, **files}
     data = Commit(
         repo=repo,
         sha=sha,
         message=message,
         author=Person(name=author.get("name"), email=author.get("email"), login=login),
+        committer=Person(name=committer.get("name"), email=committer.get("email"), login=committer_login)
+        if isinstance(committer, Mapping) and committer
+        else None,
+        branch=branch,
+        files=[p for kind in ("added", "modified", "removed") for p in files.get(kind, [])],
         url=url,
-        extra={"links": links},
+        extra=extra,
     )
     who = principals.principal(login, author.get("email"), author.get("name"))
     when = author.get("date") or c.get("timestamp")
@@ -243,6 +263,8 @@ def _comment(
         "links": [link("on", thread, f"{repo}#{number}"), *find_refs(body)],
     }
     path = "pull" if kind == "pull" else "issues"
+    if c.get("updated_at") and c.get("updated_at") != c.get("created_at"):
+        extra["updated_at"] = c["updated_at"]  # an edit: the revision is in the id, the time stays
     ev = _event(
         "creative.feedback.comment",
         [key, str(c["id"]), str(c.get("updated_at"))],
@@ -250,7 +272,7 @@ def _comment(
         f"{repo}/{path}/{number}",
         Comment(on=thread, text=body, extra=extra),
         principals.principal(login),
-        c.get("updated_at"),
+        c.get("created_at") or c.get("updated_at"),  # when it was said
     )
     ev.correlationid = thread
     return ev
@@ -272,6 +294,48 @@ def review_comment_event(repo: str, number: int, c: Mapping[str, Any], principal
         k: c[k] for k in ("path", "line", "commit_id", "pull_request_review_id", "diff_hunk") if c.get(k)
     }
     return _comment(repo, "pull", number, c, extra, principals, "review_comment")
+
+
+_ZERO_SHA = "0" * 40
+_REF_KINDS = {"refs/heads/": "branch", "refs/tags/": "tag"}
+
+
+def _ref_event(repo: str, html: str, ref: str, kind: str, name: str, who: str) -> Event:
+    """A branch or tag created / deleted.  A ``create`` delivery and the push that made
+    the same branch give the same event (same id, same data), so it is stored once."""
+    data = Ref(
+        repo=repo,
+        ref=ref,
+        ref_type=kind,  # type: ignore[arg-type]  # "branch" or "tag", checked by the callers
+        action="created" if name == "create" else "deleted",
+        url=f"{html}/tree/{ref}",
+    )
+    return _event("creative.engineering.ref", [name, kind, ref], repo, repo, data, who, None)
+
+
+def _push(
+    repo: str, repo_obj: Mapping[str, Any], payload: Mapping[str, Any], principals: Principals
+) -> list[Item]:
+    """The commits of a push, on their branch; a branch or tag created or deleted by it, as a ref event."""
+    full = str(payload.get("ref") or "")
+    short, kind = full, None
+    for prefix, k in _REF_KINDS.items():
+        if full.startswith(prefix):
+            short, kind = full.removeprefix(prefix), k
+    items: list[Item] = []
+    sender = (payload.get("sender") or {}).get("login") or (payload.get("pusher") or {}).get("name")
+    html = repo_obj.get("html_url") or f"https://github.com/{repo}"
+    created = payload.get("created") is True or payload.get("before") == _ZERO_SHA
+    deleted = payload.get("deleted") is True or payload.get("after") == _ZERO_SHA
+    if kind is not None and (created or deleted):
+        items.append(
+            _ref_event(
+                repo, html, short, kind, "create" if created else "delete", principals.principal(sender)
+            )
+        )
+    branch = short if kind == "branch" else None
+    items += [commit_event(repo, c, principals, branch) for c in payload.get("commits") or []]
+    return items
 
 
 def webhook_events(name: str, payload: Mapping[str, Any], principals: Principals) -> list[Item]:
@@ -296,7 +360,7 @@ def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principal
     sender = (payload.get("sender") or {}).get("login")
     action = payload.get("action")
     if name == "push":
-        return [commit_event(repo, c, principals) for c in payload.get("commits") or []]
+        return _push(repo, repo_obj, payload, principals)
     if name == "pull_request":
         return [pull_event(repo, payload["pull_request"], action, principals)]
     if name == "pull_request_review":
@@ -312,15 +376,7 @@ def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principal
         ref, kind = payload.get("ref"), payload.get("ref_type")
         if kind not in ("branch", "tag"):
             return [ItemError(name, f"ref_type {kind!r} is neither branch nor tag")]
-        data = Ref(
-            repo=repo,
-            ref=str(ref),
-            ref_type=kind,
-            action="created" if name == "create" else "deleted",
-            url=f"{html}/tree/{ref}",
-        )
-        who = principals.principal(sender)
-        return [_event("creative.engineering.ref", [name, str(kind), str(ref)], repo, repo, data, who, None)]
+        return [_ref_event(repo, html, str(ref), kind, name, principals.principal(sender))]
     if name == "fork":
         f = payload["forkee"]
         owner = f.get("owner") or {}

@@ -2,8 +2,9 @@
 
 Each command builds a Source, runs it into the hub with a progress bar on
 stderr, and prints the summary line (and each skipped item with why).  The
-exit code is 0 even when items were skipped (they are reported); 2 for bad
-arguments, 5 when the engine fails — as everywhere in the CLI.
+exit code is 0 when something was ingested or was already there, even with
+items skipped (they are reported); ``NOTHING_INGESTED`` (6) when every item
+failed; 2 for bad arguments, 5 when the engine fails — as everywhere in the CLI.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..cli import DEFAULT_LOG, AsOpt, LogOpt, _principal, _run, err, out, parse_duration
 from ..errors import ValidationError
@@ -40,10 +42,16 @@ def _people(pairs: list[str] | None, file: Path | None) -> Principals:
     return Principals.load(file, pairs or [])
 
 
+NOTHING_INGESTED = 6  # exit code: items were found, every one failed, nothing is in the hub
+
+
 def _report(summary: Summary) -> None:
     out.print(summary.line(), highlight=False)
     for e in summary.skipped:
-        err.print(f"  [yellow]skipped[/] {e.ref}: {e.reason}", highlight=False, soft_wrap=True)
+        # escape: a file name or a reason may hold "[...]", which rich would take as markup
+        err.print(
+            f"  [yellow]skipped[/] {escape(e.ref)}: {escape(e.reason)}", highlight=False, soft_wrap=True
+        )
 
 
 async def _go(log: str, as_: str | None, source: Source) -> Summary:
@@ -53,13 +61,20 @@ async def _go(log: str, as_: str | None, source: Source) -> Summary:
     return summary
 
 
+def _exit_for(summary: Summary) -> None:
+    """Exit NOTHING_INGESTED when every item failed (an API error page, an unreadable file)."""
+    if summary.skipped and not (summary.ingested or summary.already):
+        err.print(f"{summary.source}: nothing ingested, every item failed", highlight=False)
+        raise typer.Exit(NOTHING_INGESTED)
+
+
 def _start(log: str, as_: str | None, make: Any) -> None:
     """Build the source inside the error boundary, so bad arguments print one line."""
 
-    async def main() -> None:
-        await _go(log, as_, make())
+    async def main() -> Summary:
+        return await _go(log, as_, make())
 
-    _run(main())
+    _exit_for(_run(main()))
 
 
 @ingest_app.command()
@@ -82,7 +97,22 @@ def git(
 
 @ingest_app.command()
 def github(
-    repo: Annotated[str, typer.Option("--repo", help="owner/name")],
+    repo: Annotated[str | None, typer.Option("--repo", help="owner/name, polled by REST.")] = None,
+    payload: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--payload",
+            help="Saved webhook deliveries: a JSON file or a folder of them (repeatable), "
+            "stored as the webhook would.",
+        ),
+    ] = None,
+    event: Annotated[
+        str | None,
+        typer.Option(
+            help="With --payload: the X-GitHub-Event name (default: a NAME.headers file beside "
+            "each payload, or the delivery's own request.headers)."
+        ),
+    ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="GITHUB_TOKEN", help="API token (or GITHUB_TOKEN).")
     ] = None,
@@ -95,16 +125,23 @@ def github(
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
 ) -> None:
-    """Poll a GitHub repository: commits, pull requests with reviews, issues (ETag-conditional)."""
-    from .github import GithubSource
+    """Poll a GitHub repository (commits, pull requests with reviews, issues; ETag-conditional),
+    or store saved webhook deliveries (--payload)."""
+    if bool(repo) == bool(payload):
+        raise typer.BadParameter("give --repo owner/name or --payload FILE|DIR")
 
-    _start(
-        log,
-        as_,
-        lambda: GithubSource(
-            repo, token=token, api_url=api_url, state=state, principals=_people(map, map_file)
-        ),
-    )
+    def make() -> Source:
+        if payload:
+            from .github_payloads import PayloadSource
+
+            return PayloadSource(payload, event=event, principals=_people(map, map_file))
+        from .github import GithubSource
+
+        assert repo is not None
+        people = _people(map, map_file)
+        return GithubSource(repo, token=token, api_url=api_url, state=state, principals=people)
+
+    _start(log, as_, make)
 
 
 @ingest_app.command()
@@ -181,7 +218,7 @@ def bibtex(
 @ingest_app.command()
 def mail(
     paths: Annotated[list[Path] | None, typer.Argument(help="mbox / .eml files or folders of them.")] = None,
-    imap: Annotated[str | None, typer.Option(help="imap(s)://user@host[:port][/folder]")] = None,
+    imap: Annotated[str | None, typer.Option(help="imap(s)://user@host[:port]\\[/folder]")] = None,
     folder: Annotated[
         list[str] | None, typer.Option("--folder", help="IMAP folder (repeatable; default all).")
     ] = None,
@@ -222,7 +259,9 @@ def folder(
 
     async def main() -> None:
         source = FolderSource(path, owner=owner or _principal(as_))
-        await _go(log, as_, source)
+        summary = await _go(log, as_, source)
+        if not watch:
+            _exit_for(summary)
         if watch:
             err.print(f"watching {path} (Ctrl-C stops)")
             async for items in source.watch():

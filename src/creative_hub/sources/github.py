@@ -49,7 +49,9 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 __all__ = [
     "API_URL",
     "EVENTS",
+    "DeliveryRefused",
     "GithubSource",
+    "delivery_items",
     "sign",
     "verify_signature",
     "webhook_app",
@@ -87,6 +89,31 @@ def verify_signature(secret: str | bytes, body: bytes, header: str | None) -> bo
     if not header or not header.startswith("sha256="):
         return False
     return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
+
+
+class DeliveryRefused(ValueError):
+    """A delivery whose body cannot be used at all; ``status`` is the webhook's answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def delivery_items(name: str, body: bytes, principals: Principals) -> list[Item]:
+    """The items of one delivery's body (``X-GitHub-Event: name``): what the webhook
+    stores, and what ``creative-hub ingest github --payload`` stores from a saved one."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DeliveryRefused(400, f"body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise DeliveryRefused(400, "body is not valid JSON: nested too deeply") from None
+    if not isinstance(payload, Mapping):
+        raise DeliveryRefused(400, "body must be a JSON object")
+    try:
+        return webhook_events(name, payload, principals)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DeliveryRefused(422, f"{name} payload is missing or has a malformed field: {e}") from None
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -127,15 +154,9 @@ def webhook_route(
         if name not in EVENTS:
             return JSONResponse({"ignored": f"event {name!r} is not ingested"}, status_code=202)
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            return _error(400, f"body is not valid JSON: {e}")
-        if not isinstance(payload, Mapping):
-            return _error(400, "body must be a JSON object")
-        try:
-            items = webhook_events(name, payload, people)
-        except (KeyError, TypeError, ValueError) as e:
-            return _error(422, f"{name} payload is missing or has a malformed field: {e}")
+            items = delivery_items(name, body, people)
+        except DeliveryRefused as e:
+            return _error(e.status, str(e))
         errors = [str(i) for i in items if isinstance(i, ItemError)]
         events = [i for i in items if not isinstance(i, ItemError)]
         target = hub or getattr(request.app.state, "hub", None)
