@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from ..access import check_read
+from ..bindings import HTTP_PREFIX, is_binary, to_structured
 from ..errors import NotFound, ValidationError
 from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
 from ..hub import Hub, Receipt, StoredEvent
@@ -181,11 +182,16 @@ async def publish(request: Request, hub: HubDep) -> Any:
     Publishing an id again with the same content is a safe retry (``duplicate: true``); the
     same id with other content is a 409.  The body limit is checked before anything is read.
     """
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in (*JSON_TYPES, ""):
-        return problem(415, "Unsupported media type", "send application/json or application/cloudevents+json")
-    payload = _json_body(await request.body())  # bounded: the Guard enforced max_body
-    items = payload if isinstance(payload, list) else [payload]
+    if is_binary(request.headers.items(), HTTP_PREFIX):  # CloudEvents binary mode: ce-* headers, data as body
+        items: list[Any] = [to_structured(request.headers.items(), await request.body(), prefix=HTTP_PREFIX)]
+    else:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in (*JSON_TYPES, ""):
+            return problem(
+                415, "Unsupported media type", "send application/json or application/cloudevents+json"
+            )
+        payload = _json_body(await request.body())  # bounded: the Guard enforced max_body
+        items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise ValidationError("body", "an empty batch")
     receipts = await hub.publish(items)
