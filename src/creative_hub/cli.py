@@ -661,6 +661,10 @@ from .mcp.cli import mcp_app  # noqa: E402
 
 app.add_typer(mcp_app, name="mcp")
 
+from .ide.cli import register as _register_ide_commands  # noqa: E402 -- hooks, mcp config
+
+_register_ide_commands(app, mcp_app)
+
 from .agents.cli import agent_app  # noqa: E402
 
 app.add_typer(agent_app, name="agent")

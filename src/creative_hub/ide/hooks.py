@@ -1,0 +1,375 @@
+"""Git hooks that publish each new commit to the hub as it happens, and never stand in the way.
+
+``install(repo, url=...)`` writes post-commit, post-merge and post-rewrite
+hooks (a hook already there is kept beside ours and still runs, after ours,
+with the same arguments and input; ``uninstall`` puts it back).  Each hook
+runs ``python -m creative_hub.ide.hooks HOOK``, which:
+
+1. works out the new commits (HEAD; ``ORIG_HEAD..HEAD`` after a merge; the
+   rewritten commits git names on stdin after an amend or a rebase), builds
+   the events exactly as ``creative-hub ingest git`` does (same ids, same
+   content: a later ``ingest git`` adds nothing) and the event of the branch
+   moved, and appends them to a local spool (``.git/creative-hub/spool.jsonl``);
+2. starts a detached ``flush`` that sends the spool to the hub's HTTP API
+   (as the principal of the token) and returns at once, so the commit never
+   waits for the network.  A hub that cannot be reached leaves the events in
+   the spool; the next hook or ``creative-hub hooks flush`` sends them.
+
+Every failure is written to ``.git/creative-hub/hooks.log``; the hook itself
+always exits 0 (the original hook's status is kept, when there was one).
+The token comes from ``install --token`` (kept in ``.git/creative-hub/token``,
+mode 0600, never in the work tree) or ``CREATIVE_HUB_TOKEN`` at commit time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..event import Event
+from ..sources.base import ItemError, Principals
+from ..sources.git import _FORMAT, GitSource, git, repo_name
+
+__all__ = ["HOOKS", "MARKER", "Spool", "flush", "install", "record", "uninstall"]
+
+HOOKS = ("post-commit", "post-merge", "post-rewrite")
+MARKER = "# creative-hub hook"
+ORIG_SUFFIX = ".creative-hub-orig"
+BATCH = 200  # events per request when a backlog goes out
+TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+MAX_NEW = 1000  # commits one hook run records (a rebase of a long branch); the rest: `ingest git`
+
+
+def git_dir(repo: Path) -> Path:
+    return Path(git(repo, "rev-parse", "--absolute-git-dir").strip())
+
+
+def state_dir(repo: Path) -> Path:
+    d = git_dir(repo) / "creative-hub"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d
+
+
+def hooks_dir(repo: Path) -> Path:
+    """Where git runs hooks from (``core.hooksPath`` honoured)."""
+    p = Path(git(repo, "rev-parse", "--git-path", "hooks").strip())
+    top = Path(git(repo, "rev-parse", "--show-toplevel").strip())
+    return p if p.is_absolute() else (top / p)
+
+
+# -- install / uninstall -------------------------------------------------------
+def _script(hook: str, python: str, here: Path) -> str:
+    orig = here / (hook + ORIG_SUFFIX)
+    return f"""#!/bin/sh
+{MARKER} ({hook}): publishes new commits to the hub; never fails or blocks a commit.
+# Installed by `creative-hub hooks install`; `creative-hub hooks uninstall` restores what was here.
+input="$(mktemp 2>/dev/null || echo /tmp/creative-hub-hook.$$)"
+cat > "$input"
+"{python}" -m creative_hub.ide.hooks {hook} "$@" < "$input" > /dev/null 2>&1
+status=0
+if [ -x "{orig}" ]; then
+    "{orig}" "$@" < "$input"
+    status=$?
+fi
+rm -f "$input"
+exit $status
+"""
+
+
+@dataclass
+class Installed:
+    hook: str
+    path: Path
+    kept: Path | None  #: the hook that was there before, now beside ours
+
+
+def install(repo: Path, *, url: str, token: str | None = None, python: str | None = None) -> list[Installed]:
+    """Install the three hooks (again: idempotent); returns what was done."""
+    here = hooks_dir(repo)
+    here.mkdir(parents=True, exist_ok=True)
+    state = state_dir(repo)
+    (state / "config.json").write_text(json.dumps({"url": url}, indent=1))
+    if token:
+        tok = state / "token"
+        tok.touch(mode=0o600)
+        tok.chmod(0o600)
+        tok.write_text(token)
+    done = []
+    for hook in HOOKS:
+        path = here / hook
+        kept = here / (hook + ORIG_SUFFIX)
+        if path.exists() and not _ours(path):
+            if kept.exists():
+                raise FileExistsError(f"{kept} is in the way: move it, then install again")
+            path.rename(kept)  # content and mode as they were
+        path.write_text(_script(hook, python or sys.executable, here))
+        path.chmod(0o755)
+        done.append(Installed(hook, path, kept if kept.exists() else None))
+    return done
+
+
+def uninstall(repo: Path) -> list[Installed]:
+    """Remove our hooks and put back the ones that were there before."""
+    here = hooks_dir(repo)
+    done = []
+    for hook in HOOKS:
+        path, kept = here / hook, here / (hook + ORIG_SUFFIX)
+        if path.exists() and _ours(path):
+            path.unlink()
+            if kept.exists():
+                kept.rename(path)
+            done.append(Installed(hook, path, kept if path.exists() else None))
+    return done
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return MARKER in path.read_text(errors="replace")[:500]
+    except OSError:
+        return False
+
+
+# -- the spool -----------------------------------------------------------------
+class Spool:
+    """Events waiting for the hub, one JSON object a line, in commit order."""
+
+    def __init__(self, repo: Path) -> None:
+        self.dir = state_dir(repo)
+        self.path = self.dir / "spool.jsonl"
+        self.rejected = self.dir / "rejected.jsonl"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One writer at a time (two hooks, or a hook and a flush)."""
+        with open(self.dir / "spool.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            with contextlib.suppress(ValueError):  # a torn last line from a killed hook
+                out.append(json.loads(line))
+        return out
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        """Add events; a branch that moved again replaces its older position (only the tip matters)."""
+        moved = {_ref_key(e) for e in events} - {None}
+        kept = [e for e in self.read() if _ref_key(e) not in moved] if moved else None
+        if kept is not None:
+            self.replace(kept + events)
+            return
+        with open(self.path, "a") as f:
+            f.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def commits(self) -> int:
+        """How many commits wait (each spooled with its branch's new position)."""
+        return sum(1 for e in self.read() if e.get("type") == "creative.engineering.commit")
+
+    def replace(self, events: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+
+def _ref_key(event: dict[str, Any]) -> tuple[str, str] | None:
+    if event.get("type") != "creative.engineering.ref":
+        return None
+    data = event.get("data") or {}
+    return (str(data.get("repo")), str(data.get("ref")))
+
+
+def log(repo: Path, message: str) -> None:
+    with contextlib.suppress(OSError):
+        with open(state_dir(repo) / "hooks.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {message}\n")
+
+
+# -- what a hook records -------------------------------------------------------
+def new_commits(repo: Path, hook: str, args: list[str], stdin: str) -> list[str]:
+    """The shas a hook run brings, oldest first."""
+    if hook == "post-rewrite":
+        shas = [line.split()[1] for line in stdin.splitlines() if len(line.split()) >= 2]
+        return list(dict.fromkeys(shas))[:MAX_NEW]
+    if hook == "post-merge":
+        try:
+            out = git(repo, "rev-list", "--reverse", f"--max-count={MAX_NEW}", "ORIG_HEAD..HEAD")
+            shas = out.split()
+            if shas:
+                return shas
+        except Exception:  # no ORIG_HEAD (a first pull): HEAD alone
+            pass
+    return [git(repo, "rev-parse", "HEAD").strip()]
+
+
+def commit_events(repo: Path, shas: list[str]) -> list[Event]:
+    """The events ``ingest git`` gives these commits, and the current branch as it points now."""
+    src = GitSource(repo, principals=Principals())
+    name = repo_name(repo)
+    web = src._web_base(name)
+    out = git(repo, "log", "--no-walk=unsorted", "--no-renames", "--numstat", f"--format={_FORMAT}", *shas)
+    events: list[Event] = []
+    for record in out.split("\x1e")[1:]:
+        item = src._commit(record, name, web)
+        if isinstance(item, ItemError):
+            log(repo, f"skipped {item}")
+        else:
+            events.append(item)
+    head = subprocess.run(
+        ["git", "-C", str(repo), "symbolic-ref", "-q", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if head.startswith("refs/heads/"):
+        for ref in src._refs(name, set()):
+            if isinstance(ref, Event) and getattr(ref.data, "ref", None) == head.removeprefix("refs/heads/"):
+                if getattr(ref.data, "ref_type", None) == "branch":
+                    events.append(ref)
+    return events
+
+
+def record(repo: Path, hook: str, args: list[str], stdin: str) -> int:
+    """Spool the events of one hook run; how many."""
+    events = commit_events(repo, new_commits(repo, hook, args, stdin))
+    spool = Spool(repo)
+    with spool.locked():
+        spool.append([e.to_dict() for e in events])
+    return len(events)
+
+
+# -- delivery ------------------------------------------------------------------
+def _settings(repo: Path, url: str | None, token: str | None) -> tuple[str, str | None]:
+    state = state_dir(repo)
+    if url is None:
+        try:
+            url = str(json.loads((state / "config.json").read_text())["url"])
+        except (OSError, ValueError, KeyError):
+            url = os.environ.get("CREATIVE_HUB_URL") or "http://127.0.0.1:8080"
+    if token is None:
+        tok = state / "token"
+        token = tok.read_text().strip() if tok.exists() else os.environ.get("CREATIVE_HUB_TOKEN") or None
+    return url, token
+
+
+@dataclass
+class Flushed:
+    delivered: int = 0
+    waiting: int = 0  #: still in the spool (the hub could not be reached)
+    rejected: int = 0  #: refused by the hub (kept in rejected.jsonl with why)
+    error: str | None = None
+
+
+def flush(repo: Path, *, url: str | None = None, token: str | None = None) -> Flushed:
+    """Send the spool to the hub, oldest first; what could not go stays."""
+    url, token = _settings(repo, url, token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    spool = Spool(repo)
+    result = Flushed()
+    with spool.locked(), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as http:
+        pending = spool.read()
+        rejected: list[dict[str, Any]] = []
+        while pending:
+            batch = pending[:BATCH]
+            try:
+                r = http.post("/v1/events", json=batch)
+            except httpx.HTTPError as e:
+                result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
+                break
+            if r.status_code < 300:
+                result.delivered += len(batch)
+                pending = pending[BATCH:]
+                continue
+            if r.status_code >= 500 or r.status_code in (401, 403, 429):
+                result.error = (
+                    f"{url}: {r.status_code} {_detail(r)}"  # the hub's problem, or ours to fix: keep
+                )
+                break
+            # One bad event refuses the batch: send them one at a time, put aside the ones refused.
+            sent = 0
+            for ev in batch:
+                try:
+                    one = http.post("/v1/events", json=ev)
+                except httpx.HTTPError as e:
+                    result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
+                    break
+                sent += 1
+                if one.status_code < 300:
+                    result.delivered += 1
+                else:
+                    rejected.append({"event": ev, "status": one.status_code, "reason": _detail(one)})
+            pending = pending[sent:]
+            if result.error:
+                break
+        spool.replace(pending)
+        if rejected:
+            with open(spool.rejected, "a") as f:
+                f.writelines(json.dumps(x) + "\n" for x in rejected)
+        result.waiting, result.rejected = len(pending), len(rejected)
+    if result.error:
+        log(repo, f"flush: {result.error}; {result.waiting} events wait in the spool")
+    for x in rejected:
+        log(repo, f"flush: the hub refused {x['event'].get('id')}: {x['status']} {x['reason']}")
+    return result
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+        return str(body.get("detail") or body.get("title") or r.text)[:300]
+    except ValueError:
+        return r.text[:300]
+
+
+def _background_flush(repo: Path) -> None:
+    """A detached ``flush``: the hook returns while it talks to the hub."""
+    with open(state_dir(repo) / "hooks.log", "a") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "creative_hub.ide.hooks", "flush", str(repo)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def main(argv: list[str]) -> int:
+    """``python -m creative_hub.ide.hooks HOOK [args]`` (from a hook) or ``flush REPO``."""
+    if len(argv) >= 2 and argv[0] == "flush":
+        flush(Path(argv[1]))
+        return 0
+    hook, args = (argv[0] if argv else ""), argv[1:]
+    repo = Path.cwd()
+    try:
+        stdin = sys.stdin.read() if hook == "post-rewrite" else ""
+        top = Path(git(repo, "rev-parse", "--show-toplevel").strip())
+        n = record(top, hook, args, stdin)
+        log(top, f"{hook}: {n} events spooled")
+        _background_flush(top)
+    except Exception as e:  # never fail the commit: say why in the log
+        with contextlib.suppress(Exception):
+            log(repo, f"{hook}: {type(e).__name__}: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

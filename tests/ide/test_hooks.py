@@ -1,0 +1,184 @@
+"""Git hooks against a real hub server: commits published as they happen, spooled while it is away.
+
+A real repository in a temp dir, real `git commit`s, a real server that is
+stopped and started again; `ingest git` afterwards finds nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from _hubproc import HubProcess
+from creative_hub.sources.base import commit_id
+
+pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
+
+ORIGINAL_HOOK = (
+    '#!/bin/sh\necho "the team\'s own hook ran: $*" >> "$(git rev-parse --git-dir)/own-hook.log"\n'
+)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    h = HubProcess(tmp_path / "hub")
+    h.start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def sh(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    r = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert r.returncode == 0, f"{args}: {r.stdout} {r.stderr}"
+    return r.stdout
+
+
+def creative_hub(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env.pop("CREATIVE_HUB_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "creative_hub", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def commit(repo: Path, n: int) -> tuple[str, float]:
+    """Make commit n with `git commit`; its sha and how long git took."""
+    (repo / f"file{n}.txt").write_text(f"line {n}\n")
+    sh(repo, "git", "add", f"file{n}.txt")
+    env = {**os.environ, "GIT_AUTHOR_DATE": f"2026-12-0{1 + n % 5}T10:00:0{n % 10}+01:00"}
+    env.pop("CREATIVE_HUB_TOKEN", None)
+    started = time.monotonic()
+    sh(repo, "git", "commit", "-q", "-m", f"commit {n}: mentions arXiv:2101.0000{n}", env=env)
+    took = time.monotonic() - started
+    return sh(repo, "git", "rev-parse", "HEAD").strip(), took
+
+
+def arrives(client: httpx.Client, event_id: str, limit: float = 20.0) -> float | None:
+    """Seconds until the event can be read from the hub (None: not within ``limit``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if client.get(f"/v1/events/{event_id}").status_code == 200:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
+
+
+def status(repo: Path) -> dict[str, object]:
+    r = creative_hub(repo, "hooks", "status", "--repo", str(repo), "--json")
+    assert r.returncode == 0, r.stderr
+    out: dict[str, object] = json.loads(r.stdout)
+    return out
+
+
+def test_hooks_publish_commits_spool_offline_and_ingest_adds_nothing(hub: HubProcess, tmp_path: Path) -> None:
+    repo = tmp_path / "work"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "config", "user.name", "Alice Liddell")
+    sh(repo, "git", "config", "user.email", "alice@example.org")
+    own = repo / ".git" / "hooks" / "post-commit"
+    own.write_text(ORIGINAL_HOOK)
+    own.chmod(0o750)
+
+    r = creative_hub(
+        repo, "hooks", "install", "--repo", str(repo), "--url", hub.url, "--token", hub.tokens["alice"]
+    )
+    assert r.returncode == 0, r.stderr
+    assert "post-commit.creative-hub-orig" in r.stdout
+    assert stat.S_IMODE((repo / ".git" / "creative-hub" / "token").stat().st_mode) == 0o600
+
+    latencies: list[float] = []
+    shas: list[str] = []
+    with hub.client("bob") as reader:
+        for n in range(3):
+            sha, _ = commit(repo, n)
+            shas.append(sha)
+            seen = arrives(reader, commit_id(sha))
+            assert seen is not None, (repo / ".git" / "creative-hub" / "hooks.log").read_text()
+            latencies.append(seen)
+        event = reader.get(f"/v1/events/{commit_id(shas[0])}").json()["event"]
+    print(f"\ncommit -> readable in the hub: {', '.join(f'{s * 1000:.0f} ms' for s in latencies)}")
+    assert event["creator"] == "alice" and event["signature"]  # the committer's principal, signed
+    assert event["data"]["sha"] == shas[0] and event["data"]["message"].startswith("commit 0")
+    assert (repo / ".git" / "own-hook.log").read_text().count("the team's own hook ran") == 3
+
+    # the hub goes away: commits go on at once, the events wait in the spool
+    hub.stop()
+    for n in (3, 4):
+        sha, took = commit(repo, n)
+        shas.append(sha)
+        print(f"commit {n} with the hub down took {took * 1000:.0f} ms")
+    st = status(repo)
+    assert st["commits"] == 2 and st["events"] == 3  # two commits and where main points now
+    assert st["installed"] == ["post-commit", "post-merge", "post-rewrite"]
+
+    # back: flush delivers them
+    hub.start()
+    r = creative_hub(repo, "hooks", "flush", "--repo", str(repo), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["waiting"] == 0
+    assert status(repo)["events"] == 0
+    with hub.client("alice") as c:
+        for sha in shas:
+            assert c.get(f"/v1/events/{commit_id(sha)}").status_code == 200
+
+    # an amend is a rewrite: the new commit goes out too
+    sh(repo, "git", "commit", "-q", "--amend", "-m", "commit 4, reworded")
+    amended = sh(repo, "git", "rev-parse", "HEAD").strip()
+    with hub.client("alice") as c:
+        assert arrives(c, commit_id(amended)) is not None
+
+    # ingest git afterwards: every commit and the branch are already there
+    r = creative_hub(
+        repo,
+        "ingest",
+        "git",
+        str(repo),
+        "--log",
+        hub.log_url,
+        "--map",
+        "alice@example.org=alice",
+        "--as",
+        "alice",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "git: 0 ingested, 6 already there, 0 skipped" in r.stdout, r.stdout + r.stderr
+
+    # uninstall puts the team's hook back as it was
+    r = creative_hub(repo, "hooks", "uninstall", "--repo", str(repo))
+    assert r.returncode == 0, r.stderr
+    assert own.read_text() == ORIGINAL_HOOK and stat.S_IMODE(own.stat().st_mode) == 0o750
+    assert not (repo / ".git" / "hooks" / "post-merge").exists()
+    assert not (repo / ".git" / "hooks" / "post-commit.creative-hub-orig").exists()
+
+
+def test_a_broken_setup_never_fails_a_commit(tmp_path: Path) -> None:
+    """No hub at all, a bad token file: the commit succeeds and the log says why."""
+    repo = tmp_path / "work"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "config", "user.email", "bob@example.org")
+    sh(repo, "git", "config", "user.name", "Bob")
+    r = creative_hub(repo, "hooks", "install", "--repo", str(repo), "--url", "http://127.0.0.1:9")
+    assert r.returncode == 0, r.stderr
+    sha, _ = commit(repo, 1)
+    assert sha
+    r = creative_hub(repo, "hooks", "flush", "--repo", str(repo))
+    assert r.returncode == 6 and "cannot reach the hub" in r.stderr
+    assert status(repo)["commits"] == 1
