@@ -35,7 +35,7 @@ import msgspec
 
 from .errors import ValidationError
 
-__all__ = ["HTTP_PREFIX", "KAFKA_PREFIX", "NATS_PREFIX", "is_binary", "to_structured"]
+__all__ = ["HTTP_PREFIX", "KAFKA_PREFIX", "NATS_PREFIX", "is_binary", "structured_body", "to_structured"]
 
 HTTP_PREFIX = "ce-"  # CloudEvents HTTP protocol binding 1.0.2
 KAFKA_PREFIX = "ce_"  # CloudEvents Kafka protocol binding 1.0.2
@@ -111,3 +111,15 @@ def to_structured(
     if key and "partitionkey" not in attrs:
         attrs["partitionkey"] = _text("key", key)
     return attrs
+
+
+def structured_body(
+    headers: Iterable[Header], data: bytes, *, prefix: str, key: str | bytes | None = None
+) -> bytes | None:
+    """``to_structured`` encoded as the structured-mode JSON body, or None when
+    the message is not a valid binary-mode event (the caller keeps the raw body,
+    and the hub dead-letters it with the reason)."""
+    try:
+        return msgspec.json.encode(to_structured(headers, data, prefix=prefix, key=key))
+    except ValidationError:
+        return None

@@ -21,6 +21,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError('the Kafka engine needs confluent-kafka: pip install "creative-hub[kafka]"') from e
 
+from ...bindings import KAFKA_PREFIX, is_binary, structured_body
 from ...errors import EngineUnavailable, LogError, ValidationError
 from ..base import Record
 
@@ -191,6 +192,10 @@ def message_record(topic: str, msg: ck.Message, position: str) -> Record:
     else:
         id_ = header(msg, H_ID) or ""
     body = msg.value() or b""
+    if not id_ and headers and is_binary(headers, KAFKA_PREFIX):  # type: ignore[arg-type]
+        # CloudEvents binary mode (ce_* headers, data as the value): read as the
+        # structured event it stands for; one that is not valid stays as it came.
+        body = structured_body(headers, body, prefix=KAFKA_PREFIX, key=msg.key()) or body  # type: ignore[arg-type]
     if not id_ and body[:1] == b"{":
         # Not written by this engine: a CloudEvent from another producer
         # still has its id in the structured body.

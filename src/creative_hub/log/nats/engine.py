@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSub
 from nats.js import JetStreamContext, api
 
+from ...bindings import NATS_PREFIX, is_binary, structured_body
 from ...errors import (
     EngineUnavailable,
     IdConflict,
@@ -164,12 +165,17 @@ def record_of(topic: str, seq: int, time_ms: int, msg: Msg) -> Record:
     hub's headers still comes out: its id is the stream sequence, its key empty."""
     h = msg.headers or {}
     raw_id = h.get(H_ID)
+    body = msg.data
+    if not raw_id and h and is_binary(h.items(), NATS_PREFIX):
+        # CloudEvents binary mode (ce-* headers, data as the payload): read as the
+        # structured event it stands for; one that is not valid stays as it came.
+        body = structured_body(h.items(), body, prefix=NATS_PREFIX) or body
     return Record(
         topic,
         str(seq),
         decode_header(raw_id) if raw_id else str(seq),
         decode_header(h.get(H_KEY, "")),
-        msg.data,
+        body,
         time_ms,
     )
 
