@@ -669,6 +669,10 @@ from .agents.cli import agent_app  # noqa: E402
 
 app.add_typer(agent_app, name="agent")
 
+from .narrative.cli import story_app  # noqa: E402
+
+app.add_typer(story_app, name="story")
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -128,6 +128,8 @@ class Fragment(Payload, kw_only=True):
     chapter: str | None = None
     scene: str | None = None
     characters: list[str] = field(default_factory=list)
+    part: str | None = None  #: title of the sub-story it belongs to ("1. HOW THEY WENT ...")
+    part_order: Count | None = None  #: 0-based index of that part
 
 
 class PlotPoint(Payload, kw_only=True):
@@ -140,6 +142,11 @@ class PlotPoint(Payload, kw_only=True):
     actor: str | None = None
     action: str | None = None
     scene: str | None = None
+    evidence: str | None = None  #: the verbatim sentence the summary is made of
+    generated: bool = False  #: the summary is a model's paraphrase (the model in the provenance)
+    speech: bool = False  #: a quoted turn, attributed to ``actor``
+    part: str | None = None
+    part_order: Count | None = None
 
 
 class ArcStep(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -153,6 +160,7 @@ class CharacterArc(Payload, kw_only=True):
     character: NonEmpty
     steps: list[ArcStep] = field(default_factory=list)
     summary: str | None = None
+    aliases: list[str] = field(default_factory=list)  #: every other name they go by
 
 
 # -- ceremony ------------------------------------------------------------------

@@ -308,7 +308,7 @@ def story(
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
 ) -> None:
-    """Stories as scenes, plot points in order, and character arcs (offline extractor)."""
+    """Stories as parts and scenes, plot points with evidence, characters with aliases (spaCy pipeline)."""
     from .stories import StorySource
 
     _start(log, as_, lambda: StorySource(paths, owner=owner))

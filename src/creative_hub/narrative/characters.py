@@ -1,0 +1,380 @@
+"""Who is who: mentions grouped into entities, pronouns resolved, names merged, characters chosen.
+
+Steps, each a rule of English narrative grammar rather than a list of words:
+
+1. **Entities**: mentions with the same key (a name, or a common noun's
+   lemma) are one entity, except that ``a``/``an`` brings in a new one.
+2. **Gender**: the pronouns that follow an entity in its own sentence
+   (``Hansel stooped and stuffed ... his coat``).
+3. **Pronouns**: ``he``/``she``/``they`` go to the most recent entity of
+   the same gender and number, subjects first.
+4. **Merges**: naming (``a dog, called Sultan``, ``the boy was called
+   Hansel``), apposition (``his wife Partlet``), the copula (``she was in
+   reality a wicked witch``, ``she became queen``), vocatives
+   (``‘No, wife,’ said the man`` names the one spoken to), ``my name is``
+   / ``your name``, titles and spellings of one name (``Mr Korbes``,
+   ``Rumplestiltskin``), and descriptions met first with ``the`` that
+   nobody introduced (``said the hobgoblin`` after ``a little man`` spoke
+   to her): the speaker who talked with the same person last.
+5. **Characters**: entities that act, speak or are spoken to, outside
+   quoted speech, with a sign of being alive (speech or thought, he/she,
+   ``who``, a person's name, being addressed).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from .mentions import Mention, Sentence, Turn
+
+__all__ = ["Entity", "animate", "resolve"]
+
+WINDOW = 3  # sentences back a pronoun looks for its antecedent
+NAME_EDITS = 2  # spelling variants of one long name ("Rumpel-" / "Rumple-stiltskin")
+
+
+@dataclass
+class Entity:
+    id: int
+    mentions: list[Mention] = field(default_factory=list)
+    gender: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def plural(self) -> bool:
+        nouns = [m for m in self.mentions if not m.pronoun]
+        return bool(nouns) and sum(m.plural for m in nouns) * 2 > len(nouns)
+
+    def pronoun(self) -> str | None:
+        if self.plural:
+            return "they"
+        if not self.gender:
+            return None
+        (g, n), *rest = self.gender.most_common()
+        return g if not rest or n > rest[0][1] else None
+
+
+class _Groups:
+    """Union-find over entity ids."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        while self.parent.get(x, x) != x:
+            x = self.parent[x]
+        return x
+
+    def union(self, keep: int, other: int) -> None:
+        a, b = self.find(keep), self.find(other)
+        if a != b:
+            self.parent[b] = a
+
+
+def _entities(mentions: list[Mention]) -> dict[int, Entity]:
+    current: dict[str, int] = {}
+    last_sent: dict[int, int] = {}
+    ents: dict[int, Entity] = {}
+    for m in mentions:
+        if m.pronoun:
+            continue
+        eid = current.get(m.key)
+        if eid is None or (m.indefinite and not m.quoted and not m.plural and m.sent - last_sent[eid] > 1):
+            eid = len(ents)
+            ents[eid] = Entity(eid)
+            current[m.key] = eid
+        m.entity = eid
+        last_sent[eid] = m.sent
+        ents[eid].mentions.append(m)
+    return ents
+
+
+def _genders(mentions: list[Mention], ents: dict[int, Entity]) -> None:
+    """Vote: the first he/she/they after a noun subject, in the same sentence, before any other noun.
+
+    Only pronouns that are themselves subjects, possessives or reflexives
+    vote: an object "her" may be someone else ("proud of her, that he ...").
+    """
+    by_sent: dict[int, list[Mention]] = defaultdict(list)
+    for m in mentions:
+        if not m.quoted:
+            by_sent[m.sent].append(m)
+    for ms in by_sent.values():
+        for k, m in enumerate(ms):
+            if m.pronoun or m.role not in ("subj", "speaker") or m.conj:
+                continue
+            for n in ms[k + 1 :]:
+                if n.pronoun:
+                    if n.role in ("subj", "speaker") or n.surface.lower().endswith("self"):
+                        ents[m.entity].gender[n.pronoun] += 1
+                    break
+                if n.role in ("subj", "obj", "speaker", "addressee"):
+                    break
+
+
+def resolve(
+    sentences: list[Sentence], mentions: list[Mention], turns: list[Turn]
+) -> tuple[dict[int, Entity], _Groups]:
+    """Entities (merged through ``groups``) with every mention and pronoun assigned."""
+    ents = _entities(mentions)
+    _genders(mentions, ents)
+    groups = _Groups()
+    _merge_by_grammar(sentences, mentions, ents, groups)
+    _merge_names(ents, groups)
+    _resolve_pronouns(mentions, ents, groups)
+    _merge_by_speech(turns, mentions, ents, groups)
+    _bridge(turns, mentions, ents, groups)
+    _resolve_pronouns(mentions, ents, groups)
+    return ents, groups
+
+
+def animate(e: Entity) -> bool:
+    """A sign of life: speaks or thinks, is spoken to, is "he"/"she", "who", or a person's name."""
+    return bool(e.gender) or any(
+        (m.role in ("speaker", "addressee") and not m.pronoun) or m.relative_who or m.person or m.proper
+        for m in e.mentions
+        if not m.quoted
+    )
+
+
+def _compatible(a: Entity | None, b: Entity | None) -> bool:
+    if a is None or b is None:
+        return False
+    pa, pb = a.pronoun(), b.pronoun()
+    return pa is None or pb is None or pa == pb
+
+
+def _merged(ents: dict[int, Entity], groups: _Groups, eid: int) -> Entity:
+    """A view of one group of entities as one (gender summed)."""
+    root = groups.find(eid)
+    view = Entity(root)
+    for e in ents.values():
+        if groups.find(e.id) == root:
+            view.mentions.extend(e.mentions)
+            view.gender.update(e.gender)
+    view.mentions.sort(key=lambda m: m.i)
+    return view
+
+
+def _merge_by_grammar(
+    sentences: list[Sentence], mentions: list[Mention], ents: dict[int, Entity], groups: _Groups
+) -> None:
+    """Naming, apposition and the copula, read off the parse."""
+    by_token: dict[tuple[int, int], Mention] = {}
+    for m in mentions:
+        by_token[(m.sent, m.token)] = m
+    for s in sentences:
+        doc = s.doc
+        for tok in doc[s.start : s.end]:
+            if s.quoted(tok):
+                continue
+            here = by_token.get((s.index, tok.i))
+            # Apposition: "his wife Partlet", "the girl Gretel".
+            if tok.dep_ == "appos" and here and not here.pronoun:
+                head = by_token.get((s.index, tok.head.i))
+                if head and not head.pronoun and head.entity >= 0:
+                    groups.union(head.entity, here.entity)
+            # Naming and the copula: "X was called Y", "a dog, called Y", "she was a witch", "became queen".
+            if tok.dep_ in ("oprd", "attr") and here and not here.pronoun and here.entity >= 0:
+                verb = tok.head
+                if any(c.dep_ == "neg" for c in verb.children):
+                    continue
+                if verb.lemma_ not in ("call", "name", "be", "become", "turn"):
+                    continue
+                subj = next((c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+                if subj is None and verb.dep_ == "acl":
+                    subj = verb.head  # "a dog, called Sultan"
+                other = by_token.get((s.index, subj.i)) if subj is not None else None
+                if other is not None and (other.pronoun is None and other.entity >= 0):
+                    if not (here.proper and other.proper) or verb.lemma_ in ("call", "name"):
+                        groups.union(other.entity, here.entity)
+                elif other is not None and other.pronoun:
+                    here.relative_who = True  # linked once pronouns are resolved (see _merge_copula)
+                    other.conj = [here]
+
+
+def _norm(key: str) -> str:
+    return "".join(c for c in key.lower() if c.isalpha())
+
+
+def _edits(a: str, b: str) -> int:
+    if abs(len(a) - len(b)) > NAME_EDITS:
+        return NAME_EDITS + 1
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _merge_names(ents: dict[int, Entity], groups: _Groups) -> None:
+    """One name in several spellings, or with a title before it, is one name."""
+    proper: dict[str, int] = {}
+    for e in ents.values():
+        for m in e.mentions:
+            if m.proper:
+                proper.setdefault(_norm(m.key), e.id)
+    keys = list(proper)
+    for e in ents.values():
+        for m in e.mentions:
+            if m.proper and " " in m.key:
+                last = _norm(m.key.split()[-1])
+                if last in proper and proper[last] != e.id:
+                    groups.union(proper[last], e.id)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if len(a) >= 8 and a[0] == b[0] and _edits(a, b) <= NAME_EDITS:
+                groups.union(proper[a], proper[b])
+
+
+def _resolve_pronouns(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
+    recent: list[Mention] = []
+    views: dict[int, Entity] = {}
+
+    def view(eid: int) -> Entity:
+        root = groups.find(eid)
+        if root not in views:
+            views[root] = _merged(ents, groups, root)
+        return views[root]
+
+    for m in mentions:
+        if m.quoted:
+            continue
+        if not m.pronoun:
+            if m.entity >= 0:
+                recent.append(m)
+            continue
+        best: Mention | None = None
+        best_score = -1e9
+        for r in reversed(recent[-30:]):
+            if m.sent - r.sent > WINDOW:
+                break
+            if r.entity < 0 or r.role == "poss" and False:
+                continue
+            e = view(r.entity)
+            want = m.pronoun
+            plural = bool(r.conj) or e.plural
+            if (want == "they") != plural:
+                continue
+            if want != "they" and e.pronoun() not in (None, want):
+                continue
+            score = -(m.sent - r.sent) * 2.0 - (m.i - r.i) * 0.05
+            score += 1.5 if r.role in ("subj", "speaker") else 0.0
+            score += 0.5 if e.pronoun() == want else 0.0
+            if want != "they" and not animate(e):
+                continue
+            if m.possessor is not None or r is m.possessor:
+                continue
+            if score > best_score:
+                best, best_score = r, score
+        if best is not None:
+            m.entity = best.entity if not best.conj else best.entity
+            if best.conj and m.pronoun == "they":
+                m.conj = [best, *best.conj]
+            recent.append(m)
+        # a "he"/"she" linked by the copula ("she was in reality a wicked witch")
+        if m.entity >= 0 and m.conj and m.pronoun != "they":
+            for other in m.conj:
+                if other.entity >= 0 and not other.pronoun:
+                    groups.union(m.entity, other.entity)
+                    views.clear()
+            m.conj = []
+
+
+def _turn_people(turns: list[Turn], groups: _Groups) -> list[tuple[int, int | None, int | None]]:
+    """(sentence, speaker, addressee) groups per turn; an addressee not said is who spoke last."""
+    out: list[tuple[int, int | None, int | None]] = []
+    for k, t in enumerate(turns):
+        sp = groups.find(t.speaker.entity) if t.speaker and t.speaker.entity >= 0 else None
+        ad = groups.find(t.addressee.entity) if t.addressee and t.addressee.entity >= 0 else None
+        if ad is None and sp is not None:
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(turns) and abs(turns[j].sent - t.sent) <= 2:
+                    other = turns[j].speaker
+                    if other is not None and other.entity >= 0 and groups.find(other.entity) != sp:
+                        ad = groups.find(other.entity)
+                        break
+        out.append((t.sent, sp, ad))
+    return out
+
+
+def _merge_by_speech(
+    turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity], groups: _Groups
+) -> None:
+    """Vocatives name the one spoken to; "my name is" the speaker; "your name" the one spoken to."""
+    nouns = {m.key for m in mentions if not m.quoted and not m.pronoun}
+    people = _turn_people(turns, groups)
+    for t, (_, sp, ad) in zip(turns, people, strict=True):
+        for v in t.vocatives:
+            if ad is not None and v.entity >= 0 and (v.proper or v.key in nouns) and not v.plural:
+                if groups.find(v.entity) != sp and _compatible(
+                    _merged(ents, groups, ad), _merged(ents, groups, v.entity)
+                ):
+                    groups.union(ad, v.entity)
+        for n in t.my_name:
+            if sp is not None and n.entity >= 0 and n.proper:
+                groups.union(sp, n.entity)
+        for n in t.your_name:
+            if ad is not None and n.entity >= 0 and n.proper:
+                groups.union(ad, n.entity)
+
+
+def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
+    """A description nobody introduced ("said the hobgoblin") names someone already there."""
+    seen_keys: set[str] = set()
+    firsts: list[Mention] = []
+    for m in mentions:
+        if m.pronoun:
+            continue
+        if m.key not in seen_keys:
+            seen_keys.add(m.key)
+            if (
+                not m.quoted and not m.proper and not m.plural and m.definite and not m.postmodified
+                and m.role in ("subj", "speaker")
+            ):  # fmt: skip
+                firsts.append(m)
+    turn_at = {t.sent: k for k, t in enumerate(turns)}
+    for m in firsts:
+        group = _merged(ents, groups, m.entity)
+        if any(x.proper for x in group.mentions) or any(x.i < m.i for x in group.mentions if not x.pronoun):
+            continue
+        target = None
+        people = _turn_people(turns, groups)
+        k = turn_at.get(m.sent)
+        me = groups.find(m.entity)
+        if m.role == "speaker" and k is not None:
+            _, _, partner = people[k]
+            if partner is None:
+                prev = [p for p in people[:k] if p[1] is not None and p[1] != me and m.sent - p[0] <= 3]
+                partner = prev[-1][1] if prev else None
+            if partner is not None:
+                for _sent, sp, ad in reversed(people[:k]):
+                    other = ad if sp == partner else sp if ad == partner else None
+                    if other is not None and other not in (me, partner):
+                        target = other
+                        break
+        if target is None:
+            owner = groups.find(m.possessor.entity) if m.possessor and m.possessor.entity >= 0 else None
+            here = {
+                groups.find(x.entity) for x in mentions if x.sent == m.sent and x.entity >= 0 and x is not m
+            }
+            for r in reversed([x for x in mentions if x.i < m.i and not x.quoted and x.entity >= 0]):
+                if m.sent - r.sent > WINDOW:
+                    break
+                g = groups.find(r.entity)
+                if g in (me, owner) or g in here or r.role not in ("subj", "speaker"):
+                    continue
+                target = g
+                break
+        if not animate(group):
+            continue
+        if (
+            target is not None
+            and animate(_merged(ents, groups, target))
+            and _compatible(_merged(ents, groups, target), group)
+        ):
+            cand = _merged(ents, groups, target)
+            if not cand.plural:
+                groups.union(target, me)

@@ -1,0 +1,307 @@
+"""Mentions of who is who, read off spaCy's parse: names, descriptions, pronouns, turns of speech.
+
+Everything here comes from the grammar of the text itself:
+
+- a *mention* is a noun phrase's head (a proper name with its titles and
+  hyphenated parts, or a common noun with its adjectives) or a personal
+  pronoun, with its grammatical role (subject, object, possessor, the one
+  spoken to), whether it sits inside quoted speech, and how it is
+  introduced (``a``/``an`` or ``the``/``his``);
+- a *turn* is a sentence with quoted speech: who says it (the subject of
+  the verb outside the quotes), and to whom (``said to his wife``,
+  ``told the captain``), with the vocatives inside it (``‘Well, Donkey,’``)
+  and naming phrases (``my name is``, ``is your name ...?``).
+
+The only word lists are closed grammatical classes of English (personal
+pronouns, articles) and the lemmas of verbs of speaking: nothing names a
+character or a kind of creature.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc, Span, Token
+
+__all__ = ["Mention", "Sentence", "Turn", "read_doc"]
+
+# Verbs that report speech or thought: their subject is someone.
+SPEECH = frozenset(
+    "say ask answer reply cry call shout whisper exclaim scream sing think tell speak add continue "
+    "murmur mutter groan sigh laugh roar bark grumble begin repeat shriek yell beg pray".split()
+)
+PRONOUNS = {
+    "he": "he", "him": "he", "his": "he", "himself": "he",
+    "she": "she", "her": "she", "hers": "she", "herself": "she",
+    "they": "they", "them": "they", "their": "they", "themselves": "they",
+}  # fmt: skip
+INDEFINITE = frozenset({"a", "an", "one", "some", "another"})
+SUBJECT = frozenset({"nsubj", "nsubjpass", "agent", "csubj", "expl"})
+
+
+@dataclass
+class Mention:
+    """One reference to somebody (or something) in the text."""
+
+    i: int  #: order in the story
+    sent: int  #: global sentence index
+    scene: int
+    key: str  #: what groups mentions before merging: a name, or a common noun's lemma
+    surface: str  #: the name as written, without articles ("little man", "Mr Korbes")
+    proper: bool
+    plural: bool
+    pronoun: str | None  #: "he" / "she" / "they" for a pronoun
+    role: str  #: subj, obj, poss, speaker, addressee, vocative, other
+    quoted: bool
+    indefinite: bool
+    definite: bool
+    possessor: Mention | None = None  #: "his" in "his wife"
+    postmodified: bool = False  #: "the king of the land, who ..."
+    person: bool = False  #: tagged PERSON by the named-entity recogniser
+    relative_who: bool = False  #: "the ass, who saw ..."
+    token: int = -1  #: index of the head token in its doc
+    entity: int = -1  #: the entity it is resolved to
+    conj: list[Mention] = field(default_factory=list)  #: "Hansel and Gretel"
+
+
+@dataclass
+class Turn:
+    """A sentence with quoted speech."""
+
+    sent: int
+    speaker: Mention | None
+    addressee: Mention | None
+    vocatives: list[Mention] = field(default_factory=list)
+    my_name: list[Mention] = field(default_factory=list)  #: "my name is X" / "X is my name"
+    your_name: list[Mention] = field(default_factory=list)  #: "is your name X?"
+
+
+@dataclass
+class Sentence:
+    """A sentence of a scene (spaCy's, joined where a quote's attribution was cut off)."""
+
+    index: int
+    scene: int
+    doc: Doc
+    start: int  #: token range in doc
+    end: int
+    quotes: list[tuple[int, int]]  #: character spans of quotations in the doc's text
+
+    @property
+    def span(self) -> Span:
+        return self.doc[self.start : self.end]
+
+    def quoted(self, tok: Token) -> bool:
+        k = bisect.bisect_right(self.quotes, (tok.idx, 1 << 60)) - 1
+        return k >= 0 and self.quotes[k][0] <= tok.idx < self.quotes[k][1]
+
+
+def _sentences(doc: Doc, scene: int, first: int, quotes: list[tuple[int, int]]) -> list[Sentence]:
+    """spaCy's sentences; a piece starting in lower case or inside a quote joins the one before."""
+    out: list[Sentence] = []
+    for s in doc.sents:
+        first_word = next((t for t in s if not t.is_punct and not t.is_space), None)
+        inside = any(a < s.start_char < b for a, b in quotes)
+        if out and (first_word is None or first_word.text[:1].islower() or inside):
+            out[-1].end = s.end
+            continue
+        out.append(Sentence(first + len(out), scene, doc, s.start, s.end, quotes))
+    return out
+
+
+def _hyphen_span(doc: Doc, tok: Token) -> tuple[int, int]:
+    """The token's word with its hyphenated parts: "wood-cutter", "Red-Cap"."""
+    a, b = tok.i, tok.i + 1
+    while a >= 2 and doc[a - 1].text == "-" and not doc[a - 2].whitespace_ and not doc[a - 1].whitespace_:
+        a -= 2
+    while b + 1 < len(doc) and doc[b].text == "-" and not doc[b - 1].whitespace_ and not doc[b].whitespace_:
+        b += 2
+    return a, b
+
+
+def read_doc(
+    doc: Doc,
+    scene: int,
+    first_sentence: int,
+    quotes: list[tuple[int, int]],
+    lower_words: set[str],
+    start_i: int,
+) -> tuple[list[Sentence], list[Mention], list[Turn]]:
+    """Sentences, mentions and turns of one scene's doc."""
+    sents = _sentences(doc, scene, first_sentence, quotes)
+    mentions: list[Mention] = []
+    turns: list[Turn] = []
+    by_token: dict[int, Mention] = {}
+    for s in sents:
+        s_mentions: list[Mention] = []
+        for tok in doc[s.start : s.end]:
+            m = _mention(doc, s, tok, lower_words, start_i + len(mentions) + len(s_mentions))
+            if m is not None:
+                s_mentions.append(m)
+                by_token[tok.i] = m
+        for m in s_mentions:
+            tok = doc[m.token]
+            if tok.dep_ == "poss" and tok.head.i in by_token:
+                by_token[tok.head.i].possessor = m
+            if tok.dep_ == "conj" and tok.head.i in by_token:
+                by_token[tok.head.i].conj.append(m)
+                m.role = by_token[tok.head.i].role
+        mentions.extend(s_mentions)
+        if s.quotes and any(s.quoted(t) for t in doc[s.start : s.end]):
+            turns.append(_turn(doc, s, by_token))
+    return sents, mentions, turns
+
+
+def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -> Mention | None:
+    low = tok.lower_
+    quoted = s.quoted(tok)
+    if tok.pos_ == "PRON" and low in PRONOUNS:
+        if quoted:
+            return None
+        return Mention(
+            i, s.index, s.scene, "", tok.text, False, PRONOUNS[low] == "they", PRONOUNS[low],
+            _role(tok), False, False, True, token=tok.i,
+        )  # fmt: skip
+    if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ in ("compound", "flat") or not tok.text[:1].isalpha():
+        return None
+    if doc[tok.i - 1].text == "-" and tok.i >= 2 and not doc[tok.i - 1].whitespace_:
+        return None  # the tail of a hyphenated word is read with its head
+    a, b = _hyphen_span(doc, tok)
+    word = doc[a:b].text
+    proper = word[:1].isupper() and word.lower() not in lower_words
+    if proper:
+        # Titles and the parts of a name: capitalised compounds to its left ("Mr Korbes").
+        while (
+            a > s.start and doc[a - 1].dep_ in ("compound", "flat", "amod") and doc[a - 1].text[:1].isupper()
+        ):
+            a = _hyphen_span(doc, doc[a - 1])[0]
+        surface = doc[a:b].text
+        key = surface.lower()
+    else:
+        mods = []
+        for child in tok.lefts:
+            if child.dep_ == "amod" and child.pos_ == "ADJ" and child.i >= a - 3:
+                mods.append(doc[_hyphen_span(doc, child)[0] : child.i + 1].text.lower())
+            elif child.dep_ == "poss" and child.pos_ in ("NOUN", "PROPN"):
+                mods.append(child.text.lower() + "’s")
+            elif child.dep_ == "compound" and child.pos_ == "NOUN" and child.i < a:
+                mods.append(child.text.lower())
+        lemma = tok.lemma_.lower() if tok.tag_ in ("NNS", "NNPS") else low
+        if a < tok.i:
+            lemma = doc[a : tok.i].text.lower() + lemma
+        key = lemma
+        surface = " ".join([*mods[-2:], word.lower()])
+    dets = [c.lower_ for c in tok.lefts if c.dep_ in ("det", "poss", "predet", "nummod")]
+    indefinite = any(d in INDEFINITE for d in dets) or (
+        tok.head.lower_ == "of" and tok.head.head.lower_ == "one"
+    )
+    definite = not indefinite and bool(dets)
+    post = any(
+        c.dep_ in ("prep", "relcl", "acl") and (c.dep_ != "prep" or c.lower_ == "of") for c in tok.rights
+    )
+    who = any(c.dep_ == "relcl" and any(g.lower_ == "who" for g in c.children) for c in tok.rights)
+    return Mention(
+        i, s.index, s.scene, key, surface, proper, tok.tag_ in ("NNS", "NNPS") and not proper, None,
+        _role(tok), quoted, indefinite, definite, postmodified=post,
+        person=tok.ent_type_ == "PERSON", relative_who=who, token=tok.i,
+    )  # fmt: skip
+
+
+def _role(tok: Token) -> str:
+    dep = tok.dep_
+    if dep == "pobj" and tok.head.lower_ == "of" and tok.head.head.lower_ in ("one", "some", "all", "each"):
+        tok = tok.head.head  # "one of the messengers came": the messengers act
+        dep = tok.dep_
+    if dep in SUBJECT:
+        return "subj"
+    if dep == "poss":
+        return "poss"
+    if dep in ("dobj", "dative", "iobj", "pobj", "attr", "oprd"):
+        return "obj"
+    return "other"
+
+
+def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
+    turn = Turn(s.index, None, None)
+    tokens = doc[s.start : s.end]
+    for tok in tokens:
+        if s.quoted(tok) or tok.pos_ not in ("VERB", "AUX"):
+            continue
+        near_quote = (
+            any(0 <= j < len(doc) and s.quoted(doc[j]) for j in (tok.i - 1, tok.i - 2, tok.i + 1, tok.i + 2))
+            or tok.i + 1 < len(doc)
+            and doc[tok.i + 1].text == ":"
+        )
+        if tok.lemma_.lower() not in SPEECH and not near_quote:
+            continue
+        subj = next((by_token[c.i] for c in tok.children if c.dep_ in SUBJECT and c.i in by_token), None)
+        if subj is None and tok.dep_ in ("conj", "advcl", "xcomp") and tok.head.i in by_token:
+            subj = None
+        if subj is None and tok.dep_ == "conj":
+            subj = next(
+                (by_token[c.i] for c in tok.head.children if c.dep_ in SUBJECT and c.i in by_token), None
+            )
+        if subj is None:
+            continue
+        if turn.speaker is None:
+            turn.speaker = subj
+            subj.role = "speaker"
+        for c in tok.children:
+            if c.dep_ in ("dative", "iobj", "dobj") and c.i in by_token and not s.quoted(c):
+                turn.addressee = turn.addressee or by_token[c.i]
+            if c.dep_ in ("prep", "dative") and c.lower_ == "to":
+                for g in c.children:
+                    if g.i in by_token:
+                        turn.addressee = turn.addressee or by_token[g.i]
+        if turn.speaker is not None:
+            break
+    if turn.addressee is not None:
+        turn.addressee.role = "addressee"
+    for tok in tokens:
+        m = by_token.get(tok.i)
+        if m is None or not m.quoted or m.pronoun:
+            continue
+        if _vocative(doc, s, tok):
+            m.role = "vocative"
+            turn.vocatives.append(m)
+        elif m.role in ("subj", "obj", "other"):
+            # "my name is X", "X is my name", "is your name X?", "can your name be X?"
+            verb = tok.head
+            if verb.lemma_ == "be":
+                for c in verb.children:
+                    if c.i != tok.i and c.lower_ == "name":
+                        owner = next((g.lower_ for g in c.children if g.dep_ == "poss"), "")
+                        if owner == "my":
+                            turn.my_name.append(m)
+                        elif owner == "your":
+                            turn.your_name.append(m)
+    return turn
+
+
+def _vocative(doc: Doc, s: Sentence, tok: Token) -> bool:
+    """Someone spoken to: a noun set off by commas or the quote's edge ("Be quiet, Gretel,")."""
+    a = tok.i
+    while (
+        a > s.start
+        and doc[a - 1].dep_ in ("det", "amod", "poss", "compound", "punct")
+        and doc[a - 1].text not in (",", "‘", "“", '"', "!", "?", ".", ";", ":")
+    ):
+        a -= 1
+    b = _hyphen_span(doc, tok)[1]
+    before = doc[a - 1].text if a > 0 else "‘"
+    after = doc[b].text if b < len(doc) else "’"
+    edges_before = {",", "‘", "“", '"', "!", "?", ".", ";", ":"}
+    edges_after = {",", "!", "?", ".", "’", "”", '"', ";"}
+    if before not in edges_before or after not in edges_after:
+        return False
+    if (
+        doc[a - 1].text in (",",)
+        and a >= 2
+        and doc[a - 2].pos_ in ("ADP", "VERB", "DET")
+        and not s.quoted(doc[a - 2])
+    ):
+        return False
+    return tok.dep_ not in ("pobj", "dobj", "attr") or tok.head.pos_ == "INTJ"
