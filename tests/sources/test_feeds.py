@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from creative_hub.hub import Hub
+from creative_hub.sources._fetch import FetchLimits
 from creative_hub.sources.feeds import FeedSource, PageSource
 from creative_hub.sources.ingest import ingest
 
@@ -74,16 +74,51 @@ async def test_page_title_description_opengraph_canonical(
     http_server.routes["/post"] = (200, {"Content-Type": "text/html"}, PAGE)
     saved = tmp_path / "saved.html"
     saved.write_bytes(b"<html><head><title>Saved</title></head></html>")
-    async with httpx.AsyncClient() as client:
-        targets = [f"{http_server.url}/post", f"{http_server.url}/gone", saved]
-        s = await ingest(hub, PageSource(targets, client=client))
-        assert s.ingested == 2 and s.skipped[0].reason == "HTTP 404"
-        page, local = await stored("creative.metadata")
-        assert page.data["title"] == "The Creative Forager" and page.data["site_name"] == "Invironment"
-        assert page.data["description"] == "A page about foraging."
-        assert page.data["canonical_url"] == f"{http_server.url}/invironment/the-creative-forager"
-        assert page.data["image"] == f"{http_server.url}/img/forager.png"
-        assert page.data["published"] == "2018-04-09T18:55:38Z"
-        assert page.subject == page.data["canonical_url"]
-        assert local.data["title"] == "Saved" and local.data["url"] == saved.resolve().as_uri()
-        assert (await ingest(hub, PageSource(targets, client=client))).already == 2
+    # The test server is on loopback, which a URL from outside may not reach by default.
+    lan = FetchLimits(allow_private=True)
+    targets = [f"{http_server.url}/post", f"{http_server.url}/gone", saved]
+    s = await ingest(hub, PageSource(targets, limits=lan))
+    assert s.ingested == 2 and s.skipped[0].reason == "HTTP 404"
+    page, local = await stored("creative.metadata")
+    assert page.data["title"] == "The Creative Forager" and page.data["site_name"] == "Invironment"
+    assert page.data["description"] == "A page about foraging."
+    assert page.data["canonical_url"] == f"{http_server.url}/invironment/the-creative-forager"
+    assert page.data["image"] == f"{http_server.url}/img/forager.png"
+    assert page.data["published"] == "2018-04-09T18:55:38Z"
+    assert page.subject == page.data["canonical_url"]
+    assert local.data["title"] == "Saved" and local.data["url"] == saved.resolve().as_uri()
+    assert (await ingest(hub, PageSource(targets, limits=lan))).already == 2
+
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Notizen</title>
+  <id>urn:uuid:60a76c80-d399-11d9-b93C-0003939e0af6</id>
+  <updated>2026-11-02T18:30:02Z</updated>
+  <author><name>J\xc3\xbcrgen M\xc3\xbcller</name></author>
+  <link href="https://example.org/"/>
+  <entry>
+    <title>Ohne Autor</title>
+    <link href="https://example.org/1"/>
+    <id>urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a</id>
+    <updated>2026-11-01T18:30:02Z</updated>
+  </entry>
+  <entry>
+    <title>Mit Autorin</title>
+    <link href="https://example.org/2"/>
+    <id>urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6b</id>
+    <updated>2026-11-02T18:30:02Z</updated>
+    <author><name>Anna Schmidt</name></author>
+  </entry>
+</feed>
+"""
+
+
+async def test_entries_without_an_author_inherit_the_feeds(hub: Hub, stored, tmp_path: Path) -> None:
+    f = tmp_path / "notizen.atom"
+    f.write_bytes(ATOM)
+    s = await ingest(hub, FeedSource([f]))
+    assert (s.ingested, s.skipped) == (2, [])
+    inherited, own = await stored("creative.metadata")
+    assert inherited.data["extra"]["author"] == "Jürgen Müller" and inherited.creator == "jurgen-muller"
+    assert own.data["extra"]["author"] == "Anna Schmidt" and own.creator == "anna-schmidt"

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..cli import DEFAULT_LOG, AsOpt, LogOpt, _principal, _run, err, out, parse_duration
+from ..cli import DEFAULT_LOG, AsOpt, LogOpt, _principal, _run, err, out, parse_duration, parse_size
 from ..errors import ValidationError
 from ..hub import Hub
 from .base import Principals, Source
@@ -270,29 +270,73 @@ def folder(
     _run(main())
 
 
+AllowPrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private",
+        help="Also fetch from loopback, private and link-local addresses (refused by default: "
+        "a URL from outside must not reach inside).",
+    ),
+]
+MaxBytesOpt = Annotated[str, typer.Option("--max-bytes", help="Largest body fetched or read per URL/file.")]
+TimeoutOpt = Annotated[
+    str, typer.Option("--timeout", help="Deadline per URL, redirects and body included (30s, 2m).")
+]
+
+
+def _limits(allow_private: bool, max_bytes: str, timeout: str) -> Any:
+    from ._fetch import FetchLimits
+
+    return FetchLimits(
+        max_bytes=parse_size(max_bytes, "max_bytes"),
+        deadline=parse_duration(timeout, "timeout"),
+        allow_private=allow_private,
+    )
+
+
 @ingest_app.command()
 def feed(
     targets: Annotated[list[str], typer.Argument(help="Feed URLs or files.")],
+    allow_private: AllowPrivateOpt = False,
+    max_bytes: MaxBytesOpt = "5M",
+    timeout: TimeoutOpt = "30s",
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
 ) -> None:
-    """Entries of RSS / Atom feeds."""
+    """Entries of RSS / Atom feeds (URLs: public addresses only, body and time bounded)."""
     from .feeds import FeedSource
 
-    _start(log, as_, lambda: FeedSource([_target(t) for t in targets], principals=_people(map, None)))
+    _start(
+        log,
+        as_,
+        lambda: FeedSource(
+            [_target(t) for t in targets],
+            principals=_people(map, None),
+            limits=_limits(allow_private, max_bytes, timeout),
+        ),
+    )
 
 
 @ingest_app.command()
 def page(
     targets: Annotated[list[str], typer.Argument(help="Page URLs or saved HTML files.")],
+    allow_private: AllowPrivateOpt = False,
+    max_bytes: MaxBytesOpt = "5M",
+    timeout: TimeoutOpt = "30s",
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
 ) -> None:
-    """Single web pages: title, description, OpenGraph, canonical URL."""
+    """Single web pages: title, description, OpenGraph, canonical URL (URLs bounded as for feeds)."""
     from .feeds import PageSource
 
-    _start(log, as_, lambda: PageSource([_target(t) for t in targets]))
+    _start(
+        log,
+        as_,
+        lambda: PageSource(
+            [_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout)
+        ),
+    )
 
 
 def _target(text: str) -> str | Path:

@@ -1,0 +1,204 @@
+"""Fetching a URL someone else chose: public addresses only, a size cap, one deadline.
+
+``ingest page/feed URL`` takes URLs from feeds, bookmarks and people, so a
+URL is attacker-supplied.  What keeps a fetch from reaching inside or running away:
+
+- **Where**: the host is resolved first and every address must be public
+  (not loopback, private, link-local -- the 169.254.169.254 metadata service
+  --, shared, multicast, reserved or unspecified; IPv4-mapped IPv6 checked
+  as IPv4).  The connection then goes to the address that was checked (the
+  name is not resolved a second time, so DNS cannot change its answer in
+  between), with the name kept for Host, SNI and the certificate.  This
+  runs in the connection layer (an httpcore network backend), so every
+  redirect hop is checked too; proxies from the environment are not used
+  (a proxy would resolve the name itself).  ``allow_private`` opts out.
+- **What**: only ``http`` and ``https``, on the first URL and on every redirect
+  (at most ``max_redirects``).
+- **How much**: the body is streamed and the fetch stops once it passes
+  ``max_bytes`` (after decompression; a ``Content-Length`` over it stops it
+  before the body).
+- **How long**: ``deadline`` bounds the whole request -- connect, redirects,
+  every byte -- not only each read, so a server trickling a byte a second
+  cannot keep it alive.
+
+    limits = FetchLimits(max_bytes=5 * 2**20, deadline=30)
+    async with guarded_client(limits) as client:
+        got = await fetch(client, "https://example.org/feed", limits)   # (final URL, body) or FetchRefused
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BYTES",
+    "FetchLimits",
+    "FetchRefused",
+    "PrivateAddress",
+    "fetch",
+    "guarded_client",
+    "is_public",
+]
+
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # bytes of body per URL (a large feed is ~1 MB)
+DEFAULT_DEADLINE = 30.0  # seconds for one URL, redirects and body included
+DEFAULT_MAX_REDIRECTS = 5
+_READ_TIMEOUT = 10.0  # seconds without a byte (the deadline bounds the total)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Bounds on one fetch.
+
+    FetchLimits()                          # public addresses, 5 MiB, 30 s
+    FetchLimits(allow_private=True)        # a person who means to fetch from their LAN
+    FetchLimits(trusted=("127.0.0.2",))    # tests: this one loopback address stands for "outside"
+    """
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    deadline: float = DEFAULT_DEADLINE
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    allow_private: bool = False
+    trusted: tuple[str, ...] = ()  #: addresses let through although not public
+
+
+class FetchRefused(Exception):
+    """A fetch stopped by a limit; the message says which and how to lift it."""
+
+
+class PrivateAddress(httpcore.ConnectError):
+    """The host resolves to an address that is not public."""
+
+
+def is_public(address: str) -> bool:
+    """True for a globally routable unicast address (``8.8.8.8``), False for
+    ``127.0.0.1``, ``10.0.0.1``, ``169.254.169.254``, ``::1``, ``::ffff:127.0.0.1`` ..."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks every address, and connects to a checked one (pinned)."""
+
+    def __init__(self, allow_private: bool, trusted: tuple[str, ...] = ()) -> None:
+        self.allow_private = allow_private
+        self.trusted = frozenset(trusted)
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {e}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not self.allow_private:
+            for a in addresses:
+                if a not in self.trusted and not is_public(a):
+                    raise PrivateAddress(
+                        f"{host} is {a}, not a public address (loopback, private, link-local or "
+                        "metadata); --allow-private fetches it anyway"
+                    )
+        last: Exception = httpcore.ConnectError(f"{host}: no address")
+        for a in addresses:
+            try:
+                return await self.inner.connect_tcp(a, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, allow_private: bool, trusted: tuple[str, ...]) -> None:
+        super().__init__(trust_env=False)
+        # httpx has no public knob for the network backend: its pool is replaced by an
+        # identical one (the defaults of AsyncHTTPTransport) that connects through the guard.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_GuardedBackend(allow_private, trusted),
+        )
+
+
+def guarded_client(limits: FetchLimits) -> httpx.AsyncClient:
+    """A client whose every connection goes through the address check (redirects not followed:
+    ``fetch`` follows them itself, checking each)."""
+    return httpx.AsyncClient(
+        transport=_GuardedTransport(limits.allow_private, limits.trusted),
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(_READ_TIMEOUT),
+    )
+
+
+async def fetch(
+    client: httpx.AsyncClient, url: str, limits: FetchLimits, headers: dict[str, str] | None = None
+) -> tuple[str, bytes]:
+    """(final URL, body) of a 200 answer; FetchRefused for a limit, an HTTP error or a failed request."""
+    try:
+        async with asyncio.timeout(limits.deadline):
+            return await _follow(client, url, limits, headers or {})
+    except TimeoutError:
+        raise FetchRefused(
+            f"took longer than {limits.deadline:g} s in all (a slow or trickling server; --timeout)"
+        ) from None
+    except httpx.HTTPError as e:
+        raise FetchRefused(f"request failed: {e}") from None
+
+
+async def _follow(
+    client: httpx.AsyncClient, url: str, limits: FetchLimits, headers: dict[str, str]
+) -> tuple[str, bytes]:
+    current = httpx.URL(url)
+    for _ in range(limits.max_redirects + 1):
+        if current.scheme not in ("http", "https"):
+            raise FetchRefused(f"{current}: only http and https URLs are fetched")
+        async with client.stream("GET", current, headers=headers) as r:
+            if r.is_redirect and "location" in r.headers:
+                current = current.join(r.headers["location"])
+                continue
+            if r.status_code != 200:
+                raise FetchRefused(f"HTTP {r.status_code}")
+            declared = r.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise FetchRefused(_too_big(f"Content-Length {int(declared)}", limits))
+            body = bytearray()
+            # aiter_bytes decompresses: the cap counts what would be kept, so a gzip bomb stops too.
+            async for chunk in r.aiter_bytes():
+                body += chunk
+                if len(body) > limits.max_bytes:
+                    raise FetchRefused(_too_big(f"stopped reading at {len(body)} bytes", limits))
+            return str(r.url), bytes(body)
+    raise FetchRefused(f"more than {limits.max_redirects} redirects")
+
+
+def _too_big(detail: str, limits: FetchLimits) -> str:
+    return f"the response is over the {limits.max_bytes}-byte limit ({detail}; --max-bytes raises it)"
