@@ -86,3 +86,31 @@ async def test_watch_publishes_changes(hub: Hub, stored, tmp_path: Path) -> None
     stop.set()
     await asyncio.wait_for(task, 30)
     assert "new.md" in got
+
+
+async def test_regular_files_only_and_no_links_out_of_the_folder(hub: Hub, stored, tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    (root / "alias.txt").symlink_to(root / "notes.txt")  # a link inside: read
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not in the folder")
+    (root / "out.txt").symlink_to(outside)
+    (root / "zero").symlink_to("/dev/zero")  # hung the walk, reading forever
+    (root / "dangling").symlink_to(tmp_path / "nothing")
+    os.mkfifo(root / "pipe")  # not a file at all: not listed, and nothing blocks on it
+    s = await ingest(hub, FolderSource(root))
+    assert s.ingested == 2
+    reasons = {e.ref: e.reason for e in s.skipped}
+    assert reasons["out.txt"] == (
+        f"a link out of the folder (to {outside}): left out (--follow-links reads it)"
+    )
+    assert reasons["zero"].startswith("a link out of the folder (to /dev/zero)")
+    assert reasons["dangling"] == "a broken or looping link: left out"
+    assert sorted(e.data["path"] for e in await stored("creative.metadata")) == ["alias.txt", "notes.txt"]
+    s = await ingest(hub, FolderSource(root, follow_links=True))
+    assert s.ingested == 1 and s.already == 2  # out.txt now; /dev/zero is still no regular file
+    reasons = {e.ref: e.reason for e in s.skipped}
+    assert reasons["zero"] == "not a regular file (a device, FIFO or socket): left out"

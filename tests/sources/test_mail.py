@@ -127,3 +127,28 @@ async def test_imap_wrong_password_is_a_clear_error(hub: Hub, dovecot: DovecotSe
 
     with pytest.raises(ValidationError, match="login refused"):
         await ingest(hub, ImapSource(dovecot.url, password="wrong"))
+
+
+async def test_header_and_message_caps_while_parsing(
+    hub: Hub, stored, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creative_hub.sources import mail
+
+    real = (fixtures_dir / "email" / "maven-dev-2017-11_thread_download-links.mbox").read_bytes()
+    starts = [i for i in range(len(real)) if real.startswith(b"From ", i) and (i == 0 or real[i - 1] == 10)]
+    first, second, rest = real[: starts[1]], real[starts[1] : starts[2]], real[starts[2] :]
+    # A 3 MB header line in the second message (the mailbox module held it all, and more).
+    line_end = second.index(b"\n") + 1
+    huge = second[:line_end] + b"X-Padding: " + b"a" * (3 * 2**20) + b"\n" + second[line_end:]
+    box = tmp_path / "hostile.mbox"
+    box.write_bytes(first + huge + rest)
+    s = await ingest(hub, MailSource([box]))
+    assert s.ingested == 7
+    (e,) = s.skipped
+    assert (e.ref, e.reason) == (f"{box}#2", f"header block over {mail.MAX_HEADER} bytes: left out")
+    # A message past the size cap: its body is counted as it streams by, never kept.
+    monkeypatch.setattr(mail, "MAX_MESSAGE", 64 * 1024)
+    big = tmp_path / "big.eml"
+    big.write_bytes(b"From: a@example.org\nMessage-ID: <big@example.org>\n\n" + b"body line\n" * 10_000)
+    s = await ingest(hub, MailSource([big]))
+    assert [(e.ref, e.reason) for e in s.skipped] == [(str(big), "message over 65536 bytes: left out")]

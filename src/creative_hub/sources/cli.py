@@ -251,14 +251,18 @@ def folder(
         bool, typer.Option("--watch", help="Then keep ingesting changes (Ctrl-C stops).")
     ] = False,
     owner: Annotated[str | None, typer.Option(help="Whose files these are (default: --as).")] = None,
+    follow_links: Annotated[
+        bool, typer.Option("--follow-links", help="Also read links whose target is outside the folder.")
+    ] = False,
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
 ) -> None:
-    """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes."""
+    """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes.
+    Regular files only; links out of the folder are left out unless --follow-links."""
     from .folders import FolderSource
 
     async def main() -> None:
-        source = FolderSource(path, owner=owner or _principal(as_))
+        source = FolderSource(path, owner=owner or _principal(as_), follow_links=follow_links)
         summary = await _go(log, as_, source)
         if not watch:
             _exit_for(summary)

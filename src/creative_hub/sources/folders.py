@@ -3,7 +3,11 @@
 One-shot by default; ``watch()`` then follows changes with watchfiles.  An
 event's id comes from the file's path in the folder and its content hash, so
 an unchanged file adds nothing on a re-run and an edited one adds a new
-revision.  Hidden files and directories (``.git``) are left out.
+revision.  Hidden files and directories (``.git``) are left out.  Only regular
+files are read: a device, FIFO or socket is an ItemError (a link to
+``/dev/zero`` must not hang the walk), and so is a link whose target is
+outside the folder unless ``follow_links`` (its hash would publish a file
+nobody put in the folder).
 
     FolderSource(Path("~/drive").expanduser(), owner="alice")
     async for batch in FolderSource(path).watch(): ...   # lists of items as files change
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import stat
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +33,21 @@ __all__ = ["FolderSource"]
 _CHUNK = 1 << 20  # bytes per read while hashing
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
+def _sha256(path: Path) -> tuple[os.stat_result, str]:
+    """(stat, SHA-256) of a regular file; ValueError for anything else.
+
+    Opened without following a last-component link and without blocking (a
+    FIFO swapped in after the walk would hang a plain open), then checked on
+    the open descriptor, so what is hashed is what was checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file (a device, FIFO or socket): left out")
+        h = hashlib.sha256()
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+    return st, h.hexdigest()
 
 
 class FolderSource:
@@ -48,8 +62,10 @@ class FolderSource:
         owner: str | None = None,
         principals: Principals | None = None,
         include_hidden: bool = False,
+        follow_links: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.follow_links = follow_links  #: also read links whose target is outside the folder
         self.principals = principals or Principals()
         # Files carry no author: the folder's owner (a principal or a mapped name) is the creator.
         self.creator = self.principals.principal(owner) if owner else "folder"
@@ -86,8 +102,9 @@ class FolderSource:
             shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
             return ItemError(shown, "the file name is not UTF-8; rename it to publish it")
         try:
-            st = path.stat()
-            digest = _sha256(path)
+            st, digest = _sha256(self._target(path))
+        except ValueError as e:
+            return ItemError(rel, str(e))
         except OSError as e:
             return ItemError(rel, f"cannot read: {e.strerror or e}")
         modified = datetime.fromtimestamp(st.st_mtime, UTC).replace(microsecond=0)
@@ -103,6 +120,19 @@ class FolderSource:
             time=modified,
         )
         return checked(event, rel)
+
+    def _target(self, path: Path) -> Path:
+        """The file to read for ``path``: itself, or a link's target when that is inside the
+        folder (or ``follow_links``); ValueError for a link out of the folder."""
+        if not path.is_symlink():
+            return path
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise ValueError("a broken or looping link: left out") from None
+        if not self.follow_links and not target.is_relative_to(self.root.resolve()):
+            raise ValueError(f"a link out of the folder (to {target}): left out (--follow-links reads it)")
+        return target
 
     async def watch(self, *, stop: object = None) -> AsyncIterator[list[Item]]:
         """After the caller has run ``iter_items`` once: items for each batch of changes.

@@ -1,6 +1,9 @@
 """Mail: mbox files, .eml files and IMAP folders as message metadata events.
 
-Only headers are read (from, to, cc, subject, date, message-id, threading);
+Only headers are read (from, to, cc, subject, date, message-id, threading),
+streamed from the file: a header block over ``MAX_HEADER`` (1 MiB) or a
+message over ``MAX_MESSAGE`` (64 MiB) is an ItemError, and memory stays at
+about one header block whatever the file holds;
 encoded words are decoded strictly, so a header in an unknown or lying
 charset is an ItemError naming the header, not mojibake in the hub.
 
@@ -22,13 +25,14 @@ import imaplib
 import json
 import mailbox as mailboxes
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ValidationError
@@ -36,9 +40,12 @@ from ..event import derive_id
 from ..schemas import Message
 from .base import Item, ItemError, Principals, find_refs, link, make_event
 
-__all__ = ["FETCH_CHUNK", "ImapSource", "MailSource", "decode_header"]
+__all__ = ["FETCH_CHUNK", "MAX_HEADER", "MAX_MESSAGE", "ImapSource", "MailSource", "decode_header"]
 
 FETCH_CHUNK = 200  # messages per IMAP FETCH
+MAX_HEADER = 1024 * 1024  # bytes of one message's header block (RFC 5322 lines are <= 998 bytes)
+MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one message; its body is only counted, never kept
+_LINE = 64 * 1024  # bytes read at a time while splitting (a longer line comes in pieces)
 _MSGID = re.compile(r"<[^<>\s]+>")
 
 
@@ -181,12 +188,13 @@ class MailSource:
 
 
 def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
-    """(ref, raw bytes) per message, or (ref, error text)."""
+    """(ref, header bytes) per message, or (ref, error text); never more than the caps in memory."""
     if path.is_dir():
         if (path / "cur").is_dir() and (path / "new").is_dir():
             md = mailboxes.Maildir(path, create=False)
             for key in sorted(md.keys()):
-                yield f"{path}/{key}", md.get_bytes(key)
+                with md.get_file(key) as f:
+                    yield from _split(f, f"{path}/{key}", mbox=False)
             return
         for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".eml", ".mbox")):
             yield from _messages(child)
@@ -194,18 +202,64 @@ def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
     try:
         with path.open("rb") as f:
             head = f.read(5)
+            f.seek(0)
+            yield from _split(f, str(path), mbox=head == b"From " or path.suffix == ".mbox")
     except OSError as e:
         yield str(path), f"cannot read: {e.strerror}"
-        return
-    if head == b"From " or path.suffix == ".mbox":
-        box = mailboxes.mbox(path, create=False)
-        try:
-            for n, key in enumerate(box.keys(), 1):
-                yield f"{path}#{n}", box.get_bytes(key)
-        finally:
-            box.close()
-    else:
-        yield str(path), path.read_bytes()
+
+
+class _Message:
+    """One message as it streams by: its header block kept (up to MAX_HEADER), its size counted."""
+
+    def __init__(self) -> None:
+        self.header = bytearray()
+        self.size = 0
+        self.in_header = True
+        self.error: str | None = None
+
+    def feed(self, piece: bytes, line_start: bool) -> None:
+        self.size += len(piece)
+        if self.error is None and self.size > MAX_MESSAGE:
+            self.error = f"message over {MAX_MESSAGE} bytes: left out"
+        if self.error is not None or not self.in_header:
+            return
+        self.header += piece
+        if line_start and piece in (b"\n", b"\r\n"):
+            self.in_header = False  # the blank line: headers end, the body is only counted
+        elif len(self.header) > MAX_HEADER:
+            self.error = f"header block over {MAX_HEADER} bytes: left out"
+        if self.error is not None:
+            self.header = bytearray()
+
+    def result(self) -> bytes | str:
+        return self.error if self.error is not None else bytes(self.header)
+
+
+class _Lines(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+def _split(f: _Lines, where: str, *, mbox: bool) -> Iterator[tuple[str, bytes | str]]:
+    """The messages of an mbox (split at "From " lines, as the mailbox module does) or of
+    one message file, read a bounded line piece at a time: a 100 MB header line never
+    sits in memory (it cost 1.2 GB through the mailbox module)."""
+    n = 0
+    current: _Message | None = None if mbox else _Message()
+    at_start = True  # the next piece begins a line
+    while piece := f.readline(_LINE):
+        line_start, at_start = at_start, piece.endswith(b"\n")
+        if mbox and line_start and piece.startswith(b"From "):
+            if current is not None:
+                n += 1
+                yield f"{where}#{n}", current.result()
+            current = _Message()
+            while not at_start and (rest := f.readline(_LINE)):  # the rest of a long From line
+                at_start = rest.endswith(b"\n")
+            continue
+        if current is not None:  # (bytes before an mbox's first From line belong to no message)
+            current.feed(piece, line_start)
+    if current is not None:
+        yield (f"{where}#{n + 1}" if mbox else where), current.result()
 
 
 # -- IMAP ----------------------------------------------------------------------
@@ -302,6 +356,9 @@ class ImapSource:
                     continue
                 m = re.search(rb"UID (\d+)", part[0])
                 uid = int(m.group(1)) if m else 0
+                if len(part[1]) > MAX_HEADER:
+                    yield ItemError(f"{key};UID={uid}", f"header block over {MAX_HEADER} bytes: left out")
+                    continue
                 yield message_event(
                     part[1], f"{key};UID={uid}", folder, f"{self.where}/{folder}", self.principals, threader
                 )
