@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -411,26 +412,35 @@ def tail(
     """Print a topic's newest events; with -f, keep printing new ones as they arrive."""
 
     async def main(hub: Hub) -> None:
-        start_after = after
         if after is None and since is None:
-            recent: list[str] = []
+            # The last N in one pass over the history (each record decoded, and a
+            # bad one warned about, once), then on from the last one with -f.
+            last: deque[StoredEvent] = deque(maxlen=max(lines, 0))
+            end: str | None = None
             async for s in hub.replay(topic):
-                recent.append(s.position)
-            start_after = recent[-lines - 1] if len(recent) > lines else None
-        async for s in hub.replay(
-            topic, after=start_after, since=parse_since(since) if since else None, follow=follow
-        ):
-            if as_json:
-                sys.stdout.write(encode_event(s.event).decode() + "\n")
-                sys.stdout.flush()
-            else:
-                row = _event_row(s)
-                out.print(
-                    f"[dim]{row[0]:>6}[/] {row[1]} [magenta]{row[2]}[/] [cyan]{row[3]}[/] "
-                    f"{row[4]} [bold]{row[5]}[/]",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                last.append(s)
+                end = s.position
+            for s in last:
+                show(s)
+            if not follow:
+                return
+            rest = hub.replay(topic, after=end, follow=True)
+        else:
+            rest = hub.replay(topic, after=after, since=parse_since(since) if since else None, follow=follow)
+        async for s in rest:
+            show(s)
+
+    def show(s: StoredEvent) -> None:
+        if as_json:
+            sys.stdout.write(encode_event(s.event).decode() + "\n")
+            sys.stdout.flush()
+            return
+        row = _event_row(s)
+        out.print(
+            f"[dim]{row[0]:>6}[/] {row[1]} [magenta]{row[2]}[/] [cyan]{row[3]}[/] {row[4]} [bold]{row[5]}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     _run(_with_hub(log, None, main))
 

@@ -222,3 +222,32 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         name = command.name or command.callback.__name__  # type: ignore[union-attr]
         assert command.callback is not None and command.callback.__doc__, f"{name} has no help"
         assert f"creative-hub {name}" in readme, f"README does not mention `creative-hub {name}`"
+
+
+def test_tail_prints_the_last_n_and_warns_once_about_a_bad_record(tmp_path: Path) -> None:
+    import asyncio
+
+    from creative_hub.log import Entry, open_log
+
+    db = tmp_path / "hub.db"
+    events = "\n".join(
+        json.dumps(
+            {"type": "creative.narrative.fragment", "data": {"story": "s", "title": f"t{i}", "text": "."}}
+        )
+        for i in range(6)
+    )
+    assert run(db, "publish", "-", input=events).returncode == 0
+
+    async def junk() -> None:
+        log = open_log(f"sqlite:///{db}")
+        await log.open()
+        await log.append("creative.narrative", [Entry("junk-1", "k", b"not an event", "d")])
+        await log.close()
+
+    asyncio.run(junk())
+    after = "\n".join(events.replace('"title": "t', '"title": "u').splitlines()[:2])
+    assert run(db, "publish", "-", input=after).returncode == 0  # the bad record is among the last three
+    r = run(db, "tail", "creative.narrative", "-n", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["data"]["title"] for line in r.stdout.splitlines()] == ["t5", "u0", "u1"]
+    assert r.stderr.count("not a valid event") == 1, r.stderr  # one pass over the history
