@@ -16,8 +16,8 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -215,7 +215,8 @@ def _event_row(s: StoredEvent) -> list[str]:
             if isinstance(e.data.get(k), str):
                 title = e.data[k].splitlines()[0][:70] if e.data[k] else ""
                 break
-    when = e.time.strftime("%Y-%m-%d %H:%M:%S") if e.time else ""
+    # The column says UTC: an event stamped +01:00 at its source is shown in UTC, not its own zone.
+    when = e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if e.time else ""
     return [s.position, when, e.type.removeprefix("creative."), e.creator or "", e.subject or "", title]
 
 
@@ -399,20 +400,53 @@ def _receipt(r: Any) -> dict[str, Any]:
     return {"id": r.id, "topic": r.topic, "position": r.position, "duplicate": r.duplicate}
 
 
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only events whose own time (when it happened at the source) is at or after this: "
+        "an ISO time or an age (10m, 2h)."
+    ),
+]
+AppendedSinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--appended-since",
+        help="Start at what the log stored at or after this time (the log's clock: ISO or an age).",
+    ),
+]
+
+
+def _happened_since(text: str | None) -> Callable[[StoredEvent], bool]:
+    """``--since``: keep events whose own ``time`` (else when stored) is at or after ``text``.
+
+    Imported history (a git log, a mailbox) is stored today but happened years
+    ago: its own time is what a person browses by.  No index orders events by
+    it, so the whole topic is read and filtered."""
+    if text is None:
+        return lambda s: True
+    cut = parse_since(text)
+    return lambda s: (s.event.time.timestamp() if s.event.time else s.time_ms / 1000) >= cut
+
+
 @app.command()
 def tail(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. creative.narrative.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
     after: Annotated[str | None, typer.Option(help="Start after this position.")] = None,
-    since: Annotated[str | None, typer.Option(help="Start at a time (ISO) or an age (10m, 2h).")] = None,
-    lines: Annotated[int, typer.Option("-n", help="Without -f/--after/--since: the last N events.")] = 10,
+    since: SinceOpt = None,
+    appended_since: AppendedSinceOpt = None,
+    lines: Annotated[
+        int, typer.Option("-n", help="Without -f/--after/--since/--appended-since: the last N events.")
+    ] = 10,
     log: LogOpt = DEFAULT_LOG,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a topic's newest events; with -f, keep printing new ones as they arrive."""
+    keep = _happened_since(since)
 
     async def main(hub: Hub) -> None:
-        if after is None and since is None:
+        appended = parse_since(appended_since) if appended_since else None
+        if after is None and since is None and appended is None:
             # The last N in one pass over the history (each record decoded, and a
             # bad one warned about, once), then on from the last one with -f.
             last: deque[StoredEvent] = deque(maxlen=max(lines, 0))
@@ -426,9 +460,10 @@ def tail(
                 return
             rest = hub.replay(topic, after=end, follow=True)
         else:
-            rest = hub.replay(topic, after=after, since=parse_since(since) if since else None, follow=follow)
+            rest = hub.replay(topic, after=after, since=appended, follow=follow)
         async for s in rest:
-            show(s)
+            if keep(s):
+                show(s)
 
     def show(s: StoredEvent) -> None:
         if as_json:
@@ -449,7 +484,8 @@ def tail(
 def replay(
     topic: Annotated[str, typer.Argument(help="Topic to replay.")],
     after: Annotated[str | None, typer.Option(help="Start after this position.")] = None,
-    since: Annotated[str | None, typer.Option(help="Start at a time (ISO) or an age (10m, 2h).")] = None,
+    since: SinceOpt = None,
+    appended_since: AppendedSinceOpt = None,
     limit: Annotated[int | None, typer.Option(help="At most this many events.")] = None,
     to: Annotated[
         Path | None, typer.Option("--to", help="Write JSON lines to this file (with progress).")
@@ -458,11 +494,24 @@ def replay(
 ) -> None:
     """Replay a topic from a position or a time, in order: to the screen or to a JSON-lines file."""
 
+    keep = _happened_since(since)
+
+    async def events(hub: Hub) -> AsyncIterator[StoredEvent]:
+        """The topic's events from ``after`` / ``--appended-since``, kept by ``--since``, up to ``limit``."""
+        appended = parse_since(appended_since) if appended_since else None
+        n = 0
+        # With --since the log cannot count for us: the limit applies to the events kept.
+        async for s in hub.replay(topic, after=after, since=appended, limit=None if since else limit):
+            if keep(s):
+                yield s
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
     async def main(hub: Hub) -> None:
-        since_ts = parse_since(since) if since else None
         if to is None:
             table = _events_table(f"{topic}")
-            async for s in hub.replay(topic, after=after, since=since_ts, limit=limit):
+            async for s in events(hub):
                 table.add_row(*_events_table_row(s))
             out.print(table)
             return
@@ -479,7 +528,7 @@ def replay(
         ) as progress:
             task = progress.add_task(f"replay {topic}", total=total)
             with tmp.open("wb") as f:
-                async for s in hub.replay(topic, after=after, since=since_ts, limit=limit):
+                async for s in events(hub):
                     f.write(encode_event(s.event) + b"\n")
                     n += 1
                     if n % 500 == 0:

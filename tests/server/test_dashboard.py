@@ -133,6 +133,9 @@ def test_pages_load_without_console_errors(tab: Tab, story: dict[str, str], live
     tab.open("#/activity")
     expect(tab.page.locator("[data-chart=area] svg rect").first).to_be_visible()
     tab.shot("activity")
+    tab.open("#/activity/24/event")  # by when it happened: the events' own times
+    expect(tab.page.locator("[aria-label=Clock]")).to_have_value("event")
+    expect(tab.page.locator("[data-chart=area] svg rect").first).to_be_visible()
     tab.open("#/peers")
     expect(tab.page.get_by_text("alice").first).to_be_visible()
     tab.open("#/peer/alice")

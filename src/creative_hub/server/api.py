@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -312,6 +312,13 @@ async def stats(hub: HubDep) -> list[StatsOut]:
 async def activity(
     hub: HubDep,
     hours: Annotated[int, Query(ge=1, le=MAX_ACTIVITY_HOURS, description="How many hours back")] = 24,
+    clock: Annotated[
+        Literal["appended", "event"],
+        Query(
+            description="Count an event at the hour the log stored it (appended), or at its own "
+            "time, when it happened at the source (event: reads whole topics)"
+        ),
+    ] = "appended",
 ) -> ActivityOut:
     """Events per hour on the shared hub (``creative.<area>`` topics), by area and by creator,
     over the last ``hours`` hours: what the dashboard's activity plots draw."""
@@ -325,8 +332,11 @@ async def activity(
             continue
         area = info.name.split(".", 1)[1]
         counts = by_area.setdefault(area, [0] * hours)
-        async for s in hub.replay(info.name, since=first_h * 3600.0):
-            i = s.time_ms // 3_600_000 - first_h
+        # Imported history is stored now but happened long ago: only its own time can place it.
+        since = first_h * 3600.0 if clock == "appended" else None
+        async for s in hub.replay(info.name, since=since):
+            ms = s.time_ms if clock == "appended" or s.event.time is None else s.event.time.timestamp() * 1000
+            i = int(ms // 3_600_000) - first_h
             if 0 <= i < hours:
                 counts[i] += 1
                 who = s.event.creator or "?"

@@ -441,12 +441,18 @@ function proposalCard(ev, mine, render) {
       : h("div", { class: "meta" }, "awaiting the owner's decision"));
 }
 
-async function pageActivity(view, hours) {
-  hours = Number(hours) || 24;
-  const act = await api(`/v1/activity?hours=${hours}`);
-  const pick = h("select", { "aria-label": "Window", onchange: (e) => { location.hash = `#/activity/${e.target.value}`; } },
+async function pageActivity(view, arg) {
+  // #/activity/<hours>[/event]: "event" counts each event at its own time (imported history), not when stored.
+  const [hoursArg, clockArg] = String(arg || "").split("/");
+  const hours = Number(hoursArg) || 24;
+  const clock = clockArg === "event" ? "event" : "appended";
+  const act = await api(`/v1/activity?hours=${hours}&clock=${clock}`);
+  const go = (hh, cc) => { location.hash = `#/activity/${hh}${cc === "event" ? "/event" : ""}`; };
+  const pick = h("select", { "aria-label": "Window", onchange: (e) => go(e.target.value, clock) },
     [[24, "last 24 hours"], [72, "last 3 days"], [168, "last 7 days"]].map(([v, l]) => h("option", { value: v, selected: v === hours }, l)));
-  view.append(h("h1", {}, "Activity"), h("div", { class: "toolbar" }, pick,
+  const clockPick = h("select", { "aria-label": "Clock", onchange: (e) => go(hours, e.target.value) },
+    [["appended", "when stored"], ["event", "when it happened"]].map(([v, l]) => h("option", { value: v, selected: v === clock }, l)));
+  view.append(h("h1", {}, "Activity"), h("div", { class: "toolbar" }, pick, clockPick,
     h("span", { class: "status" }, `${act.total} event${act.total === 1 ? "" : "s"}`)));
   view.append(h("h2", {}, "Events per hour by area"), chart(act.hours, act.by_area, "area"));
   view.append(h("h2", {}, "Events per hour by creator"), chart(act.hours, act.by_creator, "creator"));
