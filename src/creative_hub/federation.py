@@ -25,7 +25,7 @@ import httpx
 import msgspec
 
 from .errors import EngineUnavailable, ValidationError
-from .event import decode_event, digest, encode_event, parse_event
+from .event import Event, decode_event, digest, encode_event, now, parse_event
 from .hub import Hub
 from .log import Entry
 from .principals import check_principal_id, verify_signature
@@ -69,14 +69,24 @@ class Follower:
 
     async def _load_cursors(self) -> None:
         async for r in self.hub.log.read(FEDERATION_TOPIC):
-            c = msgspec.json.decode(r.body, type=_Cursor)
+            raw = msgspec.json.decode(r.body)
+            # A creative.system.cursor event; earlier versions wrote the bare cursor.
+            data = raw.get("data", {}) if isinstance(raw, dict) and "specversion" in raw else raw
+            c = msgspec.convert(data, _Cursor)
             if c.remote == self.remote:
                 self.cursors[c.topic] = c.position
 
     async def _save_cursor(self, topic: str, position: str) -> None:
-        body = msgspec.json.encode(_Cursor(self.remote, topic, position))
-        rid = hashlib.blake2b(body, digest_size=16).hexdigest()
-        await self.hub.log.append(FEDERATION_TOPIC, [Entry(rid, topic, body, rid, "hub")])
+        # A CloudEvent like every record on every topic, so any consumer of the
+        # broker can read it; the id is the cursor's own (a retry stores it once).
+        cursor = {"remote": self.remote, "topic": topic, "position": position}
+        rid = hashlib.blake2b(msgspec.json.encode(cursor), digest_size=16).hexdigest()
+        event = Event(
+            id=rid, source="/hub/federation", type="creative.system.cursor", subject=topic,
+            time=now(), data=cursor, creator="hub", partitionkey=topic,
+        )  # fmt: skip
+        body = encode_event(event)
+        await self.hub.log.append(FEDERATION_TOPIC, [Entry(rid, topic, body, digest(event), "hub")])
         self.cursors[topic] = position
 
     async def _get(self, client: httpx.AsyncClient, path: str, **params: Any) -> Any:

@@ -423,6 +423,24 @@ class DraftRead(Payload, kw_only=True):
     grants: list[str]  #: the grant(s) that allowed it
 
 
+class RetentionSet(Payload, kw_only=True):
+    """A topic's retention as an engine keeps it beside the log (Kafka's compacted
+    ``_creative_hub.meta`` topic: Kafka has no count limit of its own)."""
+
+    topic: NonEmpty
+    max_age: float | None = None  #: seconds
+    max_count: int | None = None
+    max_bytes: int | None = None
+
+
+class Cursor(Payload, kw_only=True):
+    """How far ``follow`` has pulled a remote peer's stream (kept in ``system.federation``)."""
+
+    remote: NonEmpty  #: the remote hub's URL
+    topic: NonEmpty
+    position: str
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.commit": Commit,
     "creative.engineering.pull_request": PullRequest,
@@ -455,6 +473,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.system.grant": GrantGiven,
     "creative.system.grant_revoked": GrantRevoked,
     "creative.system.draft_read": DraftRead,
+    "creative.system.retention": RetentionSet,
+    "creative.system.cursor": Cursor,
 }
 
 AREAS = sorted({t.split(".")[1] for t in PAYLOADS})

@@ -6,8 +6,9 @@ segments in the background.  ``apply_retention`` cuts exactly with
 ``delete_records``, and is the only way ``max_count`` (not a Kafka setting)
 is enforced; the engine runs it at most once a second after appends to a
 topic with a retention.  The Retention of every topic is kept in the
-compacted topic ``_creative_hub.meta`` (key: hub topic, value: JSON), so
-every process sees the same settings.
+compacted topic ``_creative_hub.meta`` (key: hub topic, value: a
+``creative.system.retention`` CloudEvent, like every record on every topic
+the hub writes), so every process sees the same settings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import asyncio
 import json
 import math
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -29,6 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from ...errors import EngineUnavailable
+from ...event import Event, encode_event
 from ..base import Entry, Retention, check_topic
 from .common import GONE, Merge, fetch, retention_ms
 
@@ -66,7 +70,7 @@ async def load(log: KafkaLog) -> dict[str, Retention]:
                         at = max(at, (m.offset() or 0) + 1)
                         key, value = m.key(), m.value()
                         if key and value:
-                            found[key.decode()] = Retention(**json.loads(value))
+                            found[key.decode()] = _retention_of(json.loads(value))
         finally:
             await log.readers.release(reader)
     log.retention_cache = found
@@ -92,11 +96,9 @@ async def set_retention(log: KafkaLog, topic: str, retention: Retention) -> None
             err = e.args[0] if e.args else None
             if not (isinstance(err, ck.KafkaError) and err.code() == ck.KafkaError.TOPIC_ALREADY_EXISTS):
                 raise log.fail(e, "create the meta topic") from e
-    value = json.dumps(
-        {"max_age": retention.max_age, "max_count": retention.max_count, "max_bytes": retention.max_bytes}
-    ).encode()
     producer = log.producer()
-    rnd = await producer.produce(meta, [Entry(id=topic, key=topic, body=value, digest="")])
+    event = retention_event(topic, retention)
+    rnd = await producer.produce(meta, [Entry(id=event.id, key=topic, body=encode_event(event), digest="")])
     if rnd.errors[0] is not None:
         raise EngineUnavailable(log.url, f"set retention of {topic}: {rnd.errors[0].str()}")
     per_partition = None if retention.max_bytes is None else max(1, retention.max_bytes // n)
@@ -127,6 +129,30 @@ async def set_retention(log: KafkaLog, topic: str, retention: Retention) -> None
     else:
         log.retention_due[topic] = -math.inf
         await apply_retention(log, topic)
+
+
+def retention_event(topic: str, retention: Retention) -> Event:
+    """The meta topic's record of ``topic``'s retention: a CloudEvent any consumer can read."""
+    data = {"topic": topic, "max_age": retention.max_age, "max_count": retention.max_count,
+            "max_bytes": retention.max_bytes}  # fmt: skip
+    return Event(
+        id=str(uuid.uuid4()),
+        source="/hub/kafka",
+        type="creative.system.retention",
+        subject=topic,
+        time=datetime.now(UTC),
+        datacontenttype="application/json",
+        data={k: v for k, v in data.items() if v is not None},
+        creator="hub",
+    )
+
+
+def _retention_of(value: Any) -> Retention:
+    """A Retention from a meta record: a CloudEvent, or the bare JSON earlier versions wrote."""
+    data = value.get("data", {}) if isinstance(value, dict) and "specversion" in value else value
+    return Retention(
+        max_age=data.get("max_age"), max_count=data.get("max_count"), max_bytes=data.get("max_bytes")
+    )
 
 
 async def _describe_meta(log: KafkaLog) -> int | None:
