@@ -59,6 +59,7 @@ class _Groups:
 
     def __init__(self) -> None:
         self.parent: dict[int, int] = {}
+        self.members: dict[int, list[int]] = {}  #: root -> every id in its group (beyond itself)
 
     def find(self, x: int) -> int:
         while self.parent.get(x, x) != x:
@@ -69,6 +70,11 @@ class _Groups:
         a, b = self.find(keep), self.find(other)
         if a != b:
             self.parent[b] = a
+            self.members.setdefault(a, []).extend([b, *self.members.pop(b, [])])
+
+    def group(self, x: int) -> list[int]:
+        root = self.find(x)
+        return [root, *self.members.get(root, [])]
 
 
 def _entities(mentions: list[Mention]) -> dict[int, Entity]:
@@ -148,10 +154,10 @@ def _merged(ents: dict[int, Entity], groups: _Groups, eid: int) -> Entity:
     """A view of one group of entities as one (gender summed)."""
     root = groups.find(eid)
     view = Entity(root)
-    for e in ents.values():
-        if groups.find(e.id) == root:
-            view.mentions.extend(e.mentions)
-            view.gender.update(e.gender)
+    for i in groups.group(root):
+        if i in ents:
+            view.mentions.extend(ents[i].mentions)
+            view.gender.update(ents[i].gender)
     view.mentions.sort(key=lambda m: m.i)
     return view
 
@@ -336,12 +342,15 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
             ):  # fmt: skip
                 firsts.append(m)
     turn_at = {t.sent: k for k, t in enumerate(turns)}
+    _index = {x.i: j for j, x in enumerate(mentions)}
+    people: list[tuple[int, int | None, int | None]] | None = None
     for m in firsts:
         group = _merged(ents, groups, m.entity)
         if any(x.proper for x in group.mentions) or any(x.i < m.i for x in group.mentions if not x.pronoun):
             continue
         target = None
-        people = _turn_people(turns, groups)
+        if people is None:  # recomputed only after a merge
+            people = _turn_people(turns, groups)
         k = turn_at.get(m.sent)
         me = groups.find(m.entity)
         if m.role == "speaker" and k is not None:
@@ -355,12 +364,15 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
                     if other is not None and other not in (me, partner):
                         target = other
                         break
-        if target is None:
+        if target is None and m.role == "speaker":
             owner = groups.find(m.possessor.entity) if m.possessor and m.possessor.entity >= 0 else None
             here = {
                 groups.find(x.entity) for x in mentions if x.sent == m.sent and x.entity >= 0 and x is not m
             }
-            for r in reversed([x for x in mentions if x.i < m.i and not x.quoted and x.entity >= 0]):
+            pos = _index[m.i]
+            for r in reversed(mentions[max(0, pos - 200) : pos]):
+                if r.quoted or r.entity < 0:
+                    continue
                 if m.sent - r.sent > WINDOW:
                     break
                 g = groups.find(r.entity)
@@ -378,3 +390,4 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
             cand = _merged(ents, groups, target)
             if not cand.plural:
                 groups.union(target, me)
+                people = None

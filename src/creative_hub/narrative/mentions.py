@@ -227,7 +227,9 @@ def _role(tok: Token) -> str:
 def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
     turn = Turn(s.index, None, None)
     tokens = doc[s.start : s.end]
-    for tok in tokens:
+    # Verbs of speaking first; then any verb right beside a quote ("‘...,’ whispered she").
+    ranked = sorted(tokens, key=lambda t: t.lemma_.lower() not in SPEECH)
+    for tok in ranked:
         if s.quoted(tok) or tok.pos_ not in ("VERB", "AUX"):
             continue
         near_quote = (

@@ -101,16 +101,24 @@ def _characters(
     taken: set[str] = set()
     for root, ms in grouped.items():
         view = Entity(root, sorted(ms, key=lambda m: m.i))
-        for e in ents.values():
-            if groups.find(e.id) == root:
-                view.gender.update(e.gender)
+        for i in groups.group(root):
+            if i in ents:
+                view.gender.update(ents[i].gender)
         outside = [m for m in ms if not m.quoted]
         nouns = [m for m in outside if not m.pronoun]
         acts = sum(m.role in ("subj", "speaker") for m in outside)
         speaks = sum(m.role == "speaker" for m in outside)
-        addressed = sum(m.role == "addressee" for m in outside)
         cue = next((c for c in cues if c.lower() in {m.key for m in nouns}), None)
-        if not cue and (not nouns or not animate(view) or not (speaks or addressed or acts >= 2)):
+        # Alive by its own mentions: named as a speaker or the one spoken to, "who", a proper
+        # name that acts, or steadily "he"/"she" -- a pronoun resolved to it is not enough.
+        noun_acts = sum(m.role in ("subj", "speaker") for m in nouns)
+        alive = (
+            any(m.role in ("speaker", "addressee") for m in nouns)
+            or (any(m.relative_who for m in nouns) and noun_acts >= 1)
+            or (any(m.proper for m in nouns) and acts >= 2)
+            or (sum(view.gender.values()) >= 1 and noun_acts >= 3)
+        )
+        if not cue and (not nouns or not alive or not animate(view)):
             continue
         forms: Counter[str] = Counter()
         proper: Counter[str] = Counter()
