@@ -66,6 +66,10 @@ def bundle(cell: Any) -> dict[str, Any]:
     return data
 
 
+def walk(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for p in node.get("parents", []) for n in walk(p))]
+
+
 FRAGMENT = """story: lighthouse
 title: Arrival
 text: Mara climbed the stairs and found the lamp broken.
@@ -88,6 +92,7 @@ def test_publish_tail_lineage_outline_and_drafts(
             '%%hub draft creative.narrative.fragment --subject story:lighthouse\n{"story": "lighthouse", '
             '"title": "Night", "text": "The keeper lit a candle.", "order": 1, "chapter": "Chapter One"}'
         ),
+        new_code_cell("%%hub revise {hub_last['id']}\ntext: The keeper lit a candle and watched the sea."),
         new_code_cell("%hub publish-draft {hub_last['id']}"),
         new_code_cell("%hub lineage"),
     ]
@@ -111,12 +116,17 @@ def test_publish_tail_lineage_outline_and_drafts(
     assert "Chapter One" in outline and "Arrival" in outline
     drafted = bundle(nb.cells[5])["application/json"]
     assert drafted["topic"] == "peer.alice.drafts"
-    published = bundle(nb.cells[6])["application/json"]
+    revised = bundle(nb.cells[6])["application/json"]
+    assert revised["topic"] == "peer.alice.drafts"
+    published = bundle(nb.cells[7])["application/json"]
     assert published["topic"] == "peer.alice.published"
-    chain = bundle(nb.cells[7])["application/json"]
-    assert chain["root"]["id"] == published["id"]
-    assert [p["id"] for p in chain["root"]["parents"]] == [drafted["id"]]
-    assert drafted["id"] in bundle(nb.cells[7])["image/svg+xml"]
+    chain = bundle(nb.cells[8])["application/json"]
+    assert [n["id"] for n in walk(chain["root"])] == [published["id"], revised["id"], drafted["id"]]
+    with hub.client("alice") as c:
+        text = c.get(f"/v1/events/{published['id']}").json()["event"]["data"]["text"]
+    assert text == "The keeper lit a candle and watched the sea."
+    svg = bundle(nb.cells[8])["image/svg+xml"]
+    assert all(i in svg for i in (published["id"], revised["id"], drafted["id"]))
 
 
 def test_record_makes_private_drafts_only_the_owner_reads(

@@ -95,6 +95,12 @@ class HubClient:
         out: dict[str, Any] = self._call("POST", f"/v1/peers/{quote(me, safe='')}/drafts", json=body)
         return out
 
+    def revise(self, draft_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A new revision of one of my drafts (fields of its data replaced)."""
+        path = f"/v1/drafts/{quote(draft_id, safe='')}/revisions"
+        out: dict[str, Any] = self._call("POST", path, json={"data": changes})
+        return out
+
     def publish_draft(self, draft_id: str) -> dict[str, Any]:
         out: dict[str, Any] = self._call("POST", f"/v1/drafts/{quote(draft_id, safe='')}/publish")
         return out

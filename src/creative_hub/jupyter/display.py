@@ -238,6 +238,9 @@ def lineage_svg(lineage: dict[str, Any]) -> str:
             at[n["id"]] = (x, y)
             fill = COLOURS.get(n.get("relation", ""), "#ffffff")
             kind = (n.get("type") or "").removeprefix("creative.")
+            topic = str(n.get("topic") or "")
+            where = topic.rsplit(".", 1)[-1] if topic.startswith("peer.") else topic
+            middle = _cut(f"{kind} · {where}", 38)
             who = n.get("creator", "") + (f" · {n['made_with']}" if n.get("made_with") else "")
             sig = "✔" if n.get("signature") == "valid" else "?" if n.get("signature") == "unsigned" else "✖"
             foot = _cut(f"{sig} {who} · {n.get('relation', '')} · {n['id'][:8]}", 40)
@@ -248,7 +251,7 @@ def lineage_svg(lineage: dict[str, Any]) -> str:
                 f'stroke="#555"/>'
                 f'<text x="{x + 8:.0f}" y="{y + 16:.0f}" font-size="11" font-weight="bold">'
                 f"{_e(_cut(n.get('title') or kind, 34))}</text>"
-                f'<text x="{x + 8:.0f}" y="{y + 32:.0f}" font-size="10">{_e(_cut(kind, 38))}</text>'
+                f'<text x="{x + 8:.0f}" y="{y + 32:.0f}" font-size="10">{_e(middle)}</text>'
                 f'<text x="{x + 8:.0f}" y="{y + 48:.0f}" font-size="10" fill="#333">'
                 f"{_e(foot)}</text></g>"
             )

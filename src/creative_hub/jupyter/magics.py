@@ -4,6 +4,7 @@
     %%hub publish TYPE [--subject S]       # the cell body is the data (YAML or JSON)
     %%hub draft TYPE --subject S           # the same, as a private draft in your hub
     %hub draft                             # your latest drafts
+    %%hub revise ID                        # a new revision of a draft (the body: fields to change)
     %hub publish-draft ID                  # publish one of them
     %hub tail TOPIC [-n N]                 # the last N events (default 10)
     %hub show ID | %hub lineage [ID] | %hub outline STORY
@@ -60,6 +61,7 @@ PARSERS = {
     "publish": _parser("publish", (["type"], {}), (["--subject"], {})),
     "draft": _parser("draft", (["type"], {"nargs": "?"}), (["--subject"], {}), (["-n"], {"type": int})),
     "publish-draft": _parser("publish-draft", (["id"], {})),
+    "revise": _parser("revise", (["id"], {})),
     "tail": _parser("tail", (["topic"], {}), (["-n"], {"type": int, "default": 10})),
     "show": _parser("show", (["id"], {})),
     "lineage": _parser("lineage", (["id"], {"nargs": "?"})),
@@ -165,6 +167,11 @@ class HubMagics(Magics):
             raise UsageError("%%hub draft TYPE --subject S: a draft needs its type and subject")
         receipt = client.draft(self.me, args.type, args.subject, parse_data(cell))
         return ReceiptView(self._keep(receipt), "drafted")
+
+    def _revise(self, args: argparse.Namespace, cell: str | None) -> ReceiptView:
+        if cell is None:
+            raise UsageError("%%hub revise ID is a cell magic: the cell body holds the fields to change")
+        return ReceiptView(self._keep(self._client().revise(args.id, parse_data(cell))), "revised")
 
     def _publish_draft(self, args: argparse.Namespace, cell: str | None) -> ReceiptView:
         return ReceiptView(self._keep(self._client().publish_draft(args.id)))
