@@ -101,8 +101,10 @@ async def test_outputs_language_and_parts(hub: Hub) -> None:
     assert html["text/html"] > 0
     # headings: one "#" is the title, "##" are the parts, "###" the scenes
     assert by_cell["2fcdfa53"]["extra"]["story_title"] == "nbconvert latex test"
-    assert by_cell["a1f70963"]["chapter"] == "Pyout" and by_cell["a1f70963"]["title"] == "Pyout"
-    assert by_cell["34334c4f"]["scene"] == "Image" and by_cell["34334c4f"]["chapter"] == "Pyout"
+    assert by_cell["bb687f78"]["part"] == "Printed Using Python" and by_cell["bb687f78"]["part_order"] == 0
+    assert by_cell["a1f70963"]["part"] == "Pyout" and by_cell["a1f70963"]["title"] == "Pyout"
+    assert by_cell["a1f70963"]["part_order"] == 1
+    assert by_cell["34334c4f"]["scene"] == "Image" and by_cell["34334c4f"]["part"] == "Pyout"
     assert by_cell["8b414a68"]["order"] == 8
 
 

@@ -329,7 +329,7 @@ class OutlineView(_View):
     """A story as the log holds it: parts, scenes and the fragments in order.
 
     ``fragments`` are the data of ``creative.narrative.fragment`` events (the
-    newest revision of each), with ``order``, ``chapter`` and ``scene``.
+    newest revision of each), with ``order``, ``part`` (or ``chapter``) and ``scene``.
     """
 
     def __init__(self, story: str, fragments: list[dict[str, Any]], title: str | None = None) -> None:
@@ -340,7 +340,7 @@ class OutlineView(_View):
     def _tree(self) -> list[tuple[str | None, list[tuple[str | None, list[dict[str, Any]]]]]]:
         parts: list[tuple[str | None, list[tuple[str | None, list[dict[str, Any]]]]]] = []
         for f in self.fragments:
-            part, scene = f.get("chapter"), f.get("scene")
+            part, scene = f.get("part") or f.get("chapter"), f.get("scene")
             if not parts or parts[-1][0] != part:
                 parts.append((part, []))
             scenes = parts[-1][1]

@@ -4,7 +4,8 @@ A notebook (any nbformat version; 3 and older are upgraded through nbformat,
 never refused) becomes, cell by cell in notebook order:
 
 - a markdown cell -> ``creative.narrative.fragment`` (its headings give the
-  parts and scenes: one ``#`` title, then the next two heading levels);
+  ``part`` and ``scene``, as in ``ingest story``: one top heading is the
+  title, then the next two heading levels);
 - a code or raw cell -> ``creative.engineering.cell``: source, language (the
   kernelspec, or a ``%%bash``-style cell magic), execution count, timings
   (``metadata.execution``), and outputs *summarised*: the head of stream text,
@@ -337,6 +338,7 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
     subject = f"{SOURCE_PREFIX}{nb_id}"
     out: list[Item] = []
     part = scene = None
+    part_order = -1
     prev_first: str | None = None
     new: list[Event] = []
     for order, (c, key) in enumerate(zip(cells, keys, strict=True)):
@@ -350,7 +352,7 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
                 lvl, name = len(m.group(1)), m.group(2)
                 own = own or name
                 if lvl == parts.part_level:
-                    part, scene = name, None
+                    part, scene, part_order = name, None, part_order + 1
                 elif lvl == parts.scene_level:
                     scene = name
             extra: dict[str, Any] = {"notebook": nb_id, "cell": key}
@@ -367,7 +369,8 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
                 title=(own or scene or part or title or "Notes")[:500],
                 text=text[:MAX_SOURCE],
                 order=order,
-                chapter=part,
+                part=part,
+                part_order=part_order if part is not None else None,
                 scene=scene,
                 extra=extra,
             )
