@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -182,3 +183,40 @@ def test_a_broken_setup_never_fails_a_commit(tmp_path: Path) -> None:
     r = creative_hub(repo, "hooks", "flush", "--repo", str(repo))
     assert r.returncode == 6 and "cannot reach the hub" in r.stderr
     assert status(repo)["commits"] == 1
+
+
+def test_a_hub_that_hangs_never_holds_up_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts and never answers: the first commit's flush hangs on it, and the
+    second commit still completes while that connection is open (the spool is not locked
+    across the network)."""
+    monkeypatch.setenv("CREATIVE_HUB_HOOK_TIMEOUT", "300")  # the hung flush outlives the test's commits
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    repo = tmp_path / "work"
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "config", "user.email", "carol@example.org")
+    sh(repo, "git", "config", "user.name", "Carol")
+    assert creative_hub(repo, "hooks", "install", "--url", f"http://127.0.0.1:{port}").returncode == 0
+    try:
+        commit(repo, 1)
+        listener.settimeout(60)
+        first, _ = listener.accept()  # the detached flush, now waiting for an answer that never comes
+        with first:
+            commit(repo, 2)
+            first.setblocking(False)
+            still_open = True
+            try:
+                while chunk := first.recv(65536):  # the request it sent; then EOF if it gave up
+                    del chunk
+                still_open = False
+            except BlockingIOError:
+                pass  # nothing more to read and not closed: the flush is still waiting
+            assert still_open, "the second commit waited for the first flush to give up"
+            assert status(repo)["commits"] == 2
+    finally:
+        listener.close()

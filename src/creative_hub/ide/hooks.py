@@ -47,7 +47,7 @@ HOOKS = ("post-commit", "post-merge", "post-rewrite")
 MARKER = "# creative-hub hook"
 ORIG_SUFFIX = ".creative-hub-orig"
 BATCH = 200  # events per request when a backlog goes out
-TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+READ_TIMEOUT = 10.0  # seconds for the hub's answer (CREATIVE_HUB_HOOK_TIMEOUT); a detached flush waits
 MAX_NEW = 1000  # commits one hook run records (a rebase of a long branch); the rest: `ingest git`
 
 
@@ -145,6 +145,7 @@ class Spool:
     """Events waiting for the hub, one JSON object a line, in commit order."""
 
     def __init__(self, repo: Path) -> None:
+        self.repo = repo
         self.dir = state_dir(repo)
         self.path = self.dir / "spool.jsonl"
         self.rejected = self.dir / "rejected.jsonl"
@@ -278,57 +279,95 @@ class Flushed:
     error: str | None = None
 
 
-def flush(repo: Path, *, url: str | None = None, token: str | None = None) -> Flushed:
-    """Send the spool to the hub, oldest first; what could not go stays."""
+def flush(repo: Path, *, url: str | None = None, token: str | None = None, wait: bool = True) -> Flushed:
+    """Send the spool to the hub, oldest first; what could not go stays.
+
+    The spool is locked only to read it and to strike what went out, never
+    while talking to the hub, so a commit's hook never waits on the network.
+    One flush runs at a time (``wait=False``: leave it to the one running,
+    which looks again for events spooled meanwhile before it stops).
+    """
     url, token = _settings(repo, url, token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     spool = Spool(repo)
     result = Flushed()
-    with spool.locked(), httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as http:
-        pending = spool.read()
-        rejected: list[dict[str, Any]] = []
-        while pending:
-            batch = pending[:BATCH]
-            try:
-                r = http.post("/v1/events", json=batch)
-            except httpx.HTTPError as e:
-                result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
-                break
-            if r.status_code < 300:
-                result.delivered += len(batch)
-                pending = pending[BATCH:]
-                continue
-            if r.status_code >= 500 or r.status_code in (401, 403, 429):
-                result.error = (
-                    f"{url}: {r.status_code} {_detail(r)}"  # the hub's problem, or ours to fix: keep
-                )
-                break
-            # One bad event refuses the batch: send them one at a time, put aside the ones refused.
-            sent = 0
-            for ev in batch:
-                try:
-                    one = http.post("/v1/events", json=ev)
-                except httpx.HTTPError as e:
-                    result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
-                    break
-                sent += 1
-                if one.status_code < 300:
-                    result.delivered += 1
-                else:
-                    rejected.append({"event": ev, "status": one.status_code, "reason": _detail(one)})
-            pending = pending[sent:]
-            if result.error:
-                break
-        spool.replace(pending)
-        if rejected:
-            with open(spool.rejected, "a") as f:
-                f.writelines(json.dumps(x) + "\n" for x in rejected)
-        result.waiting, result.rejected = len(pending), len(rejected)
+    while True:
+        with _flusher(spool, wait) as running:
+            if not running:
+                result.waiting = len(spool.read())
+                return result
+            read = float(os.environ.get("CREATIVE_HUB_HOOK_TIMEOUT") or READ_TIMEOUT)
+            with httpx.Client(
+                base_url=url, headers=headers, timeout=httpx.Timeout(read, connect=2.0)
+            ) as http:
+                _send(http, spool, result, url)
+        with spool.locked():
+            result.waiting = len(spool.read())
+        # Events spooled while we held the flush lock, by a hook whose own flush gave way: go again.
+        if result.error or not result.waiting or wait:
+            break
     if result.error:
         log(repo, f"flush: {result.error}; {result.waiting} events wait in the spool")
-    for x in rejected:
-        log(repo, f"flush: the hub refused {x['event'].get('id')}: {x['status']} {x['reason']}")
     return result
+
+
+@contextlib.contextmanager
+def _flusher(spool: Spool, wait: bool) -> Iterator[bool]:
+    with open(spool.dir / "flush.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _send(http: httpx.Client, spool: Spool, result: Flushed, url: str) -> None:
+    with spool.locked():
+        pending = spool.read()
+    while pending:
+        batch, pending = pending[:BATCH], pending[BATCH:]
+        done: list[dict[str, Any]] = []  # delivered or refused: out of the spool
+        refused: list[dict[str, Any]] = []
+        try:
+            r = http.post("/v1/events", json=batch)
+            if r.status_code < 300:
+                done = batch
+                result.delivered += len(batch)
+            elif r.status_code >= 500 or r.status_code in (401, 403, 429):
+                # the hub's trouble, or a token to fix: keep them for later
+                result.error = f"{url}: {r.status_code} {_detail(r)}"
+            else:  # one bad event refuses the batch: one at a time, the refused put aside
+                for ev in batch:
+                    one = http.post("/v1/events", json=ev)
+                    done.append(ev)
+                    if one.status_code < 300:
+                        result.delivered += 1
+                    else:
+                        refused.append({"event": ev, "status": one.status_code, "reason": _detail(one)})
+        except httpx.HTTPError as e:
+            result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
+        _strike(spool, done, refused)
+        result.rejected += len(refused)
+        if result.error:
+            return
+
+
+def _strike(spool: Spool, done: list[dict[str, Any]], refused: list[dict[str, Any]]) -> None:
+    """Take what went out (or was refused) off the spool, keeping what hooks added meanwhile."""
+    if not done:
+        return
+    gone = {e.get("id") for e in done}
+    with spool.locked():
+        spool.replace([e for e in spool.read() if e.get("id") not in gone])
+        if refused:
+            with open(spool.rejected, "a") as f:
+                f.writelines(json.dumps(x) + "\n" for x in refused)
+    for x in refused:
+        log(spool.repo, f"flush: the hub refused {x['event'].get('id')}: {x['status']} {x['reason']}")
 
 
 def _detail(r: httpx.Response) -> str:
@@ -354,8 +393,8 @@ def _background_flush(repo: Path) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m creative_hub.ide.hooks HOOK [args]`` (from a hook) or ``flush REPO``."""
-    if len(argv) >= 2 and argv[0] == "flush":
-        flush(Path(argv[1]))
+    if len(argv) >= 2 and argv[0] == "flush":  # the detached one a hook starts
+        flush(Path(argv[1]), wait=False)
         return 0
     hook, args = (argv[0] if argv else ""), argv[1:]
     repo = Path.cwd()
