@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install test-deps lint pytest bench bench-report clean semantic bench-index soak
 
+# `make run PORT=8081` when 8080 is taken (CREATIVE_HUB_PORT works too).
 run: $(STAMP)
-	$(BIN)/creative-hub up
+	$(BIN)/creative-hub up $(if $(PORT),--port $(PORT))
 
 test: test-deps lint pytest
 

@@ -193,7 +193,9 @@ async def http_run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     token = await make_token(log_url)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "creative_hub.server", "--log", log_url, "--port", str(port)],
+        # No rate limit and room for every SSE client: the bench measures the server, not its limits.
+        [sys.executable, *("-m", "creative_hub.server", "--log", log_url, "--port", str(port))]
+        + ["--rate-limit", "0", "--max-connections", "0"],
         stdout=subprocess.DEVNULL,
         stderr=open(root / "server.log", "wb"),
     )

@@ -33,6 +33,7 @@ from .access import ANONYMOUS
 from .errors import AccessDenied, HubError, ValidationError
 from .event import encode_event
 from .hub import Hub, StoredEvent, migrate
+from .jsonlimits import check_depth, decode_json
 from .log import Retention, open_log, redact
 
 T = TypeVar("T")
@@ -192,6 +193,7 @@ def _read_events(source: str) -> list[Any]:
     text = raw.strip()
     if not text:
         raise ValidationError("event", f"{where} is empty")
+    check_depth(text, where)
     try:
         obj = msgspec.json.decode(text)
     except msgspec.DecodeError:
@@ -228,6 +230,23 @@ def _events_table(title: str) -> Table:
 
 
 # -- commands -------------------------------------------------------------------
+def _quiet_logs(verbose: bool) -> None:
+    """Warnings only (INFO with ``--verbose``), one line each: set before the MCP servers, whose
+    library would otherwise turn the root logger to INFO with a wrapping handler."""
+    import logging
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _browser_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+
+
 @app.command()
 def up(
     log: LogOpt = DEFAULT_LOG,
@@ -245,8 +264,13 @@ def up(
         list[str] | None,
         typer.Option("--cors-origin", help="Origin browsers may call the API from (repeatable)."),
     ] = None,
-    rate_limit: Annotated[float, typer.Option(help="Requests per second per token (0: no limit).")] = 0.0,
-    rate_burst: Annotated[int, typer.Option(help="Requests a token may make at once.")] = 50,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="Requests per second per token or anonymous address [default: 50; 0: no limit]."),
+    ] = None,
+    rate_burst: Annotated[
+        int | None, typer.Option(help="Requests a token may make at once [default: 200].")
+    ] = None,
     max_body: Annotated[str, typer.Option(help="Largest request body (e.g. 8M).")] = "8M",
     github_secret: Annotated[
         str | None,
@@ -255,39 +279,66 @@ def up(
         ),
     ] = None,
     refresh: Annotated[float, typer.Option(help="Seconds between refreshes of the live view.")] = 2.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the server's INFO log lines too.")
+    ] = False,
     exit_after: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Start the hub: open the log, serve the HTTP API, keep retention running, show live counts."""
-    from .server import ServerSettings, serve
+    """Start the hub: open the log, serve the HTTP API, keep retention running, show live counts.
+
+    SIGINT (Ctrl-C) and SIGTERM stop it the same way: the server closes, "stopped" is printed.
+    """
+    from .server import ServerSettings, listen, serve, stop_signals
+
+    _quiet_logs(verbose)
+    limits = {"rate_limit": rate_limit, "rate_burst": rate_burst}
+    settings = ServerSettings(
+        allow_anonymous=anonymous,
+        cors_origins=tuple(cors_origin or ()),
+        max_body=parse_size(max_body, "max_body"),
+        github_secret=github_secret,
+        **{k: v for k, v in limits.items() if v is not None},  # type: ignore[arg-type]
+    )
 
     async def main() -> None:
-        async with Hub.connect(log) as hub:
-            health = await hub.log.health()
-            server: asyncio.Task[None] | None = None
-            if port:
-                started = asyncio.Event()
-                settings = ServerSettings(
-                    allow_anonymous=anonymous,
-                    cors_origins=tuple(cors_origin or ()),
-                    rate_limit=rate_limit,
-                    rate_burst=rate_burst,
-                    max_body=parse_size(max_body, "max_body"),
-                    github_secret=github_secret,
-                )
-                server = asyncio.create_task(
-                    serve(hub, host=host, port=port, settings=settings, started=started)
-                )
-                waiter = asyncio.create_task(started.wait())
-                await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
-                if server.done():
-                    waiter.cancel()
-                    e = server.exception()
-                    raise HubError(f"the HTTP API could not listen on {host}:{port}: {e}")
-            out.print(f"[bold green]creative-hub is up[/] on [cyan]{redact(log)}[/] ({health.detail})")
+        # The port first: if it is taken, say so before any file is created.
+        sock = listen(host, port) if port else None
+        try:
+            async with Hub.connect(log) as hub:
+                with stop_signals() as stop:
+                    await _serve_and_watch(hub, sock, stop)
+        finally:
+            if sock is not None:
+                sock.close()
+        if not out.is_terminal:
+            out.line()  # the live view ends without one when not on a terminal
+        out.print("stopped")
+
+    async def _serve_and_watch(hub: Hub, sock: Any, stop: asyncio.Event) -> None:
+        health = await hub.log.health()
+        server: asyncio.Task[None] | None = None
+        if sock is not None:
+            started = asyncio.Event()
+            server = asyncio.create_task(
+                serve(hub, host=host, port=port, settings=settings, started=started, sock=sock)
+            )
+            waiter = asyncio.create_task(started.wait())
+            await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if server.done():
+                waiter.cancel()
+                e = server.exception()
+                raise HubError(f"the HTTP API could not listen on {host}:{port}: {e}")
+        try:
+            url = f"http://{_browser_host(host)}:{port}"
+            if sock is not None:
+                out.print(f"[bold green]creative-hub is up:[/] open [cyan]{url}/dashboard/[/]")
+            else:
+                out.print("[bold green]creative-hub is up[/] (no HTTP API: --port 0)")
+            out.print(f"  log:      [cyan]{redact(log)}[/] ({health.detail})")
             if log.startswith("sqlite:///"):
                 out.print(f"  log file: [cyan]{Path(log[len('sqlite:///') :].split('?')[0]).resolve()}[/]")
-            if port:
-                out.print(f"  HTTP API: [cyan]http://{host}:{port}[/]  (OpenAPI: /docs, health: /readyz)")
+            if sock is not None:
+                out.print(f"  HTTP API: [cyan]{url}[/]  (OpenAPI: {url}/docs, health: /readyz)")
             exe = _command_name()
             out.print(
                 f"  publish:  {exe} publish --type creative.narrative.fragment "
@@ -296,20 +347,22 @@ def up(
             out.print(f"  watch:    {exe} tail -f creative.narrative")
             out.print("  Ctrl-C stops.")
             started_at = time.monotonic()
-            try:
-                with Live(
-                    await _stats_table(hub), console=out, refresh_per_second=1, transient=False
-                ) as live:
-                    while exit_after is None or time.monotonic() - started_at < exit_after:
-                        await asyncio.sleep(min(refresh, exit_after or refresh))
-                        for info in await hub.log.topics():
-                            if not info.retention.unlimited:
-                                await hub.log.apply_retention(info.name)
-                        live.update(await _stats_table(hub))
-            finally:
-                if server is not None:
-                    server.cancel()
-                    await asyncio.gather(server, return_exceptions=True)
+            with Live(await _stats_table(hub), console=out, refresh_per_second=1, transient=False) as live:
+                while exit_after is None or time.monotonic() - started_at < exit_after:
+                    wait = refresh if exit_after is None else min(refresh, exit_after)
+                    try:
+                        await asyncio.wait_for(stop.wait(), wait)
+                        break
+                    except TimeoutError:
+                        pass
+                    for info in await hub.log.topics():
+                        if not info.retention.unlimited:
+                            await hub.log.apply_retention(info.name)
+                    live.update(await _stats_table(hub))
+        finally:
+            if server is not None:
+                server.cancel()
+                await asyncio.gather(server, return_exceptions=True)
 
     _run(main())
 
@@ -371,10 +424,7 @@ def publish(
         if file is not None:
             items = _read_events(file)
         else:
-            try:
-                payload = msgspec.json.decode(data) if data else {}
-            except msgspec.DecodeError as e:
-                raise ValidationError("data", f"not valid JSON: {e}") from None
+            payload = decode_json(data, "data") if data else {}
             item: dict[str, Any] = {"type": type, "data": payload}
             for name, value in (("subject", subject), ("id", id), ("partitionkey", key)):
                 if value is not None:

@@ -56,6 +56,7 @@ from typing import Annotated, Any
 import msgspec
 
 from .errors import PayloadTooLarge, ValidationError
+from .jsonlimits import decode_json
 from .schemas import AREAS, PAYLOADS, Payload
 
 __all__ = [
@@ -413,14 +414,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
     if type(raw) is dict:
         obj: Any = raw
     elif isinstance(raw, (bytes, str)):
-        try:
-            obj = msgspec.json.decode(raw)
-        except msgspec.DecodeError as e:
-            raise ValidationError("event", f"not valid JSON: {e}") from None
-        except UnicodeDecodeError as e:  # msgspec raises it for bad UTF-8 inside a string
-            raise ValidationError("event", f"not valid UTF-8 at byte {e.start}: {e.reason}") from None
-        except RecursionError:
-            raise ValidationError("event", "JSON nested too deeply") from None
+        obj = decode_json(raw, "event")
     else:
         obj = raw
     if type(obj) is not dict and not isinstance(obj, Mapping):

@@ -27,6 +27,8 @@ PRINCIPALS = ("alice", "bob", "carol")
 LIMITED_MAX_BODY = 1024 * 1024  # bytes; the size-limit tests go around it
 LIMITED_QUEUE = 16  # SSE events a client may lag on the limited server
 CORS_ORIGIN = "https://studio.example"
+STRICT_TIMEOUT = 3  # seconds: header, body and idle timeouts of the strict server
+STRICT_CONNECTIONS = 4  # open connections per address on the strict server
 
 
 def free_port() -> int:

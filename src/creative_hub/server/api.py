@@ -11,7 +11,6 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -20,6 +19,7 @@ from ..bindings import HTTP_PREFIX, is_binary, to_structured
 from ..errors import NotFound, ValidationError
 from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
 from ..hub import Hub, Receipt, StoredEvent
+from ..jsonlimits import decode_json
 from ..log.base import check_topic
 from .app import hub_for
 from .problems import problem
@@ -162,10 +162,7 @@ def stored_out(s: StoredEvent) -> StoredOut:
 def _json_body(raw: bytes) -> Any:
     if not raw.strip():
         raise ValidationError("body", "empty; send a CloudEvent object or an array of them")
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as e:
-        raise ValidationError("body", f"not valid JSON: {e}") from None
+    return decode_json(raw, "body")  # depth-checked first: a deep body is a 422, not a RecursionError
 
 
 # -- events -------------------------------------------------------------------------

@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024  # bytes of one request body (a batch of events)
 DEFAULT_STREAM_QUEUE = 1024  # events an SSE client may fall behind before it is dropped
+DEFAULT_RATE = 50.0  # requests/s per token or anonymous address: a busy dashboard stays well under
+DEFAULT_BURST = 200  # a page load, a batch script's first burst
+DEFAULT_AUTH_FAILURES = 10  # bad tokens before an address is throttled (then one per 5 s)
 DASHBOARD = Path(__file__).parent / "dashboard"
 RAW_SEND = "creative_hub.raw_send"  # scope key of the server's own send callable
 
@@ -56,14 +59,25 @@ class ServerSettings:
     """ServerSettings(allow_anonymous=False)                # every /v1 request needs a token
     ServerSettings(cors_origins=("https://app.example",))   # browsers on that origin may call the API
     ServerSettings(rate_limit=20, rate_burst=40)            # 20 requests/s per token, bursts of 40
+    ServerSettings(rate_limit=0)                            # no rate limit (benchmarks, test rigs)
     ServerSettings(max_body=1_000_000)                      # 413 for bodies over 1 MB
+    ServerSettings(header_timeout=5, idle_timeout=2)        # slow or silent connections closed sooner
+
+    The timeouts and the per-address connection cap act on connections, so
+    they hold when the app runs under ``serve()`` (``connections.py``).
     """
 
     allow_anonymous: bool = True
     max_body: int = DEFAULT_MAX_BODY  #: bytes; larger bodies get 413 before any route runs
     cors_origins: tuple[str, ...] = ()  #: origins allowed by CORS ("*" for any); none: no CORS headers
-    rate_limit: float = 0.0  #: requests per second per token (anonymous: per address); 0: no limit
-    rate_burst: int = 50  #: requests a token may make at once before the rate applies
+    rate_limit: float = DEFAULT_RATE  #: requests per second per token (anonymous: per address); 0: no limit
+    rate_burst: int = DEFAULT_BURST  #: requests a token may make at once before the rate applies
+    auth_failures: int = DEFAULT_AUTH_FAILURES  #: bad tokens an address may send before it gets 429s
+    auth_failure_rate: float = 0.2  #: bad tokens per second an address earns back (one every 5 s)
+    header_timeout: float = 10.0  #: seconds from a request's first byte to its last header (408 after)
+    body_timeout: float = 20.0  #: seconds for a body, plus one per 16 KiB received
+    idle_timeout: float = 5.0  #: seconds a connection may stay silent before/between requests
+    max_connections_per_client: int = 64  #: open connections per client address (0: no cap)
     stream_queue: int = DEFAULT_STREAM_QUEUE  #: events an SSE client may lag before it is dropped
     ready_timeout: float = 2.0  #: seconds /readyz waits for the log before answering 503
     github_secret: str | None = None  #: enables POST /webhooks/github (when the source is installed)
@@ -112,6 +126,8 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
         responses=PROBLEM_RESPONSES,
+        docs_url=None,  # _mount_docs: the same pages, with their files served from here
+        redoc_url=None,
     )
     app.state.hub = hub
     app.state.settings = settings
@@ -134,6 +150,7 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(grants_router)
     app.include_router(asyncapi_router)
     _mount_github(app, hub, settings)
+    _mount_docs(app)
 
     # Search / analytics routes and the MCP servers (creative_hub.index, creative_hub.mcp).
     from ..index.http import router as index_router
@@ -176,3 +193,36 @@ def _mount_github(app: FastAPI, hub: Hub, settings: ServerSettings) -> None:
         return
     # Outside /v1: GitHub signs with the secret instead of sending a bearer token.
     app.router.routes.append(webhook_route(settings.github_secret, hub=hub, path="/webhooks/github"))
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their scripts from the fastapi-offline package, not a CDN:
+    the pages work on a machine with no internet, and load nothing from elsewhere."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    static = "/docs-assets"
+    app.mount(
+        static, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{static}/swagger-ui-bundle.js",
+            swagger_css_url=f"{static}/swagger-ui.css",
+            swagger_favicon_url=f"{static}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{static}/redoc.standalone.js",
+            redoc_favicon_url=f"{static}/favicon.png",
+            with_google_fonts=False,
+        )

@@ -12,9 +12,14 @@ In order, for each HTTP request:
    limit (it is buffered up to the limit, never further);
 3. ``Authorization: Bearer <token>`` names the principal (401 if unknown or
    revoked); without one the request is anonymous: read-only (a write to
-   /v1/ is a 401), and only if the settings allow it;
+   /v1/ is a 401), and only if the settings allow it.  Every bad token costs
+   the client address one of its ``auth_failures``; an address that has
+   spent them gets 429 for any token until it earns one back, so guessing
+   tokens is as slow as ``auth_failure_rate`` (the check comes before the
+   token is looked at: a right guess would pass otherwise);
 4. the token's bucket (or, anonymous, the client address's) pays one request
-   (429 with ``Retry-After`` when empty);
+   (429 with ``Retry-After`` when empty); the response says what is left in
+   ``RateLimit-Policy`` / ``RateLimit`` headers (draft-ietf-httpapi-ratelimit-headers);
 5. the route runs with ``request.state.hub = hub.acting(principal)``.
 """
 
@@ -59,6 +64,25 @@ class TokenBuckets:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
 
+    def tokens(self, key: str) -> float:
+        """What ``key``'s bucket holds now (``burst`` for a key never seen)."""
+        if key not in self._buckets:
+            return float(self.burst)
+        tokens, when = self._buckets[key]
+        return min(float(self.burst), tokens + (self.clock() - when) * self.rate)
+
+    def policy(self) -> str:
+        """The bucket as an IETF ``RateLimit-Policy`` item: ``burst`` requests per refill window."""
+        return f'"default";q={self.burst};w={max(1, math.ceil(self.burst / self.rate))}'
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key``'s bucket holds a token (0.0: now), spending nothing."""
+        if key not in self._buckets:
+            return 0.0
+        tokens, when = self._buckets[key]
+        tokens = min(float(self.burst), tokens + (self.clock() - when) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, key: str) -> float:
         """Spend one token of ``key``'s bucket: 0.0 if there was one, else the seconds until one."""
         now = self.clock()
@@ -92,6 +116,11 @@ class Guard:
         self.settings = settings
         self.metrics = metrics
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+        self.failures = (
+            TokenBuckets(max(settings.auth_failure_rate, 1e-3), settings.auth_failures)
+            if settings.auth_failures
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,8 +161,14 @@ class Guard:
         auth = headers.get("authorization", "")
         open_path = path in OPEN_PATHS
         if auth:
+            client = scope.get("client")
+            address = client[0] if client else "?"
+            if self.failures is not None and (wait := self.failures.wait(address)) > 0:
+                await self._throttled(scope, receive, send, wait, "failed authentications from this address")
+                return
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
+                self._failed(address)
                 await problem(401, "Unauthorized", "use 'Authorization: Bearer <token>'")(
                     scope, receive, send
                 )
@@ -141,6 +176,7 @@ class Guard:
             try:
                 principal = await self.hub.registry.authenticate(token.strip())
             except AccessDenied:
+                self._failed(address)
                 await problem(401, "Unauthorized", "invalid or revoked token")(scope, receive, send)
                 return
             acting = self.hub.acting(principal, authenticated=True, via="http")
@@ -165,15 +201,44 @@ class Guard:
             return
         if self.buckets is not None and not open_path:
             wait = self.buckets.take(bucket_key)
+            send = self._announcing(send, bucket_key)
             if wait > 0:
-                self.metrics.rate_limited.inc()
-                retry = str(max(1, math.ceil(wait)))
-                detail = f"over {settings.rate_limit:g} requests/s for this token; retry in {retry} s"
-                resp = problem(429, "Too many requests", detail, headers={"Retry-After": retry})
-                await resp(scope, receive, send)
+                who = "this token" if auth else "this address"
+                await self._throttled(
+                    scope, receive, send, wait, f"over {settings.rate_limit:g} requests/s for {who}"
+                )
                 return
         scope.setdefault("state", {})["hub"] = acting
         await self.app(scope, receive, send)
+
+    def _announcing(self, send: Send, key: str) -> Send:
+        """``send`` that adds the IETF draft's ``RateLimit-Policy`` and ``RateLimit`` headers, so a
+        client (and a test) can see the limit and what is left of it before it meets a 429."""
+        assert self.buckets is not None
+        buckets = self.buckets
+        left = buckets.tokens(key)
+        full_in = math.ceil((buckets.burst - left) / buckets.rate)
+        extra = [
+            (b"ratelimit-policy", buckets.policy().encode()),
+            (b"ratelimit", f'"default";r={int(left)};t={full_in}'.encode()),
+        ]
+
+        async def announce(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        return announce
+
+    def _failed(self, address: str) -> None:
+        if self.failures is not None:
+            self.failures.take(address)
+
+    async def _throttled(self, scope: Scope, receive: Receive, send: Send, wait: float, why: str) -> None:
+        self.metrics.rate_limited.inc()
+        retry = str(max(1, math.ceil(wait)))
+        resp = problem(429, "Too many requests", f"{why}; retry in {retry} s", headers={"Retry-After": retry})
+        await resp(scope, receive, send)
 
     @staticmethod
     async def _buffer(receive: Receive, limit: int) -> Receive:

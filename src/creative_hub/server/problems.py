@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import (
     AccessDenied,
@@ -139,6 +140,12 @@ def install_handlers(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed"}.get(e.status_code, "HTTP error")
         detail = e.detail if isinstance(e.detail, str) else ""
         return problem(e.status_code, title, detail, headers=e.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, e: ClientDisconnect) -> JSONResponse:
+        # The client left mid-body (or the server cut a too-slow body off): nothing was
+        # written, and the answer goes nowhere -- no traceback for it either.
+        return problem(400, "Client disconnected", "the request body did not arrive in full")
 
     @app.exception_handler(OverflowError)
     async def out_of_range(request: Request, e: OverflowError) -> JSONResponse:
