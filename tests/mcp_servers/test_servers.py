@@ -40,6 +40,7 @@ GITHUB_TOOLS = {"list_repos", "commits", "pull_requests", "reviews", "issues", "
 STORY_TOOLS = {
     "list_stories", "outline", "scene", "timeline", "character_arc",
     "events_with_character", "next_event", "previous_event",
+    "story_outline", "character_journey", "around_plot_point", "scene_text",
 }  # fmt: skip
 
 

@@ -5,6 +5,12 @@ character arcs) read from the index as the caller -- so a writer's private
 drafts appear in their own outline and nobody else's.  Story order is the
 payload's ``order`` where given, else the event time; a revision hides the
 event it ``supersedes``.
+
+The narrative pipeline's tools (``ingest story``): ``story_outline`` (parts,
+characters with aliases, plot points with evidence), ``character_journey``
+(one character's plot points in order, by any name they go by),
+``around_plot_point`` (what happened before and after one), ``scene_text``
+(a scene's text with its characters and their aliases).
 """
 
 # No ``from __future__ import annotations``: the SDK reads the tools' type hints.
@@ -89,6 +95,88 @@ class NeighbourOut(BaseModel):
     index: int = Field(description="0-based place of 'of' in story order")
     total: int
     event: EventOut | None = Field(description="The neighbour; null at either end of the story")
+
+
+class PartOut(BaseModel):
+    title: str
+    scenes: list[str] = Field(description="Scene numbers (data.scene) in the part, in order")
+
+
+class CharacterOut(BaseModel):
+    name: str
+    aliases: list[str]
+
+
+class PlotPointOut(BaseModel):
+    id: str
+    order: int | None
+    actor: str | None
+    summary: str
+    evidence: str | None = Field(description="The verbatim sentence the summary is made of")
+    generated: bool = Field(description="True when a model paraphrased the summary")
+    scene: str | None
+    part: str | None
+
+
+class StoryOutlineOut(BaseModel):
+    story: str
+    title: str
+    parts: list[PartOut]
+    characters: list[CharacterOut]
+    plot_points: list[PlotPointOut]
+
+
+class JourneyOut(BaseModel):
+    story: str
+    character: CharacterOut
+    plot_points: list[PlotPointOut] = Field(description="What they did, in story order")
+
+
+class AroundOut(BaseModel):
+    story: str
+    plot_point: PlotPointOut
+    before: list[PlotPointOut] = Field(description="The plot points just before, in story order")
+    after: list[PlotPointOut] = Field(description="The plot points just after, in story order")
+
+
+class SceneTextOut(BaseModel):
+    story: str
+    scene: str
+    title: str
+    part: str | None
+    text: str
+    characters: list[CharacterOut] = Field(description="Who is in the scene, with every name they go by")
+
+
+def _point(e: Event) -> PlotPointOut:
+    d = e.data if isinstance(e.data, dict) else {}
+    return PlotPointOut(
+        id=e.id,
+        order=d.get("order"),
+        actor=d.get("actor"),
+        summary=d.get("summary", ""),
+        evidence=d.get("evidence"),
+        generated=bool(d.get("generated", False)),
+        scene=d.get("scene"),
+        part=d.get("part"),
+    )
+
+
+def _cast(events: list[tuple[str, Event]]) -> list[CharacterOut]:
+    return [
+        CharacterOut(name=e.data["character"], aliases=list(e.data.get("aliases") or []))
+        for _, e in events
+        if e.type.endswith(".character_arc")
+    ]
+
+
+def _named(cast: list[CharacterOut], name: str) -> CharacterOut | None:
+    def norm(n: str) -> str:
+        n = n.lower().strip()
+        return n[4:] if n.startswith("the ") else n
+
+    want = norm(name)
+    return next((c for c in cast if want in {norm(n) for n in [c.name, *c.aliases]}), None)
 
 
 def _characters(e: Event) -> list[str]:
@@ -275,5 +363,93 @@ def build_story_server(state: HubState) -> MCPServer:
     async def previous_event(id: Annotated[str, Field(min_length=1)]) -> NeighbourOut:
         """The event before this one in its story (null at the start)."""
         return await neighbour(id, -1)
+
+    @server.tool()
+    @tool_errors
+    async def story_outline(story: Story) -> StoryOutlineOut:
+        """A story as the narrative pipeline read it: parts, characters + aliases, plot points + evidence."""
+        events = await story_events(story)
+        parts: list[PartOut] = []
+        title = story
+        for _, e in events:
+            if not e.type.endswith(".fragment"):
+                continue
+            title = e.data.get("extra", {}).get("story_title", title) if title == story else title
+            name = e.data.get("part") or e.data.get("chapter") or title
+            if not parts or parts[-1].title != name:
+                parts.append(PartOut(title=name, scenes=[]))
+            parts[-1].scenes.append(e.data.get("scene") or str(len(parts[-1].scenes) + 1))
+        points = [_point(e) for _, e in events if e.type.endswith(".plot_point")]
+        return StoryOutlineOut(
+            story=story, title=title, parts=parts, characters=_cast(events), plot_points=points
+        )
+
+    @server.tool()
+    @tool_errors
+    async def character_journey(
+        story: Story, character: Annotated[str, Field(min_length=1, description="Any name they go by")]
+    ) -> JourneyOut:
+        """One character's journey: what they did, in story order, found by any of their names."""
+        events = await story_events(story)
+        who = _named(_cast(events), character)
+        if who is None:
+            raise NotFound(f"no character {character!r} in story {story!r} (story_outline lists them)")
+        points = [
+            _point(e)
+            for _, e in events
+            if e.type.endswith(".plot_point")
+            and (e.data.get("actor") == who.name or who.name in str(e.data.get("actor") or "").split(" and "))
+        ]
+        return JourneyOut(story=story, character=who, plot_points=points)
+
+    @server.tool()
+    @tool_errors
+    async def around_plot_point(
+        id: Annotated[str, Field(min_length=1, description="A plot point's event id")],
+        before: Annotated[int, Field(ge=0, le=50)] = 3,
+        after: Annotated[int, Field(ge=0, le=50)] = 3,
+    ) -> AroundOut:
+        """What happened just before and just after a plot point, in story order."""
+        ix = await state.fresh()
+        _, _, me = await ix.get(state.caller().identity, id)
+        story = me.data.get("story") if isinstance(me.data, dict) else None
+        if not me.type.endswith(".plot_point") or not isinstance(story, str):
+            raise NotFound(f"event {id!r} is not a plot point of a story")
+        points = [e for _, e in await story_events(story) if e.type.endswith(".plot_point")]
+        ids = [e.id for e in points]
+        if id not in ids:
+            raise NotFound(f"plot point {id!r} was revised: ask about its newest revision")
+        i = ids.index(id)
+        return AroundOut(
+            story=story,
+            plot_point=_point(points[i]),
+            before=[_point(e) for e in points[max(0, i - before) : i]],
+            after=[_point(e) for e in points[i + 1 : i + 1 + after]],
+        )
+
+    @server.tool()
+    @tool_errors
+    async def scene_text(
+        story: Story, scene: Annotated[str, Field(min_length=1, description="The scene number (data.scene)")]
+    ) -> SceneTextOut:
+        """A scene's text with the characters in it and every name they go by."""
+        events = await story_events(story)
+        frag = next(
+            (e for _, e in events if e.type.endswith(".fragment") and e.data.get("scene") == scene), None
+        )
+        if frag is None:
+            raise NotFound(f"no scene {scene!r} in story {story!r} (story_outline lists the scenes)")
+        cast = _cast(events)
+        present = []
+        for name in frag.data.get("characters") or []:
+            present.append(_named(cast, name) or CharacterOut(name=name, aliases=[]))
+        return SceneTextOut(
+            story=story,
+            scene=scene,
+            title=frag.data["title"],
+            part=frag.data.get("part") or frag.data.get("chapter"),
+            text=frag.data.get("text", ""),
+            characters=present,
+        )
 
     return server
