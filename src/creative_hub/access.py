@@ -16,8 +16,14 @@ topic                       read                            write
 ``peer.<id>.audit``         ``<id>`` only                   the hub
 ``archive.<t>``,            as ``<t>`` (grants: not)        the hub
 ``deadletter.<t>``
+``agents.*``                the hub, agent principals       signed-in principals
 ``system.*``                the hub                         the hub
 ==========================  ==============================  ===============================
+
+``agents.*`` are work queues (tasks, results, bids, notes): their inputs may
+hold anything a caller sent, so people do not read them; a person gets a
+task's result from the face that submitted it (the A2A gateway acting for
+them, an orchestrator).
 
 "Signed in" means the principal was authenticated by a token.  A trusted hub
 (the Python API used directly, sources, migrations) is the hub itself.
@@ -123,10 +129,11 @@ class Identity:
     #: the grants in force (a live view kept by the hub); None: no grant counts
     grants: GrantView | None = field(default=None, compare=False, repr=False)
     via: str | None = field(default=None, compare=False)  #: the face asking (http, mcp), for the audit
+    agent: bool = field(default=False, compare=False)  #: a registered agent principal (signed in)
 
     def without_grants(self) -> Identity:
         """The same principal with no grant counting (e.g. for aggregates nobody audits)."""
-        return Identity(self.principal, self.authenticated, self.trusted, None, self.via)
+        return Identity(self.principal, self.authenticated, self.trusted, None, self.via, self.agent)
 
 
 def _unwrap(topic: str) -> str:
@@ -179,6 +186,8 @@ def read_scope(who: Identity, topic: str, at: datetime | None = None) -> Scope |
     inner = _unwrap(topic)
     if inner.startswith("system."):
         return None
+    if inner.startswith("agents."):
+        return ALL if who.authenticated and who.agent else None
     stream = stream_of(topic)
     if stream == "audit":
         return ALL if _own(who, topic) else None
@@ -247,6 +256,8 @@ def check_write(who: Identity, topic: str, event_type: str) -> None:
     if topic.startswith(("system.", "archive.", "deadletter.")):
         raise AccessDenied(f"{topic!r} is written by the hub only")
     owner, stream = peer_of(topic), stream_of(topic)
+    if topic.startswith("agents.") and not who.authenticated:
+        raise AccessDenied(f"writing to {topic!r} needs a token (sign in as a principal)")
     if owner is None:
         return  # the shared hub: anyone, attributed to themselves
     if stream == "audit":

@@ -111,11 +111,18 @@ def principal_list(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
 
 
 @principal_app.command("token")
-def principal_token(name: Annotated[str, typer.Argument()], log: LogOpt = DEFAULT_LOG) -> None:
+def principal_token(
+    name: Annotated[str, typer.Argument()],
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="When it stops working: 12h, 30d, 1w or an ISO time; default never."),
+    ] = None,
+    log: LogOpt = DEFAULT_LOG,
+) -> None:
     """Issue another token for a principal (shown once)."""
 
     async def main(hub: Hub) -> None:
-        print(await hub.registry.issue_token(name))
+        print(await hub.registry.issue_token(name, expires=expires))
 
     _run(_with_hub(log, None, main, trusted=True))
 

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from .access import Identity, can_list, can_read, can_read_event, check_read, check_write, needs_grant
+from .derived import ReadLog, check_inputs, confine, confined_copy
 from .errors import AccessDenied, HubError, NotFound, PayloadTooLarge, ValidationError
 from .event import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -186,6 +187,7 @@ class HubSubscription:
         async for d in self.inner:
             hd = await self._decode(d)
             if hd is not None and (not self.gated or await self._admit([hd])):
+                self.hub._handed([hd.event])
                 yield hd
 
     async def next(self, timeout: float | None = None) -> HubDelivery:
@@ -194,6 +196,7 @@ class HubSubscription:
             d = await self.inner.next(timeout)
             hd = await self._decode(d)
             if hd is not None and (not self.gated or await self._admit([hd])):
+                self.hub._handed([hd.event])
                 return hd
 
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[HubDelivery]:
@@ -216,6 +219,7 @@ class HubSubscription:
             if out and self.gated:
                 out = await self._admit(out)
             if out:
+                self.hub._handed([hd.event for hd in out])
                 return out
 
     async def _check(self) -> None:
@@ -306,7 +310,19 @@ class Hub:
     def identity(self) -> Identity:
         # Grants count for signed-in principals only; the view is shared, and kept fresh by reads.
         grants = self.grants if self.authenticated and not self.trusted else None
-        return Identity(self.principal, self.authenticated, self.trusted, grants, self.via)
+        return Identity(self.principal, self.authenticated, self.trusted, grants, self.via, self._is_agent())
+
+    def _is_agent(self) -> bool:
+        """A signed-in agent principal (work queues are theirs; the hub checks their ``inputs``)."""
+        if self.trusted or not self.authenticated or self._registry is None:
+            return False
+        p = self._registry.principals.get(self.principal)
+        return p is not None and p.kind == "agent"
+
+    @property
+    def reads(self) -> ReadLog:
+        """What this process handed to each principal lately (``derived.check_inputs``)."""
+        return self.grants.reads
 
     @property
     def grants(self) -> GrantBook:
@@ -400,32 +416,63 @@ class Hub:
         return route(event), event, Entry(event.id, event.partitionkey, body, dg, event.creator)
 
     async def publish(
-        self, events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]]
+        self,
+        events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]],
+        *,
+        topic: str | None = None,
     ) -> list[Receipt]:
         """Validate every event, then append them; a bad one means none is appended.
 
-        Events go to their topics in the given order.  Publishing the same id
+        Events go to their topics in the given order (``topic``: all to that
+        one instead, e.g. an agent's output queue).  Publishing the same id
         again (a retry) stores nothing and returns the original position.
+        A ``private`` event goes to a drafts stream or nowhere.  What a
+        principal made from drafts read through a grant is stored private to
+        their owner, or refused (``creative_hub.derived``).
         """
         items = [events] if isinstance(events, (Event, Mapping)) else list(events)
         prepared: list[tuple[str, Event, Entry]] = []
         stamp = now()  # one publish, one time
         for i, item in enumerate(items):
             try:
-                prepared.append(self.prepare(item, stamp))
+                routed, event, entry = self.prepare(item, stamp)
+                target = routed if topic is None else topic
+                if event.visibility == PRIVATE and not target.endswith(".drafts"):
+                    raise ValidationError(
+                        "visibility",
+                        f"'private' would be stored in {target!r}, which others read: "
+                        "private work goes to your drafts ('hub' set to you, or POST /v1/peers/<you>/drafts)",
+                    )
+                prepared.append((target, event, entry))
             except ValidationError as e:
                 raise (e.at(i) if len(items) > 1 else e) from None
         by_topic: dict[str, list[int]] = {}
         who = self.identity
-        for i, (topic, event, _) in enumerate(prepared):
-            check_write(who, topic, event.type)
-            by_topic.setdefault(topic, []).append(i)
+        for i, (target, event, _) in enumerate(prepared):
+            check_write(who, target, event.type)
+            if not who.trusted:
+                prepared[i] = await self._confined(target, event, prepared[i], stamp)
+            by_topic.setdefault(prepared[i][0], []).append(i)
         receipts: list[Receipt | None] = [None] * len(prepared)
         for topic, indexes in by_topic.items():
             appended = await self.log.append(topic, [prepared[i][2] for i in indexes])
             for i, a in zip(indexes, appended, strict=True):
                 receipts[i] = Receipt(prepared[i][1].id, topic, a.position, a.duplicate)
         return [r for r in receipts if r is not None]
+
+    async def _confined(
+        self, target: str, event: Event, item: tuple[str, Event, Entry], stamp: datetime
+    ) -> tuple[str, Event, Entry]:
+        """``item`` as it may be stored: checked inputs (agents); moved to the owner's
+        drafts when made from drafts read through a grant (``derived.confine``)."""
+        if self.identity.agent and event.inputs:
+            await check_inputs(self, event)
+        owner = await confine(self, event)
+        drafts = f"peer.{owner}.drafts"
+        if owner is None or (target == drafts and event.hub == owner and event.visibility == PRIVATE):
+            return item
+        _, moved, entry = self.prepare(confined_copy(event, owner), stamp)
+        return drafts, moved, entry
 
     async def dead_letter(self, record: Record, reason: str, *, group: str | None = None) -> Receipt:
         """Keep an unusable record in ``deadletter.<topic>``, with the reason."""
@@ -476,12 +523,15 @@ class Hub:
                 yield stored
             return
         check_read(self.identity, topic)
+        agent = self.identity.agent
         async for r in self.log.read(topic, after=after, since=since, limit=limit, follow=follow):
             try:
                 event = decode_event(r.body)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 logger.warning("skipping %s@%s: not a valid event (%s)", topic, r.position, e)
                 continue
+            if agent:
+                self.reads.add(self.principal, (event.id,))
             yield StoredEvent(topic, r.position, r.time_ms, event)
 
     async def _scan(
@@ -522,6 +572,7 @@ class Hub:
                 left -= 1
             if len(batch) >= size or left == 0:
                 await grants.record_reads(who, topic, [s.event for s in batch], "replay")
+                self._handed([s.event for s in batch])
                 for s in batch:
                     yield s
                 batch = []
@@ -529,8 +580,14 @@ class Hub:
                     return
         if batch:
             await grants.record_reads(self.identity, topic, [s.event for s in batch], "replay")
+            self._handed([s.event for s in batch])
             for s in batch:
                 yield s
+
+    def _handed(self, events: Sequence[Event]) -> None:
+        """Remember what an agent principal was handed (its ``inputs`` are checked against it)."""
+        if self.identity.agent:
+            self.reads.add(self.principal, (e.id for e in events))
 
     async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
         """The event with ``event_id`` (in ``topic``, or in any peer or shared topic
@@ -556,6 +613,7 @@ class Hub:
                 if not can_read_event(who, name, stored.event.subject):
                     break  # not theirs to see: "not found", like any other
                 await self.grants.record_reads(who, name, [stored.event], "get")
+                self._handed([stored.event])
                 return stored
         raise NotFound(f"no event {event_id!r}")
 

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from os import PathLike
 from typing import TypeVar
 
+from .files import private_file
+
 __all__ = ["EffectLedger"]
 
 T = TypeVar("T")
@@ -37,6 +39,7 @@ class EffectLedger:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = path
+        private_file(path)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")

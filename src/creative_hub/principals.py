@@ -6,7 +6,9 @@ same principals, and a revocation reaches every process on its next
 authentication (each ``authenticate`` first reads what is new).
 
 * **Tokens** are shown once, at creation: ``chub_<token id>_<secret>``.  The
-  registry stores only ``sha256(secret)`` and compares in constant time.
+  registry stores only ``sha256(secret)`` and compares in constant time.  A
+  token may have an expiry (``issue_token(p, expires="30d")``), checked
+  against the clock at each authentication.
 * **Keys**: one Ed25519 key pair per principal.  The public key is in the
   registry (anyone can verify); the private key stays in a local keystore
   directory (files readable by the owner only), never in the log.
@@ -24,6 +26,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +67,7 @@ class _RegistryRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     public_key: str | None = None  # raw Ed25519 public key, base64
     token_id: str | None = None
     token_hash: str | None = None  # sha256 of the secret part, hex
+    expires: float | None = None  # epoch seconds the token stops working; None: never
 
 
 @dataclass(slots=True)
@@ -82,6 +86,7 @@ class _Token:
     principal: str
     hash: str
     revoked: bool = False
+    expires: float | None = None  #: epoch seconds
 
 
 def check_principal_id(value: str) -> str:
@@ -190,7 +195,7 @@ class Registry:
                 rec.principal, rec.kind or "person", rec.name or rec.principal, rec.public_key or "", rec.time
             )
         elif rec.action == "token" and p is not None and rec.token_id and rec.token_hash:
-            self._tokens[rec.token_id] = _Token(rec.principal, rec.token_hash)
+            self._tokens[rec.token_id] = _Token(rec.principal, rec.token_hash, expires=rec.expires)
             p.tokens += 1
         elif rec.action == "revoke-token" and rec.token_id in self._tokens:
             tok = self._tokens[rec.token_id]
@@ -231,8 +236,20 @@ class Registry:
         )
         return self.principals[principal]
 
-    async def issue_token(self, principal: str) -> str:
-        """A new API token for ``principal``; the only time it is shown."""
+    async def issue_token(
+        self, principal: str, *, expires: str | datetime | timedelta | None = None
+    ) -> str:
+        """A new API token for ``principal``; the only time it is shown.  ``expires``:
+        ``30d``, ``12h``, an aware datetime or a timedelta; None: it works until revoked."""
+        ends: float | None = None
+        if expires is not None:
+            from .grants import parse_expires  # grants imports this module
+
+            at = datetime.now().astimezone()
+            when = parse_expires(expires, at)
+            if when <= at:
+                raise ValidationError("expires", f"{when.isoformat()} is not in the future")
+            ends = when.timestamp()
         await self.refresh()
         p = self.principals.get(principal)
         if p is None or p.revoked:
@@ -248,6 +265,7 @@ class Registry:
                 time=time.time(),
                 token_id=token_id,
                 token_hash=_hash(secret),
+                expires=ends,
             )
         )
         return f"chub_{token_id}_{secret}"
@@ -286,6 +304,9 @@ class Registry:
         ok = hmac.compare_digest(expected, _hash(m.group(2) if m else ""))
         if tok is None or not ok or tok.revoked or self.principals[tok.principal].revoked:
             raise AccessDenied("invalid or revoked token")
+        if tok.expires is not None and time.time() >= tok.expires:
+            hint = f"creative-hub principal token {tok.principal}"
+            raise AccessDenied(f"token expired (issue a new one: {hint})")
         return tok.principal
 
     async def add_remote(

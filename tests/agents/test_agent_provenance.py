@@ -58,6 +58,7 @@ async def test_reads_through_the_context_are_inputs_and_a_handler_cannot_claim_a
     (earlier,) = await sqlite_hub.publish(fragment(0))
     other = {"type": "creative.narrative.fragment", "id": f"elsewhere-{uid}", "data": fragment(9)["data"]}
     await sqlite_hub.publish(other)
+    await sqlite_hub.publish({**other, "id": f"named-{uid}"})
 
     async def summarise(ctx: AgentContext, event: Event) -> list[Any]:
         await ctx.get(earlier.id)  # fetched: an input
@@ -67,7 +68,7 @@ async def test_reads_through_the_context_are_inputs_and_a_handler_cannot_claim_a
             "data": {"on": event.id, "text": "one"},
             "model": "gpt-5",  # not the handler's to say
             "modelprovider": "openai",
-            "inputs": "named-by-handler",
+            "inputs": f"named-{uid}",  # named by the handler: kept (the hub checks it is readable)
         }
         second = Event(type="creative.feedback.comment", data={"on": event.id, "text": "two"}, model="x")
         return [first, second]
@@ -90,7 +91,7 @@ async def test_reads_through_the_context_are_inputs_and_a_handler_cannot_claim_a
         assert (out.modelprovider, out.model) == ("offline", "summary-2")
         assert out.confighash == config_hash(spec, None)
     handled = trigger[1].id
-    assert first.input_ids == [handled, earlier.id, f"elsewhere-{uid}", "named-by-handler"]
+    assert first.input_ids == [handled, earlier.id, f"elsewhere-{uid}", f"named-{uid}"]
     assert second.input_ids == [handled, earlier.id, f"elsewhere-{uid}"]
 
 

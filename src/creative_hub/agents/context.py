@@ -49,6 +49,8 @@ class AgentContext:
         self.usage: list[Usage] = []  #: LLM calls made while handling (accounted in what it publishes)
         self.provenance = provenance or Provenance.of(spec, llm)
         self.inputs: list[str] = [self.event.id]  #: events read while handling (the ``inputs`` attribute)
+        #: the principal this handling works for (an A2A caller): ``get`` reads only what they may read too
+        self.on_behalf_of: str | None = None
         self._runner = runner
         self._published = 0
         self._effects = 0
@@ -83,8 +85,12 @@ class AgentContext:
             return True
 
     async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
-        """An event the agent may read (``hub.get``), counted as an input of what it publishes next."""
+        """An event the agent may read (``hub.get``) -- and, working for someone
+        (``on_behalf_of``), that they may read too -- counted as an input of what it publishes next."""
         stored = await self.hub.get(event_id, topic)
+        if self.on_behalf_of is not None:
+            # NotFound, like any event the caller may not see: their rights bound this task.
+            await self.hub.acting(self.on_behalf_of, authenticated=True).get(stored.event.id, stored.topic)
         self.used(stored.event.id)
         return stored
 

@@ -55,7 +55,6 @@ from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..access import check_write
 from ..errors import HubError, IdConflict, ValidationError
 from ..event import Event
 from ..hub import Hub, HubDelivery, HubSubscription, Receipt
@@ -187,13 +186,8 @@ class AgentRunner:
     async def publish(self, hub: Hub, item: Event | Mapping[str, Any], topic: str | None) -> Receipt:
         """Append one stamped event to ``topic`` (or its routed topic), idempotently."""
         try:
-            if topic is None:
-                (receipt,) = await hub.publish(item)
-            else:
-                routed, event, entry = hub.prepare(item)
-                check_write(hub.identity, topic, event.type)
-                (a,) = await hub.log.append(topic, [entry])
-                receipt = Receipt(event.id, topic, a.position, a.duplicate)
+            # Through hub.publish either way: it confines work made from granted drafts.
+            (receipt,) = await hub.publish(item, topic=topic)
         except IdConflict as e:
             # A re-run (after a crash) produced other content for an id it had
             # already published: the first version stands.

@@ -40,6 +40,7 @@ import msgspec
 
 from ..access import Identity, can_read
 from ..event import Event, encode_event
+from ..files import private_file
 
 __all__ = ["Doc", "IndexStore", "default_index_path", "to_doc"]
 
@@ -301,6 +302,7 @@ class IndexStore:
         self._topics: list[str] | None = None  # cache of distinct topics, reset on write
 
     def _connect(self) -> sqlite3.Connection:
+        private_file(self.path)  # it holds draft text: the user's alone (and so the WAL)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         # The index can always be rebuilt from the log: durability is the log's job.

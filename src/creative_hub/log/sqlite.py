@@ -67,6 +67,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import EngineUnavailable, IdConflict, LogClosed, NotFound, PositionGone, ValidationError
+from ..files import private_file
 from ._sqlite_group import BOOT, SQLiteSubscription
 from ._sqlite_writer import Job, Writer
 from .base import (
@@ -260,6 +261,8 @@ class SQLiteLog:
     # -- connections -------------------------------------------------------
     def _connect(self, *, write: bool) -> sqlite3.Connection:
         try:
+            if write:
+                private_file(self.path)  # draft text: the user's alone (and so the WAL)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             if write:

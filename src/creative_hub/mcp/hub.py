@@ -416,13 +416,22 @@ def build_hub_server(state: HubState) -> MCPServer:
         subject: str | None = None,
         causationid: str | None = None,
         correlationid: str | None = None,
+        visibility: Annotated[
+            str | None,
+            Field(description="public (default); 'private' is refused: drafts are written with peer tools"),
+        ] = None,
     ) -> PublishOut:
         """Publish one event to the shared hub as yourself (needs a token)."""
         hub = state.caller()
         if not hub.authenticated:
             raise ToolError("publishing needs a token: set CREATIVE_HUB_TOKEN (stdio) or send a bearer token")
         item: dict[str, Any] = {"type": type, "data": data}
-        for k, v in (("subject", subject), ("causationid", causationid), ("correlationid", correlationid)):
+        for k, v in (
+            ("subject", subject),
+            ("causationid", causationid),
+            ("correlationid", correlationid),
+            ("visibility", visibility),
+        ):
             if v is not None:
                 item[k] = v
         (r,) = await hub.publish(item)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from ..access import check_read
+from ..access import ANONYMOUS, Identity, can_list, check_read
 from ..bindings import HTTP_PREFIX, is_binary, to_structured
 from ..errors import NotFound, ValidationError
 from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
@@ -194,7 +194,7 @@ async def publish(request: Request, hub: HubDep) -> Any:
     receipts = await hub.publish(items)
     published = request.app.state.metrics.published
     for r in receipts:
-        if not r.duplicate:
+        if not r.duplicate and can_list(Identity(ANONYMOUS), r.topic):  # /metrics is open: public only
             published.labels(r.topic).inc()
     return [receipt_out(r) for r in receipts]
 

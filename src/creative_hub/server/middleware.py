@@ -6,7 +6,10 @@ stream, which costs a Server-Sent Events stream a hop per event.
 
 In order, for each HTTP request:
 
-1. a token in the query string is refused (400): query strings end up in logs;
+1. a token in the query string is refused (400): query strings end up in logs --
+   any parameter named like one (``token``, ``access_token``, ``api_key``, any
+   case) and any value that looks like one (``chub_...``, ``Bearer ...``), percent-
+   encoded or not; so are two ``Authorization`` headers (which one would count?);
 2. a body over ``max_body`` is refused (413) before any route runs -- at once
    when ``Content-Length`` says so, or as soon as a chunked body passes the
    limit (it is buffered up to the limit, never further);
@@ -27,9 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from ..access import ANONYMOUS
 from ..errors import AccessDenied
@@ -48,6 +53,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_TOKEN_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization", "bearer"})
+_TOKEN_LIKE = re.compile(r"chub_[0-9a-f]|\bbearer\s+[\w.~+/=-]{16,}", re.IGNORECASE)
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # answer without a token and without a bucket
 MAX_BUCKETS = 10_000  # keys remembered before full (idle) buckets are forgotten
 
@@ -103,6 +110,16 @@ class TokenBuckets:
                 del self._buckets[key]
 
 
+def token_in_query(query: bytes) -> bool:
+    """True if a query string carries something that looks like a credential."""
+    if not query:
+        return False
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name.strip().lower() in _TOKEN_NAMES or _TOKEN_LIKE.search(value) or _TOKEN_LIKE.search(name):
+            return True
+    return False
+
+
 class _TooLarge(Exception):
     pass
 
@@ -144,9 +161,13 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         query: bytes = scope.get("query_string", b"")
-        if any(p.split(b"=", 1)[0] in (b"token", b"access_token") for p in query.split(b"&")):
-            detail = "send it as 'Authorization: Bearer <token>'"
+        if token_in_query(query):
+            detail = "send it as 'Authorization: Bearer <token>', never in the URL"
             await problem(400, "Token in the query string", detail)(scope, receive, send)
+            return
+        if sum(k.lower() == b"authorization" for k, _ in scope["headers"]) > 1:
+            detail = "send one Authorization header"
+            await problem(400, "Two Authorization headers", detail)(scope, receive, send)
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_body:
@@ -175,9 +196,9 @@ class Guard:
                 return
             try:
                 principal = await self.hub.registry.authenticate(token.strip())
-            except AccessDenied:
+            except AccessDenied as e:  # invalid, revoked or expired (told only to the holder)
                 self._failed(address)
-                await problem(401, "Unauthorized", "invalid or revoked token")(scope, receive, send)
+                await problem(401, "Unauthorized", str(e))(scope, receive, send)
                 return
             acting = self.hub.acting(principal, authenticated=True, via="http")
             bucket_key = "t:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]

@@ -1,4 +1,11 @@
-"""Operations endpoints: liveness, readiness, Prometheus metrics (no token needed)."""
+"""Operations endpoints: liveness, readiness, Prometheus metrics (no token needed).
+
+Metrics are open to any scraper, so they name only what anyone may read:
+per-topic series (lag, pending, gaps, dead letters, published counts) exist
+for topics an anonymous reader may list, never for drafts, audit streams,
+agent work queues or system topics -- not even under another name, since a
+count alone tells that someone is drafting.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ..access import ANONYMOUS, Identity, can_list
 from ..errors import HubError
 from ..hub import Hub
 from .app import hub_for
@@ -65,14 +73,17 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, published events (rate with ``rate()``), SSE clients, sent
     and dropped, rate-limited requests, and per consumer group lag, pending, events skipped by
-    retention and gaps, dead letters."""
+    retention and gaps, dead letters -- for public topics only."""
     m = request.app.state.metrics
     hub: Hub = request.app.state.hub
     try:
         stats = await asyncio.wait_for(hub.stats(), request.app.state.settings.ready_timeout)
     except (TimeoutError, HubError):
         stats = []  # the counters still answer when the log does not
+    public = Identity(ANONYMOUS)
     for info, lags in stats:
+        if not can_list(public, info.name):
+            continue  # a private topic: its name, size and groups are nobody's business here
         for g in lags:
             m.lag.labels(info.name, g.group).set(g.lag)
             m.pending.labels(info.name, g.group).set(g.pending)
