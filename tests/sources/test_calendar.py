@@ -192,14 +192,18 @@ async def test_recurrence_expansion_is_capped_and_says_so(hub: Hub, stored, tmp_
         _ics(
             "UID:never\r\nSUMMARY:Never\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30",
             "UID:many\r\nSUMMARY:Many\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY;COUNT=100000",
+            "UID:rare\r\nSUMMARY:Leap days\r\nDTSTART;VALUE=DATE:20240229\r\nRRULE:FREQ=YEARLY;INTERVAL=1000",
         )
     )
     s = await ingest(hub, CalendarSource([ics]))
-    assert (s.ingested, s.skipped) == (2, [])
-    never, many = (e.data["extra"] for e in await stored("creative.ceremony"))
+    assert (s.ingested, s.skipped) == (3, [])
+    never, many, rare = (e.data["extra"] for e in await stored("creative.ceremony"))
     assert never["occurrences"] == ["2024-01-01T10:00:00+00:00"]  # DTSTART is always one
     assert never["occurrences_capped"] == (
-        "expanded only up to 2024-03-24T18:00:00+00:00 (2000 periods of FREQ=HOURLY)"
+        "expansion stopped after 300000 steps with 0 occurrences (a rule that matches rarely or never)"
     )
     assert len(many["occurrences"]) == 100
     assert many["occurrences_capped"] == "listed the first 100 occurrences"
+    # Every thousandth year: the time window (2000 periods) ends before 100 are found.
+    assert rare["occurrences"][:2] == ["2024-02-29", "3024-02-29"] and len(rare["occurrences"]) == 8
+    assert rare["occurrences_capped"].startswith("expanded only up to ")

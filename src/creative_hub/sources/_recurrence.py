@@ -9,9 +9,9 @@ listed as dates).
 
 The work is bounded, since one short hostile RRULE (``FREQ=HOURLY;BYMONTH=2;
 BYMONTHDAY=30`` never matches) would otherwise walk to the year 9999:
-dateutil spends ~0.1-0.2 ms per period of the rule's FREQ (measured here), so
-expansion stops after ``MAX_PERIODS`` periods (the time window) or
-``MAX_OCCURRENCES`` occurrences (the count), and says which cap it hit.
+expansion stops after ``MAX_PERIODS`` periods of the rule's FREQ (the time
+window), ``MAX_OCCURRENCES`` occurrences (the count) or ``MAX_STEPS`` lines
+of dateutil (the work: ``_take``), and says which cap it hit.
 
     got = expand(date(2024, 1, 1), ev.get("RRULE"), rdates, exdates)
     got.occurrences   # [date(2024, 1, 1), ...]
@@ -20,22 +20,27 @@ expansion stops after ``MAX_PERIODS`` periods (the time window) or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from itertools import islice
+from types import FrameType
 from typing import Any
 
 try:
+    import dateutil.rrule
     import icalendar
     from dateutil.rrule import rrulestr
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The calendar sources need: pip install "creative-hub[sources]"') from e
 
-__all__ = ["MAX_OCCURRENCES", "MAX_PERIODS", "Expansion", "expand"]
+__all__ = ["MAX_OCCURRENCES", "MAX_PERIODS", "MAX_STEPS", "Expansion", "expand"]
+
+_RRULE_ITER = dateutil.rrule.rrule._iter.__code__  # the generator whose lines count against MAX_STEPS
 
 MAX_OCCURRENCES = 100  # occurrences listed per event
-MAX_PERIODS = 2000  # periods of the rule's FREQ examined: ~0.3 s of CPU at worst
+MAX_PERIODS = 2000  # periods of the rule's FREQ examined (the time window)
+MAX_STEPS = 300_000  # lines of dateutil's rrule module run per event (the work bound)
 _PERIOD = {
     "YEARLY": timedelta(days=366),
     "MONTHLY": timedelta(days=31),
@@ -141,8 +146,13 @@ def _rule(base: datetime, rrule: Any, want: int) -> tuple[set[datetime], bool, s
     text = rest.to_ical().decode()  # type: ignore[no-untyped-call]
     rule = rrulestr(text, dtstart=base).replace(until=bound)
     take = want if count is None else min(count, want)
-    got = list(islice(rule, take))
+    got, out_of_steps = _take(rule, take)
     more = len(got) == want and (count is None or count > want)
+    if out_of_steps:
+        return set(got), False, (
+            f"expansion stopped after {MAX_STEPS} steps with {len(got)} occurrences "
+            "(a rule that matches rarely or never)"
+        )
     # Fewer than asked although the rule goes on: the window ended first.
     window = len(got) < take and (count is not None or until is None or until > horizon)
     capped = (
@@ -152,3 +162,51 @@ def _rule(base: datetime, rrule: Any, want: int) -> tuple[set[datetime], bool, s
         else None
     )
     return set(got), more, capped
+
+
+class _OutOfSteps(Exception):
+    pass
+
+
+def _take(rule: Iterable[datetime], n: int) -> tuple[list[datetime], bool]:
+    """Up to ``n`` occurrences, and whether the step budget ran out first.
+
+    dateutil has no budget of its own, and between two occurrences its inner
+    loops (a SECONDLY rule skipping minutes, BYSETPOS over a year of times)
+    can run for seconds without yielding (fuzzing found 15 s for one rule
+    inside the period window).  So the lines run in dateutil's rrule module
+    are counted (those of this rule's generator, where those loops are), with a
+    trace function on that frame only, and the expansion
+    stops at MAX_STEPS: a bound in work, not in wall-clock time, so the same
+    rule always gives the same list.  The caller's own tracer (a debugger,
+    coverage) is put back afterwards."""
+    got: list[datetime] = []
+    steps = 0
+
+    def local(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal steps
+        if event == "line":
+            steps += 1
+            if steps > MAX_STEPS:
+                raise _OutOfSteps
+        return local
+
+    def calls(frame: FrameType, event: str, arg: Any) -> Any:
+        # Only this rule's own generator: a VTIMEZONE's zone (dateutil's tzical) runs rrules
+        # of its own on every comparison, and those are not this rule's work.
+        if frame.f_code is _RRULE_ITER and frame.f_locals.get("self") is rule:
+            return local
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        for when in rule:
+            got.append(when)
+            if len(got) >= n:
+                break
+    except _OutOfSteps:
+        return got, True
+    finally:
+        sys.settrace(previous)
+    return got, False

@@ -232,6 +232,9 @@ def parse_ceremonies(
     except (ValueError, yaml.YAMLError) as e:
         yield ItemError(where, f"not valid {'JSON' if where.endswith('.json') else 'YAML'}: {e}")
         return
+    except RecursionError:  # a flow collection nested thousands deep
+        yield ItemError(where, "nested too deeply to be a ceremony file")
+        return
     if isinstance(doc, dict) and "ceremonies" in doc:
         doc = doc["ceremonies"]
     items = doc if isinstance(doc, list) else [doc]

@@ -40,6 +40,9 @@ def parse_response(raw: bytes, where: str, principals: Principals | None = None)
     except (ValueError, UnicodeDecodeError) as e:
         yield ItemError(where, f"not valid JSON: {e}")
         return
+    except RecursionError:  # "[[[[..." twenty thousand deep: no response is shaped like that
+        yield ItemError(where, "not valid JSON: nested too deeply")
+        return
     if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
         yield ItemError(where, "not a CrossRef response (no 'message' object)")
         return
