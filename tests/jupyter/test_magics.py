@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from _hubproc import HubProcess
-from creative_hub.jupyter.display import EventTable, LineageView, lineage_svg
+from creative_hub.jupyter.display import EventTable, LineageView, OutlineView, lineage_svg, outline_of
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
@@ -201,3 +201,33 @@ def test_displays_escape_what_came_from_the_hub() -> None:
         "application/json",
         "image/svg+xml",
     }
+
+
+def test_outline_from_events_newest_revisions_in_story_order() -> None:
+    def ev(id_: str, kind: str, data: dict[str, Any], supersedes: str | None = None) -> dict[str, Any]:
+        e = {"id": id_, "type": f"creative.narrative.{kind}", "data": {"story": "s", **data}}
+        return {**e, "supersedes": supersedes} if supersedes else e
+
+    events = [
+        ev("f2", "fragment", {"title": "Night", "text": "dark", "order": 1, "part": "One"}),
+        ev("f1", "fragment", {"title": "Arrival", "text": "old", "order": 0, "part": "One",
+                              "extra": {"story_title": "The Lighthouse"}}),
+        ev("f1b", "fragment", {"title": "Arrival", "text": "new <b>", "order": 0, "part": "One",
+                               "extra": {"story_title": "The Lighthouse"}}, supersedes="f1"),
+        ev("f3", "fragment", {"title": "Storm", "text": "wind", "order": 2, "part": "Two"}),
+        ev("a1", "character_arc", {"character": "Mara", "aliases": ["the girl"]}),
+        ev("p2", "plot_point", {"summary": "Mara lit the lamp", "order": 1, "actor": "Mara"}),
+        ev("p1", "plot_point", {"summary": "Mara climbed", "order": 0, "actor": "Mara"}),
+        {"id": "x", "type": "creative.narrative.fragment", "data": {"story": "other", "title": "no"}},
+    ]  # fmt: skip
+    o = outline_of("s", events)
+    assert o["title"] == "The Lighthouse"
+    assert [(p["title"], [sc["title"] for sc in p["scenes"]]) for p in o["parts"]] == [
+        ("One", ["Arrival", "Night"]),
+        ("Two", ["Storm"]),
+    ]
+    assert o["parts"][0]["scenes"][0]["text"] == "new <b>"  # the newest revision only
+    assert o["characters"] == [{"name": "Mara", "aliases": ["the girl"]}]
+    assert [p["summary"] for p in o["plot_points"]] == ["Mara climbed", "Mara lit the lamp"]
+    html = OutlineView(o)._repr_html_()
+    assert "new &lt;b&gt;" in html and "the girl" in html and "Mara lit the lamp" in html

@@ -219,10 +219,12 @@ async def test_invalid_notebook_is_one_clear_error_and_stores_nothing(hub: Hub, 
     bad["cells"][0]["execution_count"] = "five"  # the schema wants an integer or null
     (tmp_path / "bad.ipynb").write_text(json.dumps(bad))
     (tmp_path / "junk.ipynb").write_text("{not json")
+    (tmp_path / "deep.ipynb").write_text('{"nbformat": 4, "cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
     summary = await run(hub, tmp_path)
     assert summary.ingested == 2
     reasons = {Path(e.ref).name: e.reason for e in summary.skipped}
-    assert set(reasons) == {"bad.ipynb", "junk.ipynb"}
+    assert set(reasons) == {"bad.ipynb", "junk.ipynb", "deep.ipynb"}
+    assert "nested deeper" in reasons["deep.ipynb"]
     assert "fails nbformat validation" in reasons["bad.ipynb"] and "execution_count" in reasons["bad.ipynb"]
     assert reasons["junk.ipynb"].startswith("not JSON")
     assert len(await notebook_events(hub)) == 2

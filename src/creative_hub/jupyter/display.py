@@ -9,7 +9,7 @@ came from the hub is HTML-escaped: an event's text is someone else's input.
     ReceiptView(receipt)         # where a publish went
     EventTable(stored_events)    # a tail
     LineageView(lineage_dict)    # the lineage tree as an SVG graph
-    OutlineView(title, fragments)  # a story's parts, scenes and fragments
+    OutlineView(outline_of(story, events))  # parts and scenes, characters, plot points
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-__all__ = ["EventTable", "EventView", "LineageView", "OutlineView", "ReceiptView", "lineage_svg"]
+__all__ = [
+    "EventTable",
+    "EventView",
+    "LineageView",
+    "OutlineView",
+    "ReceiptView",
+    "lineage_svg",
+    "outline_of",
+]
 
 MAX_DATA_CHARS = 20_000  # of an event's data shown in a view
 _STYLE = (
@@ -325,56 +333,87 @@ class LineageView(_View):
 
 
 # -- outlines ------------------------------------------------------------------
+def outline_of(story: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A story's outline from its narrative events, in the shape ``creative-hub story show``
+    gives (``creative_hub.narrative.cli.from_hub``): title, parts with their scenes,
+    characters with aliases, plot points -- newest revision of each, in story order."""
+    mine = [e for e in events if (e.get("data") or {}).get("story") == story]
+    superseded = {e.get("supersedes") for e in mine}
+    latest = [e for e in mine if e.get("id") not in superseded]
+
+    def kind(k: str) -> list[dict[str, Any]]:
+        found = [e["data"] for e in latest if e.get("type") == f"creative.narrative.{k}"]
+        return sorted(found, key=lambda d: (d.get("order") is None, d.get("order") or 0))
+
+    frags = kind("fragment")
+    title = next(
+        (f["extra"]["story_title"] for f in frags if (f.get("extra") or {}).get("story_title")), story
+    )
+    parts: list[dict[str, Any]] = []
+    for f in frags:
+        name = f.get("part") or f.get("chapter") or title
+        if not parts or parts[-1]["title"] != name:
+            parts.append({"title": name, "scenes": []})
+        parts[-1]["scenes"].append(
+            {"title": f.get("title"), "scene": f.get("scene"), "characters": f.get("characters", []),
+             "text": str(f.get("text", ""))[:300]}
+        )  # fmt: skip
+    return {
+        "story": story,
+        "title": title,
+        "parts": parts,
+        "characters": [
+            {"name": a["character"], "aliases": a.get("aliases", [])} for a in kind("character_arc")
+        ],
+        "plot_points": kind("plot_point"),
+    }
+
+
 class OutlineView(_View):
-    """A story as the log holds it: parts, scenes and the fragments in order.
+    """A story's outline (``outline_of``): parts and scenes, characters, plot points."""
 
-    ``fragments`` are the data of ``creative.narrative.fragment`` events (the
-    newest revision of each), with ``order``, ``part`` (or ``chapter``) and ``scene``.
-    """
-
-    def __init__(self, story: str, fragments: list[dict[str, Any]], title: str | None = None) -> None:
-        self.story = story
-        self.title = title or story
-        self.fragments = sorted(fragments, key=lambda f: (f.get("order") is None, f.get("order") or 0))
-
-    def _tree(self) -> list[tuple[str | None, list[tuple[str | None, list[dict[str, Any]]]]]]:
-        parts: list[tuple[str | None, list[tuple[str | None, list[dict[str, Any]]]]]] = []
-        for f in self.fragments:
-            part, scene = f.get("part") or f.get("chapter"), f.get("scene")
-            if not parts or parts[-1][0] != part:
-                parts.append((part, []))
-            scenes = parts[-1][1]
-            if not scenes or scenes[-1][0] != scene:
-                scenes.append((scene, []))
-            scenes[-1][1].append(f)
-        return parts
+    def __init__(self, outline: dict[str, Any]) -> None:
+        self.outline = outline
 
     def text(self) -> str:
-        lines = [self.title]
-        for part, scenes in self._tree():
-            if part:
-                lines.append(f"  {part}")
-            for scene, frags in scenes:
-                if scene:
-                    lines.append(f"    {scene}")
-                lines.extend(f"      - {f.get('title')}" for f in frags)
+        o = self.outline
+        lines = [str(o["title"])]
+        for part in o["parts"]:
+            lines.append(f"  {part['title']}")
+            lines.extend(f"    - {sc['title']}" for sc in part["scenes"])
+        if o["characters"]:
+            lines.append("  characters: " + ", ".join(c["name"] for c in o["characters"]))
+        lines.extend(f"  {p.get('order', 0) + 1}. {p.get('summary', '')}" for p in o["plot_points"])
         return "\n".join(lines)
 
     def html(self) -> str:
-        out = [f'{_STYLE}<div class="chub outline"><b>{_e(self.title)}</b> '
-               f'<span class="muted">{len(self.fragments)} fragments</span><ol>']  # fmt: skip
-        for part, scenes in self._tree():
-            out.append(f"<li>{_e(part or '(no part)')}<ol>")
-            for scene, frags in scenes:
-                items = "".join(
-                    f"<li>{_e(f.get('title'))} <span class='muted'>{_e(_cut(str(f.get('text', '')), 80))}"
-                    "</span></li>"
-                    for f in frags
-                )
-                out.append(f"<li>{_e(scene or '(no scene)')}<ul>{items}</ul></li>")
-            out.append("</ol></li>")
-        out.append("</ol></div>")
+        o = self.outline
+        n = sum(len(p["scenes"]) for p in o["parts"])
+        out = [f'{_STYLE}<div class="chub outline"><b>{_e(o["title"])}</b> '
+               f'<span class="muted">{len(o["parts"])} parts · {n} scenes</span><ol>']  # fmt: skip
+        for part in o["parts"]:
+            items = "".join(
+                f"<li>{_e(sc['title'])} <span class='muted'>{_e(_cut(str(sc.get('text', '')), 80))}</span>"
+                "</li>"
+                for sc in part["scenes"]
+            )
+            out.append(f"<li>{_e(part['title'])}<ul>{items}</ul></li>")
+        out.append("</ol>")
+        if o["characters"]:
+            chars = "".join(
+                f"<tr><td>{_e(c['name'])}</td><td>{_e(', '.join(c.get('aliases', [])))}</td></tr>"
+                for c in o["characters"]
+            )
+            out.append(f"<table><tr><th>character</th><th>also called</th></tr>{chars}</table>")
+        if o["plot_points"]:
+            rows = "".join(
+                f"<tr><td>{(p.get('order') or 0) + 1}</td><td>{_e(p.get('actor'))}</td>"
+                f"<td>{_e(p.get('summary'))}</td></tr>"
+                for p in o["plot_points"]
+            )
+            out.append(f"<table><tr><th>#</th><th>who</th><th>what</th></tr>{rows}</table>")
+        out.append("</div>")
         return "".join(out)
 
     def json(self) -> Any:
-        return {"story": self.story, "title": self.title, "fragments": self.fragments}
+        return self.outline

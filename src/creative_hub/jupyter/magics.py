@@ -36,7 +36,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .client import DEFAULT_URL, HubClient, HubHTTPError
-from .display import EventTable, EventView, LineageView, OutlineView, ReceiptView
+from .display import EventTable, EventView, LineageView, OutlineView, ReceiptView, outline_of
 
 __all__ = ["HubMagics"]
 
@@ -189,21 +189,10 @@ class HubMagics(Magics):
         return LineageView(self._client().lineage(event_id))
 
     def _outline(self, args: argparse.Namespace, cell: str | None) -> OutlineView:
-        stored = self._client().events("creative.narrative")
-        frags = [
-            s["event"]
-            for s in stored
-            if s["event"].get("type") == "creative.narrative.fragment"
-            and (s["event"].get("data") or {}).get("story") == args.story
-        ]
-        superseded = {e.get("supersedes") for e in frags}
-        latest = [e for e in frags if e.get("id") not in superseded]
-        if not latest:
-            raise UsageError(f"no fragments of story {args.story!r} in creative.narrative")
-        title = next(
-            (e["data"].get("extra", {}).get("story_title") for e in latest if e["data"].get("extra")), None
-        )
-        return OutlineView(args.story, [e["data"] for e in latest], title)
+        outline = outline_of(args.story, [s["event"] for s in self._client().events("creative.narrative")])
+        if not outline["parts"] and not outline["plot_points"]:
+            raise UsageError(f"no story {args.story!r} in creative.narrative")
+        return OutlineView(outline)
 
     def _record(self, args: argparse.Namespace, cell: str | None) -> Any:
         events = self._shell.events

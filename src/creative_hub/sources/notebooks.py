@@ -255,6 +255,8 @@ def read_notebook(raw: bytes) -> tuple[Any, bool]:
         obj = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise NotebookError(f"not JSON: {e}") from None
+    except RecursionError:
+        raise NotebookError("not a notebook: JSON nested deeper than Python can read") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("nbformat"), int):
         raise NotebookError("no nbformat version (not a Jupyter notebook)")
     own_ids = obj["nbformat"] > 4 or (obj["nbformat"] == 4 and int(obj.get("nbformat_minor") or 0) >= 5)
@@ -362,7 +364,8 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
                 extra["links"] = links
             if c.get("attachments"):  # pasted images: named and sized, never stored
                 extra["attachments"] = {
-                    name: {m: _size(m, v) for m, v in (a or {}).items()} for name, a in c.attachments.items()
+                    name[:200]: {m[:100]: _size(m, v) for m, v in (a or {}).items()}
+                    for name, a in list(c.attachments.items())[:MAX_OUTPUTS]
                 }
             data = Fragment(
                 story=story,
