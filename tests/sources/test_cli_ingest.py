@@ -79,3 +79,14 @@ def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     r = run(tmp_path / "hub.db", "mail")
     assert r.returncode == 2
+
+
+def test_an_ingest_where_every_item_failed_exits_6(tmp_path: Path) -> None:
+    # The arXiv API answers a bad id with 200 and an Atom feed holding one "Error" entry
+    # (the response the arXiv API manual shows for id_list=1234.12345v1234).
+    error_feed = Path(__file__).parent / "data" / "arxiv_api_error.xml"
+    r = run(tmp_path / "hub.db", "arxiv", "--file", str(error_feed))
+    assert r.returncode == 6, r.stderr
+    assert "arxiv: 0 ingested, 0 already there, 1 skipped" in r.stdout
+    assert "arXiv API error: incorrect id format for 1234.12345v1234" in r.stderr
+    assert "nothing ingested, every item failed" in r.stderr
