@@ -220,3 +220,37 @@ def test_a_hub_that_hangs_never_holds_up_the_next_commit(
             assert status(repo)["commits"] == 2
     finally:
         listener.close()
+
+
+def test_a_pull_publishes_our_merge_not_other_peoples_commits(hub: HubProcess, tmp_path: Path) -> None:
+    """post-merge: bob's commits pulled into alice's clone stay bob's (not published as alice);
+    alice's merge commit goes out; `ingest git` then adds only bob's work."""
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    sh(upstream, "git", "init", "-q", "-b", "main")
+    sh(upstream, "git", "config", "user.email", "bob@example.org")
+    sh(upstream, "git", "config", "user.name", "Bob")
+    commit(upstream, 1)
+    mine = tmp_path / "mine"
+    sh(tmp_path, "git", "clone", "-q", str(upstream), str(mine))
+    sh(mine, "git", "config", "user.email", "alice@example.org")
+    sh(mine, "git", "config", "user.name", "Alice")
+    sh(mine, "git", "config", "pull.rebase", "false")
+    token = hub.tokens["alice"]
+    assert creative_hub(mine, "hooks", "install", "--url", hub.url, "--token", token).returncode == 0
+    own, _ = commit(mine, 2)
+    theirs, _ = commit(upstream, 3)
+    sh(mine, "git", "pull", "-q", "--no-edit", "origin", "main")
+    merge = sh(mine, "git", "rev-parse", "HEAD").strip()
+    assert merge not in (own, theirs)
+    with hub.client("alice") as c:
+        assert arrives(c, commit_id(merge)) is not None  # our merge commit, by post-merge
+        assert c.get(f"/v1/events/{commit_id(own)}").status_code == 200
+        for sha in (theirs, sh(upstream, "git", "rev-parse", "HEAD~1").strip()):
+            assert c.get(f"/v1/events/{commit_id(sha)}").status_code == 404  # bob's, not ours to sign
+    assert "left 1 commits by other committers" in (mine / ".git" / "creative-hub" / "hooks.log").read_text()
+    mapping = ["--map", "alice@example.org=alice", "--map", "bob@example.org=bob", "--as", "alice"]
+    r = creative_hub(mine, "ingest", "git", str(mine), "--log", hub.log_url, *mapping)
+    assert r.returncode == 0, r.stderr
+    # bob's two commits are new; our commit, our merge and main pointing at it were there
+    assert "git: 2 ingested, 3 already there, 0 skipped" in r.stdout, r.stdout + r.stderr

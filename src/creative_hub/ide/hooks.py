@@ -9,7 +9,9 @@ runs ``python -m creative_hub.ide.hooks HOOK``, which:
    rewritten commits git names on stdin after an amend or a rebase), builds
    the events exactly as ``creative-hub ingest git`` does (same ids, same
    content: a later ``ingest git`` adds nothing) and the event of the branch
-   moved, and appends them to a local spool (``.git/creative-hub/spool.jsonl``);
+   moved, and appends them to a local spool (``.git/creative-hub/spool.jsonl``).
+   Only the repository user's own commits (``user.email``): a pull's commits
+   by others are theirs to publish;
 2. starts a detached ``flush`` that sends the spool to the hub's HTTP API
    (as the principal of the token) and returns at once, so the commit never
    waits for the network.  A hub that cannot be reached leaves the events in
@@ -224,23 +226,49 @@ def new_commits(repo: Path, hook: str, args: list[str], stdin: str) -> list[str]
     return [git(repo, "rev-parse", "HEAD").strip()]
 
 
+def _me(repo: Path) -> str | None:
+    r = subprocess.run(
+        ["git", "-C", str(repo), "config", "user.email"], capture_output=True, text=True, check=False
+    )
+    return r.stdout.strip().lower() or None
+
+
+def _committed_by(event: Event, me: str | None) -> bool:
+    person = getattr(event.data, "committer", None)
+    email = (getattr(person, "email", None) or "").lower()
+    return me is None or email == me
+
+
 def commit_events(repo: Path, shas: list[str]) -> list[Event]:
-    """The events ``ingest git`` gives these commits, and the current branch as it points now."""
+    """The events ``ingest git`` gives these commits, and the current branch as it points now.
+
+    Only commits this repository's user committed (``user.email``) go out: the hub
+    publishes as the token's principal, and a pull brings other people's commits,
+    which are theirs to publish (or ``ingest git``'s, with a map of who is who).
+    """
     src = GitSource(repo, principals=Principals())
     name = repo_name(repo)
     web = src._web_base(name)
+    me = _me(repo)
     out = git(repo, "log", "--no-walk=unsorted", "--no-renames", "--numstat", f"--format={_FORMAT}", *shas)
     events: list[Event] = []
+    others = 0
     for record in out.split("\x1e")[1:]:
         item = src._commit(record, name, web)
         if isinstance(item, ItemError):
             log(repo, f"skipped {item}")
-        else:
+        elif _committed_by(item, me):
             events.append(item)
+        else:
+            others += 1
+    if others:
+        log(repo, f"left {others} commits by other committers to their own hooks or `ingest git`")
     head = subprocess.run(
         ["git", "-C", str(repo), "symbolic-ref", "-q", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    if head.startswith("refs/heads/"):
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    mine = any(getattr(e.data, "sha", None) == tip for e in events)
+    if head.startswith("refs/heads/") and mine:  # the branch moved to a commit of ours
         for ref in src._refs(name, set()):
             if isinstance(ref, Event) and getattr(ref.data, "ref", None) == head.removeprefix("refs/heads/"):
                 if getattr(ref.data, "ref_type", None) == "branch":
