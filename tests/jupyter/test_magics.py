@@ -141,6 +141,7 @@ def test_record_makes_private_drafts_only_the_owner_reads(
         new_code_cell("%hub record off"),
         new_code_cell("y = 'not recorded'"),
         new_code_cell("%hub draft -n 5"),
+        new_code_cell("%hub record publish"),
     ]
     nb = run_notebook(cells, hub, kernel_path, "alice", monkeypatch, tmp_path)
     assert "recording cells as private drafts of session:" in nb.cells[0].outputs[-1].text
@@ -166,7 +167,18 @@ def test_record_makes_private_drafts_only_the_owner_reads(
             assert shared.status_code == 404 or all(
                 s["event"]["id"] != drafts[0]["id"] for s in shared.json()["events"]
             )
-    # the owner publishes the session later
+    # the owner publishes the session: every recorded cell, once, in order
+    assert "published 2 recorded cells" in nb.cells[6].outputs[0].text
+    with hub.client("bob") as c:
+        public = [
+            s["event"]
+            for s in c.get("/v1/topics/peer.alice.published/events").json()["events"]
+            if s["event"].get("subject") == drafts[0]["subject"]
+        ]
+    assert [(p["data"]["source"], p["causationid"]) for p in public] == [
+        (d["data"]["source"], d["id"]) for d in drafts
+    ]
+    # or one draft at a time, from another kernel
     nb2 = run_notebook(
         [new_code_cell(f"%load_ext creative_hub.jupyter\n%hub publish-draft {drafts[0]['id']}")],
         hub,

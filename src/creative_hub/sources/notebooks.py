@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..errors import NotFound
+from ..errors import NotFound, ValidationError
 from ..event import Event, derive_id
 from ..hub import Hub
 from ..schemas import Cell, Fragment, Output
@@ -472,6 +472,12 @@ class NotebookSource:
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """Per notebook, its cells in order; a notebook that cannot be used is one ItemError."""
+        try:
+            import nbformat  # noqa: F401
+        except ImportError:
+            raise ValidationError(
+                "notebook", "reading notebooks needs nbformat: pip install 'creative-hub[jupyter]'"
+            ) from None
         for path in self._files():
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
