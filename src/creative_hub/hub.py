@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -148,6 +148,7 @@ class HubSubscription:
         self.group: str = inner.group
         self.gated = needs_grant(hub.identity, self.topic)  # someone else's drafts: grants decide
         self.dead_letters = 0
+        self._iterating = False
 
     @property
     def on_gap(self) -> Callable[[Gap], object] | None:
@@ -179,16 +180,21 @@ class HubSubscription:
     ) -> None:
         await self.inner.__aexit__(exc_type, exc, tb)
 
-    def __aiter__(self) -> AsyncIterator[HubDelivery]:
-        return self._iterate()
+    def __aiter__(self) -> HubSubscription:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[HubDelivery]:
-        await self._check()
-        async for d in self.inner:
+    async def __anext__(self) -> HubDelivery:
+        # A coroutine, not an async generator: a loop cancelled while it holds a
+        # delivery leaves no generator suspended for the garbage collector to close.
+        if not self._iterating:
+            await self._check()
+            self._iterating = True
+        while True:
+            d = await self.inner.__anext__()  # StopAsyncIteration once the subscription is closed
             hd = await self._decode(d)
             if hd is not None and (not self.gated or await self._admit([hd])):
                 self.hub._handed([hd.event])
-                yield hd
+                return hd
 
     async def next(self, timeout: float | None = None) -> HubDelivery:
         await self._check()
@@ -510,7 +516,7 @@ class Hub:
         since: float | None = None,
         limit: int | None = None,
         follow: bool = False,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Events of ``topic`` in log order (history; with ``follow``, then live).
 
         Someone else's drafts, read through grants, come filtered event by event

@@ -284,7 +284,11 @@ class _AgentWorker:
 
     async def _pump(self, sub: HubSubscription) -> None:
         async for d in sub:
-            await self.queue.put(d)
+            try:
+                await self.queue.put(d)
+            except asyncio.CancelledError:
+                await _release(d)  # taken from the group, never queued: hand it back now
+                raise
 
     async def _dispatch(self) -> None:
         while True:

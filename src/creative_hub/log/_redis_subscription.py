@@ -31,14 +31,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from enum import Enum
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import EngineUnavailable, HubError, LogClosed, LogError
 from . import _redis_scripts as lua
 from ._retry import Backoff
-from .base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
+from ._subscription import SubscribeArgs, SubscriptionBase, SubState
+from .base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .redis import RedisLog
@@ -61,12 +60,6 @@ HEARTBEAT_MIN = 0.05  # seconds
 SWEEP_MAX = 5.0  # seconds between sweeps for overdue deliveries at most
 CLAIM_ALL = 0  # CLAIM's count meaning "every pending entry" (taking a partition over)
 FETCH_AHEAD_MIN = 64  # records a fetch must bring for the next one to be sent ahead
-
-
-class _State(Enum):
-    NEW = "new"  # made, not joined
-    OPEN = "open"  # a member of the group
-    CLOSED = "closed"  # left the group
 
 
 class _RedisDelivery(Delivery):
@@ -122,7 +115,7 @@ class _RedisDelivery(Delivery):
         if not self._done:
             self._done = True
             sub = self._sub
-            if sub._state is _State.OPEN:
+            if sub.state is SubState.OPEN:
                 # Inlined (this runs once per record): forget it, queue the XACK.
                 sub._outstanding.pop(self._sid, None)
                 acks = sub._acks.get(self._part)
@@ -140,32 +133,19 @@ class _RedisDelivery(Delivery):
             self._sub._nacked(self, delay)
 
 
-class RedisSubscription(GapReporter):
+class RedisSubscription(SubscriptionBase):
     """A member of consumer group ``group`` on ``topic``."""
 
-    def __init__(
-        self,
-        log: RedisLog,
-        topic: str,
-        group: str,
-        consumer: str,
-        ack_timeout: float,
-        start: Start,
-        batch: int,
-    ) -> None:
-        self.topic = topic
-        self.group = group
-        self.consumer = consumer
-        self.ack_timeout = ack_timeout
-        self.start = start
-        self.batch = batch
+    ENGINE = "Redis"
+
+    def __init__(self, log: RedisLog, args: SubscribeArgs, consumer: str) -> None:
+        self._init_subscription(args, consumer)
+        ack_timeout = self.ack_timeout
         self._log = log
-        self._init_gaps()
-        self._gkey = log.group_key(topic, group)
+        self._gkey = log.group_key(self.topic, self.group)
         self._ttl_ms = max(1, int(ack_timeout * 1000))  # lease and membership lifetime
         self._heartbeat = min(HEARTBEAT_MAX, max(HEARTBEAT_MIN, ack_timeout / 3))
         self._sweep_every = min(SWEEP_MAX, max(HEARTBEAT_MIN, ack_timeout / 4))
-        self._state = _State.NEW
         self._streams: list[str] = []
         self._index: dict[bytes, int] = {}  # stream key -> partition
         self._owned: set[int] = set()  # partitions leased to us
@@ -189,26 +169,13 @@ class RedisSubscription(GapReporter):
         # A blocking read must answer well within the socket timeout.
         self._max_block = min(MAX_BLOCK, log.options.socket_timeout / 2)
 
-    def __repr__(self) -> str:
-        state = self._state.value
-        return f"<RedisSubscription {self.topic} group={self.group} consumer={self.consumer} {state}>"
-
     # -- lifecycle ---------------------------------------------------------
-    async def __aenter__(self) -> RedisSubscription:
-        async with self._lock:
-            if self._state is _State.NEW:
-                await self._join()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def _join(self) -> None:
+        async with self._lock:
+            if self.state is SubState.NEW:
+                await self._join_locked()
+
+    async def _join_locked(self) -> None:
         log = self._log
         start_id = "0" if self.start is Start.EARLIEST else "$"
         parts = int(
@@ -224,22 +191,22 @@ class RedisSubscription(GapReporter):
         )
         self._streams = [log.stream(self.topic, p) for p in range(parts)]
         self._index = {s.encode(): p for p, s in enumerate(self._streams)}
-        self._state = _State.OPEN
+        self.state = SubState.OPEN
         log._subs.add(self)
         self._renewer = asyncio.create_task(self._renew_loop(), name=f"renew {self!r}")
         await self._rebalance()
         self._sweep_at = time.monotonic() + self._sweep_every
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Leave the group: send pending acks, release the partitions at once.
 
         Un-acked deliveries stay pending under this consumer; whoever takes the
         partition next claims them.  Safe to call twice.
         """
-        if self._state is _State.CLOSED:
+        if self.state is SubState.CLOSED:
             return
-        was_open = self._state is _State.OPEN
-        self._state = _State.CLOSED
+        was_open = self.state is SubState.OPEN
+        self.state = SubState.CLOSED
         self._log._subs.discard(self)
         if self._renewer is not None:
             self._renewer.cancel()
@@ -265,11 +232,8 @@ class RedisSubscription(GapReporter):
             logger.warning("%r could not leave cleanly: %s", self, e)
 
     # -- iteration ---------------------------------------------------------
-    def __aiter__(self) -> RedisSubscription:
-        return self
-
     async def __anext__(self) -> Delivery:
-        if self._queue and self._state is _State.OPEN:  # the fast path of next(), inlined
+        if self._queue and self.state is SubState.OPEN:  # the fast path of next(), inlined
             d = self._queue.popleft()
             d._at = _monotonic()
             self._outstanding[d._sid] = d
@@ -277,13 +241,13 @@ class RedisSubscription(GapReporter):
                 self._fetch_ahead()
                 await asyncio.sleep(0)  # let it send the request now
             return d
-        if self._state is _State.CLOSED:
+        if self.state is SubState.CLOSED:
             raise StopAsyncIteration
         return await self._next_slow(None)
 
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
-        if self._queue and self._state is _State.OPEN:
+        if self._queue and self.state is SubState.OPEN:
             d = self._queue.popleft()
             d._at = _monotonic()
             self._outstanding[d._sid] = d
@@ -296,7 +260,7 @@ class RedisSubscription(GapReporter):
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
         """At least one delivery (waiting up to ``timeout``), then up to ``max`` already fetched."""
         queue = self._queue
-        if queue and self._state is _State.OPEN:
+        if queue and self.state is SubState.OPEN:
             out: list[Delivery] = []
         else:
             out = [await self._next_slow(timeout)]
@@ -318,7 +282,7 @@ class RedisSubscription(GapReporter):
         """Ack them all: the XACKs (one per partition) go out with the next round trip."""
         mine, others = unsettled(self, deliveries)
         if mine:
-            if self._state is _State.OPEN:
+            if self.state is SubState.OPEN:
                 self._queue_acks(mine)
             else:
                 await self._ack_closed(mine)
@@ -341,7 +305,7 @@ class RedisSubscription(GapReporter):
             await self._ack_now(d)
 
     async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
-        if self._state is _State.OPEN:
+        if self.state is SubState.OPEN:
             self._queue_acks(deliveries)
         else:
             await self._ack_closed(deliveries)
@@ -364,7 +328,7 @@ class RedisSubscription(GapReporter):
         never races a rebalance; it does no housekeeping and never blocks:
         when any is due, or nothing comes, next() does the usual.
         """
-        if self._state is _State.OPEN and not self._lock.locked():
+        if self.state is SubState.OPEN and not self._lock.locked():
             self._ahead = asyncio.create_task(self._run_ahead(), name=f"fetch ahead {self!r}")
 
     async def _run_ahead(self) -> None:
@@ -373,7 +337,7 @@ class RedisSubscription(GapReporter):
                 now = _monotonic()
                 due = min(self._rebalance_at, self._sweep_at, self._nacks[0][0] if self._nacks else now + 1)
                 readable = sorted(self._owned & self._wanted)
-                if self._state is _State.OPEN and now < due and readable:
+                if self.state is SubState.OPEN and now < due and readable:
                     await self._fetch(readable, 0.0)
         except HubError as e:  # next() retries (and reports) when it needs records
             logger.debug("%r: fetching ahead failed: %s", self, e)
@@ -383,12 +347,12 @@ class RedisSubscription(GapReporter):
     async def _next_slow(self, timeout: float | None) -> Delivery:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         async with self._lock:
-            if self._state is _State.NEW:
-                await self._join()
+            if self.state is SubState.NEW:
+                await self._join_locked()
             tried = False
             failures = 0
             while True:
-                if self._state is not _State.OPEN:
+                if self.state is not SubState.OPEN:
                     raise LogClosed(f"subscription {self.group!r} on {self.topic!r}")
                 if self._queue:
                     return self._hand_out(self._queue.popleft())
@@ -594,7 +558,7 @@ class RedisSubscription(GapReporter):
 
     def _nacked(self, d: _RedisDelivery, delay: float) -> None:
         self._outstanding.pop(d._sid, None)
-        if self._state is _State.OPEN:
+        if self.state is SubState.OPEN:
             due = time.monotonic() + max(delay, 0.0)
             heapq.heappush(self._nacks, (due, d._sid, d._part, d.delivery_count))
         # After close() it stays pending: the partition's next owner claims it.
@@ -649,16 +613,16 @@ class RedisSubscription(GapReporter):
         while a delivery is held past the ack timeout: the member then lets
         its leases lapse, so that the group takes its partitions over.
         """
-        while self._state is _State.OPEN:
+        while self.state is SubState.OPEN:
             await asyncio.sleep(self._heartbeat)
-            if self._state is not _State.OPEN or self._lock.locked():
+            if self.state is not SubState.OPEN or self._lock.locked():
                 continue
             oldest = next(iter(self._outstanding.values()), None)
             if oldest is not None and time.monotonic() - oldest._at > self.ack_timeout:
                 continue
             try:
                 async with self._lock:
-                    if self._state is _State.OPEN:
+                    if self.state is SubState.OPEN:
                         await self._rebalance()
             except HubError as e:
                 logger.warning("%r: rebalancing failed: %s", self, e)

@@ -22,16 +22,17 @@ import logging
 import math
 import sqlite3
 import time
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LogClosed
-from .base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
+from ._subscription import SubscribeArgs, SubscriptionBase, SubState
+from .base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteLog
@@ -84,64 +85,29 @@ class _Flight:
     generation: int
 
 
-class SQLiteSubscription(GapReporter):
+class SQLiteSubscription(SubscriptionBase):
     """A member of a consumer group on one topic of a SQLiteLog."""
 
-    def __init__(
-        self,
-        log: SQLiteLog,
-        topic: str,
-        group: str,
-        consumer: str,
-        ack_timeout: float,
-        start: Start,
-        batch: int,
-    ) -> None:
+    ENGINE = "SQLite"
+
+    def __init__(self, log: SQLiteLog, args: SubscribeArgs) -> None:
+        self._init_subscription(args, args.consumer or f"c-{uuid.uuid4().hex[:12]}")
         self.log = log
-        self.topic = topic
-        self.group = group
-        self.consumer = consumer
-        self.ack_timeout = ack_timeout
-        self.start = start
-        self.batch = batch
-        self.max_pending = max(4 * batch, 1024)
-        self._init_gaps()
+        self.max_pending = max(4 * self.batch, 1024)
         self._parts: dict[int, _Part] = {}
         self._buffer: deque[tuple[int, Delivery]] = deque()
         # Insertion-ordered, so the first entry is the oldest un-acked delivery.
         self._inflight: dict[int, _Flight] = {}
         self._nacks: list[tuple[float, int]] = []  # (due, seq) heap of nacked deliveries
         self._next_maintain = 0.0
-        self._joined = False
-        self._closed = False
         self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"<SQLite subscription {self.topic} group={self.group} consumer={self.consumer}>"
-
-    async def __aenter__(self) -> SQLiteSubscription:
-        await self._join()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Delivery]:
-        while True:
-            try:
-                yield await self.next()
-            except LogClosed:
-                return
 
     # -- membership ----------------------------------------------------------
     async def _join(self) -> None:
-        if self._joined:
+        if self.state is SubState.OPEN:
             return
+        if self.state is SubState.CLOSED:
+            raise LogClosed("subscription")
         self.log._check_open()
         self.log._subs.add(self)
         topic, group, start = self.topic, self.group, self.start
@@ -163,7 +129,7 @@ class SQLiteSubscription(GapReporter):
                 )
 
         await log._write(job)
-        self._joined = True
+        self.state = SubState.OPEN
         await self._maintain()
 
     async def _maintain(self) -> None:
@@ -287,14 +253,14 @@ class SQLiteSubscription(GapReporter):
 
     # -- delivery ------------------------------------------------------------
     async def next(self, timeout: float | None = None) -> Delivery:
-        if not self._joined:
+        if self.state is not SubState.OPEN:
             await self._join()
         async with self._lock:
             return await self._next_locked(timeout)
 
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
         """At least one delivery (waiting up to ``timeout``), then up to ``max`` ready now."""
-        if not self._joined:
+        if self.state is not SubState.OPEN:
             await self._join()
         async with self._lock:
             out = [await self._next_locked(timeout)]
@@ -333,7 +299,7 @@ class SQLiteSubscription(GapReporter):
     async def _next_locked(self, timeout: float | None) -> Delivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._closed or self.log._closed:
+            if self.state is SubState.CLOSED or self.log._closed:
                 raise LogClosed("subscription")
             now = time.monotonic()
             if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
@@ -508,12 +474,12 @@ class SQLiteSubscription(GapReporter):
             self._inflight[seq] = f
             self._buffer.append((part, self._delivery(seq, f)))
 
-    async def close(self) -> None:
-        if self._closed:
+    async def _close(self) -> None:
+        if self.state is SubState.CLOSED:
             return
-        self._closed = True
+        joined, self.state = self.state is SubState.OPEN, SubState.CLOSED
         self.log._subs.discard(self)
-        if not self._joined or self.log._writer is None or self.log._closed:
+        if not joined or self.log._writer is None or self.log._closed:
             return
         topic, group, me = self.topic, self.group, self.consumer
         parts = {p: (s.generation, s.committed, s.cursor) for p, s in self._parts.items()}

@@ -79,8 +79,7 @@ import os
 import secrets
 import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
@@ -105,8 +104,10 @@ from ..errors import (
     ValidationError,
 )
 from . import _redis_scripts as lua
+from ._guard import Guard
 from ._redis_subscription import RedisSubscription, command, make_record
 from ._retry import DEFAULT_RETRY_ATTEMPTS, Backoff, call_with_retry
+from ._subscription import check_subscribe
 from .base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -311,28 +312,32 @@ class RedisLog:
         return self._client
 
     # -- the one place redis errors become creative-hub errors ---------------
-    @contextmanager
-    def translate(self) -> Iterator[None]:
-        """Map redis-py's errors onto errors.py (EngineUnavailable names the redacted URL)."""
-        try:
-            yield
-        except HubError:
-            raise
-        except rx.AuthenticationError as e:
-            raise EngineUnavailable(self.url, f"authentication failed: {e}") from e
-        except (rx.ConnectionError, rx.TimeoutError, OSError) as e:
-            raise EngineUnavailable(self.url, _reason(e)) from e
-        except rx.NoPermissionError as e:
-            raise EngineUnavailable(self.url, f"refused by the server's ACL: {e}") from e
-        except (rx.ReadOnlyError, rx.OutOfMemoryError) as e:
-            raise EngineUnavailable(self.url, f"the server refused the write: {e}") from e
-        except rx.ResponseError as e:
+    def translate(self, what: str = "a redis call") -> Guard:
+        """``with self.translate():`` around redis-py calls (see ``log._guard``).
+
+        redis-py waits with Python 3.11's ``asyncio.wait_for``, which can drop
+        a cancellation; the guard raises it again.
+        """
+        return Guard(self._translate, what)
+
+    def _translate(self, e: Exception, what: str) -> Exception:
+        """Map a redis-py error onto errors.py (EngineUnavailable names the redacted URL)."""
+        if isinstance(e, rx.AuthenticationError):
+            return EngineUnavailable(self.url, f"authentication failed: {e}")
+        if isinstance(e, (rx.ConnectionError, rx.TimeoutError, OSError)):
+            return EngineUnavailable(self.url, _reason(e))
+        if isinstance(e, rx.NoPermissionError):
+            return EngineUnavailable(self.url, f"refused by the server's ACL: {e}")
+        if isinstance(e, (rx.ReadOnlyError, rx.OutOfMemoryError)):
+            return EngineUnavailable(self.url, f"the server refused the write: {e}")
+        if isinstance(e, rx.ResponseError):
             text = str(e)
             if text.startswith(("MISCONF", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN")):
-                raise EngineUnavailable(self.url, text) from e
-            raise LogError(f"log at {self.url}: redis said {text}") from e
-        except rx.RedisError as e:
-            raise LogError(f"log at {self.url}: {e}") from e
+                return EngineUnavailable(self.url, text)
+            return LogError(f"log at {self.url}: redis said {text}")
+        if isinstance(e, rx.RedisError):
+            return LogError(f"log at {self.url}: {e}")
+        return e  # not redis-py's: a bug to see as it is
 
     async def _retry(
         self,
@@ -450,16 +455,11 @@ class RedisLog:
         batch: int = DEFAULT_BATCH,
     ) -> RedisSubscription:
         """Join ``group`` on ``topic`` (see the module doc for how partitions are shared)."""
-        check_topic(topic)
-        if not group or not isinstance(group, str) or any(c.isspace() for c in group):
-            raise ValidationError("group", f"{group!r}: a consumer group name is required (no spaces)")
-        if ack_timeout <= 0:
-            raise ValidationError("ack_timeout", f"must be > 0 seconds, got {ack_timeout}")
-        if batch < 1:
-            raise ValidationError("batch", f"must be >= 1, got {batch}")
-        self._check_open()
+        args = check_subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
+        )
         name = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        return RedisSubscription(self, topic, group, name, ack_timeout, Start(start), batch)
+        return RedisSubscription(self, args, name)
 
     # -- topics, retention, lag --------------------------------------------
     async def topics(self) -> list[TopicInfo]:

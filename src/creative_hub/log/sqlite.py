@@ -56,7 +56,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,6 +69,7 @@ from ..errors import EngineUnavailable, IdConflict, LogClosed, NotFound, Positio
 from ..files import private_file
 from ._sqlite_group import BOOT, SQLiteSubscription
 from ._sqlite_writer import Job, Writer
+from ._subscription import check_subscribe
 from .base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -602,14 +602,10 @@ class SQLiteLog:
         start: Start = Start.EARLIEST,
         batch: int = DEFAULT_BATCH,
     ) -> SQLiteSubscription:
-        check_topic(topic)
-        if not group:
-            raise ValidationError("group", "a consumer group name is required")
-        if ack_timeout <= 0:
-            raise ValidationError("ack_timeout", f"must be > 0 seconds, got {ack_timeout}")
-        return SQLiteSubscription(
-            self, topic, group, consumer or f"c-{uuid.uuid4().hex[:12]}", ack_timeout, Start(start), batch
+        args = check_subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
         )
+        return SQLiteSubscription(self, args)
 
     # -- topics, retention, lag ---------------------------------------------
     def _info(self, conn: sqlite3.Connection, name: str, table: str, row: tuple[Any, ...]) -> TopicInfo:

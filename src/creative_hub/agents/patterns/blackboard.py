@@ -28,6 +28,7 @@ revision follows the head's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,9 +81,10 @@ class Blackboard:
 
     async def read(self) -> dict[str, Entry]:
         """The board now: the accepted head of every key."""
-        async for stored in self.hub.replay(self.topic, after=self._after):
-            self._after = stored.position
-            self._apply(stored.event)
+        async with contextlib.aclosing(self.hub.replay(self.topic, after=self._after)) as events:
+            async for stored in events:  # closed here even when cancelled
+                self._after = stored.position
+                self._apply(stored.event)
         return dict(self.heads)
 
     def _apply(self, event: Event) -> None:

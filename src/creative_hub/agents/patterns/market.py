@@ -24,6 +24,7 @@ that crashes and runs again stores nothing twice, and the winner's effect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -112,10 +113,11 @@ class Auctioneer:
     async def bids(self) -> dict[str, list[tuple[Bid, float]]]:
         """Every bid so far per task, with when it was stored (epoch seconds)."""
         out: dict[str, list[tuple[Bid, float]]] = {}
-        async for stored in self.hub.replay(self.topics.bids):
-            if stored.event.type == "creative.agents.bid":
-                bid = msgspec.convert(stored.event.data, Bid)
-                out.setdefault(bid.task, []).append((bid, stored.time_ms / 1000))
+        async with contextlib.aclosing(self.hub.replay(self.topics.bids)) as events:
+            async for stored in events:  # closed here even when cancelled
+                if stored.event.type == "creative.agents.bid":
+                    bid = msgspec.convert(stored.event.data, Bid)
+                    out.setdefault(bid.task, []).append((bid, stored.time_ms / 1000))
         return out
 
     async def award(self, task_ids: Iterable[str]) -> dict[str, Award]:

@@ -23,6 +23,7 @@ always ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -148,18 +149,23 @@ class Orchestrator:
         deadline = time.monotonic() + timeout
 
         async def collect() -> None:
-            async for stored in self.hub.replay(self.topics.results, follow=True):
-                if stored.event.type != "creative.agents.result":
-                    continue
-                r = msgspec.convert(stored.event.data, Result)
-                if r.task in want and r.task not in got:
-                    got[r.task] = r
-                    if len(got) == len(want):
-                        return
+            # aclosing: the follow-read is closed here, when collecting ends or is
+            # cancelled, not later by the garbage collector in a task of its own.
+            async with contextlib.aclosing(self.hub.replay(self.topics.results, follow=True)) as results:
+                async for stored in results:
+                    if stored.event.type != "creative.agents.result":
+                        continue
+                    r = msgspec.convert(stored.event.data, Result)
+                    if r.task in want and r.task not in got:
+                        got[r.task] = r
+                        if len(got) == len(want):
+                            return
 
         if want:
             try:
-                await asyncio.wait_for(collect(), max(0.0, deadline - time.monotonic()))
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await collect()
             except TimeoutError:
                 missing = sorted(want - set(got))
                 raise TimeoutError(f"job {self.job}: no result after {timeout}s for {missing}") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ except ImportError:  # pragma: no cover - older clients
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
 from .. import _malloc
+from .._subscription import check_subscribe
 from ..base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -410,14 +410,10 @@ class KafkaLog:
         batch: int = DEFAULT_BATCH,
     ) -> KafkaSubscription:
         """Join ``group`` on ``topic``; see ``subscription`` for how Kafka groups are used."""
-        check_topic(topic)
-        if not group:
-            raise ValidationError("group", "a consumer group name is required")
-        if ack_timeout <= 0:
-            raise ValidationError("ack_timeout", f"must be > 0 seconds, got {ack_timeout}")
-        return KafkaSubscription(
-            self, topic, group, consumer or f"c-{uuid.uuid4().hex[:12]}", ack_timeout, Start(start), batch
+        args = check_subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
         )
+        return KafkaSubscription(self, args)
 
     # -- topics, retention -------------------------------------------------------------
     def _hub_topics(self, names: Sequence[str]) -> list[str]:

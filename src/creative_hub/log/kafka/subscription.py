@@ -46,20 +46,22 @@ import math
 import queue
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
+from .._guard import wait_for
+from .._subscription import SubscribeArgs, SubscriptionBase, SubState
+from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 from .common import logger, message_record, position_format, retry
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import Sequence
 
     from .engine import KafkaLog
 
@@ -140,29 +142,16 @@ class _Part:
     gaps: int = 0  # gaps found on this partition (running total)
 
 
-class KafkaSubscription(GapReporter):
+class KafkaSubscription(SubscriptionBase):
     """A member of a consumer group on one topic of a KafkaLog; see the module docstring."""
 
-    def __init__(
-        self,
-        log: KafkaLog,
-        topic: str,
-        group: str,
-        consumer: str,
-        ack_timeout: float,
-        start: Start,
-        batch: int,
-    ) -> None:
+    ENGINE = "Kafka"
+
+    def __init__(self, log: KafkaLog, args: SubscribeArgs) -> None:
+        self._init_subscription(args, args.consumer or f"c-{uuid.uuid4().hex[:12]}")
         self.log = log
-        self.topic = topic
-        self.group = group
-        self._init_gaps()
-        self.consumer = consumer
-        self.ack_timeout = ack_timeout
-        self.start = start
-        self.batch = max(1, batch)
-        self.ktopic = log.ktopic(topic)
-        self.group_id = log.group_id(topic, group)
+        self.ktopic = log.ktopic(self.topic)
+        self.group_id = log.group_id(self.topic, self.group)
         self.max_pending = max(8 * self.batch, 4096)
         self._partitions = 1
         self._format: list[tuple[str, str]] | None = None  # how a delivery's position is spelled
@@ -186,34 +175,11 @@ class KafkaSubscription(GapReporter):
         self._stop = False
         self._revoking = 0  # revokes waiting for acks
         self._closing = False
-        self._closed = False
         self._error: BaseException | None = None
 
-    def __repr__(self) -> str:
-        return f"<Kafka subscription {self.topic} group={self.group} consumer={self.consumer}>"
-
     # -- lifecycle -----------------------------------------------------------------
-    async def __aenter__(self) -> KafkaSubscription:
-        await self._join()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Delivery]:
-        while not self._closed:
-            try:
-                yield await self.next()
-            except LogClosed:
-                return
-
     async def _join(self) -> None:
-        if self._closed:
+        if self.closed:
             raise LogClosed("subscription")
         if self._thread is not None:
             await self._wait_joined()
@@ -233,15 +199,16 @@ class KafkaSubscription(GapReporter):
         try:
             await asyncio.wrap_future(ready)
         except Exception as e:
-            self._closed = True
+            self.state = SubState.CLOSED
             self.log.subs.discard(self)
             raise self.log.fail(e, f"join group {self.group} on {self.topic}") from e
         await self._wait_joined()
+        self.state = SubState.OPEN
 
     async def _wait_joined(self) -> None:
         limit = self.log.options.timeout * 3
         try:
-            await asyncio.wait_for(self._joined.wait(), limit)
+            await wait_for(self._joined.wait(), limit)
         except TimeoutError:
             raise EngineUnavailable(
                 self.log.url, f"joining group {self.group} on {self.topic}: no assignment within {limit:g}s"
@@ -274,11 +241,11 @@ class KafkaSubscription(GapReporter):
         )
         return conf
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Leave the group: acked offsets are committed, un-acked deliveries go back to the group."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.state = SubState.CLOSED
         self._closing = True
         self.log.subs.discard(self)
         if self._commit_handle is not None:
@@ -562,7 +529,7 @@ class KafkaSubscription(GapReporter):
 
     def _take(self, most: int) -> list[Delivery]:
         """Due redeliveries first, then ready records, up to ``most`` handed out (maybe none)."""
-        if self._closed or self.log.closed:
+        if self.closed or self.log.closed:
             raise LogClosed("subscription")
         if self._error is not None:
             raise self.log.fail(self._error, f"consume {self.topic}")
@@ -681,7 +648,7 @@ class KafkaSubscription(GapReporter):
         return ck.TopicPartition(self.ktopic, part.partition, offset, metadata=meta)
 
     def _schedule_commit(self) -> None:
-        if self._commit_handle is None and self._loop is not None and not self._closed:
+        if self._commit_handle is None and self._loop is not None and not self.closed:
             self._commit_handle = self._loop.call_later(COMMIT_EVERY, self._commit)
 
     def _commit(self) -> None:
@@ -692,13 +659,13 @@ class KafkaSubscription(GapReporter):
 
     async def flush(self) -> None:
         """Commit acked offsets now and wait for the broker (used by ``lag``)."""
-        if self._thread is None or self._closed:
+        if self._thread is None or self.closed:
             return
         offsets = [tp for part in self._parts.values() if (tp := self._commit_of(part)) is not None]
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._commands.put((offsets, done))
         try:
-            await asyncio.wait_for(asyncio.wrap_future(done), self.log.options.timeout)
+            await wait_for(asyncio.wrap_future(done), self.log.options.timeout)
         except TimeoutError:
             logger.debug("%r: commit flush timed out", self)
 

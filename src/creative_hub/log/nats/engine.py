@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -37,7 +37,9 @@ from ...errors import (
     PositionGone,
     ValidationError,
 )
+from .._guard import Guard, wait_for
 from .._retry import Backoff, call_with_retry
+from .._subscription import check_subscribe
 from ..base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
@@ -365,16 +367,9 @@ class NatsLog:
             return EngineUnavailable(self.url, f"{what}: {type(e).__name__}: {e}")
         return EngineUnavailable(self.url, f"{what}: {type(e).__name__}: {e}")
 
-    @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (LogError, ValidationError, NotFound, PositionGone):
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            raise self._translate(e, what) from e
+    def _guard(self, what: str) -> Guard:
+        """``with self._guard(what):`` around nats-py calls (see ``log._guard``)."""
+        return Guard(self._translate, what)
 
     # -- requests on our own reply inbox ----------------------------------------
     async def _on_reply(self, msg: Msg) -> None:
@@ -391,11 +386,14 @@ class NatsLog:
 
     async def _answer(self, subject: str, fut: asyncio.Future[Msg]) -> Msg:
         try:
-            msg = await asyncio.wait_for(fut, self.options.timeout)
+            msg = await wait_for(fut, self.options.timeout)
         except TimeoutError:
             self._replies.pop(subject, None)
             if self._nc is not None and not self._nc.is_connected:
                 raise _Transient("not connected to nats-server (reconnecting)") from None
+            raise
+        except BaseException:  # cancelled: nobody waits for the answer any more
+            self._replies.pop(subject, None)
             raise
         if _status(msg) == "503":
             raise _Transient("no responders: JetStream or the stream is not available right now")
@@ -842,14 +840,10 @@ class NatsLog:
         """Join ``group`` on ``topic`` (see ``group.NatsSubscription``)."""
         from .group import NatsSubscription
 
-        check_topic(topic)
-        if not group:
-            raise ValidationError("group", "a consumer group name is required")
-        if ack_timeout <= 0:
-            raise ValidationError("ack_timeout", f"must be > 0 seconds, got {ack_timeout}")
-        if batch < 1:
-            raise ValidationError("batch", f"must be >= 1, got {batch}")
-        return NatsSubscription(self, topic, group, consumer, ack_timeout, Start(start), batch)
+        args = check_subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
+        )
+        return NatsSubscription(self, args)
 
     async def _consumers(self, t: _Topic) -> list[api.ConsumerInfo]:
         out: list[api.ConsumerInfo] = []

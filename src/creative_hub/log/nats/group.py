@@ -63,9 +63,8 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import nats.js.errors
@@ -74,7 +73,8 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api
 
 from ...errors import EngineUnavailable, LogClosed
-from ..base import DEFAULT_BATCH, Delivery, Gap, GapReporter, Record, Start, settle_others, unsettled
+from .._subscription import SubscribeArgs, SubscriptionBase, SubState
+from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 from .engine import _KV, ERR_WRONG_LAST_SEQUENCE, META_GROUP, _State, _status, _Topic, record_of
 from .names import LEASE_BUCKET, consumer_name, escape
 
@@ -125,28 +125,15 @@ class _Part:
     last_seen: int = 0  # newest stream seq received on this partition (or known delivered)
 
 
-class NatsSubscription(GapReporter):
+class NatsSubscription(SubscriptionBase):
     """A member of a consumer group on one topic of a NatsLog."""
 
-    def __init__(
-        self,
-        log: NatsLog,
-        topic: str,
-        group: str,
-        consumer: str | None,
-        ack_timeout: float,
-        start: Start,
-        batch: int,
-    ) -> None:
+    ENGINE = "NATS"
+
+    def __init__(self, log: NatsLog, args: SubscribeArgs) -> None:
+        self._init_subscription(args, args.consumer or f"c-{uuid.uuid4().hex[:12]}")
         self.log = log
-        self.topic = topic
-        self.group = group
-        self._init_gaps()
-        self.consumer = consumer or f"c-{uuid.uuid4().hex[:12]}"
-        self.ack_timeout = ack_timeout
-        self.start = start
-        self.batch = batch
-        self._ttl = max(1, math.ceil(ack_timeout * LEASE_FACTOR))  # whole seconds, server side
+        self._ttl = max(1, math.ceil(self.ack_timeout * LEASE_FACTOR))  # whole seconds, server side
         self._t: _Topic | None = None
         self._parts: dict[int, _Part] = {}
         # Received, not handed out: a heap by stream sequence, so records of
@@ -155,41 +142,18 @@ class NatsSubscription(GapReporter):
         self._received = 0  # tie-break in the heap (a redelivery can repeat a sequence)
         self._event = asyncio.Event()
         self._next_maintain = 0.0
-        self._joined = False
-        self._closed = False
         self._lock = asyncio.Lock()
-        g = escape(group)
         self._prefix = ""  # <stream>.<group>. once the topic is known
         self._limited = True  # the stream has retention limits (as of the last look)
         self._jumps: list[tuple[_Part, int, int | None]] = []  # (partition, newest before, next) to check
-        self._gtoken = g
-
-    def __repr__(self) -> str:
-        return f"<NATS subscription {self.topic} group={self.group} consumer={self.consumer}>"
-
-    async def __aenter__(self) -> NatsSubscription:
-        await self._join()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Delivery]:
-        while True:
-            try:
-                yield await self.next()
-            except LogClosed:
-                return
+        self._gtoken = escape(self.group)
 
     # -- joining ---------------------------------------------------------------
     async def _join(self) -> None:
-        if self._joined:
+        if self.state is SubState.OPEN:
             return
+        if self.state is SubState.CLOSED:
+            raise LogClosed("subscription")
         log = self.log
         log._check_open()
         t = await log._topic(self.topic, create=True)
@@ -200,7 +164,7 @@ class NatsSubscription(GapReporter):
         with log._guard(f"join group {self.group} on {self.topic}"):
             await self._ensure_consumers(t)
         log._subs.add(self)
-        self._joined = True
+        self.state = SubState.OPEN
         await self._maintain()
 
     def _consumer_config(self, t: _Topic, i: int, start_seq: int | None) -> api.ConsumerConfig:
@@ -526,14 +490,14 @@ class NatsSubscription(GapReporter):
     # -- handing out -----------------------------------------------------------
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
-        if not self._joined:
+        if self.state is not SubState.OPEN:
             await self._join()
         async with self._lock:
             return await self._next_locked(timeout)
 
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
         """At least one delivery (waiting up to ``timeout``), then up to ``max`` already received."""
-        if not self._joined:
+        if self.state is not SubState.OPEN:
             await self._join()
         async with self._lock:
             out = [await self._next_locked(timeout)]
@@ -551,7 +515,7 @@ class NatsSubscription(GapReporter):
     async def _next_locked(self, timeout: float | None) -> Delivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._closed or self.log._state is not _State.OPEN:
+            if self.state is SubState.CLOSED or self.log._state is not _State.OPEN:
                 raise LogClosed("subscription")
             now = time.monotonic()
             renew_by = self.ack_timeout * (LEASE_FACTOR - 1 / 3)
@@ -590,19 +554,19 @@ class NatsSubscription(GapReporter):
         return None
 
     # -- leaving ---------------------------------------------------------------
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Leave the group: un-acked deliveries go back to it.  Safe twice."""
-        if self._closed:
+        if self.state is SubState.CLOSED:
             return
         async with self._lock:
             await self._leave()
 
     async def _leave(self) -> None:
-        if self._closed:
+        if self.state is SubState.CLOSED:
             return
-        self._closed = True
+        joined, self.state = self.state is SubState.OPEN, SubState.CLOSED
         self.log._subs.discard(self)
-        if not self._joined or self.log._nc is None:
+        if not joined or self.log._nc is None:
             return
         try:
             for p in list(self._parts.values()):

@@ -1,0 +1,183 @@
+"""What every engine's subscription shares: arguments, lifecycle, the async protocols.
+
+An engine's ``subscribe()`` checks its arguments with ``check_subscribe``
+(one set of rules, pinned by the contract suite) and builds a subclass of
+``SubscriptionBase``, which gives it:
+
+* ``async with sub`` (``_join()`` on enter, ``close()`` on exit);
+* ``async for d in sub`` through ``__anext__``, a plain coroutine: no async
+  generator is left suspended when the loop's task is cancelled (an
+  abandoned generator is closed later by the garbage collector, in a task of
+  its own, at no defined time);
+* the lifecycle ``state`` (``SubState``) and one ``repr``;
+* the gap notices (``GapReporter``).
+
+* ``close()``, which leaves in a task of its own: cancelling the caller does
+  not abandon the leaving half-way (a later ``close()`` waits for it).
+
+The engine writes ``_join()`` (idempotent), ``next()``, ``next_batch()``,
+``ack_many()`` and ``_close()``.  Its driver calls go through a
+``_guard.Guard``, which also raises cancellations a driver swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import ClassVar, Self
+
+from ..errors import LogClosed, ValidationError
+from .base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, Delivery, GapReporter, Start, check_topic
+
+__all__ = ["MAX_NAME_LENGTH", "SubState", "SubscribeArgs", "SubscriptionBase", "check_subscribe"]
+
+MAX_NAME_LENGTH = 200  # characters in a group or consumer name (fits every broker's limits once escaped)
+
+
+class SubState(Enum):
+    """Where a subscription is in its life; only ever moves forward."""
+
+    NEW = "new"  # made, not joined
+    OPEN = "open"  # a member of the group
+    CLOSED = "closed"  # left the group (or never joined and closed)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeArgs:
+    """``subscribe()``'s arguments, checked."""
+
+    topic: str
+    group: str
+    consumer: str | None
+    ack_timeout: float
+    start: Start
+    batch: int
+
+
+def _check_name(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, f"a non-empty name is required, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValidationError(field, f"at most {MAX_NAME_LENGTH} characters, got {len(value)}")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValidationError(field, f"{value!r}: no spaces or control characters")
+    return value
+
+
+def check_subscribe(
+    topic: str,
+    group: str,
+    *,
+    consumer: str | None = None,
+    ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+    start: Start | str = Start.EARLIEST,
+    batch: int = DEFAULT_BATCH,
+) -> SubscribeArgs:
+    """The rules every engine's ``subscribe()`` applies, before it touches the engine.
+
+    ``topic`` a topic name (``check_topic``); ``group`` and ``consumer``
+    1..200 printable characters without spaces; ``ack_timeout`` a finite
+    number of seconds > 0; ``start`` a ``Start``; ``batch`` an int >= 1.
+    Each broken rule is a ValidationError naming the argument.
+    """
+    check_topic(topic)
+    _check_name("group", group)
+    if consumer is not None:
+        _check_name("consumer", consumer)
+    if (
+        isinstance(ack_timeout, bool)
+        or not isinstance(ack_timeout, (int, float))
+        or not math.isfinite(ack_timeout)
+        or ack_timeout <= 0
+    ):
+        raise ValidationError("ack_timeout", f"must be a number of seconds > 0, got {ack_timeout!r}")
+    try:
+        begin = Start(start)
+    except ValueError:
+        choices = ", ".join(s.value for s in Start)
+        raise ValidationError("start", f"must be one of {choices}, got {start!r}") from None
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValidationError("batch", f"must be an integer >= 1, got {batch!r}")
+    return SubscribeArgs(topic, group, consumer, float(ack_timeout), begin, batch)
+
+
+class SubscriptionBase(GapReporter):
+    """The part of a consumer-group membership that is the same on every engine."""
+
+    ENGINE: ClassVar[str] = "log"  #: the engine's name, for repr
+
+    topic: str
+    group: str
+    consumer: str
+    ack_timeout: float
+    start: Start
+    batch: int
+    state: SubState
+
+    def _init_subscription(self, args: SubscribeArgs, consumer: str) -> None:
+        """Set the common attributes (engines call it first in ``__init__``)."""
+        self.topic = args.topic
+        self.group = args.group
+        self.consumer = consumer
+        self.ack_timeout = args.ack_timeout
+        self.start = args.start
+        self.batch = args.batch
+        self.state = SubState.NEW
+        self._leaving: asyncio.Future[None] | None = None
+        self._init_gaps()
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SubState.CLOSED
+
+    def __repr__(self) -> str:
+        return (
+            f"<{self.ENGINE} subscription {self.topic} group={self.group} "
+            f"consumer={self.consumer} {self.state.value}>"
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._join()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        if self.state is SubState.CLOSED:
+            raise StopAsyncIteration
+        try:
+            return await self.next()
+        except LogClosed:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        """Leave the group: un-acked deliveries go back to it.  Safe twice.
+
+        Leaving runs in a task of its own: a caller cancelled meanwhile stops
+        waiting, the leaving goes on (it is bounded by the engine's timeouts),
+        and a later ``close()`` waits for the same leaving.
+        """
+        if self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._leaving)
+
+    # -- the engine's part -------------------------------------------------------
+    async def _join(self) -> None:
+        """Join the group (a second call does nothing)."""
+        raise NotImplementedError
+
+    async def next(self, timeout: float | None = None) -> Delivery:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """Leave the group (called once, by ``close()``)."""
+        raise NotImplementedError
