@@ -42,6 +42,7 @@ from .errors import AccessDenied
 from .event import Event, derive_id
 from .grants import fresh, record_reads
 from .hub import Hub, StoredEvent
+from .log import deleter
 from .principals import verify_signature
 from .schemas import Compaction, Folded
 
@@ -417,7 +418,7 @@ async def compact(hub: Hub, topic: str) -> list[Compaction]:
         # The record goes to the archive first; only then do revisions leave.
         await hub.log.append("archive." + topic, [entry])
         done.append(record)
-    delete = getattr(hub.log, "delete", None)
-    if delete is not None and done:
-        await delete(topic, [f.id for c in done for f in c.folded])
+    compactor = deleter(hub.log)  # engines that cannot delete leave folded revisions to retention
+    if compactor is not None and done:
+        await compactor.delete(topic, [f.id for c in done for f in c.folded])
     return done

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from creative_hub.ledger import EffectLedger
-from creative_hub.log import Log, open_log
+from creative_hub.log import Feature, Log, open_log
 from creative_hub.testing.contract import WAIT, new_topic
 from creative_hub.testing.faults import History
 from creative_hub.testing.publisher import entry
@@ -173,7 +173,7 @@ async def test_publisher_killed_mid_batch_loses_no_acked_event(
     h.read = await read_ids(log, topic)
     report = h.check()
     assert report.ok, str(report)
-    if getattr(type(log), "ATOMIC_APPEND", False):
+    if Feature.ATOMIC_APPEND in log.FEATURES:
         stored = {int(i.split("-")[1]) for i in h.read}
         batches = {n // 200 for n in stored}
         partial = [b for b in batches if not all(b * 200 + k in stored for k in range(200))]
@@ -288,7 +288,7 @@ async def test_slow_consumer_behind_retention_reports_the_gap(log: Log, log_url:
     # counts add up (handled + skipped == published) on engines that count,
     # and the group's lag reports the same totals.
     from creative_hub.log import Gap, Retention
-    from creative_hub.testing.contract import in_gap
+    from creative_hub.testing.faults import in_gap
 
     topic, group, count = new_topic("faults"), "slow", 12000
     acks, positions = tmp_path / "acks", tmp_path / "positions"

@@ -18,6 +18,7 @@ from .base import (
     Appended,
     Delivery,
     Entry,
+    Feature,
     Gap,
     GroupLag,
     Health,
@@ -28,6 +29,7 @@ from .base import (
     Subscription,
     TopicInfo,
     check_topic,
+    deleter,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Appended",
     "Delivery",
     "Entry",
+    "Feature",
     "Gap",
     "GroupLag",
     "Health",
@@ -45,6 +48,7 @@ __all__ = [
     "Subscription",
     "TopicInfo",
     "check_topic",
+    "deleter",
     "engines",
     "open_log",
     "redact",

@@ -27,11 +27,15 @@ reported as a gap with ``count=None`` (its range only).  Engines that cannot
 count (NATS: a stream's partitions share one sequence, and JetStream
 removes records by its own limits) report ``count=None`` and the range.
 
-Optional capabilities, used when an engine has them (``getattr``):
+Optional capabilities are declared in one place, the engine class's
+``FEATURES`` (a frozenset of ``Feature``); nobody probes for methods:
 
-* ``async delete(topic, ids) -> int`` removes single records by id
-  (compaction; SQLite, Redis, NATS -- Kafka leaves folded records to retention);
-* ``ATOMIC_APPEND = True``: a batch is stored whole or not at all.
+* ``Feature.DELETE``: ``async delete(topic, ids) -> int`` removes single
+  records by id (compaction; SQLite, Redis, NATS -- Kafka leaves folded
+  records to retention); ``deleter(log)`` gives it, typed;
+* ``Feature.ATOMIC_APPEND``: a batch is stored whole or not at all;
+* ``Feature.GAP_COUNTS``: a Gap counts the events it skipped (else ``count``
+  may be None and the range is what the engine knows).
 
 Engines deal in bytes: the hub encodes an event once (CloudEvents structured
 JSON) and the engine stores the body with the few attributes it needs to
@@ -50,7 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import ValidationError
 
@@ -59,7 +63,9 @@ __all__ = [
     "DEFAULT_BATCH",
     "Appended",
     "Delivery",
+    "Deleter",
     "Entry",
+    "Feature",
     "Gap",
     "GapReporter",
     "GroupLag",
@@ -72,6 +78,7 @@ __all__ = [
     "Subscription",
     "TopicInfo",
     "check_topic",
+    "deleter",
     "settle_others",
     "unsettled",
 ]
@@ -258,6 +265,29 @@ async def settle_others(others: list[Delivery]) -> None:
     """Ack deliveries ``ack_many`` was given that belong to another subscription."""
     for d in others:
         await d._owner._settle_acks((d,))
+
+
+class Feature(StrEnum):
+    """What an engine can do beyond the contract; declared in its class's ``FEATURES``."""
+
+    DELETE = "delete"  #: ``async delete(topic, ids) -> int``: single records removed by id
+    ATOMIC_APPEND = "atomic_append"  #: a batch is stored whole or not at all
+    GAP_COUNTS = "gap_counts"  #: gaps count the events they skipped
+
+
+class Deleter(Protocol):
+    """An engine with ``Feature.DELETE``."""
+
+    async def delete(self, topic: str, ids: Sequence[str]) -> int:
+        """Remove single records of ``topic`` by id; how many went (unknown ids and topics: 0)."""
+        ...
+
+
+def deleter(log: Log) -> Deleter | None:
+    """``log`` as a Deleter if its engine declares ``Feature.DELETE``, else None."""
+    if Feature.DELETE in log.FEATURES:
+        return log  # type: ignore[return-value]  # declared: the engine has the method
+    return None
 
 
 class Start(StrEnum):
@@ -457,6 +487,7 @@ class Log(Protocol):
     """An engine.  Open it with ``creative_hub.log.open_log(url)``."""
 
     url: str  #: as given, password removed
+    FEATURES: ClassVar[frozenset[Feature]]  #: what it can do beyond the contract (see Feature)
 
     async def open(self) -> None:
         """Connect (or create the file).  Raises EngineUnavailable naming the URL."""

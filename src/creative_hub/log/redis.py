@@ -113,6 +113,7 @@ from .base import (
     DEFAULT_BATCH,
     Appended,
     Entry,
+    Feature,
     GroupLag,
     Health,
     Record,
@@ -239,7 +240,8 @@ class RedisLog:
     """The Redis Streams engine (see the module docstring for the layout)."""
 
     engine = "redis"
-    ATOMIC_APPEND = True  # one Lua script per batch: all of it is stored, or none
+    # One Lua script per batch: all of it is stored, or none.
+    FEATURES = frozenset({Feature.DELETE, Feature.ATOMIC_APPEND, Feature.GAP_COUNTS})
 
     def __init__(
         self, url: str, options: RedisOptions | None = None, *, redis_url: str | None = None
@@ -307,7 +309,7 @@ class RedisLog:
         """The redis-py client; raises LogClosed after close()."""
         if self._state is not _State.OPEN or self._client is None:
             if self._state is _State.NEW:
-                raise LogError(f"log at {self.url} is not open: await log.open() first")
+                raise LogClosed(f"log at {self.url} (not opened: call await log.open() first)")
             raise LogClosed(f"log at {self.url}")
         return self._client
 

@@ -75,6 +75,7 @@ from .base import (
     DEFAULT_BATCH,
     Appended,
     Entry,
+    Feature,
     GroupLag,
     Health,
     Record,
@@ -202,7 +203,8 @@ class SQLiteLog:
     """
 
     engine = "sqlite"
-    ATOMIC_APPEND = True  # a batch is one transaction: all of it is stored, or none
+    # A batch is one transaction: all of it is stored, or none.
+    FEATURES = frozenset({Feature.DELETE, Feature.ATOMIC_APPEND, Feature.GAP_COUNTS})
 
     def __init__(
         self,

@@ -24,7 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-__all__ = ["FaultProxy", "History", "Mode", "Report"]
+from ..log import Gap
+
+__all__ = ["FaultProxy", "History", "Mode", "Report", "in_gap", "position_key"]
 
 
 @dataclass(slots=True)
@@ -182,3 +184,41 @@ def _rst(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(Exception):
         writer.transport.abort()
+
+
+# -- where a record lies: the built-in engines' position formats -------------------
+# (Fault tests read them to check reported gaps against what was lost; the
+# contract suite stays engine-neutral and never parses a position.)
+
+
+def position_key(position: str, partition: int | None = None) -> tuple[int, ...]:
+    """A position of any built-in engine as something ordered within one partition.
+
+    SQLite and NATS: a sequence; Redis: ``<ms>-<seq>``; Kafka: a cursor vector
+    (``-1,7,-1``), of which the offset in ``partition`` is taken (or, without
+    one, the one offset that is set).
+    """
+    if "," in position:
+        offsets = [int(x) for x in position.split(",")]
+        if partition is not None:
+            return (offsets[partition],) if partition < len(offsets) else (-1,)
+        set_ = [o for o in offsets if o >= 0]
+        return (set_[0],) if len(set_) == 1 else tuple(offsets)
+    if "-" in position:
+        ms, seq = position.split("-")
+        return (int(ms), int(seq))
+    return (int(position),)
+
+
+def in_gap(position: str, gap: Gap) -> bool:
+    """Whether the record at ``position`` may lie in ``gap``'s range (after, upto].
+
+    Ranges are per engine partition, and only a Kafka position says which
+    partition it is in (a receipt's cursor also carries the other
+    partitions' read offsets, so this errs towards "yes"): a check for
+    records lost *without* a gap is exact only where one partition is used.
+    """
+    key = position_key(position, gap.partition)
+    upto = position_key(gap.upto, gap.partition)
+    after = None if gap.after is None else position_key(gap.after, gap.partition)
+    return (after is None or after < key) and key <= upto

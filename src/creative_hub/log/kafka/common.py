@@ -23,6 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the install
 
 from ...bindings import KAFKA_PREFIX, is_binary, structured_body
 from ...errors import EngineUnavailable, LogError, ValidationError
+from .._retry import Backoff
 from ..base import Record
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "H_ID",
     "OFFSET_EARLIEST",
     "OFFSET_LATEST",
+    "RETRY",
     "TRANSIENT",
     "KafkaOptions",
     "Reader",
@@ -38,6 +40,7 @@ __all__ = [
     "encode_position",
     "fetch",
     "translate",
+    "transient",
 ]
 
 logger = logging.getLogger("creative_hub.log.kafka")
@@ -275,20 +278,27 @@ TRANSIENT = {
 }
 
 
+RETRY = Backoff(base=0.02, cap=0.5)  # between tries of a call that failed with a transient error
+
+
+def transient(e: BaseException) -> bool:
+    """Whether ``e`` is a Kafka error worth trying again (leader moving, connection re-made ...)."""
+    err = e.args[0] if isinstance(e, ck.KafkaException) and e.args else None
+    return isinstance(err, ck.KafkaError) and err.code() in TRANSIENT
+
+
 def retry(fn: Callable[[], T], timeout: float) -> T:
-    """``fn()``, again after a short sleep while it fails with a transient Kafka error (in a thread)."""
+    """``fn()``, again after a ``RETRY`` backoff while it fails with a transient Kafka error (in a thread)."""
     deadline = time.monotonic() + timeout
-    delay = 0.02
+    failures = 0
     while True:
         try:
             return fn()
         except ck.KafkaException as e:
-            err = e.args[0] if e.args else None
-            transient = isinstance(err, ck.KafkaError) and err.code() in TRANSIENT
-            if not transient or time.monotonic() > deadline:
+            if not transient(e) or time.monotonic() > deadline:
                 raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        time.sleep(RETRY.compute(failures))
+        failures += 1
 
 
 class Merge:

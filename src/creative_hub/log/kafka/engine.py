@@ -30,6 +30,7 @@ from ..base import (
     DEFAULT_BATCH,
     Appended,
     Entry,
+    Feature,
     GroupLag,
     Health,
     Record,
@@ -43,7 +44,7 @@ from .common import (
     GONE,
     OFFSET_EARLIEST,
     OFFSET_LATEST,
-    TRANSIENT,
+    RETRY,
     KafkaOptions,
     Merge,
     Reader,
@@ -53,6 +54,7 @@ from .common import (
     fetch,
     logger,
     message_record,
+    transient,
     translate,
 )
 from .subscription import KafkaSubscription, _mark, _totals
@@ -72,6 +74,9 @@ class KafkaLog:
     """
 
     engine = "kafka"
+    # Gaps are counted (offsets are dense).  No DELETE: Kafka cannot remove single
+    # records (folded revisions go with retention); appends are not atomic.
+    FEATURES = frozenset({Feature.GAP_COUNTS})
 
     def __init__(self, options: KafkaOptions, url: str | None = None) -> None:
         self.options = options
@@ -188,7 +193,7 @@ class KafkaLog:
         """Run an admin request (``make()`` returns its future, or a dict of them) and await it;
         again, briefly, while the cluster answers with a transient error (leader moving, restart)."""
         deadline = time.monotonic() + self.options.timeout
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 futures = make()
@@ -198,12 +203,10 @@ class KafkaLog:
             except LogError:
                 raise
             except Exception as e:
-                err = e.args[0] if isinstance(e, ck.KafkaException) and e.args else None
-                transient = isinstance(err, ck.KafkaError) and err.code() in TRANSIENT
-                if not transient or time.monotonic() > deadline:
+                if not transient(e) or time.monotonic() > deadline:
                     raise self.fail(e, doing) from e
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            await asyncio.sleep(RETRY.compute(failures))
+            failures += 1
 
     # -- topics ----------------------------------------------------------------------
     async def _describe(self, topic: str) -> int | None:

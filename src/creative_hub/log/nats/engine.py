@@ -45,6 +45,7 @@ from ..base import (
     DEFAULT_BATCH,
     Appended,
     Entry,
+    Feature,
     GroupLag,
     Health,
     Record,
@@ -191,8 +192,9 @@ class NatsLog:
     """
 
     engine = "nats"
-    GAP_COUNTS = False  # records removed before delivery are reported by range, uncounted (see group.py)
-    ATOMIC_APPEND = True  # batches of up to 1000 are one JetStream atomic batch
+    # Batches of up to 1000 are one JetStream atomic batch.  No GAP_COUNTS:
+    # records removed before delivery are reported by range, uncounted (see group.py).
+    FEATURES = frozenset({Feature.DELETE, Feature.ATOMIC_APPEND})
 
     def __init__(self, url: str, options: NatsOptions | None = None) -> None:
         self.url = redact_url(url)  # as given, password or token removed
@@ -308,7 +310,7 @@ class NatsLog:
         if self._state is _State.CLOSED:
             raise LogClosed("nats log")
         if self._state is _State.NEW:
-            raise LogError(f"log at {self.url} is not open: call await log.open() first")
+            raise LogClosed(f"log at {self.url} (not opened: call await log.open() first)")
 
     @property
     def nc(self) -> NATS:
