@@ -16,10 +16,13 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from _hubproc import HubProcess
+from creative_hub.hub import Hub
 from creative_hub.jupyter.display import EventTable, LineageView, OutlineView, lineage_svg, outline_of
+from creative_hub.sources.ingest import ingest
+from creative_hub.sources.notebooks import NotebookSource
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
@@ -243,3 +246,42 @@ def test_outline_from_events_newest_revisions_in_story_order() -> None:
     assert [p["summary"] for p in o["plot_points"]] == ["Mara climbed", "Mara lit the lamp"]
     html = OutlineView(o)._repr_html_()
     assert "new &lt;b&gt;" in html and "the girl" in html and "Mara lit the lamp" in html
+
+
+async def test_a_notebook_a_real_kernel_ran_ingests_with_its_outputs_summarised(
+    hub: HubProcess, kernel_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What ipykernel really writes (coloured tracebacks, timings, rich reprs), read back by
+    `ingest notebook`: nothing here was written by hand."""
+    error_cell = new_code_cell("import json\njson.loads('{broken')")
+    error_cell.metadata["tags"] = ["raises-exception"]
+    cells = [
+        new_markdown_cell("# Run for real\n\n## Setup"),
+        new_code_cell(
+            "import sys\nprint('hello from', sys.implementation.name)\nprint('to stderr', file=sys.stderr)"
+        ),
+        new_code_cell("from IPython.display import HTML, SVG\nHTML('<b>bold</b>')"),
+        new_code_cell('SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>\')'),
+        error_cell,
+    ]
+    nb = run_notebook(cells, hub, kernel_path, "alice", monkeypatch, tmp_path)
+    path = tmp_path / "ran.ipynb"
+    nbformat.write(nb, path)
+    assert "\x1b[" in "".join(nb.cells[4].outputs[0]["traceback"])  # the kernel did colour it
+    async with Hub.connect(f"sqlite:///{tmp_path / 'ingest.db'}") as local:
+        summary = await ingest(local, NotebookSource([path], creator="alice"))
+        assert (summary.ingested, summary.skipped) == (5, [])
+        events = {s.event.id: s.event for s in [x async for x in local.replay("creative.engineering")]}
+    cells_out = [events[i].data for i in summary.ids if i in events]
+    printed, html, svg, failed = cells_out
+    assert sorted((o["name"], o["text"]) for o in printed["outputs"]) == [  # two streams: either order
+        ("stderr", "to stderr\n"),
+        ("stdout", "hello from cpython\n"),
+    ]
+    assert printed["execution_count"] == 1 and printed["language"] == "python"
+    assert printed["started"] and printed["finished"] and printed["duration_ms"] >= 0  # nbclient's timings
+    assert set(html["outputs"][0]["mime"]) == {"text/html", "text/plain"}
+    assert svg["outputs"][0]["mime"]["image/svg+xml"] > 0
+    err = failed["outputs"][0]
+    assert err["ename"] == "JSONDecodeError" and "\x1b" not in err["evalue"]
+    assert err["evalue"].startswith("Expecting property name enclosed in double quotes")
