@@ -26,6 +26,7 @@ import httpx
 
 from ..errors import ValidationError
 from ..schemas import Paper
+from ._files import read_bounded
 from .base import (
     Item,
     ItemError,
@@ -182,7 +183,7 @@ class ArxivSource:
         """Entries of every file, then of every API page."""
         for path in self.files:
             try:
-                data = Path(path).read_bytes()
+                data = read_bounded(Path(path))
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..event import derive_id
 from ..schemas import Paper
+from ._files import read_bounded
 from .base import (
     Item,
     ItemError,
@@ -172,13 +173,15 @@ class BibtexSource:
         """Every entry of every file, in order."""
         for path in self.files:
             try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                # Old exports are often Latin-1; BibTeX itself is byte-oriented.
-                text = path.read_bytes().decode("latin-1")
+                raw = read_bounded(path)
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # Old exports are often Latin-1; BibTeX itself is byte-oriented.
+                text = raw.decode("latin-1")
             for item in parse_bibtex(text, str(path), self.principals):
                 yield item
 

@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..event import derive_id
 from ..schemas import Phase, Session
+from ._files import read_bounded
 from ._recurrence import expand
 from .base import Item, ItemError, Principals, checked, make_event
 
@@ -325,7 +326,7 @@ class CalendarSource:
         """Every VEVENT of every file."""
         for path in self.files:
             try:
-                raw = path.read_bytes()
+                raw = read_bounded(path)
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue
@@ -352,7 +353,7 @@ class CeremonySource:
         """Every ceremony of every file."""
         for path in self.files:
             try:
-                raw = path.read_bytes()
+                raw = read_bounded(path)
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue

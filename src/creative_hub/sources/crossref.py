@@ -24,6 +24,7 @@ import httpx
 
 from ..errors import ValidationError
 from ..schemas import Paper
+from ._files import read_bounded
 from .base import Item, ItemError, Principals, checked, doi_paper_id, link, make_event, normalize_doi
 
 __all__ = ["API_URL", "CrossrefSource", "parse_response", "work_event"]
@@ -166,7 +167,7 @@ class CrossrefSource:
         """Works from the files, then each DOI, then the query."""
         for path in self.files:
             try:
-                raw = Path(path).read_bytes()
+                raw = read_bounded(Path(path))
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue

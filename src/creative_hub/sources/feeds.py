@@ -19,6 +19,7 @@ ItemError saying so.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
 import io
@@ -35,6 +36,7 @@ import httpx
 from ..event import derive_id
 from ..schemas import Webpage
 from ._fetch import FetchLimits, FetchRefused, fetch, guarded_client
+from ._files import read_bounded
 from .base import Item, ItemError, Principals, find_refs, make_event
 
 try:
@@ -223,13 +225,10 @@ async def _read(
     if isinstance(target, Path) or not re.match(r"^https?://", str(target)):
         path = Path(target)
         try:
-            with path.open("rb") as f:
-                raw = f.read(limits.max_bytes + 1)
-            if len(raw) > limits.max_bytes:
-                return ItemError(str(target), f"over the {limits.max_bytes}-byte limit (--max-bytes)")
-            return path.resolve().as_uri(), raw
+            return path.resolve().as_uri(), read_bounded(path, limits.max_bytes)
         except OSError as e:
-            return ItemError(str(target), f"cannot read: {e.strerror}")
+            hint = " (--max-bytes raises it)" if e.errno == errno.EFBIG else ""
+            return ItemError(str(target), f"cannot read: {e.strerror}{hint}")
     try:
         return await fetch(client, str(target), limits, {"User-Agent": USER_AGENT})
     except FetchRefused as e:

@@ -199,6 +199,9 @@ def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
         for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".eml", ".mbox")):
             yield from _messages(child)
         return
+    if path.exists() and not path.is_file():  # a FIFO would block the open, a device never end
+        yield str(path), "not a regular file (a device, FIFO or socket)"
+        return
     try:
         with path.open("rb") as f:
             head = f.read(5)

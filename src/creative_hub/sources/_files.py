@@ -1,0 +1,34 @@
+"""Reading a file named on the command line: regular files only, and not past a size cap.
+
+``creative-hub ingest calendar /dev/zero`` read forever and a FIFO blocked
+the open; a source reads a whole document to parse it, so the document is
+bounded.  Both refusals are ``OSError``s with a ``strerror`` a person can
+act on, so every source's existing ``except OSError`` reports them per file.
+
+    raw = read_bounded(Path("team.ics"))           # bytes, at most MAX_FILE
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["MAX_FILE", "read_bounded"]
+
+MAX_FILE = 64 * 1024 * 1024  # bytes of one calendar, BibTeX, saved API response ...
+
+
+def read_bounded(path: Path, limit: int = MAX_FILE) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; OSError otherwise."""
+    # Non-blocking, so a FIFO cannot hang the open; checked on the descriptor, so what is
+    # read is what was checked.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"over {limit} bytes, the limit for one file")
+    return data
