@@ -435,3 +435,18 @@ def test_ingest_github_payload_files_on_the_webhook_path(tmp_path: Path, fixture
     assert r.returncode == 6 and "nothing ingested, every item failed" in r.stderr
     r = run("--payload", str(saved), "--event", "watch")
     assert r.returncode == 2 and "event: 'watch' is not one of" in r.stderr
+
+
+async def test_a_saved_delivery_and_the_webhook_store_the_same_events(
+    hub: Hub, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from creative_hub.sources.github_payloads import PayloadSource
+
+    body = (DATA / "push_with-new-branch.payload.json").read_bytes()
+    r = await post(client, "push", body)
+    saved = tmp_path / "push.json"
+    saved.write_bytes(body)
+    (tmp_path / "push.headers").write_text('{"X-GitHub-Event": "push"}')
+    s = await ingest(hub, PayloadSource([saved], principals=Principals({"Codertocat": "coder"})))
+    assert (s.ingested, s.already, s.skipped) == (0, 2, [])
+    assert s.ids == r.json()["ids"]

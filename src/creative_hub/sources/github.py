@@ -11,6 +11,10 @@ signature, a wrong one, or only the legacy SHA-1 ``X-Hub-Signature`` is a
     app = Starlette(routes=[webhook_route(secret, principals=Principals({"octocat": "alice"}))])
     app.state.hub = hub
 
+Saved deliveries (``creative-hub ingest github --payload FILE|DIR``,
+``github_payloads.PayloadSource``) go through ``delivery_items``, the
+receiver's own parsing, so a delivery stored both ways is one set of events.
+
 Polling: ``GithubSource("owner/name")`` reads commits, pull requests with
 their reviews, and issues.  Each list is fetched with ``If-None-Match`` (the
 ETags of the last run are kept in ``state``), so an unchanged repository costs
