@@ -122,3 +122,14 @@ async def test_entries_without_an_author_inherit_the_feeds(hub: Hub, stored, tmp
     inherited, own = await stored("creative.metadata")
     assert inherited.data["extra"]["author"] == "Jürgen Müller" and inherited.creator == "jurgen-muller"
     assert own.data["extra"]["author"] == "Anna Schmidt" and own.creator == "anna-schmidt"
+
+
+async def test_a_real_german_atom_feed_gives_its_author_to_every_entry(hub: Hub, stored) -> None:
+    # heise developer's Atom feed: <author><name>heise online</name> on the feed, none on entries.
+    feed = Path(__file__).parent / "data" / "heise_online.atom"
+    s = await ingest(hub, FeedSource([feed]))
+    assert (s.ingested, s.skipped) == (15, [])
+    entries = await stored("creative.metadata")
+    assert {e.data["extra"]["author"] for e in entries} == {"heise online"}
+    assert {e.creator for e in entries} == {"heise-online"}
+    assert entries[0].data["title"] == "Java-Anwendungsserver: Red Hat gibt WildFly 10 frei"
