@@ -81,9 +81,14 @@ partitions it holds.  Handover and crash recovery reset the consumer to its
 ack floor, so no newer record of a key overtakes an older un-acked one.  The
 details, with the timings, are in ``group.py``.
 
+Modules: ``client.py`` (the connection, requests on an own reply inbox,
+error translation, topics, the lease bucket; ``GroupHost`` is all a group
+member sees of it), ``engine.py`` (append, groups, retention, health),
+``read.py``, ``group.py``, ``names.py`` (URLs, subjects, headers).
+
 Errors
 ------
-nats-py errors are translated in one place (``NatsLog._translate``): no
+nats-py errors are translated in one place (``NatsClient._translate``): no
 server, connection refused, timeouts, missing JetStream and authorization
 violations become EngineUnavailable naming the URL with its password or
 token removed ("wrong user or password (or token)" for the last).

@@ -65,7 +65,6 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -75,11 +74,8 @@ from nats.js import api
 from ...errors import EngineUnavailable, LogClosed
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
 from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
-from .engine import _KV, ERR_WRONG_LAST_SEQUENCE, META_GROUP, _State, _status, _Topic, record_of
-from .names import LEASE_BUCKET, consumer_name, escape
-
-if TYPE_CHECKING:
-    from .engine import NatsLog
+from .client import ERR_WRONG_LAST_SEQUENCE, KV, META_GROUP, GroupHost, Topic, status_of
+from .names import LEASE_BUCKET, consumer_name, escape, record_of
 
 __all__ = ["NatsSubscription"]
 
@@ -130,11 +126,11 @@ class NatsSubscription(SubscriptionBase):
 
     ENGINE = "NATS"
 
-    def __init__(self, log: NatsLog, args: SubscribeArgs) -> None:
+    def __init__(self, log: GroupHost, args: SubscribeArgs) -> None:
         self._init_subscription(args, args.consumer or f"c-{uuid.uuid4().hex[:12]}")
         self.log = log
         self._ttl = max(1, math.ceil(self.ack_timeout * LEASE_FACTOR))  # whole seconds, server side
-        self._t: _Topic | None = None
+        self._t: Topic | None = None
         self._parts: dict[int, _Part] = {}
         # Received, not handed out: a heap by stream sequence, so records of
         # different partitions go out in log order when they are all here.
@@ -155,19 +151,19 @@ class NatsSubscription(SubscriptionBase):
         if self.state is SubState.CLOSED:
             raise LogClosed("subscription")
         log = self.log
-        log._check_open()
-        t = await log._topic(self.topic, create=True)
+        log.check_open()
+        t = await log.topic_of(self.topic, create=True)
         assert t is not None
         self._t = t
         self._prefix = f"{t.stream}.{self._gtoken}."
-        await log._bucket()
-        with log._guard(f"join group {self.group} on {self.topic}"):
+        await log.bucket()
+        with log.guard(f"join group {self.group} on {self.topic}"):
             await self._ensure_consumers(t)
-        log._subs.add(self)
+        log.joined(self)
         self.state = SubState.OPEN
         await self._maintain()
 
-    def _consumer_config(self, t: _Topic, i: int, start_seq: int | None) -> api.ConsumerConfig:
+    def _consumer_config(self, t: Topic, i: int, start_seq: int | None) -> api.ConsumerConfig:
         name = consumer_name(self.group, i)
         return api.ConsumerConfig(
             name=name,
@@ -185,7 +181,7 @@ class NatsSubscription(SubscriptionBase):
             metadata={META_GROUP: self.group, "creative_hub.partition": str(i)},
         )
 
-    async def _ensure_consumers(self, t: _Topic) -> None:
+    async def _ensure_consumers(self, t: Topic) -> None:
         """Create the group's partition consumers, or bring their ack wait to ours."""
         js = self.log.js
         start_seq: int | None = None
@@ -212,7 +208,7 @@ class NatsSubscription(SubscriptionBase):
     # -- membership and leases -------------------------------------------------
     async def _maintain(self) -> None:
         """Heartbeat, renew leases, share partitions out fairly, finish hand-overs."""
-        with self.log._guard(f"group {self.group} on {self.topic}"):
+        with self.log.guard(f"group {self.group} on {self.topic}"):
             await self._maintain_inner()
 
     async def _maintain_inner(self) -> None:
@@ -220,8 +216,8 @@ class NatsSubscription(SubscriptionBase):
         assert t is not None
         now = time.monotonic()
         self._next_maintain = now + min(self.ack_timeout / 3, MAINTAIN_EVERY)
-        await log._kv_put(f"{self._prefix}m.{escape(me)}", me.encode(), ttl=self._ttl)
-        keys = await log._kv_scan(self._prefix + ">")
+        await log.kv_put(f"{self._prefix}m.{escape(me)}", me.encode(), ttl=self._ttl)
+        keys = await log.kv_scan(self._prefix + ">")
         members = sum(1 for k, v in keys.items() if k.startswith(self._prefix + "m.") and not v.deleted)
         leases = {
             int(k.rsplit(".", 1)[1]): v
@@ -237,7 +233,7 @@ class NatsSubscription(SubscriptionBase):
                 continue
             if p.deadline - time.monotonic() < self.ack_timeout * (LEASE_FACTOR - 1 / 3):
                 sent = time.monotonic()
-                rev = await log._kv_put(self._lease_key(p.index), me.encode(), ttl=self._ttl, last=p.revision)
+                rev = await log.kv_put(self._lease_key(p.index), me.encode(), ttl=self._ttl, last=p.revision)
                 if rev is None:
                     logger.warning("%s group %s: lost partition %d", self.topic, self.group, p.index)
                     await self._drop(p)
@@ -263,7 +259,7 @@ class NatsSubscription(SubscriptionBase):
             if cur is not None and not cur.deleted:
                 continue  # someone holds it
             sent = time.monotonic()
-            rev = await log._kv_put(
+            rev = await log.kv_put(
                 self._lease_key(i), me.encode(), ttl=self._ttl, last=cur.revision if cur is not None else 0
             )
             if rev is None:
@@ -275,7 +271,7 @@ class NatsSubscription(SubscriptionBase):
     def _lease_key(self, i: int) -> str:
         return f"{self._prefix}p.{i}"
 
-    async def _take(self, t: _Topic, i: int, revision: int, deadline: float, mark: _KV | None = None) -> None:
+    async def _take(self, t: Topic, i: int, revision: int, deadline: float, mark: KV | None = None) -> None:
         """Start serving partition ``i``, whose lease we just won (``mark``: its last holder's ack floor)."""
         log = self.log
         name = consumer_name(self.group, i)
@@ -293,7 +289,7 @@ class NatsSubscription(SubscriptionBase):
             if vanished > 0:
                 upto = str(info.ack_floor.stream_seq)
                 await self._gap(Gap(self.topic, self.group, i, str(sseq) if sseq else None, upto, vanished))
-            await log._kv_put(f"{self._prefix}f.{i}", b"", ttl=FLOOR_TTL, delete=True)
+            await log.kv_put(f"{self._prefix}f.{i}", b"", ttl=FLOOR_TTL, delete=True)
         if info.num_ack_pending:
             # Deliveries of an earlier holder (crashed, or fetched and never
             # handed out): deliver everything after the ack floor again, in order.
@@ -301,7 +297,7 @@ class NatsSubscription(SubscriptionBase):
         p = _Part(i, name, revision, deadline, prev)
         p.last_seen = prev
         await self._check_removed(t, [(p, prev, None)])
-        p.inbox = f"{log._reply_prefix}.g{log.nc._nuid.next().decode()}"
+        p.inbox = f"{log.reply_prefix}.g{log.nc._nuid.next().decode()}"
 
         async def on_msg(msg: Msg) -> None:
             self._on_msg(p, msg)
@@ -309,7 +305,7 @@ class NatsSubscription(SubscriptionBase):
         p.sub = await log.nc.subscribe(p.inbox + ".*", cb=on_msg)
         self._parts[i] = p
 
-    async def _check_removed(self, t: _Topic, jumps: list[tuple[_Part, int, int | None]]) -> None:
+    async def _check_removed(self, t: Topic, jumps: list[tuple[_Part, int, int | None]]) -> None:
         """Report records retention removed after ``a`` (and before ``b``) on each (partition, a, b).
 
         Uncounted: the stream's partitions share its sequence, so a removed
@@ -329,16 +325,16 @@ class NatsSubscription(SubscriptionBase):
         self._report_gap(gap)
         log, key = self.log, f"{self._prefix}s"
         for _ in range(20):
-            cur = (await log._kv_scan(key)).get(key)
+            cur = (await log.kv_scan(key)).get(key)
             skipped, gaps = (int(x) for x in cur.value.split()) if cur and cur.value else (0, 0)
             value = f"{skipped + (gap.count or 0)} {gaps + 1}".encode()
             headers = {"Nats-Expected-Last-Subject-Sequence": str(cur.revision if cur else 0)}
-            msg = await log._request(f"$KV.{LEASE_BUCKET}.{key}", value, headers)
+            msg = await log.request(f"$KV.{LEASE_BUCKET}.{key}", value, headers)
             resp = json.loads(msg.data)
             if "error" not in resp:
                 return
             if resp["error"].get("err_code") != ERR_WRONG_LAST_SEQUENCE:
-                log._raise_api(resp)
+                log.raise_api(resp)
 
     async def _start_release(self, p: _Part) -> None:
         p.releasing = True
@@ -375,8 +371,8 @@ class NatsSubscription(SubscriptionBase):
         info = await log.js.consumer_info(t.stream, p.consumer)
         if info.ack_floor is not None:  # the next holder counts what is removed un-acked after it
             floor = f"{info.ack_floor.consumer_seq} {info.ack_floor.stream_seq}".encode()
-            await log._kv_put(f"{self._prefix}f.{p.index}", floor, ttl=FLOOR_TTL)
-        await log._kv_put(self._lease_key(p.index), b"", ttl=self._ttl, last=p.revision, delete=True)
+            await log.kv_put(f"{self._prefix}f.{p.index}", floor, ttl=FLOOR_TTL)
+        await log.kv_put(self._lease_key(p.index), b"", ttl=self._ttl, last=p.revision, delete=True)
 
     async def _drop(self, p: _Part) -> None:
         """Forget a partition we lost: its deliveries go stale (their acks do nothing)."""
@@ -406,7 +402,7 @@ class NatsSubscription(SubscriptionBase):
             p.buffered += 1
             self._event.set()
             return
-        if _status(msg) == "100":
+        if status_of(msg) == "100":
             return  # idle heartbeat
         # 404 / 408 / 409 on a request's own subject: that request is over.
         for pull in p.pulls:
@@ -464,7 +460,7 @@ class NatsSubscription(SubscriptionBase):
     async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
         parts, now = self._parts, time.monotonic()
         publish = self.log.nc.publish
-        with self.log._guard("ack"):
+        with self.log.guard("ack"):
             for d in deliveries:
                 token: tuple[_Part, int, Msg] = d._token
                 p, seq, msg = token
@@ -484,7 +480,7 @@ class NatsSubscription(SubscriptionBase):
         if self._parts.get(p.index) is not p or time.monotonic() >= p.deadline:
             return
         p.inflight.pop(seq, None)
-        with self.log._guard("nack"):
+        with self.log.guard("nack"):
             await msg.nak(delay=delay if delay > 0 else None)
 
     # -- handing out -----------------------------------------------------------
@@ -508,14 +504,14 @@ class NatsSubscription(SubscriptionBase):
                 out.append(d)
             if len(out) > 1:
                 # What was taken may be worth a new pull request at once.
-                with self.log._guard(f"pull from {self.topic}"):
+                with self.log.guard(f"pull from {self.topic}"):
                     await self._top_up(time.monotonic())
             return out
 
     async def _next_locked(self, timeout: float | None) -> Delivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self.state is SubState.CLOSED or self.log._state is not _State.OPEN:
+            if self.state is SubState.CLOSED or not self.log.is_open:
                 raise LogClosed("subscription")
             now = time.monotonic()
             renew_by = self.ack_timeout * (LEASE_FACTOR - 1 / 3)
@@ -523,12 +519,12 @@ class NatsSubscription(SubscriptionBase):
                 await self._maintain()
                 now = time.monotonic()
             # Ask for more before the buffer runs dry, so records keep flowing.
-            with self.log._guard(f"pull from {self.topic}"):
+            with self.log.guard(f"pull from {self.topic}"):
                 await self._top_up(now)
             while self._jumps:  # before handing out what came after them (more may come meanwhile)
                 jumps, self._jumps = self._jumps, []
                 assert self._t is not None
-                with self.log._guard(f"look for removed records of {self.topic}"):
+                with self.log.guard(f"look for removed records of {self.topic}"):
                     mine = [j for j in jumps if self._parts.get(j[0].index) is j[0]]
                     await self._check_removed(self._t, mine)
             d = self._pop()
@@ -565,15 +561,15 @@ class NatsSubscription(SubscriptionBase):
         if self.state is SubState.CLOSED:
             return
         joined, self.state = self.state is SubState.OPEN, SubState.CLOSED
-        self.log._subs.discard(self)
-        if not joined or self.log._nc is None:
+        self.log.left(self)
+        if not joined or not self.log.is_open:
             return
         try:
             for p in list(self._parts.values()):
                 await self._unsubscribe(p)
             for p in list(self._parts.values()):
                 await self._release(p)  # un-acked ones go back: the next holder delivers them again
-            await self.log._kv_put(
+            await self.log.kv_put(
                 f"{self._prefix}m.{escape(self.consumer)}", b"", ttl=self._ttl, delete=True
             )
         except (EngineUnavailable, nats.errors.Error, OSError, TimeoutError) as e:

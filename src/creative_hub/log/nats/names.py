@@ -10,11 +10,21 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote
 
+from ...bindings import NATS_PREFIX, is_binary, structured_body
 from ...errors import ValidationError
+from ..base import Record
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 __all__ = [
+    "H_DIGEST",
+    "H_ID",
+    "H_KEY",
+    "record_of",
     "DEFAULT_DEDUP_WINDOW",
     "DEFAULT_PARTITIONS",
     "DEFAULT_TIMEOUT",
@@ -205,3 +215,26 @@ def redact_url(url: str) -> str:
     name, colon, _ = userinfo.partition(":")
     safe = f"{name}:***" if colon else "***"
     return f"{scheme}://{safe}@{hosts}{slash}{tail}"
+
+
+H_KEY, H_DIGEST, H_ID = "Hub-Key", "Hub-Digest", "Nats-Msg-Id"  # the headers of a stored entry
+
+
+def record_of(topic: str, seq: int, time_ms: int, msg: Msg) -> Record:
+    """A stored message as a Record.  A message published by hand without the
+    hub's headers still comes out: its id is the stream sequence, its key empty."""
+    h = msg.headers or {}
+    raw_id = h.get(H_ID)
+    body = msg.data
+    if not raw_id and h and is_binary(h.items(), NATS_PREFIX):
+        # CloudEvents binary mode (ce-* headers, data as the payload): read as the
+        # structured event it stands for; one that is not valid stays as it came.
+        body = structured_body(h.items(), body, prefix=NATS_PREFIX) or body
+    return Record(
+        topic,
+        str(seq),
+        decode_header(raw_id) if raw_id else str(seq),
+        decode_header(h.get(H_KEY, "")),
+        body,
+        time_ms,
+    )
