@@ -325,3 +325,31 @@ async def test_an_agent_cannot_claim_inputs_it_could_not_read(scene: Scene) -> N
     p = await PeerHub(scene.as_("alice")).publish(scene.wood[1])
     (r,) = await agent.publish({**item, "inputs": p.id})  # a published event: fine
     assert r.topic == "creative.feedback"
+
+
+async def test_a_draft_id_named_by_a_publication_tells_nothing(scene: Scene) -> None:
+    """A publication names its draft (supersedes, causationid: the owner's lineage walks back
+    through them).  To anyone else that id answers exactly like one never used."""
+    p = await PeerHub(scene.as_("alice")).publish(scene.wood[1])
+    transport = httpx.ASGITransport(app=create_app(scene.hub))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+        published = (await c.get(f"/v1/events/{p.id}")).json()["event"]
+        assert published["supersedes"] == scene.wood[1]
+        for headers in ({}, {"Authorization": f"Bearer {scene.tokens['bob']}"}):
+            draft = await c.get(f"/v1/events/{scene.wood[1]}", headers=headers)
+            never = await c.get("/v1/events/00000000-0000-4000-8000-000000000000", headers=headers)
+            assert draft.status_code == never.status_code == 404
+            assert draft.json()["title"] == never.json()["title"]
+            assert SECRET not in draft.text
+            r = await c.get(f"/v1/lineage/{p.id}", headers=headers)
+            assert r.status_code == 200 and SECRET not in r.text and "peer.alice.drafts" not in r.text
+
+
+async def test_agent_queues_need_a_signed_in_writer(scene: Scene) -> None:
+    task = {"type": "creative.agents.task", "data": {"job": "j", "task": "t"}}
+    with pytest.raises(AccessDenied, match="needs a token"):
+        await scene.hub.acting(ANONYMOUS).publish(task, topic="agents.j.tasks")
+    (r,) = await scene.as_("bob").publish(task, topic="agents.j.tasks")  # bob submits a task ...
+    assert r.topic == "agents.j.tasks"
+    with pytest.raises(AccessDenied):  # ... and cannot read the queue back
+        _ = [s async for s in scene.as_("bob").replay("agents.j.tasks")]

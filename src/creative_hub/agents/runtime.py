@@ -148,6 +148,7 @@ class AgentRunner:
         """Register the agents and join their groups."""
         if self.state is not RunnerState.NEW:
             raise HubError(f"runner is {self.state.value}; make a new one")
+        await self.hub.registry.refresh()  # the rules know an agent principal by its registered kind
         for spec in self.agents:
             if self.register:
                 await ensure_principal(self.hub, spec.id)
