@@ -246,8 +246,8 @@ async def test_broker_down_at_open_fails_fast_naming_the_url() -> None:
 async def test_freed_c_heap_is_handed_back_while_open(
     kafka_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # librdkafka's freed buffers stay in glibc's arenas unless trimmed (log/_malloc.py).
-    from creative_hub.log import _malloc
+    # librdkafka's freed buffers stay in glibc's arenas unless trimmed (log/kafka/malloc.py).
+    from creative_hub.log.kafka import malloc as _malloc
 
     assert _malloc.available()  # Linux with glibc: the machines this runs on
     calls: list[int] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from creative_hub.log._sqlite_writer import Job, Writer
+from creative_hub.log.sqlite.writer import Job, Writer
 
 pytestmark = pytest.mark.sqlite
 

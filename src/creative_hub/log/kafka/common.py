@@ -59,7 +59,7 @@ DEFAULT_SESSION = 10.0  # seconds a silent group member keeps its partitions
 DEFAULT_MIN_SESSION = 6.0  # seconds; the broker's group.min.session.timeout.ms (Kafka and Redpanda default)
 DEFAULT_DEDUP_WINDOW = 100_000  # ids per topic remembered for dedup
 DEFAULT_LINGER_MS = 5.0  # producer batching delay
-DEFAULT_MALLOC_TRIM = 10.0  # seconds between handing freed C heap back to the OS (log/_malloc.py)
+DEFAULT_MALLOC_TRIM = 10.0  # seconds between handing freed C heap back to the OS (log/kafka/malloc.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

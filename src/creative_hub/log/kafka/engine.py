@@ -23,7 +23,6 @@ except ImportError:  # pragma: no cover - older clients
     from confluent_kafka.admin import ConsumerGroupTopicPartitions  # type: ignore[attr-defined,no-redef]
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
-from .. import _malloc
 from .._subscription import check_subscribe
 from ..base import (
     DEFAULT_ACK_TIMEOUT,
@@ -39,6 +38,7 @@ from ..base import (
     TopicInfo,
     check_topic,
 )
+from . import malloc as _malloc
 from . import retention as _retention
 from .common import (
     GONE,

@@ -454,7 +454,7 @@ class KafkaSubscription(SubscriptionBase):
                 break
             self._wake.clear()
             try:
-                async with asyncio.timeout(min(live) - now):  # not wait_for: see sqlite.py
+                async with asyncio.timeout(min(live) - now):  # not wait_for: see sqlite/engine.py
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -519,7 +519,7 @@ class KafkaSubscription(SubscriptionBase):
                 self._wake.clear()
                 try:
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a
-                    # cancellation into a TimeoutError (swallowed here): see sqlite.py.
+                    # cancellation into a TimeoutError (swallowed here): see sqlite/engine.py.
                     async with asyncio.timeout(wait if wait > 0.001 else 0.001):
                         await self._wake.wait()
                 except TimeoutError:

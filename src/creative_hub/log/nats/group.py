@@ -537,7 +537,7 @@ class NatsSubscription(SubscriptionBase):
                 wait = min(wait, deadline - now)
             self._event.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):  # not wait_for: see sqlite.py's _wait_for_append
+                async with asyncio.timeout(wait):  # not wait_for: see sqlite/engine.py's _wait_for_append
                     await self._event.wait()
 
     def _pop(self) -> Delivery | None:

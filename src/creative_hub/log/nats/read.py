@@ -165,7 +165,7 @@ class NatsReader(NatsClient):
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):  # not wait_for: see sqlite.py's _wait_for_append
+            async with asyncio.timeout(timeout):  # not wait_for: see sqlite/engine.py's _wait_for_append
                 await event.wait()
         event.clear()
 

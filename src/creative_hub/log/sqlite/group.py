@@ -30,12 +30,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LogClosed
-from ._subscription import SubscribeArgs, SubscriptionBase, SubState
-from .base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from ...errors import LogClosed
+from .._subscription import SubscribeArgs, SubscriptionBase, SubState
+from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteLog
+    from .engine import SQLiteLog
 
 __all__ = ["BOOT", "SQLiteSubscription"]
 

@@ -65,12 +65,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import EngineUnavailable, IdConflict, LogClosed, NotFound, PositionGone, ValidationError
-from ..files import private_file
-from ._sqlite_group import BOOT, SQLiteSubscription
-from ._sqlite_writer import Job, Writer
-from ._subscription import check_subscribe
-from .base import (
+from ...errors import EngineUnavailable, IdConflict, LogClosed, NotFound, PositionGone, ValidationError
+from ...files import private_file
+from .._subscription import check_subscribe
+from ..base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
     Appended,
@@ -84,6 +82,8 @@ from .base import (
     TopicInfo,
     check_topic,
 )
+from .group import BOOT, SQLiteSubscription
+from .writer import Job, Writer
 
 __all__ = ["SQLiteLog"]
 

@@ -93,7 +93,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError('the Redis engine needs redis-py: pip install "creative-hub[redis]"') from e
 
-from ..errors import (
+from ...errors import (
     EngineUnavailable,
     HubError,
     IdConflict,
@@ -103,12 +103,10 @@ from ..errors import (
     PositionGone,
     ValidationError,
 )
-from . import _redis_scripts as lua
-from ._guard import Guard
-from ._redis_subscription import RedisSubscription, command, make_record
-from ._retry import DEFAULT_RETRY_ATTEMPTS, Backoff, call_with_retry
-from ._subscription import check_subscribe
-from .base import (
+from .._guard import Guard
+from .._retry import DEFAULT_RETRY_ATTEMPTS, Backoff, call_with_retry
+from .._subscription import check_subscribe
+from ..base import (
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
     Appended,
@@ -122,6 +120,8 @@ from .base import (
     TopicInfo,
     check_topic,
 )
+from . import scripts as lua
+from .group import RedisSubscription, command, make_record
 
 __all__ = ["DEFAULT_PARTITIONS", "DEFAULT_PREFIX", "RedisLog", "RedisOptions"]
 
@@ -204,7 +204,7 @@ def _split_url(url: str, overrides: dict[str, Any]) -> tuple[str, RedisOptions]:
 
 
 def _redact(url: str) -> str:
-    from . import redact  # the package imports engines lazily, so no import cycle
+    from .. import redact  # the package imports engines lazily, so no import cycle
 
     return redact(url)
 

@@ -33,14 +33,14 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import EngineUnavailable, HubError, LogClosed, LogError
-from . import _redis_scripts as lua
-from ._retry import Backoff
-from ._subscription import SubscribeArgs, SubscriptionBase, SubState
-from .base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from ...errors import EngineUnavailable, HubError, LogClosed, LogError
+from .._retry import Backoff
+from .._subscription import SubscribeArgs, SubscriptionBase, SubState
+from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from . import scripts as lua
 
 if TYPE_CHECKING:
-    from .redis import RedisLog
+    from .engine import RedisLog
 
 
 async def command(client: Any, *args: Any) -> Any:
