@@ -37,6 +37,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import re
 import warnings
 from collections.abc import AsyncIterator, Iterable
@@ -250,6 +251,7 @@ class NotebookError(Exception):
 def read_notebook(raw: bytes) -> tuple[Any, bool]:
     """The notebook as nbformat 4, validated; and whether its cell ids are its own (4.5+)."""
     import nbformat  # the jupyter extra; imported here so the rest of the hub does not need it
+    from traitlets.log import get_logger
 
     try:
         obj = json.loads(raw)
@@ -259,9 +261,13 @@ def read_notebook(raw: bytes) -> tuple[Any, bool]:
         raise NotebookError("not a notebook: JSON nested deeper than Python can read") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("nbformat"), int):
         raise NotebookError("no nbformat version (not a Jupyter notebook)")
-    own_ids = obj["nbformat"] > 4 or (obj["nbformat"] == 4 and int(obj.get("nbformat_minor") or 0) >= 5)
+    minor = obj.get("nbformat_minor")
+    own_ids = obj["nbformat"] > 4 or (obj["nbformat"] == 4 and isinstance(minor, int) and minor >= 5)
+    log: Any = get_logger()  # the running app's logger in a kernel, else traitlets'
+    level = log.level
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nbformat warns about ids it adds or normalises
+        log.setLevel(logging.CRITICAL)  # and logs what is invalid: the ItemError says it once
         try:
             nb = nbformat.reads(raw.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
             nbformat.validate(nb)
@@ -272,6 +278,8 @@ def read_notebook(raw: bytes) -> tuple[Any, bool]:
             raise NotebookError(f"fails nbformat validation{at}: {msg}") from None
         except Exception as e:  # nbformat raises many kinds on a malformed file
             raise NotebookError(f"nbformat cannot read it: {type(e).__name__}: {str(e)[:300]}") from None
+        finally:
+            log.setLevel(level)
     return nb, own_ids
 
 
@@ -333,8 +341,9 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
     if not own_ids:
         keys = _match_edited(cells, keys, held)
     meta = nb.metadata or {}
-    kernel = meta.get("kernelspec") or {}
-    lang = kernel.get("language") or (meta.get("language_info") or {}).get("name")
+    # nbformat's schema leaves kernelspec.language free: only a string is a language
+    langs = [(meta.get("kernelspec") or {}).get("language"), (meta.get("language_info") or {}).get("name")]
+    lang = next((x[:100] for x in langs if isinstance(x, str) and x.strip()), None)
     parts, title = _Parts.of(cells)
     story = f"nb-{nb_id}"
     subject = f"{SOURCE_PREFIX}{nb_id}"
