@@ -1,14 +1,21 @@
 """Principals (people and agents), their API tokens and their signing keys.
 
-The registry is event-sourced: principals and tokens are events in the log's
-``system.registry`` topic, so every hub process on every engine sees the
-same principals, and a revocation reaches every process on its next
+The registry is event-sourced: principals and tokens are CloudEvents in the
+log's ``system.registry`` topic (``creative.system.principal``, ``.token``,
+``.token_revoked``, ``.principal_revoked``), so every hub process on every
+engine sees the same principals, any CloudEvents consumer of the broker can
+read the topic, and a revocation reaches every process on its next
 authentication (each ``authenticate`` first reads what is new).
 
 * **Tokens** are shown once, at creation: ``chub_<token id>_<secret>``.  The
-  registry stores only ``sha256(secret)`` and compares in constant time.  A
-  token may have an expiry (``issue_token(p, expires="30d")``), checked
-  against the clock at each authentication.
+  registry stores only ``HMAC-SHA256(K, secret)``, K a random key kept in
+  the keystore directory (``tokens.secret``, never in the log), and compares
+  in constant time: someone who can read the broker learns a token's id and
+  owner, not anything to test a guess against.  Every hub process that
+  authenticates needs the same keystore, as it does to sign.  (Earlier
+  versions stored ``sha256(secret)``; such tokens still work.)  A token may
+  have an expiry (``issue_token(p, expires="30d")``), checked against the
+  clock at each authentication.
 * **Keys**: one Ed25519 key pair per principal.  The public key is in the
   registry (anyone can verify); the private key stays in a local keystore
   directory (files readable by the owner only), never in the log.
@@ -26,7 +33,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import AccessDenied, NotFound, ValidationError
-from .event import Event, encode_event
+from .event import Event, digest, encode_event
 from .log import Entry, Log
 
 __all__ = [
@@ -62,6 +69,7 @@ class _RegistryRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     action: Literal["principal", "token", "revoke-token", "revoke-principal"]
     principal: str
     time: float
+    token_mac: str | None = None  # HMAC-SHA256 of the secret part with the keystore's key, hex
     kind: str | None = None
     name: str | None = None
     public_key: str | None = None  # raw Ed25519 public key, base64
@@ -85,6 +93,7 @@ class Principal:
 class _Token:
     principal: str
     hash: str
+    keyed: bool = False  #: ``hash`` is an HMAC with the keystore's key (else a bare sha256)
     revoked: bool = False
     expires: float | None = None  #: epoch seconds
 
@@ -147,6 +156,23 @@ class Keystore:
         self._cache[principal] = key
         return key
 
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte key kept in ``<path>/<name>.secret`` (made on first use, mode 0600)."""
+        f = self.path / f"{check_principal_id(name)}.secret"
+        if not f.exists():
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first: use theirs
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32))
+        text = f.read_text().strip()
+        if len(text) != 64:  # a half-written file from a process killed mid-write
+            raise ValidationError("keystore", f"{f} is not a 64-hex-digit key; remove it to make a new one")
+        return bytes.fromhex(text)
+
     def get(self, principal: str) -> Ed25519PrivateKey | None:
         if principal in self._cache:
             return self._cache[principal]
@@ -172,6 +198,44 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+#: registry change -> its CloudEvents type, and back
+TYPES = {
+    "principal": "creative.system.principal",
+    "token": "creative.system.token",
+    "revoke-token": "creative.system.token_revoked",
+    "revoke-principal": "creative.system.principal_revoked",
+}
+ACTIONS = {t: a for a, t in TYPES.items()}
+
+
+def registry_event(rec: _RegistryRecord) -> Event:
+    """A registry change as the CloudEvent ``system.registry`` holds."""
+    data = msgspec.to_builtins(rec)
+    del data["action"], data["time"]
+    body = msgspec.json.encode(rec)
+    return Event(
+        id=hashlib.blake2b(body, digest_size=16).hexdigest(),
+        source="/hub/registry",
+        type=TYPES[rec.action],
+        subject=rec.principal,
+        time=datetime.fromtimestamp(rec.time, UTC),
+        datacontenttype="application/json",
+        data=data,
+        creator="hub",
+        partitionkey="registry",
+    )
+
+
+def _registry_record(body: bytes) -> _RegistryRecord:
+    """The change a ``system.registry`` record holds: a CloudEvent, or the bare record
+    earlier versions wrote."""
+    obj = msgspec.json.decode(body)
+    if isinstance(obj, dict) and "specversion" in obj:
+        when = datetime.fromisoformat(obj["time"]).timestamp()
+        return msgspec.convert({**obj["data"], "action": ACTIONS[obj["type"]], "time": when}, _RegistryRecord)
+    return msgspec.convert(obj, _RegistryRecord)
+
+
 class Registry:
     """Who is who: principals, tokens, public keys; read from ``system.registry``."""
 
@@ -185,7 +249,7 @@ class Registry:
     async def refresh(self) -> None:
         """Apply registry records appended since the last look (by any process)."""
         async for r in self.log.read(REGISTRY_TOPIC, after=self._position):
-            self._apply(msgspec.json.decode(r.body, type=_RegistryRecord))
+            self._apply(_registry_record(r.body))
             self._position = r.position
 
     def _apply(self, rec: _RegistryRecord) -> None:
@@ -194,8 +258,10 @@ class Registry:
             self.principals[rec.principal] = Principal(
                 rec.principal, rec.kind or "person", rec.name or rec.principal, rec.public_key or "", rec.time
             )
-        elif rec.action == "token" and p is not None and rec.token_id and rec.token_hash:
-            self._tokens[rec.token_id] = _Token(rec.principal, rec.token_hash, expires=rec.expires)
+        elif rec.action == "token" and p is not None and rec.token_id and (rec.token_mac or rec.token_hash):
+            keyed = rec.token_mac is not None
+            mac = rec.token_mac or rec.token_hash or ""
+            self._tokens[rec.token_id] = _Token(rec.principal, mac, keyed, expires=rec.expires)
             p.tokens += 1
         elif rec.action == "revoke-token" and rec.token_id in self._tokens:
             tok = self._tokens[rec.token_id]
@@ -210,10 +276,14 @@ class Registry:
             p.tokens = 0
 
     async def _record(self, rec: _RegistryRecord) -> None:
-        body = msgspec.json.encode(rec)
-        entry_id = hashlib.blake2b(body, digest_size=16).hexdigest()
-        await self.log.append(REGISTRY_TOPIC, [Entry(entry_id, "registry", body, entry_id, "hub")])
+        event = registry_event(rec)
+        entry = Entry(event.id, "registry", encode_event(event), digest(event), "hub")
+        await self.log.append(REGISTRY_TOPIC, [entry])
         await self.refresh()
+
+    def _mac(self, secret: str) -> str:
+        """HMAC-SHA256 of a token's secret part with this keystore's token key."""
+        return hmac.new(self.keystore.secret("tokens"), secret.encode(), hashlib.sha256).hexdigest()
 
     async def add(self, principal: str, *, kind: Kind = "person", name: str | None = None) -> Principal:
         """Register a principal and make its key pair.  An existing id is refused."""
@@ -236,9 +306,7 @@ class Registry:
         )
         return self.principals[principal]
 
-    async def issue_token(
-        self, principal: str, *, expires: str | datetime | timedelta | None = None
-    ) -> str:
+    async def issue_token(self, principal: str, *, expires: str | datetime | timedelta | None = None) -> str:
         """A new API token for ``principal``; the only time it is shown.  ``expires``:
         ``30d``, ``12h``, an aware datetime or a timedelta; None: it works until revoked."""
         ends: float | None = None
@@ -264,7 +332,7 @@ class Registry:
                 principal=principal,
                 time=time.time(),
                 token_id=token_id,
-                token_hash=_hash(secret),
+                token_mac=self._mac(secret),
                 expires=ends,
             )
         )
@@ -301,7 +369,8 @@ class Registry:
         tok = self._tokens.get(m.group(1)) if m else None
         # Compare even when the id is unknown, so timing says nothing.
         expected = tok.hash if tok else "0" * 64
-        ok = hmac.compare_digest(expected, _hash(m.group(2) if m else ""))
+        given = m.group(2) if m else ""
+        ok = hmac.compare_digest(expected, self._mac(given) if tok is None or tok.keyed else _hash(given))
         if tok is None or not ok or tok.revoked or self.principals[tok.principal].revoked:
             raise AccessDenied("invalid or revoked token")
         if tok.expires is not None and time.time() >= tok.expires:

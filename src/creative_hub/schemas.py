@@ -433,6 +433,21 @@ class RetentionSet(Payload, kw_only=True):
     max_bytes: int | None = None
 
 
+class RegistryChange(Payload, kw_only=True):
+    """A change to who is who (kept in ``system.registry``): a principal added or
+    revoked, a token issued or revoked.  Never a token's secret: ``token_mac`` is an
+    HMAC keyed by the hub's keystore, useless to whoever reads the broker."""
+
+    principal: NonEmpty
+    kind: str | None = None  #: person or agent
+    name: str | None = None
+    public_key: str | None = None  #: raw Ed25519 public key, base64
+    token_id: str | None = None
+    token_mac: str | None = None
+    token_hash: str | None = None  #: earlier versions' bare sha256 (read, never written)
+    expires: float | None = None  #: epoch seconds a token stops working
+
+
 class Cursor(Payload, kw_only=True):
     """How far ``follow`` has pulled a remote peer's stream (kept in ``system.federation``)."""
 
@@ -475,6 +490,10 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.system.draft_read": DraftRead,
     "creative.system.retention": RetentionSet,
     "creative.system.cursor": Cursor,
+    "creative.system.principal": RegistryChange,
+    "creative.system.token": RegistryChange,
+    "creative.system.token_revoked": RegistryChange,
+    "creative.system.principal_revoked": RegistryChange,
 }
 
 AREAS = sorted({t.split(".")[1] for t in PAYLOADS})
