@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -302,6 +303,8 @@ class Hub:
         self._registry = registry
         self._grants = grants
         self._owns_log = True
+        #: the file of the key that MACs API tokens (``Hub.connect``: found from the URL)
+        self.token_key: str | None = None
 
     @classmethod
     def connect(cls, url: str, **kwargs: Any) -> _Connect:
@@ -341,7 +344,9 @@ class Hub:
     def registry(self) -> Registry:
         """Principals, tokens and public keys (kept in the log)."""
         if self._registry is None:
-            self._registry = Registry(self.log, self.keystore or Keystore(".creative-hub/keys"))
+            keystore = self.keystore or Keystore(".creative-hub/keys")
+            token_key = Path(self.token_key) if self.token_key else None
+            self._registry = Registry(self.log, keystore, token_key=token_key)
         return self._registry
 
     def acting(self, principal: str, *, authenticated: bool = False, via: str | None = None) -> Hub:
@@ -709,6 +714,7 @@ class _Connect:
         log = open_log(self.url, **log_options)
         await log.open()
         self.hub = Hub(log, keystore=Keystore(keys or default_keys(self.url)), **self.kwargs)
+        self.hub.token_key = default_token_key(self.url)
         return self.hub
 
     async def __aexit__(self, *exc: object) -> None:
@@ -771,6 +777,16 @@ async def _copy_topic(
                 progress(name, done, total)
         if r is None:
             return copied, dup
+
+
+def default_token_key(url: str) -> str:
+    """Where the key that MACs API tokens lives: beside a SQLite file, else in ./.creative-hub.
+
+    Found from the log, not the keystore, so every process on the same log
+    checks tokens alike whichever keystore it signs with."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :].split("?", 1)[0] + ".token-key"
+    return os.path.join(".creative-hub", "token-key")
 
 
 def default_keys(url: str) -> str:

@@ -8,11 +8,12 @@ read the topic, and a revocation reaches every process on its next
 authentication (each ``authenticate`` first reads what is new).
 
 * **Tokens** are shown once, at creation: ``chub_<token id>_<secret>``.  The
-  registry stores only ``HMAC-SHA256(K, secret)``, K a random key kept in
-  the keystore directory (``tokens.secret``, never in the log), and compares
-  in constant time: someone who can read the broker learns a token's id and
-  owner, not anything to test a guess against.  Every hub process that
-  authenticates needs the same keystore, as it does to sign.  (Earlier
+  registry stores only ``HMAC-SHA256(K, secret)``, K a random key in a file
+  of its own, never in the log (``<db>.token-key`` beside a SQLite file, else
+  ``.creative-hub/token-key``; ``Hub.connect`` finds it from the URL), and
+  compares in constant time: someone who can read the broker learns a
+  token's id and owner, not anything to test a guess against.  Every hub
+  process that authenticates needs that file.  (Earlier
   versions stored ``sha256(secret)``; such tokens still work.)  A token may
   have an expiry (``issue_token(p, expires="30d")``), checked against the
   clock at each authentication.
@@ -156,23 +157,6 @@ class Keystore:
         self._cache[principal] = key
         return key
 
-    def secret(self, name: str) -> bytes:
-        """A random 32-byte key kept in ``<path>/<name>.secret`` (made on first use, mode 0600)."""
-        f = self.path / f"{check_principal_id(name)}.secret"
-        if not f.exists():
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process made it first: use theirs
-                pass
-            else:
-                with os.fdopen(fd, "w") as out:
-                    out.write(secrets.token_hex(32))
-        text = f.read_text().strip()
-        if len(text) != 64:  # a half-written file from a process killed mid-write
-            raise ValidationError("keystore", f"{f} is not a 64-hex-digit key; remove it to make a new one")
-        return bytes.fromhex(text)
-
     def get(self, principal: str) -> Ed25519PrivateKey | None:
         if principal in self._cache:
             return self._cache[principal]
@@ -192,6 +176,36 @@ class Keystore:
 def public_key_b64(key: Ed25519PrivateKey) -> str:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
+
+
+_SECRETS: dict[Path, bytes] = {}  # key files read by this process
+
+
+def load_secret(f: Path) -> bytes:
+    """The random 32-byte key in file ``f``, made on first use (mode 0600, its folder 0700)."""
+    if f in _SECRETS:
+        return _SECRETS[f]
+    if not f.exists():
+        # Written whole to a private file, then linked into place: another
+        # process sees no key or a whole key, and the first link wins.
+        f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, f)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+        finally:
+            tmp.unlink()
+    text = f.read_text().strip()
+    if len(text) != 64:  # a half-written file from a process killed mid-write
+        raise ValidationError("token key", f"{f} is not a 64-hex-digit key; remove it to make a new one")
+    _SECRETS[f] = bytes.fromhex(text)
+    return _SECRETS[f]
 
 
 def _hash(secret: str) -> str:
@@ -239,9 +253,11 @@ def _registry_record(body: bytes) -> _RegistryRecord:
 class Registry:
     """Who is who: principals, tokens, public keys; read from ``system.registry``."""
 
-    def __init__(self, log: Log, keystore: Keystore) -> None:
+    def __init__(self, log: Log, keystore: Keystore, *, token_key: Path | None = None) -> None:
         self.log = log
         self.keystore = keystore
+        #: the key file MACing tokens (default: ``tokens.secret`` in the keystore)
+        self.token_key = token_key or keystore.path / "tokens.secret"
         self.principals: dict[str, Principal] = {}
         self._tokens: dict[str, _Token] = {}
         self._position: str | None = None
@@ -283,7 +299,7 @@ class Registry:
 
     def _mac(self, secret: str) -> str:
         """HMAC-SHA256 of a token's secret part with this keystore's token key."""
-        return hmac.new(self.keystore.secret("tokens"), secret.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(load_secret(self.token_key), secret.encode(), hashlib.sha256).hexdigest()
 
     async def add(self, principal: str, *, kind: Kind = "person", name: str | None = None) -> Principal:
         """Register a principal and make its key pair.  An existing id is refused."""
