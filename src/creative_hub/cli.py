@@ -413,6 +413,9 @@ def publish(
     as_: AsOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the event ids, one a line.")
+    ] = False,
 ) -> None:
     """Publish events from flags, a JSON file, or stdin.  A bad event stops the batch: none is stored."""
     if file is not None and (type or data):
@@ -435,6 +438,10 @@ def publish(
             out.print_json(
                 json.dumps([r.__dict__ if hasattr(r, "__dict__") else _receipt(r) for r in receipts])
             )
+            return
+        if quiet:
+            for r in receipts:
+                print(r.id)
             return
         t = Table(title=f"published {len(receipts)} event(s)", title_justify="left")
         for col in ("id", "topic", "position", "note"):
@@ -711,6 +718,7 @@ def migrate_cmd(
     topic: Annotated[
         list[str] | None, typer.Option("--topic", help="Only these topics (repeatable).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy every topic from one log to another, ids and order kept; running it twice adds nothing."""
 
@@ -739,6 +747,10 @@ def migrate_cmd(
                 await dst.close()
         finally:
             await src.close()
+        if as_json:
+            rows = [{"topic": n, "copied": c, "already": d} for n, (c, d) in result.items()]
+            out.print_json(json.dumps(rows))
+            return
         t = Table(title=f"migrated {redact(from_)} -> {redact(to)}", title_justify="left")
         for col in ("topic", "copied", "already there"):
             t.add_column(col, justify="left" if col == "topic" else "right")

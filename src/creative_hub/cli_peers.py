@@ -47,7 +47,21 @@ def _json(text: str, name: str = "data") -> dict[str, Any]:
     return value
 
 
-def _receipts(title: str, receipts: list[Receipt]) -> None:
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the ids made, one a line.")]
+
+
+def _receipts(title: str, receipts: list[Receipt], as_json: bool = False, quiet: bool = False) -> None:
+    """The receipts as a table; with ``--json`` a JSON array; with ``-q`` the ids alone (for scripts)."""
+    if as_json:
+        rows = [
+            {"id": r.id, "topic": r.topic, "position": r.position, "duplicate": r.duplicate} for r in receipts
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    if quiet:
+        for r in receipts:
+            print(r.id)
+        return
     t = Table(title=title, title_justify="left")
     for col in ("id", "topic", "position"):
         t.add_column(col)
@@ -163,11 +177,13 @@ def peer_draft(
     data: DataOpt,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """A private draft in your hub."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("draft", [await p.draft(type, subject, _json(data))])
+        _receipts("draft", [await p.draft(type, subject, _json(data))], as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -178,23 +194,29 @@ def peer_revise(
     data: DataOpt,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """A new revision of one of your drafts (fields in --data replace the old ones)."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("revision", [await p.revise(draft, _json(data))])
+        _receipts("revision", [await p.revise(draft, _json(data))], as_json, quiet)
 
     _peer(fn, log, token)
 
 
 @peer_app.command("publish")
 def peer_publish(
-    draft: Annotated[str, typer.Argument()], log: LogOpt = DEFAULT_LOG, token: TokenOpt = None
+    draft: Annotated[str, typer.Argument()],
+    log: LogOpt = DEFAULT_LOG,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Publish a draft: public in your hub and mirrored to the shared topic."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("published", [await p.publish(draft)])
+        _receipts("published", [await p.publish(draft)], as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -207,11 +229,13 @@ def peer_fork(
     ] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fork an event into a draft of your own."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("fork", [await p.fork(event, subject=subject)])
+        _receipts("fork", [await p.fork(event, subject=subject)], as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -225,12 +249,14 @@ def peer_contribute(
     description: Annotated[str | None, typer.Option()] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Propose a change to someone's published work."""
 
     async def fn(p: PeerHub) -> None:
         r = await p.contribute(to, on, title, changes=_json(changes, "changes"), description=description)
-        _receipts("proposed", [r])
+        _receipts("proposed", [r], as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -241,11 +267,13 @@ def peer_accept(
     reason: Annotated[str | None, typer.Option()] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Accept a contribution to your hub: a decision and a new published revision."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("accepted", list(await p.accept(contribution, reason)))
+        _receipts("accepted", list(await p.accept(contribution, reason)), as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -256,11 +284,13 @@ def peer_reject(
     reason: Annotated[str | None, typer.Option()] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Reject a contribution to your hub."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("rejected", [await p.reject(contribution, reason)])
+        _receipts("rejected", [await p.reject(contribution, reason)], as_json, quiet)
 
     _peer(fn, log, token)
 
@@ -272,11 +302,13 @@ def peer_feedback(
     rating: Annotated[int | None, typer.Option(min=1, max=5)] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Comment on any event you may read."""
 
     async def fn(p: PeerHub) -> None:
-        _receipts("feedback", [await p.feedback(on, text, rating=rating)])
+        _receipts("feedback", [await p.feedback(on, text, rating=rating)], as_json, quiet)
 
     _peer(fn, log, token)
 
