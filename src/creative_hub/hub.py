@@ -40,6 +40,7 @@ from .event import (
     validate_event,
 )
 from .grants import GrantBook
+from .ids import EventIds, default_ids_path
 from .ledger import EffectLedger
 from .log import Delivery, Entry, Gap, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
@@ -292,6 +293,7 @@ class Hub:
         registry: Registry | None = None,
         grants: GrantBook | None = None,
         via: str | None = None,
+        ids: EventIds | None = None,
     ) -> None:
         self.log = log
         self.principal = principal
@@ -302,6 +304,7 @@ class Hub:
         self.via = via  # the face this view serves (http, mcp): named in audit records
         self._registry = registry
         self._grants = grants
+        self._ids = ids
         self._owns_log = True
         #: the file of the key that MACs API tokens (``Hub.connect``: found from the URL)
         self.token_key: str | None = None
@@ -349,6 +352,13 @@ class Hub:
             self._registry = Registry(self.log, keystore, token_key=token_key)
         return self._registry
 
+    @property
+    def ids(self) -> EventIds:
+        """Where each event id is (``ids.py``): beside a SQLite file, else in memory."""
+        if self._ids is None:
+            self._ids = EventIds(self.log, default_ids_path(self.log.url))
+        return self._ids
+
     def acting(self, principal: str, *, authenticated: bool = False, via: str | None = None) -> Hub:
         """This hub as seen by ``principal``: same log, access rules applied.
         ``via`` names the face (http, mcp) in the owner's audit of draft reads."""
@@ -362,12 +372,15 @@ class Hub:
             registry=self.registry,
             grants=self.grants,
             via=via,
+            ids=self.ids,
         )
         child._owns_log = False
         return child
 
     async def close(self) -> None:
         if self._owns_log:
+            if self._ids is not None:
+                self._ids.close()
             await self.log.close()
 
     # -- publish -------------------------------------------------------------
@@ -603,26 +616,36 @@ class Hub:
     async def get(self, event_id: str, topic: str | None = None) -> StoredEvent:
         """The event with ``event_id`` (in ``topic``, or in any peer or shared topic
         this principal may read).  NotFound otherwise: an event in a topic the principal may not
-        read is "not found" too, so a guessed id tells nothing.  A scan: for
-        tools and peer operations, not for hot paths."""
+        read is "not found" too, so a guessed id tells nothing.  A lookup in the id index
+        (``ids.py``) and a read of one record: the same cost at any size of log, hit or miss."""
         if topic is not None:
             check_topic(topic)
-            names = [topic]
-        else:
-            # Without a topic: the creative work (peer hubs and shared topics),
-            # not work queues, archives or dead letters -- name the topic for those.
-            names = [t.name for t in await self.log.topics() if t.name.startswith(("peer.", "creative."))]
         if self.identity.grants is not None:
             await self.grants.refresh()
-        for name in names:
-            who = self.identity
-            if not can_read(who, name):
-                continue
-            async for stored in self._scan(name):
-                if stored.event.id != event_id:
+        who = self.identity
+        for attempt in range(2):
+            if attempt:  # a miss: first what the log holds beyond the index (other writers too)
+                await self.ids.catch_up()
+            for place in self.ids.places(event_id):
+                name = place.topic
+                if topic is not None and name != topic:
+                    continue
+                # Without a topic: the creative work (peer hubs and shared topics),
+                # not work queues, archives or dead letters -- name the topic for those.
+                if topic is None and not name.startswith(("peer.", "creative.")):
+                    continue
+                if not can_read(who, name):
+                    continue
+                record = await self.ids.fetch(place, event_id)
+                if record is None:
+                    continue
+                try:
+                    stored = StoredEvent(name, record.position, record.time_ms, decode_event(record.body))
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    logger.warning("skipping %s@%s: not a valid event (%s)", name, record.position, e)
                     continue
                 if not can_read_event(who, name, stored.event.subject):
-                    break  # not theirs to see: "not found", like any other
+                    continue  # not theirs to see: "not found", like any other
                 await self.grants.record_reads(who, name, [stored.event], "get")
                 self._handed([stored.event])
                 return stored

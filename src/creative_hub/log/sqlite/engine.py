@@ -632,6 +632,13 @@ class SQLiteLog:
 
         return await self._read(job)
 
+    async def topic_names(self) -> list[str]:
+        """Every topic's name, sorted: ``topics()`` without counting each one (the id index
+        asks this on every miss, and a count reads the whole topic)."""
+        return await self._read(
+            lambda conn: [r[0] for r in conn.execute("SELECT name FROM topics ORDER BY name")]
+        )
+
     async def topic_info(self, topic: str) -> TopicInfo:
         check_topic(topic)
 
