@@ -105,12 +105,17 @@ def _genders(mentions: list[Mention], ents: dict[int, Entity]) -> None:
     for m in mentions:
         if not m.quoted:
             by_sent[m.sent].append(m)
+    for m in mentions:
+        if m.entity >= 0 and not m.pronoun:
+            ents[m.entity].gender.update(m.votes)
     for ms in by_sent.values():
         for k, m in enumerate(ms):
             if m.pronoun or m.role not in ("subj", "speaker") or m.conj:
                 continue
             for n in ms[k + 1 :]:
                 if n.pronoun:
+                    if (n.pronoun == "they") != (m.plural or bool(m.conj)):
+                        break  # "said the cock: so they all four went on" says nothing of the cock
                     if n.role in ("subj", "speaker") or n.surface.lower().endswith("self"):
                         ents[m.entity].gender[n.pronoun] += 1
                     break
@@ -128,6 +133,16 @@ def resolve(
     _merge_by_grammar(sentences, mentions, ents, groups)
     _merge_names(ents, groups)
     _resolve_pronouns(mentions, ents, groups)
+    # What the pronouns went to says what each one is: "he" forty times is a he.  Then again.
+    for m in mentions:
+        if (
+            m.pronoun in ("he", "she")
+            and m.entity >= 0
+            and not m.quoted
+            and m.role in ("subj", "speaker", "poss")
+        ):
+            ents[m.entity].gender[m.pronoun] += 1
+    _resolve_pronouns(mentions, ents, groups)
     _merge_by_speech(turns, mentions, ents, groups)
     _bridge(turns, mentions, ents, groups)
     _resolve_pronouns(mentions, ents, groups)
@@ -140,6 +155,14 @@ def animate(e: Entity) -> bool:
         (m.role in ("speaker", "addressee") and not m.pronoun) or m.relative_who or m.person or m.proper
         for m in e.mentions
         if not m.quoted
+    )
+
+
+def _alive_by_name(e: Entity) -> bool:
+    """Alive by what its own names do: speaks, is spoken to, "who", a proper name."""
+    return any(
+        not m.pronoun and not m.quoted and (m.role in ("speaker", "addressee") or m.relative_who or m.proper)
+        for m in e.mentions
     )
 
 
@@ -222,17 +245,21 @@ def _merge_names(ents: dict[int, Entity], groups: _Groups) -> None:
         for m in e.mentions:
             if m.proper:
                 proper.setdefault(_norm(m.key), e.id)
-    keys = list(proper)
+    last: dict[str, int] = {}
     for e in ents.values():
         for m in e.mentions:
-            if m.proper and " " in m.key:
-                last = _norm(m.key.split()[-1])
-                if last in proper and proper[last] != e.id:
-                    groups.union(proper[last], e.id)
+            if m.proper:
+                last.setdefault(_norm(m.key.split()[-1]), e.id)  # "Mr Korbes" is Korbes
+    keys = list(last)
     for i, a in enumerate(keys):
-        for b in keys[i + 1 :]:
-            if len(a) >= 8 and a[0] == b[0] and _edits(a, b) <= NAME_EDITS:
-                groups.union(proper[a], proper[b])
+        for b in keys[i:]:
+            same = a == b or (len(a) >= 8 and a[0] == b[0] and _edits(a, b) <= NAME_EDITS)
+            if same:
+                groups.union(last[a], last[b])
+    for e in ents.values():
+        for m in e.mentions:
+            if m.proper:
+                groups.union(last[_norm(m.key.split()[-1])], e.id)
 
 
 def _resolve_pronouns(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
@@ -267,10 +294,14 @@ def _resolve_pronouns(mentions: list[Mention], ents: dict[int, Entity], groups: 
             if want != "they" and e.pronoun() not in (None, want):
                 continue
             score = -(m.sent - r.sent) * 2.0 - (m.i - r.i) * 0.05
-            score += 1.5 if r.role in ("subj", "speaker") else 0.0
+            # Centering: a pronoun most often continues the last subject.
+            score += 3.0 if r.role in ("subj", "speaker") else 0.0
+            score -= 6.0 if r.background else 0.0  # only when nobody else will do
+            if m.reply and r.role == "speaker" and 0 <= m.sent - r.sent <= 1:
+                continue  # dialogue alternates: "said she" just after "said the man" is not the man
             score += 0.5 if e.pronoun() == want else 0.0
             if want != "they" and not animate(e):
-                continue
+                score -= 2.5  # nothing yet says it is alive: possible, not likely
             if m.possessor is not None or r is m.possessor:
                 continue
             if score > best_score:
@@ -312,7 +343,14 @@ def _merge_by_speech(
     """Vocatives name the one spoken to; "my name is" the speaker; "your name" the one spoken to."""
     nouns = {m.key for m in mentions if not m.quoted and not m.pronoun}
     people = _turn_people(turns, groups)
-    for t, (_, sp, ad) in zip(turns, people, strict=True):
+    for k, (t, (_, sp, ad)) in enumerate(zip(turns, people, strict=True)):
+        if t.addressee is None:
+            # A name called out in a reply names the one who spoke just before; nobody else is sure.
+            prev = turns[k - 1] if k > 0 else None
+            ad = None
+            if prev is not None and t.sent - prev.sent == 1 and prev.speaker and prev.speaker.entity >= 0:
+                ad = groups.find(prev.speaker.entity)
+                ad = None if ad == sp else ad
         for v in t.vocatives:
             if ad is not None and v.entity >= 0 and (v.proper or v.key in nouns) and not v.plural:
                 if groups.find(v.entity) != sp and _compatible(
@@ -378,13 +416,15 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
                 g = groups.find(r.entity)
                 if g in (me, owner) or g in here or r.role not in ("subj", "speaker"):
                     continue
+                if not _alive_by_name(_merged(ents, groups, g)):
+                    continue  # "his greediness was raised": resolved to by a pronoun, never itself alive
                 target = g
                 break
         if not animate(group):
             continue
         if (
             target is not None
-            and animate(_merged(ents, groups, target))
+            and _alive_by_name(_merged(ents, groups, target))
             and _compatible(_merged(ents, groups, target), group)
         ):
             cand = _merged(ents, groups, target)

@@ -62,6 +62,9 @@ class Mention:
     postmodified: bool = False  #: "the king of the land, who ..."
     person: bool = False  #: tagged PERSON by the named-entity recogniser
     relative_who: bool = False  #: "the ass, who saw ..."
+    background: bool = False  #: in a sentence that only gives names
+    votes: list[str] = field(default_factory=list)  #: "a wood-cutter with his wife": "he"
+    reply: bool = False  #: speaker of a sentence that opens with the quote ("‘O, you fool!’ said she")
     token: int = -1  #: index of the head token in its doc
     entity: int = -1  #: the entity it is resolved to
     conj: list[Mention] = field(default_factory=list)  #: "Hansel and Gretel"
@@ -95,8 +98,12 @@ class Sentence:
         return self.doc[self.start : self.end]
 
     def quoted(self, tok: Token) -> bool:
-        k = bisect.bisect_right(self.quotes, (tok.idx, 1 << 60)) - 1
-        return k >= 0 and self.quotes[k][0] <= tok.idx < self.quotes[k][1]
+        return self.depth(tok) > 0
+
+    def depth(self, tok: Token) -> int:
+        """How many quotations the token is inside (2: a song quoted in someone's speech)."""
+        k = bisect.bisect_right(self.quotes, (tok.idx, 1 << 60))
+        return sum(1 for a, b in self.quotes[:k] if a <= tok.idx < b)
 
 
 def _sentences(doc: Doc, scene: int, first: int, quotes: list[tuple[int, int]]) -> list[Sentence]:
@@ -146,9 +153,20 @@ def read_doc(
             tok = doc[m.token]
             if tok.dep_ == "poss" and tok.head.i in by_token:
                 by_token[tok.head.i].possessor = m
+            if m.pronoun and tok.dep_ == "poss" and m.pronoun != "they":
+                # "a poor wood-cutter with his wife": the possessor's gender is the noun's
+                owned = tok.head
+                while owned.dep_ == "conj":
+                    owned = owned.head
+                if owned.dep_ == "pobj" and owned.head.dep_ == "prep" and owned.head.head.i in by_token:
+                    by_token[owned.head.head.i].votes.append(m.pronoun)
             if tok.dep_ == "conj" and tok.head.i in by_token:
                 by_token[tok.head.i].conj.append(m)
                 m.role = by_token[tok.head.i].role
+        naming = [t for t in doc[s.start : s.end] if t.lemma_ in ("call", "name") and not s.quoted(t)]
+        if any(c.dep_ == "nsubjpass" for t in naming for c in t.children):
+            for m in s_mentions:  # "The boy was called Hansel and the girl Gretel": names given, not a scene
+                m.background = True
         mentions.extend(s_mentions)
         if s.quotes and any(s.quoted(t) for t in doc[s.start : s.end]):
             turns.append(_turn(doc, s, by_token))
@@ -167,9 +185,9 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
         )  # fmt: skip
     if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ in ("compound", "flat") or not tok.text[:1].isalpha():
         return None
-    if doc[tok.i - 1].text == "-" and tok.i >= 2 and not doc[tok.i - 1].whitespace_:
-        return None  # the tail of a hyphenated word is read with its head
     a, b = _hyphen_span(doc, tok)
+    if a <= tok.head.i < b and tok.head.i != tok.i:
+        return None  # a part of a hyphenated word ("wood-cutter") is read with its head
     word = doc[a:b].text
     proper = word[:1].isupper() and word.lower() not in lower_words
     if proper:
@@ -195,6 +213,8 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
         key = lemma
         surface = " ".join([*mods[-2:], word.lower()])
     dets = [c.lower_ for c in tok.lefts if c.dep_ in ("det", "poss", "predet", "nummod")]
+    if not proper and not quoted and not dets and tok.tag_ == "NN" and tok.dep_ not in ("conj", "appos"):
+        return None  # a singular common noun with no article is stuff ("bread"), or a mis-tagged word
     indefinite = any(d in INDEFINITE for d in dets) or (
         tok.head.lower_ == "of" and tok.head.head.lower_ == "one"
     )
@@ -212,6 +232,11 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
 
 def _role(tok: Token) -> str:
     dep = tok.dep_
+    verb = tok.head
+    if dep in ("nsubjpass",) and verb.lemma_ in ("call", "name"):
+        return "named"  # "the boy was called Hansel" names him; he does nothing
+    if dep in ("dobj", "attr") and verb.pos_ == "VERB" and not any(c.dep_ in SUBJECT for c in verb.children):
+        return "subj"  # "there dwelt a poor wood-cutter": an inverted subject
     if dep == "pobj" and tok.head.lower_ == "of" and tok.head.head.lower_ in ("one", "some", "all", "each"):
         tok = tok.head.head  # "one of the messengers came": the messengers act
         dep = tok.dep_
@@ -227,8 +252,12 @@ def _role(tok: Token) -> str:
 def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
     turn = Turn(s.index, None, None)
     tokens = doc[s.start : s.end]
+
     # Verbs of speaking first; then any verb right beside a quote ("‘...,’ whispered she").
-    ranked = sorted(tokens, key=lambda t: t.lemma_.lower() not in SPEECH)
+    def beside_quote(t: Token) -> bool:
+        return any(0 <= j < len(doc) and s.quoted(doc[j]) for j in (t.i - 2, t.i - 1, t.i + 1, t.i + 2))
+
+    ranked = sorted(tokens, key=lambda t: (not beside_quote(t), t.lemma_.lower() not in SPEECH))
     for tok in ranked:
         if s.quoted(tok) or tok.pos_ not in ("VERB", "AUX"):
             continue
@@ -239,18 +268,33 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
         )
         if tok.lemma_.lower() not in SPEECH and not near_quote:
             continue
-        subj = next((by_token[c.i] for c in tok.children if c.dep_ in SUBJECT and c.i in by_token), None)
-        if subj is None and tok.dep_ in ("conj", "advcl", "xcomp") and tok.head.i in by_token:
-            subj = None
-        if subj is None and tok.dep_ == "conj":
-            subj = next(
-                (by_token[c.i] for c in tok.head.children if c.dep_ in SUBJECT and c.i in by_token), None
-            )
+
+        def unquoted(c: Token) -> bool:
+            return c.i in by_token and not s.quoted(c)
+
+        def part_of(c: Token) -> Token:
+            """ "one of the messengers" speaks: the messengers do."""
+            if c.lower_ in ("one", "some", "each", "all") and c.i not in by_token:
+                for p in c.children:
+                    if p.dep_ == "prep" and p.lower_ == "of":
+                        for g in p.children:
+                            if g.i in by_token:
+                                return g
+            return c
+
+        subjects = [part_of(c) for c in tok.children if c.dep_ in SUBJECT]
+        if not subjects and tok.dep_ == "conj":
+            subjects = [part_of(c) for c in tok.head.children if c.dep_ in SUBJECT]
+        subj = next((by_token[c.i] for c in subjects if unquoted(c)), None)
+        if subj is None:  # "answered the woman": the parser may take the inverted subject for an object
+            subj = next((by_token[c.i] for c in tok.rights if c.i - tok.i <= 4 and unquoted(c)), None)
         if subj is None:
             continue
         if turn.speaker is None:
             turn.speaker = subj
             subj.role = "speaker"
+            first = next((t for t in tokens if not t.is_space), None)
+            subj.reply = first is not None and s.quoted(first)
         for c in tok.children:
             if c.dep_ in ("dative", "iobj", "dobj") and c.i in by_token and not s.quoted(c):
                 turn.addressee = turn.addressee or by_token[c.i]
@@ -266,7 +310,7 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
         m = by_token.get(tok.i)
         if m is None or not m.quoted or m.pronoun:
             continue
-        if _vocative(doc, s, tok):
+        if _vocative(doc, s, tok) or (m.proper and _addressed_by_name(doc, s, tok)):
             m.role = "vocative"
             turn.vocatives.append(m)
         elif m.role in ("subj", "obj", "other"):
@@ -276,6 +320,8 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
                 for c in verb.children:
                     if c.i != tok.i and c.lower_ == "name":
                         owner = next((g.lower_ for g in c.children if g.dep_ == "poss"), "")
+                        if s.depth(tok) > 1:
+                            continue  # a name in a song the speaker repeats is the singer's, not theirs
                         if owner == "my":
                             turn.my_name.append(m)
                         elif owner == "your":
@@ -307,3 +353,17 @@ def _vocative(doc: Doc, s: Sentence, tok: Token) -> bool:
     ):
         return False
     return tok.dep_ not in ("pobj", "dobj", "attr") or tok.head.pos_ == "INTJ"
+
+
+def _addressed_by_name(doc: Doc, s: Sentence, tok: Token) -> bool:
+    """A name right after "you"/"us" in speech, ending a clause: "come with us Master Chanticleer;"."""
+    if not s.quoted(tok):
+        return False
+    j = tok.i - 1
+    while j > s.start and (doc[j].is_space or (doc[j].pos_ == "PROPN" and doc[j].text[:1].isupper())):
+        j -= 1
+    k = tok.i + 1
+    while k < len(doc) and doc[k].is_space:
+        k += 1
+    after = doc[k].text if k < len(doc) else "’"
+    return doc[j].lower_ in ("you", "us", "ye", "thee") and after in (",", ";", "!", "?", ".", "’", "”", '"')

@@ -56,10 +56,14 @@ def parse(texts: Iterable[str]) -> Iterator[Doc]:
 
 
 # An opening quote, then anything up to its closing one.  ’ is also the
-# apostrophe (one’s, ’tis), so a closing ’ must not be followed by a letter.
-_QUOTE = re.compile(r"‘.*?’(?![A-Za-z])|“.*?(?:”|$)|\"[^\"]*(?:\"|$)|‘[^’]*$", re.S)
+# apostrophe (one’s, ’tis), so a closing ’ must not be followed by a letter; a speech
+# going on into the next paragraph has no closing mark in this one.
+_SINGLE = re.compile(r"‘.*?’(?![A-Za-z])|‘.*\Z", re.S)
+_DOUBLE = re.compile(r"“.*?(?:”|\Z)|\"[^\"]*(?:\"|\Z)", re.S)
 
 
 def quote_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each quotation in ``text``; an unclosed one runs to the end."""
-    return [(m.start(), m.end()) for m in _QUOTE.finditer(text)]
+    # Single and double quotes are read apart: one may nest in the other (a song in a speech).
+    spans = [(m.start(), m.end()) for q in (_SINGLE, _DOUBLE) for m in q.finditer(text)]
+    return sorted(spans)

@@ -233,6 +233,9 @@ def _plot_points(
             done.add(actor)
             tok = s.doc[m.token]
             verb = tok.head
+            if tok.dep_ == "pobj" and verb.lower_ == "of":  # "one of the messengers came back"
+                tok = verb.head
+                verb = tok.head
             while (
                 verb.dep_ in ("conj", "appos") and verb.pos_ not in ("VERB", "AUX") and verb.head.i != verb.i
             ):
