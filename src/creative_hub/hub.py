@@ -474,8 +474,9 @@ class Hub:
         who = self.identity
         for i, (target, event, _) in enumerate(prepared):
             check_write(who, target, event.type)
-            if not who.trusted:
-                prepared[i] = await self._confined(target, event, prepared[i], stamp)
+            linked = event.inputs or event.causationid or event.supersedes or event.forkedfrom
+            if linked and not who.trusted:
+                prepared[i] = await self._confined(who, target, event, prepared[i], stamp)
             by_topic.setdefault(prepared[i][0], []).append(i)
         receipts: list[Receipt | None] = [None] * len(prepared)
         for topic, indexes in by_topic.items():
@@ -485,11 +486,11 @@ class Hub:
         return [r for r in receipts if r is not None]
 
     async def _confined(
-        self, target: str, event: Event, item: tuple[str, Event, Entry], stamp: datetime
+        self, who: Identity, target: str, event: Event, item: tuple[str, Event, Entry], stamp: datetime
     ) -> tuple[str, Event, Entry]:
         """``item`` as it may be stored: checked inputs (agents); moved to the owner's
         drafts when made from drafts read through a grant (``derived.confine``)."""
-        if self.identity.agent and event.inputs:
+        if who.agent and event.inputs:
             await check_inputs(self, event)
         owner = await confine(self, event)
         drafts = f"peer.{owner}.drafts"
