@@ -305,6 +305,7 @@ class Hub:
         self._registry = registry
         self._grants = grants
         self._ids = ids
+        self._parent: Hub | None = None  # acting() views share the index of the hub they came from
         self._owns_log = True
         #: the file of the key that MACs API tokens (``Hub.connect``: found from the URL)
         self.token_key: str | None = None
@@ -356,6 +357,8 @@ class Hub:
     def ids(self) -> EventIds:
         """Where each event id is (``ids.py``): beside a SQLite file, else in memory."""
         if self._ids is None:
+            if self._parent is not None:
+                return self._parent.ids  # made when first needed, not with every view
             self._ids = EventIds(self.log, default_ids_path(self.log.url))
         return self._ids
 
@@ -372,9 +375,10 @@ class Hub:
             registry=self.registry,
             grants=self.grants,
             via=via,
-            ids=self.ids,
+            ids=self._ids,
         )
         child._owns_log = False
+        child._parent = self if self._ids is None else None
         return child
 
     async def close(self) -> None:

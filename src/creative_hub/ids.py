@@ -69,7 +69,7 @@ class Place:
 
 def default_ids_path(log_url: str) -> str | None:
     """``<db>.ids`` beside a SQLite log file; None (in memory) for other engines and ``:memory:``."""
-    if log_url.startswith("sqlite:///"):
+    if isinstance(log_url, str) and log_url.startswith("sqlite:///"):
         path = log_url[len("sqlite:///") :].split("?", 1)[0]
         if path and path != ":memory:":
             return path + ".ids"

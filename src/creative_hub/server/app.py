@@ -15,6 +15,7 @@ Errors are RFC 9457 problem details (``application/problem+json``) with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -111,9 +112,14 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.registry.refresh()
+        # The id index catches up (from scratch: the whole log, once) while the server already
+        # answers; a GET /v1/events/{id} meanwhile waits for it instead of scanning.
+        ids = asyncio.create_task(hub.ids.catch_up())
         try:
             yield
         finally:
+            ids.cancel()
+            await asyncio.gather(ids, return_exceptions=True)
             await broadcaster.close()
 
     app = HubApp(
