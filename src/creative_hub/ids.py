@@ -16,9 +16,11 @@ How it stays right:
 * **Other processes** write to the same log.  The index keeps, per topic,
   the last position it has indexed, and a miss first catches up from there
   (``read(topic, after=last)``): the cost is the records that are new, not
-  the log.  Topics it has not seen yet come from the engine's list of
-  topics (``topic_names()`` where the engine has it -- SQLite's
-  ``topics()`` counts every topic -- else ``topics()``), also on every miss.
+  the log.  Where the engine can say every topic's last position in one
+  question (``topic_ends()``: SQLite, whose ``topics()`` counts every
+  topic), only topics that moved are read, so a miss with nothing new is
+  one trip to the log, like a hit; elsewhere every topic is read after its
+  last indexed position, and new topics come from ``topics()``.
 * **How to read one record**: engines read *after* a position, so each row
   keeps the position before its record (``previous``); ``read(after=previous,
   limit=1)`` is that record.  A fetched record must have the id and the
@@ -146,21 +148,28 @@ class EventIds:
             self._upto = {t: (p, prev, i) for t, p, prev, i in db.execute("SELECT * FROM upto")}
             if not self._checked:
                 await self._check_kept()
-            names = set(self._upto)
-            names.update(await self._topic_names())
-            # Topics at once: a miss waits for the slowest read, not for the sum of them.
-            added = sum(await asyncio.gather(*(self._topic(name) for name in sorted(names))))
+            ends = getattr(self.log, "topic_ends", None)
+            if ends is not None:
+                # One question for every topic's end: only topics that moved are read, so a
+                # miss with nothing new costs what a hit does (one trip to the log).
+                last: dict[str, str | None] = await ends()
+                moved = [
+                    n for n, end in last.items() if end is not None and self._upto.get(n, ("",))[0] != end
+                ]
+                added = sum(await asyncio.gather(*(self._topic(name) for name in moved)))
+            else:
+                # Known topics and the list of topics at once, then the topics new to the index:
+                # a miss waits for the slowest read, not for the sum of them.
+                known = sorted(self._upto)
+                listing = asyncio.ensure_future(self.log.topics())
+                try:
+                    added = sum(await asyncio.gather(*(self._topic(name) for name in known)))
+                finally:
+                    names = [t.name for t in await listing]
+                new = [name for name in names if name not in known]
+                added += sum(await asyncio.gather(*(self._topic(name) for name in new)))
             self.caught_up += added
             return added
-
-    async def _topic_names(self) -> list[str]:
-        # An engine that can list names without counting (SQLite) says so with topic_names();
-        # the others' topics() costs a request per topic, not a read of the log.
-        names = getattr(self.log, "topic_names", None)
-        if names is not None:
-            found: list[str] = await names()
-            return found
-        return [t.name for t in await self.log.topics()]
 
     async def _topic(self, topic: str) -> int:
         last = self._upto.get(topic)

@@ -632,12 +632,18 @@ class SQLiteLog:
 
         return await self._read(job)
 
-    async def topic_names(self) -> list[str]:
-        """Every topic's name, sorted: ``topics()`` without counting each one (the id index
-        asks this on every miss, and a count reads the whole topic)."""
-        return await self._read(
-            lambda conn: [r[0] for r in conn.execute("SELECT name FROM topics ORDER BY name")]
-        )
+    async def topic_ends(self) -> dict[str, str | None]:
+        """Every topic's last position (None: empty), by name: ``topics()`` without counting
+        each one (the id index asks this on every miss; a count reads the whole topic)."""
+
+        def job(conn: sqlite3.Connection) -> dict[str, str | None]:
+            ends: dict[str, str | None] = {}
+            for name, tid in conn.execute("SELECT name, id FROM topics ORDER BY name").fetchall():
+                last = conn.execute(f"SELECT max(seq) FROM ev_{tid}").fetchone()[0]
+                ends[name] = None if last is None else str(last)
+            return ends
+
+        return await self._read(job)
 
     async def topic_info(self, topic: str) -> TopicInfo:
         check_topic(topic)
