@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .mentions import Mention, Sentence, Turn
 
@@ -40,8 +41,8 @@ class Entity:
     mentions: list[Mention] = field(default_factory=list)
     gender: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def plural(self) -> bool:
+    @cached_property
+    def plural(self) -> bool:  # cached: a view's mentions are fixed once built
         nouns = [m for m in self.mentions if not m.pronoun]
         return bool(nouns) and sum(m.plural for m in nouns) * 2 > len(nouns)
 
@@ -163,6 +164,14 @@ def _alive_by_name(e: Entity) -> bool:
     return any(
         not m.pronoun and not m.quoted and (m.role in ("speaker", "addressee") or m.relative_who or m.proper)
         for m in e.mentions
+    )
+
+
+def _named_apart(ents: dict[int, Entity], groups: _Groups, named: int, other: int) -> bool:
+    """``named`` has a proper name and ``other`` speaks under its own common name."""
+    a, b = _merged(ents, groups, named), _merged(ents, groups, other)
+    return any(m.proper for m in a.mentions) and any(
+        not m.pronoun and not m.quoted and m.role == "speaker" for m in b.mentions
     )
 
 
@@ -352,6 +361,8 @@ def _merge_by_speech(
                 ad = groups.find(prev.speaker.entity)
                 ad = None if ad == sp else ad
         for v in t.vocatives:
+            if ad is not None and v.entity >= 0 and not v.proper and _named_apart(ents, groups, ad, v.entity):
+                continue  # "‘River, give me some water’" to Partlet: the river speaks for itself
             if ad is not None and v.entity >= 0 and (v.proper or v.key in nouns) and not v.plural:
                 if groups.find(v.entity) != sp and _compatible(
                     _merged(ents, groups, ad), _merged(ents, groups, v.entity)
