@@ -52,7 +52,7 @@ KEYS = ["a", "b", "c"]
 # Engines where an ack above an un-acked record of its partition may come
 # again once the partition changes owner (at-least-once): SQLite and Kafka
 # commit, per partition, the contiguous prefix of acked records
-# (log/sqlite/group.py, log/kafka/subscription.py); NATS resets a partition's
+# (log/sqlite/group.py, log/kafka/group.py); NATS resets a partition's
 # consumer to its ack floor when it is taken over with deliveries un-acked
 # (log/nats/group.py: so no newer record of a key overtakes an older one), and
 # JetStream's ack floor is that prefix too.  Only the acked prefix of the

@@ -39,7 +39,7 @@ How the contract maps onto Kafka:
   see ``writer``.  The idempotent producer (``acks=all``) covers retries
   inside one producer session.
 * **Groups** are Kafka consumer groups with commit-after-ack and an ack
-  timeout implemented in the member: see ``subscription``.
+  timeout implemented in the member: see ``group``.
 * **Retention**: ``max_age`` and ``max_bytes`` become ``retention.ms`` /
   ``retention.bytes`` (the broker drops whole segments); ``apply_retention``
   deletes exactly with ``delete_records``, which is also how ``max_count``
@@ -51,6 +51,6 @@ Errors from librdkafka become creative-hub errors in ``common.translate``.
 
 from .common import KafkaOptions
 from .engine import KafkaLog
-from .subscription import KafkaSubscription
+from .group import KafkaSubscription
 
 __all__ = ["KafkaLog", "KafkaOptions", "KafkaSubscription"]

@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - older clients
     from confluent_kafka.admin import ConsumerGroupTopicPartitions  # type: ignore[attr-defined,no-redef]
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
+from .._guard import Guard
 from .._subscription import check_subscribe
 from ..base import (
     DEFAULT_ACK_TIMEOUT,
@@ -57,7 +58,8 @@ from .common import (
     transient,
     translate,
 )
-from .subscription import KafkaSubscription, _mark, _totals
+from .delivery import mark_of, totals_of
+from .group import KafkaSubscription
 from .writer import Producer, TopicWriter
 
 __all__ = ["KafkaLog"]
@@ -172,8 +174,17 @@ class KafkaLog:
         if self._admin is None:
             raise LogClosed("kafka log (not opened: await log.open() first)")
 
-    def fail(self, e: BaseException, doing: str) -> LogError:
+    # -- errors: common.translate is the one place that knows the client's errors --------
+    def _translate(self, e: BaseException, doing: str) -> LogError:
         return translate(self.url, e, doing)
+
+    def guard(self, doing: str) -> Guard:
+        """``with self.guard(doing):`` around client calls (see ``log._guard``)."""
+        return Guard(self._translate, doing)
+
+    def fail(self, e: BaseException, doing: str) -> LogError:
+        """The error to raise for ``e`` where a ``guard`` block does not fit (a stored error)."""
+        return self._translate(e, doing)
 
     def producer(self) -> Producer:
         if self._producer is None or self._producer.fatal is not None:
@@ -214,10 +225,8 @@ class KafkaLog:
         if topic in self._partitions:
             return self._partitions[topic]
         kt = self.ktopic(topic)
-        try:
+        with self.guard(f"describe {topic}"):
             md = await asyncio.to_thread(self.admin.list_topics, topic=kt, timeout=self.options.timeout)
-        except Exception as e:
-            raise self.fail(e, f"describe {topic}") from e
         t = md.topics.get(kt)
         if t is None or t.error is not None or not t.partitions:
             return None
@@ -412,7 +421,7 @@ class KafkaLog:
         start: Start = Start.EARLIEST,
         batch: int = DEFAULT_BATCH,
     ) -> KafkaSubscription:
-        """Join ``group`` on ``topic``; see ``subscription`` for how Kafka groups are used."""
+        """Join ``group`` on ``topic``; see ``group`` for how Kafka groups are used."""
         args = check_subscribe(
             topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
         )
@@ -451,25 +460,17 @@ class KafkaLog:
         if not ktopics:
             return {}
         reader, wait = via or await self._offsets_reader(), self.options.timeout
-        try:
+        with self.guard("list offsets"):
             # The starts first: then low <= high even if retention removes records in between.
             lows = await reader.call(reader.list_offsets, ktopics, OFFSET_EARLIEST, wait) if low else None
             highs = await reader.call(reader.list_offsets, ktopics, OFFSET_LATEST, wait) if high else None
-        except LogError:
-            raise
-        except Exception as e:
-            raise self.fail(e, "list offsets") from e
         return {kt: ([] if lows is None else lows[kt], [] if highs is None else highs[kt]) for kt in ktopics}
 
     async def offsets_for_times(self, ktopic: str, partitions: int, ms: int) -> list[int]:
         """Per partition of ``ktopic``, the first offset stored at or after ``ms`` (-1: none)."""
         reader, wait = await self._offsets_reader(), self.options.timeout
-        try:
+        with self.guard("find offsets by time"):
             return await reader.call(reader.offsets_for_times, ktopic, partitions, ms, wait)
-        except LogError:
-            raise
-        except Exception as e:
-            raise self.fail(e, "find offsets by time") from e
 
     async def _offsets_reader(self) -> Reader:
         if self._lister is None:
@@ -494,10 +495,8 @@ class KafkaLog:
     async def topics(self) -> list[TopicInfo]:
         """Every hub topic on the cluster (Kafka topics under the prefix with hub-legal names)."""
         self.check_open()
-        try:
+        with self.guard("list topics"):
             md = await asyncio.to_thread(self.admin.list_topics, timeout=self.options.timeout)
-        except Exception as e:
-            raise self.fail(e, "list topics") from e
         counts = {}
         for name in self._hub_topics(list(md.topics)):
             t = md.topics[self.ktopic(name)]
@@ -561,12 +560,12 @@ class KafkaLog:
         for p in range(n):
             tp = parts.get(p)
             if tp is not None:
-                s, g = _totals(tp.metadata)
+                s, g = totals_of(tp.metadata)
                 skipped, gaps = skipped + s, gaps + g
             start = lo[p] if tp is None else max(tp.offset, lo[p])
             lag += max(0, hi[p] - start)
             if tp is not None:
-                pending += max(0, min(_mark(tp.metadata), hi[p]) - start)
+                pending += max(0, min(mark_of(tp.metadata), hi[p]) - start)
         members = 0
         try:
             (desc,) = await self._admin_call(

@@ -72,7 +72,6 @@ an OS crash up to about a second).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import os
@@ -100,7 +99,6 @@ from ...errors import (
     LogClosed,
     LogError,
     NotFound,
-    PositionGone,
     ValidationError,
 )
 from .._guard import Guard
@@ -121,7 +119,8 @@ from ..base import (
     check_topic,
 )
 from . import scripts as lua
-from .group import RedisSubscription, command, make_record
+from .group import RedisSubscription
+from .read import MergedReader, parse_position
 
 __all__ = ["DEFAULT_PARTITIONS", "DEFAULT_PREFIX", "RedisLog", "RedisOptions"]
 
@@ -132,8 +131,6 @@ DEFAULT_PARTITIONS = 8  # streams per topic; fixed when the topic is first used
 DEFAULT_PREFIX = "hub"  # every key starts with "<prefix>:"
 DEFAULT_SOCKET_TIMEOUT = 10.0  # seconds a command may take (a paused server) before we retry
 DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds
-READ_CHUNK = 512  # records per XRANGE while reading
-FOLLOW_BLOCK = 1.0  # seconds one XREAD BLOCK waits while following
 RETENTION_CHUNK = 2000  # records one retention pass removes (the script blocks Redis meanwhile)
 NO_TOPIC_POLL = 0.25  # seconds between looks for a topic that does not exist yet (follow)
 _MAX_SEQ = 2**64 - 1
@@ -215,27 +212,6 @@ class _State(Enum):
     CLOSED = "closed"  # closed; every use raises LogClosed
 
 
-def _id_key(position: str | bytes) -> tuple[int, int]:
-    """``b"<ms>-<seq>"`` as a sortable pair."""
-    s = position.decode() if isinstance(position, bytes) else position
-    ms, _, seq = s.partition("-")
-    return int(ms), int(seq)
-
-
-def _position(key: tuple[int, int]) -> str:
-    return f"{key[0]}-{key[1]}"
-
-
-def _parse_position(position: str, name: str = "after") -> tuple[int, int]:
-    try:
-        ms, seq = _id_key(position)
-    except (ValueError, AttributeError):
-        raise ValidationError(name, f"{position!r} is not a position of this log (<ms>-<seq>)") from None
-    if ms < 0 or seq < 0:
-        raise ValidationError(name, f"{position!r} is not a position of this log (<ms>-<seq>)")
-    return ms, seq
-
-
 class RedisLog:
     """The Redis Streams engine (see the module docstring for the layout)."""
 
@@ -314,8 +290,8 @@ class RedisLog:
         return self._client
 
     # -- the one place redis errors become creative-hub errors ---------------
-    def translate(self, what: str = "a redis call") -> Guard:
-        """``with self.translate():`` around redis-py calls (see ``log._guard``).
+    def guard(self, what: str = "a redis call") -> Guard:
+        """``with self.guard():`` around redis-py calls (see ``log._guard``).
 
         redis-py waits with Python 3.11's ``asyncio.wait_for``, which can drop
         a cancellation; the guard raises it again.
@@ -353,7 +329,7 @@ class RedisLog:
         def failed(err: BaseException, failures: int) -> None:
             logger.info("redis at %s: %s (retry %d)", self.url, _reason(err), failures)
 
-        with self.translate():
+        with self.guard():
             return await call_with_retry(
                 do,
                 failed,
@@ -421,7 +397,7 @@ class RedisLog:
     ) -> AsyncIterator[Record]:
         """Yield the topic's records in append order, merging its partitions by id."""
         check_topic(topic)
-        start = _parse_position(after) if after is not None else (0, 0)
+        start = parse_position(after) if after is not None else (0, 0)
         if since is not None:
             ms = math.ceil(since * 1000)  # records stored at or after `since`
             start = max(start, (ms - 1, _MAX_SEQ) if ms > 0 else (0, 0))
@@ -435,7 +411,7 @@ class RedisLog:
                 return
             await asyncio.sleep(NO_TOPIC_POLL)
             parts = await self.partitions(topic)
-        reader = _MergedReader(self, topic, parts, start, after is not None)
+        reader = MergedReader(self, topic, parts, start, after is not None)
         async for record in reader.records(follow):
             yield record
             remaining -= 1
@@ -569,7 +545,7 @@ class RedisLog:
         """Whether the server answers now (never raises for an unreachable server)."""
         try:
             client = self.client
-            with self.translate():
+            with self.guard():
                 info = await client.info("server")
         except (EngineUnavailable, LogError) as e:
             return Health(False, self.engine, self.url, str(e))
@@ -590,83 +566,3 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, rx.TimeoutError):
         return f"no answer in time ({text})"
     return text
-
-
-class _MergedReader:
-    """Reads one topic's partitions in chunks and merges them by id (the append order)."""
-
-    def __init__(self, log: RedisLog, topic: str, parts: int, start: tuple[int, int], resume: bool) -> None:
-        self.log = log
-        self.topic = topic
-        self.meta = f"{log.base(topic)}:meta"
-        self.streams = [log.stream(topic, p) for p in range(parts)]
-        self.cursor = [start] * parts  # last id seen per partition (exclusive bound)
-        self.buffers: list[list[tuple[bytes, list[bytes]]]] = [[] for _ in range(parts)]
-        self.at = [0] * parts
-        self.exhausted = [False] * parts
-        # The position a resumed read must not be behind (retention's watermark).
-        self.last: tuple[int, int] | None = start if resume else None
-
-    async def records(self, follow: bool) -> AsyncIterator[Record]:
-        heap: list[tuple[tuple[int, int], int]] = []
-        in_heap = [False] * len(self.streams)
-        while True:
-            need = [p for p in range(len(self.streams)) if not in_heap[p] and not self.exhausted[p]]
-            if need:
-                await self._fill(need)
-            for p in need:
-                if self.at[p] < len(self.buffers[p]):
-                    heapq.heappush(heap, (_id_key(self.buffers[p][self.at[p]][0]), p))
-                    in_heap[p] = True
-            if not heap:
-                if not follow:
-                    return
-                await self._wait()
-                continue
-            key, p = heapq.heappop(heap)
-            in_heap[p] = False
-            sid, fields = self.buffers[p][self.at[p]]
-            self.at[p] += 1
-            self.cursor[p] = key
-            self.last = key
-            if self.at[p] < len(self.buffers[p]):
-                heapq.heappush(heap, (_id_key(self.buffers[p][self.at[p]][0]), p))
-                in_heap[p] = True
-            yield make_record(self.topic, sid, fields)
-
-    async def _fill(self, need: list[int]) -> None:
-        client = self.log.client
-
-        async def fetch() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            pipe.hget(self.meta, "removed")
-            for p in need:
-                ms, seq = self.cursor[p]
-                pipe.execute_command("XRANGE", self.streams[p], f"({ms}-{seq}", "+", "COUNT", READ_CHUNK)
-            return list(await pipe.execute())
-
-        replies = await self.log._retry(fetch)
-        removed = replies[0]
-        if removed is not None and self.last is not None and self.last < _id_key(removed):
-            raise PositionGone(self.topic, _position(self.last), await self._earliest())
-        for p, entries in zip(need, replies[1:], strict=True):
-            self.buffers[p] = entries or []
-            self.at[p] = 0
-            self.exhausted[p] = len(self.buffers[p]) < READ_CHUNK
-
-    async def _earliest(self) -> str | None:
-        info = await self.log._info(self.topic)
-        return info.first if info else None
-
-    async def _wait(self) -> None:
-        """Block until some partition has a record after our cursors (XREAD BLOCK)."""
-        client = self.log.client
-        ids = [_position(c) for c in self.cursor]
-        # A blocking read must answer well within the socket timeout.
-        block_ms = max(1, int(min(FOLLOW_BLOCK, self.log.options.socket_timeout / 2) * 1000))
-        # A cursor after a `since` start is (ms-1)-MAX: valid for XREAD as is.
-        await self.log._retry(
-            lambda: command(client, "XREAD", "COUNT", 1, "BLOCK", block_ms, "STREAMS", *self.streams, *ids)
-        )
-        # What XREAD returned is read again by _fill, in merged order: this is a wake-up.
-        self.exhausted = [False] * len(self.streams)

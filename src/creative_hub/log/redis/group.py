@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
-import json
 import logging
 import time
 from collections import deque
@@ -38,17 +37,13 @@ from .._retry import Backoff
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
 from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
 from . import scripts as lua
+from .names import command, id_key, make_record, text
 
 if TYPE_CHECKING:
     from .engine import RedisLog
 
 
-async def command(client: Any, *args: Any) -> Any:
-    """``client.execute_command(*args)`` (untyped in redis-py)."""
-    return await client.execute_command(*args)
-
-
-__all__ = ["RedisSubscription", "command", "make_record"]
+__all__ = ["RedisSubscription"]
 
 logger = logging.getLogger("creative_hub.log.redis")
 
@@ -471,7 +466,7 @@ class RedisSubscription(SubscriptionBase):
             lua.REBALANCE, self._gkey, self.consumer, self._ttl_ms, len(self._streams), *sorted(busy)
         )
         for note in notes:  # '<partition> <last-delivered-id> <newest removed id> <count>'
-            part, after, upto, n = _text(note).split()
+            part, after, upto, n = text(note).split()
             self._report_gap(
                 Gap(self.topic, self.group, int(part), None if after == "0-0" else after, upto, int(n))
             )
@@ -503,7 +498,7 @@ class RedisSubscription(SubscriptionBase):
         waiting.update(n[1] for n in self._nacks)
         for p, (got, gone) in zip(parts, reply, strict=True):
             # Pending here, removed by retention: a member that held them died un-acked.
-            lost = sorted((g for g in gone if g not in waiting and g not in self._outstanding), key=_id_key)
+            lost = sorted((g for g in gone if g not in waiting and g not in self._outstanding), key=id_key)
             if lost:
                 await self._lost_pending(p, lost)
             for sid, fields, n in got:
@@ -525,9 +520,9 @@ class RedisSubscription(SubscriptionBase):
             return await pipe.execute()
 
         await self._log._retry(count)
-        first = _id_key(lost[0])
+        first = id_key(lost[0])
         after = f"{first[0]}-{first[1] - 1}" if first[1] else f"{first[0] - 1}-{2**64 - 1}"
-        self._report_gap(Gap(self.topic, self.group, part, after, _text(lost[-1]), len(lost)))
+        self._report_gap(Gap(self.topic, self.group, part, after, text(lost[-1]), len(lost)))
 
     async def _redeliver_nacked(self, now: float) -> None:
         due: dict[int, list[tuple[bytes, int]]] = {}
@@ -626,36 +621,3 @@ class RedisSubscription(SubscriptionBase):
                         await self._rebalance()
             except HubError as e:
                 logger.warning("%r: rebalancing failed: %s", self, e)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _id_key(sid: bytes | str) -> tuple[int, int]:
-    ms, _, seq = _text(sid).partition("-")
-    return int(ms), int(seq)
-
-
-def make_record(topic: str, sid: bytes, fields: list[bytes]) -> Record:
-    """The Record of one raw stream entry (``sid``, flat ``[field, value, ...]``)."""
-    # Fast path: an entry this engine wrote (fixed field order, see APPEND).
-    if len(fields) == 10 and fields[0] == b"id" and fields[2] == b"key" and fields[8] == b"event":
-        pos = sid.decode()
-        time_ms = int(pos[: pos.index("-")])
-        return Record(topic, pos, fields[1].decode(), fields[3].decode(), fields[9], time_ms)
-    return _foreign_record(topic, sid, fields or [])
-
-
-def _foreign_record(topic: str, sid: bytes, fields: list[bytes]) -> Record:
-    # An entry added by hand.  With an `event` field it is taken as an event;
-    # without one, its fields become a JSON object (the hub dead-letters it).
-    pairs = {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-    pos = sid.decode()
-    time_ms = int(pos[: pos.index("-")])
-    key = pairs.get(b"key", b"").decode(errors="replace")
-    if b"event" in pairs:
-        eid = pairs.get(b"id", sid).decode(errors="replace")
-        return Record(topic, pos, eid, key, pairs[b"event"], time_ms)
-    text = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs.items()}
-    return Record(topic, pos, pos, key, json.dumps(text, ensure_ascii=False).encode(), time_ms)

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ...errors import EngineUnavailable, IdConflict, LogClosed, NotFound, PositionGone, ValidationError
+from ...errors import EngineUnavailable, IdConflict, LogClosed, PositionGone, ValidationError
 from ...files import private_file
 from .._subscription import check_subscribe
 from ..base import (
@@ -82,7 +82,8 @@ from ..base import (
     TopicInfo,
     check_topic,
 )
-from .group import BOOT, SQLiteSubscription
+from . import retention as _retention
+from .group import SQLiteSubscription
 from .writer import Job, Writer
 
 __all__ = ["SQLiteLog"]
@@ -137,43 +138,6 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     for column in ("skipped", "gaps"):
         if column not in have:
             conn.execute(f"ALTER TABLE groups ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-
-
-def _record_gaps(conn: sqlite3.Connection, topic: str, table: str, cut: int) -> None:
-    """Before retention removes every record up to ``cut``: note what each group loses.
-
-    Per (group, partition), the records after what the group still has --
-    ``delivered`` while a live member holds the partition (it keeps what it
-    fetched and still hands it out), else ``committed`` -- are counted
-    (exactly: they are still there), added to ``skipped``, and left as a gap
-    notice for the partition's owner; ``delivered`` and, with no live owner,
-    ``committed`` move to ``cut``.
-    """
-    rows = conn.execute(
-        "SELECT grp, part, committed, delivered, owner, lease_until, boot FROM groups "
-        "WHERE topic = ? AND committed < ?",
-        (topic, cut),
-    ).fetchall()
-    now = time.monotonic()
-    for grp, part, committed, delivered, owner, lease_until, boot in rows:
-        live = owner is not None and boot == BOOT and lease_until is not None and lease_until > now
-        base = delivered if live else committed
-        if base >= cut:
-            continue
-        n = conn.execute(
-            f"SELECT count(*) FROM {table} WHERE part = ? AND seq > ? AND seq <= ?", (part, base, cut)
-        ).fetchone()[0]
-        new_committed = committed if live and committed < delivered else cut
-        conn.execute(
-            "UPDATE groups SET delivered = max(delivered, ?), committed = ?, skipped = skipped + ?, "
-            "gaps = gaps + ? WHERE topic = ? AND grp = ? AND part = ?",
-            (cut, new_committed, n, 1 if n else 0, topic, grp, part),
-        )
-        if n:
-            conn.execute(
-                "INSERT INTO gaps (topic, grp, part, after, upto, count) VALUES (?,?,?,?,?,?)",
-                (topic, grp, part, base, cut, n),
-            )
 
 
 def _parse_position(position: str | None, name: str = "after") -> int:
@@ -505,26 +469,6 @@ class SQLiteLog:
             pass
 
     # -- read --------------------------------------------------------------
-    @staticmethod
-    def _seq_at_time(conn: sqlite3.Connection, table: str, time_ms: int) -> int:
-        """The position just before the first record stored at or after ``time_ms``.
-
-        Stored times never decrease along seq, so "the first record at or after
-        seq x is late enough" is monotone in x: binary search for the least x.
-        """
-        lo, hi = conn.execute(f"SELECT min(seq), max(seq) FROM {table}").fetchone()
-        if lo is None:
-            return 0
-        hi += 1  # past the end: nothing there, so the predicate holds
-        while lo < hi:
-            mid = (lo + hi) // 2
-            row = conn.execute(f"SELECT time_ms FROM {table} WHERE seq >= ? ORDER BY seq LIMIT 1", (mid,))
-            if row.fetchone()[0] >= time_ms:
-                hi = mid
-            else:
-                lo = mid + 1
-        return int(lo) - 1
-
     async def read(
         self,
         topic: str,
@@ -551,7 +495,7 @@ class SQLiteLog:
                 raise PositionGone(topic, str(cursor), str(first) if first is not None else None)
             c = cursor if after is not None else max(cursor, trimmed)  # from the start: what is kept
             if since is not None:
-                c = max(c, self._seq_at_time(conn, t.table, int(since * 1000)))
+                c = max(c, _retention.seq_at_time(conn, t.table, int(since * 1000)))
             return t, c
 
         t, cursor = await self._read(start)
@@ -610,27 +554,8 @@ class SQLiteLog:
         return SQLiteSubscription(self, args)
 
     # -- topics, retention, lag ---------------------------------------------
-    def _info(self, conn: sqlite3.Connection, name: str, table: str, row: tuple[Any, ...]) -> TopicInfo:
-        count, first, last, size = conn.execute(
-            f"SELECT count(*), min(seq), max(seq), sum(length(body)) FROM {table}"
-        ).fetchone()
-        return TopicInfo(
-            name=name,
-            count=count,
-            first=None if first is None else str(first),
-            last=None if last is None else str(last),
-            bytes=size or 0,
-            retention=Retention(max_age=row[0], max_count=row[1], max_bytes=row[2]),
-        )
-
     async def topics(self) -> list[TopicInfo]:
-        def job(conn: sqlite3.Connection) -> list[TopicInfo]:
-            rows = conn.execute(
-                "SELECT name, id, max_age, max_count, max_bytes FROM topics ORDER BY name"
-            ).fetchall()
-            return [self._info(conn, r[0], f"ev_{r[1]}", r[2:]) for r in rows]
-
-        return await self._read(job)
+        return await self._read(_retention.topics)
 
     async def topic_ends(self) -> dict[str, str | None]:
         """Every topic's last position (None: empty), by name: ``topics()`` without counting
@@ -647,16 +572,7 @@ class SQLiteLog:
 
     async def topic_info(self, topic: str) -> TopicInfo:
         check_topic(topic)
-
-        def job(conn: sqlite3.Connection) -> TopicInfo:
-            r = conn.execute(
-                "SELECT name, id, max_age, max_count, max_bytes FROM topics WHERE name = ?", (topic,)
-            ).fetchone()
-            if r is None:
-                raise NotFound(f"topic {topic!r} does not exist")
-            return self._info(conn, r[0], f"ev_{r[1]}", r[2:])
-
-        return await self._read(job)
+        return await self._read(partial(_retention.topic_info, topic=topic))
 
     async def set_retention(self, topic: str, retention: Retention) -> None:
         check_topic(topic)
@@ -676,63 +592,14 @@ class SQLiteLog:
 
     async def apply_retention(self, topic: str) -> int:
         check_topic(topic)
-
-        def job(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT id, max_age, max_count, max_bytes FROM topics WHERE name = ?", (topic,)
-            ).fetchone()
-            if row is None:
-                return 0
-            table, max_age, max_count, max_bytes = f"ev_{row[0]}", row[1], row[2], row[3]
-            cut = 0
-            if max_age is not None:
-                cut = max(cut, self._seq_at_time(conn, table, int((time.time() - max_age) * 1000)))
-            if max_count is not None:
-                r = conn.execute(
-                    f"SELECT seq FROM {table} ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_count,)
-                ).fetchone()
-                if r is not None:
-                    cut = max(cut, r[0])
-            if max_bytes is not None:
-                r = conn.execute(
-                    f"SELECT seq FROM (SELECT seq, sum(length(body)) OVER (ORDER BY seq DESC) AS total "
-                    f"FROM {table}) WHERE total > ? ORDER BY seq DESC LIMIT 1",
-                    (max_bytes,),
-                ).fetchone()
-                if r is not None:
-                    cut = max(cut, r[0])
-            if not cut:
-                return 0
-            _record_gaps(conn, topic, table, cut)
-            removed = conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (cut,)).rowcount
-            conn.execute("UPDATE topics SET trimmed_upto = max(trimmed_upto, ?) WHERE name = ?", (cut, topic))
-            return int(removed)
-
-        removed = await self._write(job)
+        removed = await self._write(partial(_retention.apply, topic=topic))
         self._retention_due[topic] = time.monotonic() + RETENTION_EVERY
         return removed
 
     async def delete(self, topic: str, ids: Sequence[str]) -> int:
-        """Remove single records by id (compaction); returns how many went.
-
-        Not part of the Log contract: engines that cannot delete single
-        records (Kafka) leave folded revisions to retention.
-        """
+        """Remove single records by id (compaction, ``Feature.DELETE``); returns how many went."""
         check_topic(topic)
-        ids = list(ids)
-
-        def job(conn: sqlite3.Connection) -> int:
-            t = self._lookup_topic(conn, topic)
-            if t is None:
-                return 0
-            removed = 0
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(f"DELETE FROM {t.table} WHERE id IN ({marks})", chunk).rowcount
-            return removed
-
-        return await self._write(job)
+        return await self._write(partial(_retention.delete, topic=topic, ids=list(ids)))
 
     async def groups(self, topic: str) -> list[str]:
         check_topic(topic)
@@ -745,34 +612,7 @@ class SQLiteLog:
 
     async def lag(self, topic: str, group: str) -> GroupLag:
         check_topic(topic)
-
-        def job(conn: sqlite3.Connection) -> GroupLag:
-            t = self._lookup_topic(conn, topic)
-            parts = conn.execute(
-                "SELECT part, committed, delivered, skipped, gaps FROM groups WHERE topic = ? AND grp = ?",
-                (topic, group),
-            ).fetchall()
-            if t is None or not parts:
-                raise NotFound(f"group {group!r} has not joined topic {topic!r}")
-            lag = pending = 0
-            skipped = sum(r[3] for r in parts)
-            gaps = sum(r[4] for r in parts)
-            for part, committed, delivered, _, _ in parts:
-                lag += conn.execute(
-                    f"SELECT count(*) FROM {t.table} WHERE part = ? AND seq > ?", (part, committed)
-                ).fetchone()[0]
-                if delivered > committed:
-                    pending += conn.execute(
-                        f"SELECT count(*) FROM {t.table} WHERE part = ? AND seq > ? AND seq <= ?",
-                        (part, committed, delivered),
-                    ).fetchone()[0]
-            members = conn.execute(
-                "SELECT count(*) FROM members WHERE topic = ? AND grp = ? AND until > ? AND boot = ?",
-                (topic, group, time.monotonic(), BOOT),
-            ).fetchone()[0]
-            return GroupLag(topic, group, lag, pending, members, skipped, gaps)
-
-        return await self._read(job)
+        return await self._read(partial(_retention.lag, topic=topic, group=group))
 
     async def health(self) -> Health:
         try:

@@ -41,14 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import math
 import queue
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +55,9 @@ import confluent_kafka as ck
 from ...errors import EngineUnavailable, LogClosed
 from .._guard import wait_for
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
-from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
-from .common import logger, message_record, position_format, retry
+from ..base import DEFAULT_BATCH, Delivery, Gap, Start, settle_others, unsettled
+from .common import logger, position_format, retry
+from .delivery import KafkaDelivery, Part, PartStart, commit_metadata, mark_of, on_commit, totals_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,77 +68,6 @@ __all__ = ["KafkaSubscription"]
 
 COMMIT_EVERY = 0.05  # seconds between commits of acked offsets
 POLL_WAIT = 0.1  # seconds the consumer thread blocks in one poll
-
-
-# (partition, start offset, previous delivery mark, skipped, gaps, (gap start, resume) or None)
-_Start = tuple[int, "int | None", int, int, int, "tuple[int, int] | None"]
-
-
-class _KafkaDelivery(Delivery):
-    """A delivery of one Kafka message, made when the message arrives and handed out
-    (and out again, on redelivery) as the same object; it is also its own token in
-    its partition's ``out``.
-
-    Nothing is decoded until asked: ``body`` is the message's value as librdkafka
-    gave it, and the Record (id from the headers, key, position) is made on first
-    use.  Converting a message's headers costs more than consuming it (measured
-    1.5 us against 1.3 us a record), and a hub handler reads the event from the
-    body.
-    """
-
-    __slots__ = ("_m", "_rec", "_sub", "due", "off", "part")
-
-    def __init__(self, m: ck.Message, part: _Part, off: int, count: int, sub: KafkaSubscription) -> None:
-        # Not Delivery.__init__: ack/nack go to the subscription, no closures per record.
-        self._m = m
-        self._rec: Record | None = None
-        self._sub = self._owner = sub
-        self._token = None
-        self._done = False
-        self.delivery_count = count
-        self.part = part
-        self.off = off
-        self.due = 0.0  # monotonic time of redelivery, once handed out
-
-    @property
-    def record(self) -> Record:
-        rec = self._rec
-        if rec is None:
-            sub, p = self._sub, self.part.partition
-            fmt = sub._format
-            position = str(self.off) if fmt is None else f"{fmt[p][0]}{self.off}{fmt[p][1]}"
-            rec = self._rec = message_record(sub.topic, self._m, position)
-        return rec
-
-    @record.setter
-    def record(self, value: Record) -> None:
-        self._rec = value
-
-    @property
-    def body(self) -> bytes:
-        body: bytes = self._m.value() or b""
-        if body.startswith(b'{"specversion"'):  # structured mode, as this engine writes: the fast path
-            return body
-        return self.record.body  # anything else: a binary-mode event is converted there
-
-    @property
-    def topic(self) -> str:
-        return self._sub.topic
-
-
-@dataclass(slots=True, eq=False)
-class _Part:
-    """A partition this member owns (a new object each time it is assigned)."""
-
-    partition: int
-    committed: int | None  # offset the group will resume from; None until known
-    handed: int  # next offset after the last one handed to the application
-    prev_mark: int  # how far the previous owner delivered (from commit metadata)
-    out: dict[int, _KafkaDelivery] = field(default_factory=dict)
-    sent: tuple[int, int] = (-1, -1)  # (offset, mark) last committed
-    fetched: int = -1  # the offset the next record from Kafka should have (-1: not known)
-    skipped: int = 0  # records retention removed before the group got them (running total)
-    gaps: int = 0  # gaps found on this partition (running total)
 
 
 class KafkaSubscription(SubscriptionBase):
@@ -155,8 +83,8 @@ class KafkaSubscription(SubscriptionBase):
         self.max_pending = max(8 * self.batch, 4096)
         self._partitions = 1
         self._format: list[tuple[str, str]] | None = None  # how a delivery's position is spelled
-        self._parts: dict[int, _Part] = {}
-        self._ready: deque[_KafkaDelivery] = deque()  # received, not handed out yet
+        self._parts: dict[int, Part] = {}
+        self._ready: deque[KafkaDelivery] = deque()  # received, not handed out yet
         self._inflight = 0
         self._next_due = math.inf
         self._wake = asyncio.Event()
@@ -236,7 +164,7 @@ class KafkaSubscription(SubscriptionBase):
                 "heartbeat.interval.ms": max(100, int(session * 1000 / 3)),
                 "max.poll.interval.ms": int(max(self.ack_timeout, session) * 1000),
                 "fetch.wait.max.ms": 100,
-                "on_commit": _on_commit,
+                "on_commit": on_commit,
             }
         )
         return conf
@@ -352,14 +280,14 @@ class KafkaSubscription(SubscriptionBase):
                 )
         except Exception as e:
             logger.warning("%r: assignment failed, resuming from committed offsets: %s", self, e)
-            unknown: list[_Start] = [(tp.partition, None, -1, 0, 0, None) for tp in tps]
+            unknown: list[PartStart] = [(tp.partition, None, -1, 0, 0, None) for tp in tps]
             loop.call_soon_threadsafe(self._assigned, unknown)
             c.incremental_assign(tps)
         finally:
             loop.call_soon_threadsafe(self._joined.set)
 
-    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[_Start]:
-        """Where newly assigned partitions start (see ``_Start``).
+    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[PartStart]:
+        """Where newly assigned partitions start (see ``PartStart``).
 
         A committed offset retention removed is a gap: counted (offsets are
         dense), and the low watermark committed at once with the new totals,
@@ -367,7 +295,7 @@ class KafkaSubscription(SubscriptionBase):
         """
         timeout = self.log.options.timeout
         committed = retry(lambda: c.committed(tps, timeout), timeout)
-        out: list[_Start] = []
+        out: list[PartStart] = []
         first_commit: list[ck.TopicPartition] = []
         for tp in committed:
             ask = partial(
@@ -375,15 +303,15 @@ class KafkaSubscription(SubscriptionBase):
             )
             low, high = retry(ask, timeout)
             gap: tuple[int, int] | None = None
-            skipped, gaps = _totals(tp.metadata)
+            skipped, gaps = totals_of(tp.metadata)
             if tp.offset is not None and tp.offset >= 0:
                 start = tp.offset
-                mark = _mark(tp.metadata)
+                mark = mark_of(tp.metadata)
                 if start < low:
                     gap = (start, low)
                     skipped, gaps = skipped + low - start, gaps + 1
                     start = low
-                    meta = _metadata(mark, skipped, gaps)
+                    meta = commit_metadata(mark, skipped, gaps)
                     first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata=meta))
             else:
                 start = low if self.start is Start.EARLIEST else high
@@ -416,9 +344,9 @@ class KafkaSubscription(SubscriptionBase):
         loop.call_soon_threadsafe(self._drop, [tp.partition for tp in tps])
 
     # -- on the event loop -------------------------------------------------------------
-    def _assigned(self, starts: list[_Start]) -> None:
+    def _assigned(self, starts: list[PartStart]) -> None:
         for p, start, mark, skipped, gaps, gap in starts:
-            part = self._parts[p] = _Part(p, start, start if start is not None else -1, mark)
+            part = self._parts[p] = Part(p, start, start if start is not None else -1, mark)
             part.fetched = start if start is not None else -1
             part.skipped, part.gaps = skipped, gaps
             if gap is not None:
@@ -446,7 +374,7 @@ class KafkaSubscription(SubscriptionBase):
         self._drop(parts)
         return offsets
 
-    async def _await_acks(self, mine: list[_Part]) -> None:
+    async def _await_acks(self, mine: list[Part]) -> None:
         while not self._closing and not self.log.closed:
             now = time.monotonic()
             live = [o.due for part in mine for o in part.out.values() if o.due > now]
@@ -467,7 +395,7 @@ class KafkaSubscription(SubscriptionBase):
             self._want_pause = len(self._ready) + self._inflight > self.max_pending
 
     def _on_messages(self, msgs: list[ck.Message]) -> None:
-        # The hot path of consuming: per message one _KafkaDelivery, nothing decoded.
+        # The hot path of consuming: per message one KafkaDelivery, nothing decoded.
         parts, ready = self._parts, self._ready
         append = ready.append
         for m in msgs:
@@ -487,7 +415,7 @@ class KafkaSubscription(SubscriptionBase):
                 part.gaps += 1
                 self._gap(p, part.fetched, off)
             part.fetched = off + 1
-            append(_KafkaDelivery(m, part, off, 2 if off < part.prev_mark else 1, self))
+            append(KafkaDelivery(m, part, off, 2 if off < part.prev_mark else 1, self))
         self._want_pause = len(ready) + self._inflight > self.max_pending
         self._wake.set()
 
@@ -575,7 +503,7 @@ class KafkaSubscription(SubscriptionBase):
 
     def _due(self, now: float) -> Delivery | None:
         """A delivery whose ack deadline passed, handed out again; recomputes the next deadline."""
-        found: _KafkaDelivery | None = None
+        found: KafkaDelivery | None = None
         nxt = math.inf
         for part in self._parts.values():
             for o in part.out.values():
@@ -609,7 +537,7 @@ class KafkaSubscription(SubscriptionBase):
         parts = self._parts
         n = 0
         for d in deliveries:
-            k: _KafkaDelivery = d  # type: ignore[assignment]  # unsettled() gave only ours
+            k: KafkaDelivery = d  # type: ignore[assignment]  # unsettled() gave only ours
             part = k.part
             if parts.get(part.partition) is part and part.out.pop(k.off, None) is not None:
                 n += 1
@@ -626,7 +554,7 @@ class KafkaSubscription(SubscriptionBase):
     async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
         self._active_until = time.monotonic() + self.ack_timeout
         d = delivery
-        assert isinstance(d, _KafkaDelivery)
+        assert isinstance(d, KafkaDelivery)
         part = d.part
         if self._parts.get(part.partition) is not part or part.out.get(d.off) is not d:
             return
@@ -635,7 +563,7 @@ class KafkaSubscription(SubscriptionBase):
         self._wake.set()
 
     # -- commits -------------------------------------------------------------------
-    def _commit_of(self, part: _Part, force: bool = False) -> ck.TopicPartition | None:
+    def _commit_of(self, part: Part, force: bool = False) -> ck.TopicPartition | None:
         if part.committed is None:
             return None
         offset = min(part.out) if part.out else part.handed
@@ -644,7 +572,7 @@ class KafkaSubscription(SubscriptionBase):
             return None
         part.sent = (offset, part.handed)
         part.committed = offset
-        meta = _metadata(part.handed, part.skipped, part.gaps)
+        meta = commit_metadata(part.handed, part.skipped, part.gaps)
         return ck.TopicPartition(self.ktopic, part.partition, offset, metadata=meta)
 
     def _schedule_commit(self) -> None:
@@ -671,34 +599,3 @@ class KafkaSubscription(SubscriptionBase):
 
     def pending(self) -> int:
         return self._inflight
-
-
-def _fields(metadata: str | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in (metadata or "").split(";"):
-        name, _, value = item.partition("=")
-        try:
-            out[name] = int(value)
-        except ValueError:
-            pass
-    return out
-
-
-def _mark(metadata: str | None) -> int:
-    """How far deliveries went (``d=``), from a commit's metadata; -1 if not there."""
-    return _fields(metadata).get("d", -1)
-
-
-def _totals(metadata: str | None) -> tuple[int, int]:
-    """(skipped, gaps) so far, from a commit's metadata."""
-    f = _fields(metadata)
-    return f.get("s", 0), f.get("g", 0)
-
-
-def _metadata(mark: int, skipped: int, gaps: int) -> str:
-    return f"d={mark};s={skipped};g={gaps}" if gaps else f"d={mark}"
-
-
-def _on_commit(err: ck.KafkaError | None, partitions: list[ck.TopicPartition]) -> None:
-    if err is not None:
-        logging.getLogger("creative_hub.log.kafka").debug("commit failed: %s", err)

@@ -1,0 +1,125 @@
+"""A Kafka consumer-group member's bookkeeping: its deliveries, its partitions, its commit marks.
+
+``KafkaDelivery`` is one message handed out (decoded only when asked);
+``Part`` what the member knows of a partition it owns.  Commits carry
+metadata ``d=<mark>;s=<skipped>;g=<gaps>``: how far deliveries went (so the
+next owner counts redeliveries) and the group's gap totals (for ``lag``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import confluent_kafka as ck
+
+from ..base import Delivery, Record
+from .common import message_record
+
+if TYPE_CHECKING:
+    from .group import KafkaSubscription
+
+__all__ = ["KafkaDelivery", "Part", "PartStart", "commit_metadata", "mark_of", "on_commit", "totals_of"]
+
+
+# (partition, start offset, previous delivery mark, skipped, gaps, (gap start, resume) or None)
+PartStart = tuple[int, "int | None", int, int, int, "tuple[int, int] | None"]
+
+
+class KafkaDelivery(Delivery):
+    """A delivery of one Kafka message, made when the message arrives and handed out
+    (and out again, on redelivery) as the same object; it is also its own token in
+    its partition's ``out``.
+
+    Nothing is decoded until asked: ``body`` is the message's value as librdkafka
+    gave it, and the Record (id from the headers, key, position) is made on first
+    use.  Converting a message's headers costs more than consuming it (measured
+    1.5 us against 1.3 us a record), and a hub handler reads the event from the
+    body.
+    """
+
+    __slots__ = ("_m", "_rec", "_sub", "due", "off", "part")
+
+    def __init__(self, m: ck.Message, part: Part, off: int, count: int, sub: KafkaSubscription) -> None:
+        # Not Delivery.__init__: ack/nack go to the subscription, no closures per record.
+        self._m = m
+        self._rec: Record | None = None
+        self._sub = self._owner = sub
+        self._token = None
+        self._done = False
+        self.delivery_count = count
+        self.part = part
+        self.off = off
+        self.due = 0.0  # monotonic time of redelivery, once handed out
+
+    @property
+    def record(self) -> Record:
+        rec = self._rec
+        if rec is None:
+            sub, p = self._sub, self.part.partition
+            fmt = sub._format
+            position = str(self.off) if fmt is None else f"{fmt[p][0]}{self.off}{fmt[p][1]}"
+            rec = self._rec = message_record(sub.topic, self._m, position)
+        return rec
+
+    @record.setter
+    def record(self, value: Record) -> None:
+        self._rec = value
+
+    @property
+    def body(self) -> bytes:
+        body: bytes = self._m.value() or b""
+        if body.startswith(b'{"specversion"'):  # structured mode, as this engine writes: the fast path
+            return body
+        return self.record.body  # anything else: a binary-mode event is converted there
+
+    @property
+    def topic(self) -> str:
+        return self._sub.topic
+
+
+@dataclass(slots=True, eq=False)
+class Part:
+    """A partition this member owns (a new object each time it is assigned)."""
+
+    partition: int
+    committed: int | None  # offset the group will resume from; None until known
+    handed: int  # next offset after the last one handed to the application
+    prev_mark: int  # how far the previous owner delivered (from commit metadata)
+    out: dict[int, KafkaDelivery] = field(default_factory=dict)
+    sent: tuple[int, int] = (-1, -1)  # (offset, mark) last committed
+    fetched: int = -1  # the offset the next record from Kafka should have (-1: not known)
+    skipped: int = 0  # records retention removed before the group got them (running total)
+    gaps: int = 0  # gaps found on this partition (running total)
+
+
+def commit_fields(metadata: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in (metadata or "").split(";"):
+        name, _, value = item.partition("=")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            pass
+    return out
+
+
+def mark_of(metadata: str | None) -> int:
+    """How far deliveries went (``d=``), from a commit's metadata; -1 if not there."""
+    return commit_fields(metadata).get("d", -1)
+
+
+def totals_of(metadata: str | None) -> tuple[int, int]:
+    """(skipped, gaps) so far, from a commit's metadata."""
+    f = commit_fields(metadata)
+    return f.get("s", 0), f.get("g", 0)
+
+
+def commit_metadata(mark: int, skipped: int, gaps: int) -> str:
+    return f"d={mark};s={skipped};g={gaps}" if gaps else f"d={mark}"
+
+
+def on_commit(err: ck.KafkaError | None, partitions: list[ck.TopicPartition]) -> None:
+    if err is not None:
+        logging.getLogger("creative_hub.log.kafka").debug("commit failed: %s", err)
