@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 FLOORS = {
     "recall": 0.85,
-    "precision": 0.85,
-    "merges": 0.60,
+    "precision": 0.90,
+    "merges": 0.65,
     "parts": 1.00,
     "integrity": 1.00,
     "events": 0.95,

@@ -47,7 +47,9 @@ def outline(text: str, *, suffix: str = ".txt", title: str | None = None) -> Out
     turns: list[Turn] = []
     texts = [lay.text[sc.start : sc.end] for _, sc in flat]
     quotes = [_quotes(lay, sc.start, sc.end, t) for (_, sc), t in zip(flat, texts, strict=True)]
-    for k, doc in enumerate(parse(texts)):
+    # A line break inside a paragraph is only layout, but the parser reads it as a token and
+    # mis-attaches words around it; a space of the same length keeps every offset.
+    for k, doc in enumerate(parse(t.replace("\n", " ") for t in texts)):
         s, m, t = read_doc(doc, k, len(sentences), quotes[k], lower_words, len(mentions))
         sentences += s
         mentions += m
@@ -99,6 +101,7 @@ def _characters(
     chars: list[tuple[int, int, Character]] = []
     names: dict[int, str] = {}
     taken: set[str] = set()
+    used: dict[str, dict[str, int]] = {}  #: per character name: how often each of its names is used
     for root, ms in grouped.items():
         view = Entity(root, sorted(ms, key=lambda m: m.i))
         for i in groups.group(root):
@@ -146,7 +149,23 @@ def _characters(
         pron = view.pronoun()
         ch = Character(name, aliases, len(outside), speaks, pron)
         chars.append((-(acts + speaks + cues.get(name, 0)), ms[0].i, ch))
+        used[name] = {k.lower(): v for k, v in (forms + proper).items()}
     chars.sort(key=lambda c: (c[0], c[1]))
+    # One alias, two characters ("the woman": the stepmother, and the old woman later): it goes
+    # to the one it names most often; a character's own name stays theirs.
+    for _, _, ch in chars:
+        ch.aliases = [
+            a
+            for a in ch.aliases
+            if not any(
+                o is not ch
+                and (
+                    a.lower() == o.name.lower()
+                    or used[o.name].get(a.lower(), 0) > used[ch.name].get(a.lower(), 0)
+                )
+                for _, _, o in chars
+            )
+        ]
     return [c for _, _, c in chars], names
 
 
