@@ -70,7 +70,7 @@ class Server:
     name = "server"
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the child runs in it: a relative path would break
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / f"{self.name}.out"

@@ -6,7 +6,8 @@ with replication factor 3 and ``min.insync.replicas=2`` for every topic and
 the internal ones, so an acknowledged write is on at least two brokers.
 
 The jars come from Maven Central (``scripts/install-kafka.sh`` puts them in
-``.tools/kafka/libs``; ``CREATIVE_HUB_KAFKA_LIBS`` points elsewhere).  The
+``.tools/kafka/libs``); ``kafka_libs()`` looks in ``CREATIVE_HUB_KAFKA_LIBS``,
+then ``./.tools/kafka/libs``, then the source checkout, so it works from a wheel.  The
 first start formats the data directory with a random cluster id; a restart
 reuses the directory, the ports and the cluster id, so data survives
 ``stop()``/``kill()`` + ``start()``.
@@ -38,19 +39,45 @@ from . import Server, ServerError, free_port, wait_for_port
 
 __all__ = ["KafkaCluster", "KafkaServer", "kafka_libs", "start", "start_cluster"]
 
-ROOT = Path(__file__).resolve().parents[4]  # the repository (src/creative_hub/testing/servers/..)
 HEAP = "512m"  # broker JVM heap; plenty for tests on a 2-core box
 MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
+def _checkout() -> Path | None:
+    """The source checkout this module runs from, or None when installed from a wheel."""
+    root = Path(__file__).resolve().parents[4]  # src/creative_hub/testing/servers/kafka.py
+    if (root / "pyproject.toml").is_file() and (root / "src" / "creative_hub").is_dir():
+        return root
+    return None
+
+
+def _jars(libs: Path) -> bool:
+    return any(libs.glob("kafka_2.13-*.jar"))
+
+
 def kafka_libs() -> Path:
-    """The directory of Kafka jars, or ServerError saying how to get them."""
-    libs = Path(os.environ.get("CREATIVE_HUB_KAFKA_LIBS", ROOT / ".tools" / "kafka" / "libs"))
-    if not any(libs.glob("kafka_2.13-*.jar")):
+    """The directory of Kafka jars, or ServerError saying how to get them.
+
+    ``CREATIVE_HUB_KAFKA_LIBS`` when set (and then only it), else
+    ``.tools/kafka/libs`` under the current directory, else under the source
+    checkout when running from one -- so an installed wheel finds the jars too.
+    """
+    env = os.environ.get("CREATIVE_HUB_KAFKA_LIBS")
+    if env:
+        candidates = [Path(env)]
+    else:
+        candidates = [Path.cwd() / ".tools" / "kafka" / "libs"]
+        checkout = _checkout()
+        if checkout is not None:
+            candidates.append(checkout / ".tools" / "kafka" / "libs")
+    libs = next((c for c in candidates if _jars(c)), None)
+    if libs is None:
+        looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
         raise ServerError(
-            f"Kafka jars not found in {libs}: run scripts/install-kafka.sh "
-            "(needs Java 17+ and Maven; fetches from Maven Central)"
+            f"Kafka jars (kafka_2.13-*.jar) not found in {looked}: run scripts/install-kafka.sh from a "
+            "creative-hub checkout (needs Java 17+ and Maven; fetches from Maven Central into "
+            ".tools/kafka/libs), or point CREATIVE_HUB_KAFKA_LIBS at a directory holding them"
         )
     if shutil.which("java") is None:
         raise ServerError("java not found: install Java 17+ (apt-get install -y openjdk-17-jre-headless)")

@@ -187,7 +187,7 @@ class NatsCluster:
     """``size`` JetStream nodes routed together on loopback, for fault tests."""
 
     def __init__(self, workdir: Path, size: int = 3, *, name: str = "hub-test") -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the child runs in it: a relative path would break
         cluster_ports = [free_port() for _ in range(size)]
         client_ports = [free_port() for _ in range(size)]
         monitor_ports = [free_port() for _ in range(size)]
