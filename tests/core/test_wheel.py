@@ -59,7 +59,8 @@ PROBE = textwrap.dedent(
 
 def run(cmd: list[str], cwd: Path, timeout: float = 300) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\n{tail}"
     return proc.stdout
 
 
