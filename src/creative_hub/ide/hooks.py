@@ -407,16 +407,42 @@ def _detail(r: httpx.Response) -> str:
 
 
 def _background_flush(repo: Path) -> None:
-    """A detached ``flush``: the hook returns while it talks to the hub."""
-    with open(state_dir(repo) / "hooks.log", "a") as out:
-        subprocess.Popen(
-            [sys.executable, "-m", "creative_hub.ide.hooks", "flush", str(repo)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-        )
+    """A detached ``flush``: the hook returns while it talks to the hub.
+
+    A fork of this process, so no second interpreter has to start (that is
+    most of the time between a commit and its event in the hub).
+    """
+    log_path = state_dir(repo) / "hooks.log"
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid > 0:
+        return  # the hook: done
+    if pid < 0:  # no fork: start one
+        with open(log_path, "a") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "creative_hub.ide.hooks", "flush", str(repo)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return
+    try:  # the child: its own session, nothing of git's terminal or pipes
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        out_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        flush(repo, wait=False)
+    except BaseException as e:  # nothing may escape into the hook's exit path
+        with contextlib.suppress(Exception):
+            log(repo, f"flush: {type(e).__name__}: {e}")
+    finally:
+        os._exit(0)
 
 
 def main(argv: list[str]) -> int:
