@@ -50,7 +50,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -151,29 +151,15 @@ class Delivery:
     An engine makes one with ``Delivery(record, count, owner=sub, token=t)``:
     no closures per record; ``ack()`` calls ``owner._settle_acks([self])``
     and ``nack()`` calls ``owner._settle_nack(self, delay)``, and the owner
-    finds its bookkeeping through ``token``.  ``Delivery(record, count, ack,
-    nack)`` with two callables still works.
+    finds its bookkeeping through ``token``.
     """
 
     __slots__ = ("_done", "_owner", "_token", "delivery_count", "record")
 
-    def __init__(
-        self,
-        record: Record,
-        delivery_count: int,
-        ack: Callable[[], Awaitable[None]] | None = None,
-        nack: Callable[[float], Awaitable[None]] | None = None,
-        *,
-        owner: Settler | None = None,
-        token: Any = None,
-    ) -> None:
+    def __init__(self, record: Record, delivery_count: int, *, owner: Settler, token: Any = None) -> None:
         self.record = record
         self.delivery_count = delivery_count  #: 1 on first delivery, then more
         self._done = False
-        if owner is None:
-            if ack is None or nack is None:
-                raise TypeError("Delivery needs an owner, or both ack and nack callables")
-            owner, token = _Callbacks(ack, nack), None
         self._owner = owner
         self._token = token
 
@@ -227,22 +213,6 @@ class Settler(Protocol):
         ...
 
     async def _settle_nack(self, delivery: Delivery, delay: float) -> None: ...
-
-
-class _Callbacks:
-    """A Settler around the two callables of ``Delivery(record, count, ack, nack)``."""
-
-    __slots__ = ("ack", "nack")
-
-    def __init__(self, ack: Callable[[], Awaitable[None]], nack: Callable[[float], Awaitable[None]]) -> None:
-        self.ack = ack
-        self.nack = nack
-
-    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
-        await self.ack()
-
-    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
-        await self.nack(delay)
 
 
 def unsettled(owner: object, deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
