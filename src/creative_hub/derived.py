@@ -19,8 +19,9 @@ runtime records), ``causationid``, ``supersedes`` and ``forkedfrom`` -- and:
 For agent principals the hub also checks ``inputs`` itself: every id must
 name an event the agent may read now (``check_inputs``), so an agent cannot
 claim it worked from something it never saw, nor hide a granted draft behind
-an id it could not have read.  The check is cheap for what the hub handed
-the agent in this process (``ReadLog``); other ids are looked up in the log.
+an id it could not have read.  What the hub handed the agent in this process
+is known (``ReadLog``); other ids are looked up in the id index (``ids.py``),
+as the drafts an event names are.
 
 This works from the *declared* read set.  The runtime declares it for every
 agent it runs (the handled event, every ``ctx.get``); a program that copies a
@@ -31,7 +32,6 @@ for a task, expire, and every read through them is audited.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -39,14 +39,13 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .access import can_read, can_read_event, peer_of
-from .errors import AccessDenied, NotFound
+from .errors import AccessDenied
 from .event import Event, decode_event
-from .log import Log
 
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["DraftIds", "ReadLog", "check_inputs", "confine", "confined_copy", "references"]
+__all__ = ["ReadLog", "check_inputs", "confine", "confined_copy", "references"]
 
 READ_LOG_SIZE = 65_536  # (reader, id) pairs remembered per process
 
@@ -70,33 +69,6 @@ class ReadLog:
         return (reader, event_id) in self._seen
 
 
-class DraftIds:
-    """Which draft ids each drafts topic holds (with their subjects), read incrementally."""
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-        self._topics: dict[str, tuple[str | None, dict[str, str | None]]] = {}
-        self._lock = asyncio.Lock()
-
-    async def find(self, topics: Iterable[str], ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
-        """``{id: (topic, subject)}`` for those of ``ids`` that are drafts in ``topics``."""
-        wanted = set(ids)
-        found: dict[str, tuple[str, str | None]] = {}
-        async with self._lock:
-            for topic in topics:
-                position, known = self._topics.get(topic, (None, {}))
-                async for r in self.log.read(topic, after=position):
-                    position = r.position
-                    try:
-                        e = decode_event(r.body)
-                    except Exception:  # junk is not a draft anybody could have read
-                        continue
-                    known[e.id] = e.subject
-                self._topics[topic] = (position, known)
-                found.update({i: (topic, known[i]) for i in wanted & known.keys()})
-        return found
-
-
 def references(event: Event) -> list[str]:
     """The ids ``event`` says it was made from, each once."""
     refs = [event.causationid, event.supersedes, event.forkedfrom, *event.input_ids]
@@ -116,8 +88,12 @@ async def confine(hub: Hub, event: Event) -> str | None:
     grants = [g for g in book.given_to(who.principal) if g.owner != who.principal]
     if not grants:
         return None  # never granted anything: cannot have read another's drafts
-    topics = sorted({f"peer.{g.owner}.drafts" for g in grants})
-    found = await book.draft_ids.find(topics, refs)
+    topics = {f"peer.{g.owner}.drafts" for g in grants}
+    found: dict[str, tuple[str, str | None]] = {}  # ref -> (drafts topic, subject)
+    for ref in refs:
+        for topic, copy in await _copies(hub, ref):
+            if topic in topics:
+                found[ref] = (topic, copy.subject)
     if not found:
         return None
     for ref, (topic, subject) in found.items():
@@ -140,27 +116,28 @@ async def confine(hub: Hub, event: Event) -> str | None:
 async def check_inputs(hub: Hub, event: Event) -> None:
     """AccessDenied unless every id in ``event.inputs`` names an event the writer may read."""
     who = hub.identity
-    ids = [i for i in event.input_ids if not hub.reads.has(who.principal, i)]
-    if not ids:
-        return
-    await hub.grants.refresh()
-    names = [t.name for t in await hub.log.topics()]
-    left = set(ids)
-    for name in names:
-        if not left:
-            break
-        if not can_read(who, name):
+    for i in event.input_ids:
+        if hub.reads.has(who.principal, i):
             continue
-        async for s in hub._scan(name):
-            if s.event.id in left and can_read_event(who, name, s.event.subject):
-                left.discard(s.event.id)
-                if not left:
-                    break
-    if left:
-        first = sorted(left)[0]
-        raise AccessDenied(f"inputs: {first!r} is not an event {who.principal!r} may read") from NotFound(
-            first
-        )
+        if not any(
+            can_read(who, topic) and can_read_event(who, topic, e.subject)
+            for topic, e in await _copies(hub, i)
+        ):
+            raise AccessDenied(f"inputs: {i!r} is not an event {who.principal!r} may read")
+
+
+async def _copies(hub: Hub, event_id: str) -> list[tuple[str, Event]]:
+    """Every stored copy of ``event_id`` (topic, event), found through the id index."""
+    out = []
+    for place in await hub.ids.locate(event_id):
+        record = await hub.ids.fetch(place, event_id)
+        if record is None:
+            continue
+        try:
+            out.append((place.topic, decode_event(record.body)))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # junk is nothing anybody could have read
+    return out
 
 
 def confined_copy(event: Event, owner: str) -> Event:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from .access import GRANTABLE_STREAMS, Grant, Identity, check_grant, grant_for, needs_grant
-from .derived import DraftIds, ReadLog
+from .derived import ReadLog
 from .errors import NotFound, ValidationError
 from .event import Event, decode_event, digest, encode_event, now
 from .log import Entry, Log
@@ -119,7 +119,6 @@ class GrantBook:
         self._position: str | None = None
         self._refreshed = float("-inf")
         self._lock = asyncio.Lock()  # one tail read at a time: records apply once, in order
-        self.draft_ids = DraftIds(log)  # which drafts a write names (``derived.confine``)
         self.reads = ReadLog()  # what agents were handed in this process (``derived.check_inputs``)
 
     def __repr__(self) -> str:

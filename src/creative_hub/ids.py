@@ -42,6 +42,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from .errors import PositionGone
+from .files import private_file
 from .log import Log, Record
 
 __all__ = ["EventIds", "Place", "default_ids_path"]
@@ -93,6 +94,8 @@ class EventIds:
     # -- storage ---------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
+            if self.path:
+                private_file(self.path)  # ids and topics of drafts: the user's alone
             db = sqlite3.connect(self.path or ":memory:", timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost tail is re-read from the log

@@ -304,12 +304,13 @@ async def test_log_and_index_files_are_the_users_alone(tmp_path: Path) -> None:
     from creative_hub.index import HubIndex
 
     async with Hub.connect(f"sqlite:///{tmp_path / 'hub.db'}", keys=str(tmp_path / "keys")) as hub:
-        await hub.publish({"type": FRAGMENT, "data": {"story": "s", "title": "t", "text": "x"}})
+        (r,) = await hub.publish({"type": FRAGMENT, "data": {"story": "s", "title": "t", "text": "x"}})
+        await hub.get(r.id)  # the id index beside the log
         ix = HubIndex(str(tmp_path / "ix.db"), semantic=False)
         await ix.refresh(hub, force=True)
         EffectLedger(tmp_path / "ledger.db").done("g", "x")
         files = [p for p in tmp_path.iterdir() if p.is_file()]
-        assert {p.name for p in files} >= {"hub.db", "ix.db", "ledger.db"}
+        assert {p.name for p in files} >= {"hub.db", "hub.db.ids", "ix.db", "ledger.db"}
         for p in files:
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, f"{p.name}: {oct(p.stat().st_mode)}"
         ix.close()
