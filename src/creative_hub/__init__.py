@@ -23,7 +23,7 @@ from .hub import Hub, HubDelivery, HubSubscription, Receipt, StoredEvent, migrat
 from .ledger import EffectLedger
 from .log import Log, Retention, Start, open_log
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject (hatch), OpenAPI and AsyncAPI read it
 
 __all__ = [
     "AccessDenied",

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from .. import __version__
 from ..hub import Hub
 from .metrics import Metrics
 from .middleware import Guard
@@ -124,7 +125,7 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
 
     app = HubApp(
         title="creative-hub",
-        version="0.1.0",
+        version=__version__,
         description=(
             "Share creative work as CloudEvents: publish, replay, follow live (Server-Sent Events), "
             "peer hubs, lineage.  Authenticate with `Authorization: Bearer <token>`; errors are "

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from .. import __version__
 from ..event import EXTENSIONS
 from ..schemas import json_schema
 
@@ -138,7 +139,7 @@ def asyncapi_document(host: str = "127.0.0.1:8080") -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "creative-hub events",
-            "version": "0.1.0",
+            "version": __version__,
             "description": (
                 "Topics and event schemas of a creative-hub.  Every message is a CloudEvents 1.0 "
                 "event in structured JSON mode; `data` follows the schema of the event's `type`."
