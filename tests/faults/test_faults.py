@@ -1,6 +1,6 @@
 """One fault suite, every engine: processes killed, paused and restarted, a
 network partition, duplicate publishes, a slow consumer behind retention.  Each scenario ends with a ledger
-check (creative_hub.testing.faults.History): every acknowledged event is
+check (tests/_faults.py, History): every acknowledged event is
 there, nothing unexpected, each effect exactly once, per-key order kept.
 
 Scenarios an engine cannot honour are skipped with the reason in
@@ -20,17 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from _faults import History
+from _publisher import entry
 from creative_hub.ledger import EffectLedger
 from creative_hub.log import Feature, Log, open_log
 from creative_hub.testing.contract import WAIT, new_topic
-from creative_hub.testing.faults import History
-from creative_hub.testing.publisher import entry
 from creative_hub.testing.servers import start_server
 from creative_hub.testing.worker import record_effect
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 BROKERS = ("redis", "kafka", "nats")
+PUBLISHER = str(Path(__file__).resolve().parents[1] / "_publisher.py")  # run as a script
 CANNOT: dict[tuple[str, str], str] = {
     (
         "sqlite",
@@ -46,7 +47,8 @@ def skip_unless(engine: str, scenario: str) -> None:
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", *args])
+    """``python -m`` a module, or ``python`` a script (a path ending in .py: the tests' own publisher)."""
+    return subprocess.Popen([sys.executable, *(args if args[0].endswith(".py") else ("-m", *args))])
 
 
 async def wait_for_file(path: Path, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -77,7 +79,7 @@ def history_of(count: int, acked: set[str]) -> History:
 def storm(url: str, topic: str, acks: Path, count: int, timeout: str) -> subprocess.Popen[bytes]:
     """A publisher process: ``count`` events in batches of 50, ``timeout`` s per append."""
     return spawn(
-        "creative_hub.testing.publisher", url, topic, str(acks), "--count", str(count),
+        PUBLISHER, url, topic, str(acks), "--count", str(count),
         "--batch", "50", "--pause", "0.01", "--timeout", timeout,
     )  # fmt: skip
 
@@ -156,7 +158,7 @@ async def test_publisher_killed_mid_batch_loses_no_acked_event(
 ) -> None:
     topic, acks = new_topic("faults"), tmp_path / "acks"
     pub = spawn(
-        "creative_hub.testing.publisher", log_url, topic, str(acks), "--count", "100000", "--batch", "200"
+        PUBLISHER, log_url, topic, str(acks), "--count", "100000", "--batch", "200"
     )
     try:
         await wait_for_file(acks, pub, "publisher")
@@ -249,7 +251,7 @@ async def test_network_partition_then_heal(engine: str, tmp_path: Path) -> None:
     skip_unless(engine, "partition")
     from urllib.parse import urlsplit
 
-    from creative_hub.testing.faults import FaultProxy, Mode
+    from _faults import FaultProxy, Mode
 
     server = start_server(engine, tmp_path / "server")
     try:
@@ -287,8 +289,8 @@ async def test_slow_consumer_behind_retention_reports_the_gap(log: Log, log_url:
     # is handled exactly once or lies in a reported gap, never both; the
     # counts add up (handled + skipped == published) on engines that count,
     # and the group's lag reports the same totals.
+    from _faults import in_gap
     from creative_hub.log import Gap, Retention
-    from creative_hub.testing.faults import in_gap
 
     topic, group, count = new_topic("faults"), "slow", 12000
     acks, positions = tmp_path / "acks", tmp_path / "positions"
@@ -306,7 +308,7 @@ async def test_slow_consumer_behind_retention_reports_the_gap(log: Log, log_url:
     sub.on_gap = told.append
     async with sub:  # the group exists (from the start) before anything is published
         pub = spawn(
-            "creative_hub.testing.publisher", log_url, topic, str(acks), "--count", str(count),
+            PUBLISHER, log_url, topic, str(acks), "--count", str(count),
             "--batch", "50", "--pause", "0.02", "--positions", str(positions),
         )  # fmt: skip
         trimmer = asyncio.create_task(retention())

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from _faults import History
+from _publisher import entry
 from creative_hub.log import open_log
 from creative_hub.testing.contract import WAIT, new_topic
-from creative_hub.testing.faults import History
-from creative_hub.testing.publisher import entry
 from creative_hub.testing.servers.kafka import KafkaCluster, start_cluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
+PUBLISHER = str(Path(__file__).resolve().parents[1] / "_publisher.py")  # run as a script
 COUNT = 3000  # events the publisher appends, 50 per batch
 KILL_AFTER = 600  # acknowledged events before a broker is killed
 
@@ -94,7 +95,7 @@ async def test_a_broker_killed_mid_run_loses_no_acknowledged_event(
     await log.append(topic, [entry("warm", 0)])
     consumer = asyncio.create_task(consume())
     publisher = subprocess.Popen(
-        [sys.executable, "-m", "creative_hub.testing.publisher", url, topic, str(acks),
+        [sys.executable, PUBLISHER, url, topic, str(acks),
          "--count", str(COUNT), "--batch", "50", "--pause", "0.01", "--timeout", "20",
          "--give-up", "180"],
     )  # fmt: skip

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from _dovecot import DovecotServer
 from creative_hub.hub import Hub
 from creative_hub.sources.base import Principals
 from creative_hub.sources.ingest import ingest
 from creative_hub.sources.mail import ImapSource, MailSource
-from creative_hub.testing.servers.dovecot import DovecotServer
 
 pytestmark = pytest.mark.sqlite
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..log import Gap
+from creative_hub.log import Gap
 
 __all__ = ["FaultProxy", "History", "Mode", "Report", "in_gap", "position_key"]
 

@@ -1,6 +1,6 @@
 """A publisher in its own process, for fault tests.
 
-    python -m creative_hub.testing.publisher URL TOPIC ACKFILE --count 2000 --batch 100
+    python tests/_publisher.py URL TOPIC ACKFILE --count 2000 --batch 100
 
 Appends ``--count`` entries with deterministic ids (``<prefix>-<n>``) and
 keys ``k0..k4`` in batches.  After each append returns, it writes the ids of
@@ -20,8 +20,8 @@ import os
 import sys
 import time
 
-from ..errors import HubError
-from ..log import Entry, open_log
+from creative_hub.errors import HubError
+from creative_hub.log import Entry, open_log
 
 __all__ = ["entry"]
 
@@ -34,7 +34,7 @@ def entry(prefix: str, n: int, keys: int = 5) -> Entry:
 
 
 async def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="creative_hub.testing.publisher")
+    p = argparse.ArgumentParser(prog="_publisher.py")
     p.add_argument("url")
     p.add_argument("topic")
     p.add_argument("ackfile")

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from . import Server, ServerError, free_port, wait_for_port
+from creative_hub.testing.servers import Server, ServerError, free_port, wait_for_port
 
 __all__ = ["DovecotServer", "dovecot_binary", "start"]
 
