@@ -111,8 +111,8 @@ def _genders(mentions: list[Mention], ents: dict[int, Entity]) -> None:
             ents[m.entity].gender.update(m.votes)
     for ms in by_sent.values():
         for k, m in enumerate(ms):
-            if m.pronoun or m.role not in ("subj", "speaker") or m.conj:
-                continue
+            if m.pronoun or m.role not in ("subj", "speaker") or m.conj or m.passive:
+                continue  # "the door was locked, and she was left alone": things undergo, too
             for n in ms[k + 1 :]:
                 if n.pronoun:
                     if (n.pronoun == "they") != (m.plural or bool(m.conj)):

@@ -63,6 +63,7 @@ class Mention:
     person: bool = False  #: tagged PERSON by the named-entity recogniser
     relative_who: bool = False  #: "the ass, who saw ..."
     background: bool = False  #: in a sentence that only gives names
+    passive: bool = False  #: subject of a passive ("the door was locked")
     votes: list[str] = field(default_factory=list)  #: "a wood-cutter with his wife": "he"
     reply: bool = False  #: speaker of a sentence that opens with the quote ("‘O, you fool!’ said she")
     token: int = -1  #: index of the head token in its doc
@@ -213,7 +214,13 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
         key = lemma
         surface = " ".join([*mods[-2:], word.lower()])
     dets = [c.lower_ for c in tok.lefts if c.dep_ in ("det", "poss", "predet", "nummod")]
-    if not proper and not quoted and not dets and tok.tag_ == "NN" and tok.dep_ not in ("conj", "appos"):
+    if (
+        not proper
+        and not quoted
+        and not dets
+        and tok.tag_ == "NN"
+        and tok.dep_ not in ("conj", "appos", "attr", "oprd")
+    ):
         return None  # a singular common noun with no article is stuff ("bread"), or a mis-tagged word
     indefinite = any(d in INDEFINITE for d in dets) or (
         tok.head.lower_ == "of" and tok.head.head.lower_ == "one"
@@ -226,7 +233,7 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
     return Mention(
         i, s.index, s.scene, key, surface, proper, tok.tag_ in ("NNS", "NNPS") and not proper, None,
         _role(tok), quoted, indefinite, definite, postmodified=post,
-        person=tok.ent_type_ == "PERSON", relative_who=who, token=tok.i,
+        person=tok.ent_type_ == "PERSON", relative_who=who, token=tok.i, passive=tok.dep_ == "nsubjpass",
     )  # fmt: skip
 
 
@@ -284,7 +291,16 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
 
         subjects = [part_of(c) for c in tok.children if c.dep_ in SUBJECT]
         if not subjects and tok.dep_ == "conj":
-            subjects = [part_of(c) for c in tok.head.children if c.dep_ in SUBJECT]
+            # "the door opened, and a little man hobbled in, and said": the nearest verb before
+            # it in the chain that has a subject says who speaks.
+            root = tok.head
+            while root.dep_ == "conj":
+                root = root.head
+            chain = [root, *(c for c in root.subtree if c.dep_ == "conj" and c.pos_ in ("VERB", "AUX"))]
+            before = [v for v in chain if v.i < tok.i and any(c.dep_ in SUBJECT for c in v.children)]
+            if before:
+                verb = max(before, key=lambda v: v.i)
+                subjects = [part_of(c) for c in verb.children if c.dep_ in SUBJECT]
         subj = next((by_token[c.i] for c in subjects if unquoted(c)), None)
         if subj is None:  # "answered the woman": the parser may take the inverted subject for an object
             subj = next((by_token[c.i] for c in tok.rights if c.i - tok.i <= 4 and unquoted(c)), None)
