@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import io
 import os
 import sys
@@ -32,14 +31,7 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.register_profile("hunt")
 settings.load_profile("hunt" if "CREATIVE_HUB_FUZZ_SCALE" in os.environ else "ci")
 
-ALL_ENGINES = ["sqlite", "redis", "kafka", "nats"]
-
-
-def _landed(engine: str) -> bool:
-    return importlib.util.find_spec(f"creative_hub.log.{engine}") is not None
-
-
-ENGINES = [e for e in ALL_ENGINES if _landed(e)]
+ENGINES = ["sqlite", "redis", "kafka", "nats"]
 
 
 class Servers:

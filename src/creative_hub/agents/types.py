@@ -14,19 +14,6 @@ every process validates them, whether or not it imports the agents:
 
 from __future__ import annotations
 
-from ..schemas import PAYLOADS, Award, Bid, Note, Payload, Result, Task
+from ..schemas import Award, Bid, Note, Result, Task
 
-__all__ = ["AGENT_TYPES", "Award", "Bid", "Note", "Result", "Task", "ensure_registered"]
-
-AGENT_TYPES: dict[str, type[Payload]] = {
-    "creative.agents.task": Task,
-    "creative.agents.result": Result,
-    "creative.agents.bid": Bid,
-    "creative.agents.award": Award,
-    "creative.agents.note": Note,
-}
-
-
-def ensure_registered() -> None:
-    """Kept for callers of the earlier API: the types are always registered."""
-    assert all(PAYLOADS.get(name) is payload for name, payload in AGENT_TYPES.items())
+__all__ = ["Award", "Bid", "Note", "Result", "Task"]
