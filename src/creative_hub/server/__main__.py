@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> None:
                 server = asyncio.create_task(
                     serve(hub, host=a.host, port=a.port, settings=settings, sock=sock)
                 )
-                await asyncio.wait([server, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+                waiter = asyncio.create_task(stop.wait())
+                await asyncio.wait([server, waiter], return_when="FIRST_COMPLETED")
+                waiter.cancel()
+                if server.done():
+                    await server  # it stopped by itself: say why (an error), not "stopped"
                 server.cancel()
                 await asyncio.gather(server, return_exceptions=True)
         print("stopped", flush=True)

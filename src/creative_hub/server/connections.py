@@ -95,8 +95,12 @@ class LimitedH11Protocol(H11Protocol):
             # Half-close and linger a moment: closing with the client's request unread would
             # reset the connection, and the client would see an error instead of the 503.
             self._rejected = True
-            if transport.can_write_eof():
-                transport.write_eof()
+            try:
+                if transport.can_write_eof():
+                    transport.write_eof()
+            except OSError:  # the client is gone already (ENOTCONN): nothing to linger for
+                transport.close()
+                return
             self._timer = self.loop.call_later(REJECT_LINGER, transport.close)
             return
         self.open_per_client[host] = self.open_per_client.get(host, 0) + 1
