@@ -794,6 +794,10 @@ from .narrative.cli import story_app  # noqa: E402
 
 app.add_typer(story_app, name="story")
 
+from .cli_model import model_app  # noqa: E402
+
+app.add_typer(model_app, name="model")
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -6,7 +6,9 @@
 
 ``MODULE:NAME`` names an ``Agent``, a list of agents, or a function that
 returns either (called with no arguments).  The LLM comes from
-``CREATIVE_HUB_LLM_*`` (none: offline); the effect ledger is a SQLite file
+``CREATIVE_HUB_LLM_*``; without it, agents that need a model (the story
+insight agents: ``config["needs_model"]``) get the local one, started here
+and stopped on exit (``--model``), the others run offline.  The effect ledger is a SQLite file
 (``--ledger``, default ``<db>.agents.db`` beside a SQLite log, else
 ``.creative-hub/agents.db``).
 """
@@ -29,6 +31,7 @@ from ..cli import DEFAULT_LOG, JsonOpt, LogOpt, _run, err, out
 from ..errors import ValidationError
 from ..hub import Hub
 from ..ledger import EffectLedger
+from ..localmodel import LocalModel
 from .llm import LLMClient, LLMConfig
 from .runtime import Agent, AgentRunner, agent_lags
 
@@ -94,12 +97,34 @@ def run(
     ledger: LedgerOpt = None,
     grace: Annotated[float, typer.Option(help="Seconds in-flight events get to finish on stop.")] = 10.0,
     exit_after: Annotated[float | None, typer.Option(hidden=True)] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="auto: CREATIVE_HUB_LLM_* when set, else the local model if an agent needs one; "
+            "local: always the local model; none: no model (offline)."
+        ),
+    ] = "auto",
 ) -> None:
     """Run one or more agents in this process until Ctrl-C (or SIGTERM), then stop gracefully."""
+    if model not in ("auto", "local", "none"):
+        raise ValidationError("--model", f"must be auto, local or none, got {model!r}")
 
     async def main() -> None:
         specs = [a for s in agents for a in load_agents(s)]
-        config = LLMConfig.from_env()
+        config = LLMConfig() if model == "none" else LLMConfig.from_env()
+        needs = any(a.config.get("needs_model") for a in specs)
+        local: LocalModel | None = None
+        if model == "local" or (model == "auto" and needs and not config.configured):
+            err.print("starting the local model (SmolLM2-135M-Instruct on llama.cpp)…")
+            local = await asyncio.to_thread(LocalModel.start)
+            config = local.config(timeout=600.0)
+        try:
+            await serve(specs, config)
+        finally:
+            if local is not None:
+                local.stop()
+
+    async def serve(specs: list[Agent], config: LLMConfig) -> None:
         async with Hub.connect(log) as hub, LLMClient(config) as llm:
             book = EffectLedger(ledger or default_ledger(log))
             runner = AgentRunner(hub, specs, ledger=book, llm=llm if config.configured else None)

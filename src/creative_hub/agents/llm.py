@@ -34,6 +34,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -107,6 +108,11 @@ class LLMConfig:
     prompt_price: float | None = None  #: per million prompt tokens
     completion_price: float | None = None  #: per million completion tokens
     structured: bool = True  #: try response_format json_schema first
+    #: how to ask for a schema: OpenAI's ``json_schema``, or ``json_object`` with a ``schema``
+    #: (llama.cpp's server, which constrains the reply with a grammar made from it)
+    schema_format: str = "json_schema"
+    #: extra body fields for every call (a local server's ``repeat_penalty``); the call's own win
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         key = "***" if self.api_key else None
@@ -126,7 +132,9 @@ class LLMConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LLMConfig:
         """``CREATIVE_HUB_LLM_{BASE_URL,MODEL,API_KEY,PROVIDER,TIMEOUT,PROMPT_PRICE,COMPLETION_PRICE}``;
-        ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as fallbacks.  No base URL: offline."""
+        ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as fallbacks.  No base URL: offline.
+        ``CREATIVE_HUB_LLM_OPTIONS``: a JSON object of extra body fields (``{"repeat_penalty": 1.3}``);
+        ``CREATIVE_HUB_LLM_SCHEMA_FORMAT``: ``json_schema`` (OpenAI) or ``json_object`` (llama.cpp)."""
         e = os.environ if env is None else env
 
         def num(name: str) -> float | None:
@@ -141,6 +149,10 @@ class LLMConfig:
             timeout=num("TIMEOUT") or DEFAULT_TIMEOUT,
             prompt_price=num("PROMPT_PRICE"),
             completion_price=num("COMPLETION_PRICE"),
+            options=_options(e.get(ENV_PREFIX + "OPTIONS")),
+            # llama.cpp's server (``creative-hub model serve``: provider local) takes json_object + schema
+            schema_format=e.get(ENV_PREFIX + "SCHEMA_FORMAT")
+            or ("json_object" if e.get(ENV_PREFIX + "PROVIDER") == "local" else "json_schema"),
         )
 
 
@@ -239,13 +251,19 @@ class LLMClient:
         """
         if not self.configured:
             raise LLMOffline("no LLM configured (set CREATIVE_HUB_LLM_BASE_URL)")
-        body: dict[str, Any] = {"model": model or self.config.model, "messages": [dict(m) for m in messages]}
+        body: dict[str, Any] = {
+            **self.config.options,
+            "model": model or self.config.model,
+            "messages": [dict(m) for m in messages],
+        }
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if schema is not None:
-            if self._structured:
+            if self._structured and self.config.schema_format == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": dict(schema)}
+            elif self._structured:
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": schema_name, "schema": dict(schema), "strict": True},
@@ -321,7 +339,12 @@ class LLMClient:
             try:
                 data = msgspec.json.decode(_strip_fence(content))
             except msgspec.DecodeError as e:
-                raise LLMBadResponse(f"asked for JSON, got: {content[:200]!r} ({e})") from None
+                try:
+                    # Raw control characters inside strings: llama.cpp's JSON grammar lets a
+                    # newline through; the JSON is otherwise whole.
+                    data = json.loads(_strip_fence(content), strict=False)
+                except ValueError:
+                    raise LLMBadResponse(f"asked for JSON, got: {content[:200]!r} ({e})") from None
         return ChatReply(content, usage, data, choice.get("finish_reason"))
 
     def _cost(self, prompt: int, completion: int) -> float | None:
@@ -329,6 +352,18 @@ class LLMClient:
         if p is None and c is None:
             return None
         return round((prompt * (p or 0.0) + completion * (c or 0.0)) / 1_000_000, 8)
+
+
+def _options(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        raise LLMError(f"{ENV_PREFIX}OPTIONS: not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise LLMError(f"{ENV_PREFIX}OPTIONS: must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 class _StructuredRefused(Exception):

@@ -31,6 +31,7 @@ SERVER_MODULES = {
     "redis": "creative_hub.testing.servers.redis",
     "nats": "creative_hub.testing.servers.nats",
     "kafka": "creative_hub.testing.servers.kafka",
+    "llm": "creative_hub.testing.servers.llm",  # the local model (not an engine)
 }
 
 STARTUP_TIMEOUT = 60.0  # seconds a server gets to start listening
