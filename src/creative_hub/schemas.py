@@ -163,6 +163,31 @@ class CharacterArc(Payload, kw_only=True):
     aliases: list[str] = field(default_factory=list)  #: every other name they go by
 
 
+class Finding(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One thing an insight says, with the plot points and text it rests on."""
+
+    statement: NonEmpty  #: the lesson, the precondition, or the problem
+    plot_points: list[str] = field(default_factory=list)  #: ids of the plot points that carry it
+    evidence: list[str] = field(default_factory=list)  #: the story's own words for it
+    values: list[str] = field(default_factory=list)  #: morals: the values the lesson holds up
+    established: bool | None = None  #: causal: is the precondition established earlier?
+    flag: str | None = None  #: unexplained_turn, unresolved_setup, acts_after_exit, name_clash ...
+    character: str | None = None
+
+
+class Insight(Payload, kw_only=True):
+    """What an insight agent found in a story: its morals, causal gaps, or continuity problems.
+
+    Who made it and from what is in the event's provenance (``model``,
+    ``modelprovider``, ``inputs`` = the plot points and fragments used)."""
+
+    story: NonEmpty
+    kind: Literal["morals", "causal", "continuity"]
+    summary: NonEmpty
+    findings: list[Finding] = field(default_factory=list)
+    on: str | None = None  #: the fragment or revision checked (continuity)
+
+
 # -- ceremony ------------------------------------------------------------------
 class Phase(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     name: NonEmpty
@@ -468,6 +493,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.narrative.fragment": Fragment,
     "creative.narrative.plot_point": PlotPoint,
     "creative.narrative.character_arc": CharacterArc,
+    "creative.narrative.insight": Insight,
     "creative.ceremony.session": Session,
     "creative.feedback.comment": Comment,
     "creative.feedback.suggestion": Suggestion,

@@ -55,6 +55,7 @@ from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..access import can_read, needs_grant
 from ..errors import HubError, IdConflict, ValidationError
 from ..event import Event
 from ..hub import Hub, HubDelivery, HubSubscription, Receipt
@@ -257,6 +258,12 @@ class _AgentWorker:
     async def start(self) -> None:
         consumer = f"{self.runner.consumer}-{self.spec.id}"
         for topic in self.spec.subscribed_topics():
+            if needs_grant(self.hub.identity, topic):
+                await self.hub.grants.refresh()
+                if not can_read(self.hub.identity, topic):
+                    # Someone's drafts and no live grant: nothing there is the agent's to read.
+                    logger.warning("agent %s: no grant on %s; not subscribing to it", self.spec.id, topic)
+                    continue
             sub = self.hub.subscribe(
                 topic,
                 self.spec.group_name,
