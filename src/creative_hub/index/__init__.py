@@ -91,14 +91,15 @@ class HubIndex:
         """An indexer writing to this index (``hub`` must be trusted)."""
         return Indexer(hub, self.store, embedder=self.embedder, **kwargs)
 
-    async def refresh(self, hub: Hub, *, force: bool = False) -> int:
-        """Catch up with the log (at most once per REFRESH_EVERY unless ``force``)."""
+    async def refresh(self, hub: Hub, *, force: bool = False, embed: bool = True) -> int:
+        """Catch up with the log (at most once per REFRESH_EVERY unless ``force``);
+        ``embed=False`` leaves the embeddings to a later refresh (a view that needs the text only)."""
         async with self._lock:
             if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
                 return 0
             ix = Indexer(hub, self.store)
             added = await ix.catch_up()
-            if self.embedder is not None:
+            if self.embedder is not None and embed:
                 ix.embedder = self.embedder
                 await self._embed_some(ix)
             self._refreshed = time.monotonic()

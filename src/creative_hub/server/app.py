@@ -164,6 +164,9 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     from ..mcp.http import mount as mount_mcp
 
     app.include_router(index_router)
+    from .story_api import router as story_router  # the storyline view's data
+
+    app.include_router(story_router)
     mount_mcp(app, hub, allow_anonymous=settings.allow_anonymous)
 
     @app.get("/", include_in_schema=False)

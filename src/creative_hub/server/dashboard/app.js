@@ -2,7 +2,8 @@
  *
  * Pages (hash routes): #/stream/<topic> live events, #/event/<id> detail and
  * lineage graph, #/peers, #/peer/<id> a peer's hub, #/activity plots,
- * #/search?q= (shown only when the server has /v1/search).
+ * #/search?q= (shown only when the server has /v1/search), #/stories and
+ * #/story/<id> the storyline view (story.js).
  *
  * The token the user pastes stays in sessionStorage and goes out only as an
  * `Authorization: Bearer` header -- never in a URL.  The live stream is read
@@ -528,6 +529,8 @@ async function route() {
     else if (page === "peers") await pagePeers(view);
     else if (page === "peer" && arg) await pagePeer(view, arg);
     else if (page === "activity") await pageActivity(view, arg);
+    else if (page === "stories") await pageStories(view);
+    else if (page === "story" && arg) await pageStory(view, arg);
     else if (page === "search" && state.search) await pageSearch(view, new URLSearchParams(query || "").get("q") || "");
     else await pageStream(view, arg);
   } catch (e) {

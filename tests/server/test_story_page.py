@@ -1,0 +1,168 @@
+"""The storyline page in headless Chromium against the real server (``creative-hub up``).
+
+* the shared Grimm tales ingested from their files with ``creative-hub ingest story``: one SVG line
+  per character the outline found, the parts shown as bands, a click on a character highlighting its
+  journey (its line, its plot points, the journey panel);
+* a story built live: a person publishes fragments one by one over the API and the page (opened
+  before the first one) redraws over SSE, never reloading;
+* a phone-sized screen: the chart scrolls inside its box, the page does not scroll sideways.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live_server import LiveServer
+from playwright.sync_api import Browser, expect
+from test_dashboard import ARTIFACTS, Tab, browser, post  # noqa: F401 -- browser is a fixture
+
+pytestmark = [pytest.mark.sqlite, pytest.mark.browser]
+
+
+@pytest.fixture
+def tab(browser: Browser, live: LiveServer) -> Any:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    t = Tab(context.new_page(), live)
+    try:
+        yield t
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def grimm(live: LiveServer) -> dict[str, dict[str, Any]]:
+    """The three gold tales, ingested from their files; their storylines as the API gives them."""
+    here = Path(__file__).resolve().parents[2]
+    fixtures = Path(os.environ.get("CREATIVE_HUB_FIXTURES", here.parent / "shared" / "fixtures"))
+    files = sorted((fixtures / "story-gold").glob("*.txt"))
+    assert len(files) == 3
+    cmd = [sys.executable, "-m", "creative_hub", "ingest", "story", *map(str, files), "--log", live.log_url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    listed = httpx.get(live.url + "/v1/stories", timeout=30).json()
+    out = {}
+    for f in files:
+        (row,) = [
+            s for s in listed if _norm(s["story"]) in _norm(f.stem) or _norm(f.stem) in _norm(s["story"])
+        ]
+        out[f.stem] = httpx.get(live.url + f"/v1/stories/{row['story']}", timeout=30).json()
+    return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _placed(story: dict[str, Any]) -> list[str]:
+    """The characters that are in at least one scene (each gets a line)."""
+    return [
+        c["name"] for c in story["characters"] if any(c["name"] in s["characters"] for s in story["scenes"])
+    ]
+
+
+def test_grimm_storylines_one_line_per_character(tab: Tab, grimm: dict[str, dict[str, Any]]) -> None:
+    for stem, story in grimm.items():
+        placed = _placed(story)
+        assert placed, f"{stem}: the outline placed no character in a scene"
+        tab.open(f"#/story/{story['story']}")
+        chart = tab.page.locator("#storyline svg")
+        expect(chart).to_be_visible()
+        expect(chart.locator("path.char-line")).to_have_count(len(placed))
+        lines = chart.locator("path.char-line")
+        assert sorted(lines.evaluate_all("els => els.map(e => e.dataset.character)")) == sorted(placed)
+        expect(chart.locator(".part-band")).to_have_count(max(1, len(story["parts"])))
+        expect(tab.page.locator("#plot-points li")).to_have_count(len(story["plot_points"]))
+        tab.shot(f"story-{stem}")
+    assert tab.errors == []
+
+
+def test_clicking_a_character_highlights_its_journey(tab: Tab, grimm: dict[str, dict[str, Any]]) -> None:
+    story = next(s for stem, s in grimm.items() if "hansel" in stem)
+    who = max(_placed(story), key=lambda c: sum(c in p["characters"] for p in story["plot_points"]))
+    mine = [p for p in story["plot_points"] if who in p["characters"]]
+    tab.open(f"#/story/{story['story']}")
+    chart = tab.page.locator("#storyline svg")
+    expect(chart.locator("path.char-line")).to_have_count(len(_placed(story)))
+    tab.page.locator(f"#storyline text.char-label[data-character='{who}']").click()
+    expect(chart).to_have_class("focused")
+    expect(chart.locator("path.char-line.on")).to_have_count(1)
+    assert chart.locator("path.char-line.on").get_attribute("data-character") == who
+    expect(tab.page.locator("#journey")).to_be_visible()
+    expect(tab.page.locator("#journey h2")).to_have_text(f"{who}'s journey")
+    expect(tab.page.locator("#journey li")).to_have_count(len(mine))
+    expect(tab.page.locator("#plot-points li.on")).to_have_count(len(mine))
+    tab.shot("story-journey")
+    tab.page.screenshot(path=str(ARTIFACTS / "storyline.png"))  # the README's docs/storyline.png
+    tab.page.locator(f"#cast button[data-character='{who}']").click()  # again: off
+    expect(chart.locator("path.char-line.on")).to_have_count(0)
+    expect(tab.page.locator("#journey")).to_be_hidden()
+    assert tab.errors == []
+
+
+def test_a_live_story_updates_without_reload(tab: Tab, live: LiveServer) -> None:
+    story = f"live-{uuid.uuid4().hex[:6]}"
+    tab.open(f"#/story/{story}")
+    expect(tab.page.locator("#story-waiting")).to_be_visible()
+    expect(tab.page.locator(".status")).to_have_text("live")
+    tab.page.evaluate("window.__sameDocument = true")
+    scenes = [
+        ("At the well", ["Ida", "Frog"], "Ida dropped her golden ball into the well. The frog fetched it."),
+        (
+            "At the table",
+            ["Ida", "Frog", "King"],
+            "The frog ate from Ida's plate. The king made her keep her word.",
+        ),
+        ("In the chamber", ["Frog", "Prince"], "The frog became a prince."),
+    ]
+    for i, (title, chars, text) in enumerate(scenes):
+        data = {
+            "story": story,
+            "title": title,
+            "text": text,
+            "order": i,
+            "scene": str(i + 1),
+            "characters": chars,
+        }
+        post(
+            live,
+            "carol",
+            "/v1/events",
+            {"type": "creative.narrative.fragment", "subject": f"story:{story}", "data": data},
+        )
+        names = {c for _, cs, _ in scenes[: i + 1] for c in cs}
+        expect(tab.page.locator("#storyline path.char-line")).to_have_count(len(names), timeout=10_000)
+        expect(tab.page.locator("#storyline rect.meet")).to_have_count(i + 1)
+    point = {"story": story, "summary": "Ida threw the frog against the wall.", "actor": "Ida", "scene": "3"}
+    post(
+        live,
+        "carol",
+        "/v1/events",
+        {"type": "creative.narrative.plot_point", "subject": f"story:{story}", "data": point},
+    )
+    expect(tab.page.locator("#plot-points li")).to_have_count(1, timeout=10_000)
+    expect(tab.page.locator("#storyline path.char-line[data-character='Ida']")).to_have_count(1)
+    assert tab.page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    tab.shot("story-live")
+    assert tab.errors == []
+
+
+def test_the_story_page_fits_a_phone(tab: Tab, grimm: dict[str, dict[str, Any]]) -> None:
+    story = next(s for stem, s in grimm.items() if "hansel" in stem)
+    tab.page.set_viewport_size({"width": 390, "height": 844})
+    tab.open(f"#/story/{story['story']}")
+    expect(tab.page.locator("#storyline svg")).to_be_visible()
+    expect(tab.page.locator("#storyline svg path.char-line")).to_have_count(len(_placed(story)))
+    width = tab.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a narrow screen ({width}px)"
+    tab.shot("story-narrow")
+    tab.open("#/stories")
+    expect(tab.page.locator("#stories a", has_text=story["title"])).to_be_visible()
+    assert tab.errors == []
