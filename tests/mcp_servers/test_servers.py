@@ -41,6 +41,7 @@ STORY_TOOLS = {
     "list_stories", "outline", "scene", "timeline", "character_arc",
     "events_with_character", "next_event", "previous_event",
     "story_outline", "character_journey", "around_plot_point", "scene_text",
+    "story_insights", "story_morals", "flagged_gaps",
 }  # fmt: skip
 
 

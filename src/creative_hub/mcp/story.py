@@ -452,4 +452,7 @@ def build_story_server(state: HubState) -> MCPServer:
             characters=present,
         )
 
+    from .story_insight import register_insights  # morals and flagged gaps (the insight agents)
+
+    register_insights(server, state)
     return server
