@@ -298,4 +298,5 @@ def test_model_cli_serves_the_local_model(tmp_path: Path) -> None:
         assert f"export CREATIVE_HUB_LLM_BASE_URL={url.group(1)}" in "".join(rest)
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        proc.communicate(timeout=60)  # waits, and closes the pipes
+    assert proc.returncode == 0
