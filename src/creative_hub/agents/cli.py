@@ -106,10 +106,10 @@ def run(
     ] = "auto",
 ) -> None:
     """Run one or more agents in this process until Ctrl-C (or SIGTERM), then stop gracefully."""
-    if model not in ("auto", "local", "none"):
-        raise ValidationError("--model", f"must be auto, local or none, got {model!r}")
 
     async def main() -> None:
+        if model not in ("auto", "local", "none"):
+            raise ValidationError("--model", f"must be auto, local or none, got {model!r}")
         specs = [a for s in agents for a in load_agents(s)]
         config = LLMConfig() if model == "none" else LLMConfig.from_env()
         needs = any(a.config.get("needs_model") for a in specs)
