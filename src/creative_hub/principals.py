@@ -183,6 +183,7 @@ _SECRETS: dict[Path, bytes] = {}  # key files read by this process
 
 def load_secret(f: Path) -> bytes:
     """The random 32-byte key in file ``f``, made on first use (mode 0600, its folder 0700)."""
+    f = f.absolute()  # a relative default (./.creative-hub) means another file after a chdir
     if f in _SECRETS:
         return _SECRETS[f]
     if not f.exists():
