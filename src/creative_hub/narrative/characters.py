@@ -160,8 +160,8 @@ def animate(e: Entity) -> bool:
 
 
 def _alive_by_name(e: Entity) -> bool:
-    """Alive by what its own names do: speaks, is spoken to, "who", a proper name."""
-    return any(
+    """Alive by what its own names do (speaks, is spoken to, "who", a proper name), or often he/she."""
+    return sum(e.gender.values()) >= 3 or any(
         not m.pronoun and not m.quoted and (m.role in ("speaker", "addressee") or m.relative_who or m.proper)
         for m in e.mentions
     )

@@ -313,7 +313,8 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
             subj.reply = first is not None and s.quoted(first)
         for c in tok.children:
             if c.dep_ in ("dative", "iobj", "dobj") and c.i in by_token and not s.quoted(c):
-                turn.addressee = turn.addressee or by_token[c.i]
+                if by_token[c.i] is not turn.speaker:  # "answered the woman": she speaks
+                    turn.addressee = turn.addressee or by_token[c.i]
             if c.dep_ in ("prep", "dative") and c.lower_ == "to":
                 for g in c.children:
                     if g.i in by_token:
