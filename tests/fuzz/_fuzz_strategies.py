@@ -107,6 +107,8 @@ def from_type_info(t: mi.Type) -> st.SearchStrategy[Any]:
         return json_values
     if isinstance(t, mi.DateTimeType):
         return times.map(iso)
+    if isinstance(t, mi.DateType):  # all-day calendar events
+        return st.dates().map(lambda d: d.isoformat())
     if isinstance(t, mi.StructType):
         required = {f.encode_name: from_type_info(f.type) for f in t.fields if f.required}
         optional = {f.encode_name: from_type_info(f.type) for f in t.fields if not f.required}

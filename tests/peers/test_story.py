@@ -191,7 +191,8 @@ async def test_writes_are_attributed_and_checked(cast: Cast) -> None:
 async def test_a_revoked_token_stops_working_at_once(cast: Cast, log: Log, tmp_path: Path) -> None:
     token = cast.tokens[cast.bob]
     assert await cast.hub.registry.authenticate(token) == cast.bob
-    other_process = Registry(log, Keystore(tmp_path / "other"))  # another hub on the same log
+    # Another hub on the same log: its own keystore, the log's token key (Hub.connect finds it from the URL).
+    other_process = Registry(log, Keystore(tmp_path / "other"), token_key=cast.hub.registry.token_key)
     assert await other_process.authenticate(token) == cast.bob
     assert await cast.hub.registry.revoke(cast.bob, token) == 1
     with pytest.raises(AccessDenied):
