@@ -15,7 +15,8 @@ Steps, each a rule of English narrative grammar rather than a list of words:
    / ``your name``, titles and spellings of one name (``Mr Korbes``,
    ``Rumplestiltskin``), and descriptions met first with ``the`` that
    nobody introduced (``said the hobgoblin`` after ``a little man`` spoke
-   to her): the speaker who talked with the same person last.
+   to her): the speaker who talked with the same person last; kinship
+   ("their father" is the one whose children they are).
 5. **Characters**: entities that act, speak or are spoken to, outside
    quoted speech, with a sign of being alive (speech or thought, he/she,
    ``who``, a person's name, being addressed).
@@ -146,8 +147,47 @@ def resolve(
     _resolve_pronouns(mentions, ents, groups)
     _merge_by_speech(turns, mentions, ents, groups)
     _bridge(turns, mentions, ents, groups)
+    _merge_kin(mentions, ents, groups)
     _resolve_pronouns(mentions, ents, groups)
     return ents, groups
+
+
+# English kinship terms (a closed class, like the pronouns): who someone's father or mother is
+# follows from whose children they are ("a wood-cutter with ... his two children" ... "their father").
+CHILDREN = frozenset({"child", "children", "son", "sons", "daughter", "daughters"})
+FATHER = frozenset({"father", "stepfather"})
+MOTHER = frozenset({"mother", "stepmother"})
+
+
+def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
+    rel: dict[tuple[int, str], int] = {}
+    for m in mentions:
+        if m.pronoun or m.quoted or m.entity < 0 or m.possessor is None or m.possessor.entity < 0:
+            continue
+        key = m.key.split("-")[-1]
+        kind = (
+            "children"
+            if key in CHILDREN
+            else "father"
+            if key in FATHER
+            else "mother"
+            if key in MOTHER
+            else key
+        )
+        rel.setdefault((groups.find(m.possessor.entity), kind), groups.find(m.entity))
+    for (parent, kind), kids in list(rel.items()):
+        if kind != "children":
+            continue
+        father = rel.get((kids, "father"))
+        if (
+            father is not None
+            and father != parent
+            and _compatible(_merged(ents, groups, father), _merged(ents, groups, parent))
+        ):
+            groups.union(parent, father)
+        mother, wife = rel.get((kids, "mother")), rel.get((parent, "wife"))
+        if mother is not None and wife is not None and groups.find(mother) != groups.find(wife):
+            groups.union(wife, mother)
 
 
 def animate(e: Entity) -> bool:
