@@ -384,8 +384,9 @@ def _shaped_by(lin: Lineage) -> Table:
             ", ".join(h[:12] for h in a["confighashes"]),
             "\n".join(a["inputs"]),
         )
-    for other in shaped["others"]:
-        t.add_row(escape(other), "not registered", "", "", "")
+    kinds = {n.creator: n.kind for n in lin.nodes}
+    for other in shaped["others"]:  # a source (github, arxiv, ...: it wrote outside material), or unknown
+        t.add_row(escape(other), kinds.get(other) or "not registered", "", "", "")
     return t
 
 

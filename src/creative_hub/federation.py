@@ -6,8 +6,11 @@
 Only public streams are followed (``peer.<id>.published`` and
 ``peer.<id>.feedback``).  Every event must carry a valid signature by its
 creator; the creator's public key comes from the remote hub the first time
-and is kept in the local registry -- a remote that later presents another
-key for the same principal is refused.  Unverifiable events are refused,
+and is kept in the local registry.  A remote that presents another key for a
+principal this hub already knows (a local person, or one learnt before) is
+refused as a whole: the run stops with an error naming the principal, and
+nothing of it is stored.  Each answer is bounded (``max_bytes``, default
+``MAX_RESPONSE``) and each request has an overall deadline (``timeout``).  Unverifiable events are refused,
 reported and never stored; verified ones are stored under the same topic,
 id and body.  The cursor (the remote position per topic) is kept in the
 local log (``system.federation``), so a restarted follower resumes where it
@@ -16,6 +19,7 @@ stopped; and since ids dedup, a repeated page stores nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -24,7 +28,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from .errors import EngineUnavailable, ValidationError
+from .errors import AccessDenied, EngineUnavailable, ValidationError
 from .event import Event, decode_event, digest, encode_event, now, parse_event
 from .hub import Hub
 from .log import Entry
@@ -37,6 +41,8 @@ logger = logging.getLogger(__name__)
 FEDERATION_TOPIC = "system.federation"
 FOLLOWED_STREAMS = ("published", "feedback")
 PAGE = 500
+MAX_RESPONSE = 32 * 1024 * 1024  # bytes of one answer: a page of 500 events is far below
+DEFAULT_TIMEOUT = 60.0  # seconds for one request, start to last byte
 
 
 @dataclass(slots=True)
@@ -56,7 +62,16 @@ class _Cursor(msgspec.Struct):
 class Follower:
     """Pulls a remote peer's public streams into the local (trusted) hub."""
 
-    def __init__(self, hub: Hub, remote: str, peer: str, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        remote: str,
+        peer: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        max_bytes: int = MAX_RESPONSE,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         if not hub.trusted:
             raise ValidationError(
                 "hub", "a follower stores events for the hub itself: give it the trusted hub"
@@ -65,7 +80,10 @@ class Follower:
         self.remote = remote.rstrip("/")
         self.peer = check_principal_id(peer)
         self._client = client
+        self.max_bytes = max_bytes
+        self.timeout = timeout
         self.cursors: dict[str, str | None] = {}
+        self._checked: dict[str, str | None] = {}  # creator -> key, as checked against the remote this run
 
     async def _load_cursors(self) -> None:
         async for r in self.hub.log.read(FEDERATION_TOPIC):
@@ -90,32 +108,60 @@ class Follower:
         self.cursors[topic] = position
 
     async def _get(self, client: httpx.AsyncClient, path: str, **params: Any) -> Any:
+        """The JSON answer to GET ``path`` (None for 404), read to at most ``max_bytes``
+        within ``timeout`` seconds: a remote cannot make us hold more, or wait longer."""
+        query = {k: v for k, v in params.items() if v is not None}
         try:
-            r = await client.get(
-                self.remote + path, params={k: v for k, v in params.items() if v is not None}
-            )
+            async with asyncio.timeout(self.timeout):
+                async with client.stream("GET", self.remote + path, params=query) as r:
+                    body = bytearray()
+                    async for chunk in r.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_bytes:
+                            raise ValidationError(
+                                "remote",
+                                f"{self.remote}: GET {path} answered more than {self.max_bytes} bytes",
+                            )
+        except TimeoutError:
+            raise EngineUnavailable(self.remote, f"GET {path} took longer than {self.timeout:g} s") from None
         except httpx.HTTPError as e:
             raise EngineUnavailable(self.remote, f"cannot reach the remote hub: {e}") from e
         if r.status_code == 404:
             return None
         if r.status_code != 200:
-            raise EngineUnavailable(self.remote, f"GET {path} answered {r.status_code}: {r.text[:200]}")
-        return r.json()
+            text = bytes(body[:200]).decode("utf-8", "replace")
+            raise EngineUnavailable(self.remote, f"GET {path} answered {r.status_code}: {text}")
+        try:
+            return msgspec.json.decode(bytes(body))
+        except msgspec.DecodeError as e:
+            raise ValidationError("remote", f"{self.remote}: GET {path} is not JSON ({e})") from None
 
     async def _key(self, client: httpx.AsyncClient, creator: str) -> str | None:
-        known = self.hub.registry.public_key(creator)
-        if known is not None:
-            return known
+        """``creator``'s key, as the remote presents it and this hub agrees.
+
+        Asked of the remote once per run even when known here: a remote that
+        claims a principal registered here with another key is refused (raises)."""
+        if creator in self._checked:
+            return self._checked[creator]
         info = await self._get(client, f"/v1/principals/{creator}")
-        if not info or not info.get("public_key"):
+        key = info.get("public_key") if isinstance(info, dict) else None
+        if not isinstance(key, str) or not key:
+            self._checked[creator] = None
             return None
-        p = await self.hub.registry.add_remote(
-            creator,
-            info["public_key"],
-            kind=info.get("kind", "person"),
-            name=info.get("name"),
-            origin=self.remote,
-        )
+        try:
+            p = await self.hub.registry.add_remote(
+                creator,
+                key,
+                kind=str(info.get("kind", "person")),
+                name=info.get("name") if isinstance(info.get("name"), str) else None,
+                origin=self.remote,
+            )
+        except ValidationError as e:
+            raise AccessDenied(
+                f"refusing to follow {self.remote}: it claims principal {creator!r}, registered here "
+                f"with another key ({e.rule})"
+            ) from None
+        self._checked[creator] = p.public_key
         return p.public_key
 
     async def run_once(self) -> FollowResult:
@@ -124,8 +170,10 @@ class Follower:
         await self.hub.registry.refresh()
         if not self.cursors:
             await self._load_cursors()
+        self._checked = {}
         client = self._client or httpx.AsyncClient(timeout=30)
         try:
+            await self._key(client, self.peer)  # the followed peer is who this hub thinks it is
             for stream in FOLLOWED_STREAMS:
                 topic = f"peer.{self.peer}.{stream}"
                 while True:

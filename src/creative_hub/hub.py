@@ -44,6 +44,7 @@ from .ids import EventIds, default_ids_path
 from .ledger import EffectLedger
 from .log import Delivery, Entry, Gap, GroupLag, Log, Record, Retention, Start, TopicInfo, open_log
 from .log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
+from .origins import check_client_event
 from .principals import Keystore, Registry, sign_event
 from .schemas import DeadLetter
 
@@ -416,6 +417,8 @@ class Hub:
             validate_event(event)
         else:
             raise ValidationError("event", f"must be an Event or a JSON object, got {type(item).__name__}")
+        if not self.trusted:
+            check_client_event(event, self.principal)  # sources' ids and `source` values are the hub's
         if event.partitionkey is None:
             event.partitionkey = event.creator
         if event.hub is None:

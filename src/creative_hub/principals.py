@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .errors import AccessDenied, NotFound, ValidationError
 from .event import Event, digest, encode_event
 from .log import Entry, Log
+from .origins import is_source_principal
 
 __all__ = [
     "REGISTRY_TOPIC",
@@ -307,6 +308,10 @@ class Registry:
         check_principal_id(principal)
         if kind not in ("person", "agent"):
             raise ValidationError("kind", f"must be 'person' or 'agent', got {kind!r}")
+        if is_source_principal(principal):
+            raise ValidationError(
+                "principal", f"{principal!r} is reserved: the hub's {principal} source writes under that name"
+            )
         await self.refresh()
         if principal in self.principals:
             raise ValidationError("principal", f"{principal!r} is already registered")
@@ -318,6 +323,38 @@ class Registry:
                 time=time.time(),
                 kind=kind,
                 name=name or principal,
+                public_key=public_key_b64(key),
+            )
+        )
+        return self.principals[principal]
+
+    async def ensure_source(self, principal: str) -> Principal:
+        """The source principal ``principal`` (``creative_hub.origins.SOURCE_PRINCIPALS``),
+        registered with a key pair on first use, so what it writes is signed.
+
+        A source principal has no tokens: only the hub's own ingest runs (and
+        its webhook receiver) write as it.  Without its private key in this
+        keystore (another machine registered it), its events go unsigned."""
+        if not is_source_principal(principal):
+            raise ValidationError("principal", f"{principal!r} is not a source principal")
+        await self.refresh()
+        known = self.principals.get(principal)
+        if known is not None:
+            if known.kind != "source":
+                raise ValidationError(
+                    "principal",
+                    f"{principal!r} is registered as a {known.kind}, but the name is the {principal} "
+                    "source's: revoke that principal, or ingest with your own token",
+                )
+            return known
+        key = self.keystore.get(principal) or self.keystore.create(principal)
+        await self._record(
+            _RegistryRecord(
+                action="principal",
+                principal=principal,
+                time=time.time(),
+                kind="source",
+                name=f"{principal} (source)",
                 public_key=public_key_b64(key),
             )
         )
@@ -340,6 +377,10 @@ class Registry:
         if p is None or p.revoked:
             raise NotFound(
                 f"no principal {principal!r} (add it first: creative-hub principal add {principal})"
+            )
+        if p.kind == "source":
+            raise ValidationError(
+                "principal", f"{principal!r} is a source: only the hub's own ingest writes as it"
             )
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
@@ -407,6 +448,11 @@ class Registry:
         """Know a principal of another hub by its public key (federation).  No key
         of ours, no tokens.  A known id with another key is refused."""
         check_principal_id(principal)
+        if is_source_principal(principal):
+            raise ValidationError(
+                "principal",
+                f"{principal!r} from {origin or 'a remote hub'} is the name of a source of this hub",
+            )
         await self.refresh()
         known = self.principals.get(principal)
         if known is not None:

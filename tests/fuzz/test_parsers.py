@@ -361,7 +361,7 @@ def _mbox_messages() -> list[bytes]:
 @example(b"From: =?utf-8?b?////?= <a@b>\nSubject: =?x-unknown?q?hi?=\n\n")
 @example(b"From: a@b\nDate: Mon, 99 Foo 2012 99:99:99 +9999\n\n")
 def test_mail_message(raw: bytes) -> None:
-    item = mail.message_event(raw, "m#1", "box", "mailbox:box", Principals(), mail._Threader())
+    item = mail.message_event(raw, "m#1", Principals(), mail._Threader())
     check_items([item])
 
 

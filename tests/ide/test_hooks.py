@@ -110,10 +110,10 @@ def test_hooks_publish_commits_spool_offline_and_ingest_adds_nothing(hub: HubPro
         for n in range(3):
             sha, _ = commit(repo, n)
             shas.append(sha)
-            seen = arrives(reader, commit_id(sha))
+            seen = arrives(reader, f"alice~{commit_id(sha)}")  # alice's own: her namespace
             assert seen is not None, (repo / ".git" / "creative-hub" / "hooks.log").read_text()
             latencies.append(seen)
-        event = reader.get(f"/v1/events/{commit_id(shas[0])}").json()["event"]
+        event = reader.get(f"/v1/events/alice~{commit_id(shas[0])}").json()["event"]
     print(f"\ncommit -> readable in the hub: {', '.join(f'{s * 1000:.0f} ms' for s in latencies)}")
     assert event["creator"] == "alice" and event["signature"]  # the committer's principal, signed
     assert event["data"]["sha"] == shas[0] and event["data"]["message"].startswith("commit 0")
@@ -137,15 +137,15 @@ def test_hooks_publish_commits_spool_offline_and_ingest_adds_nothing(hub: HubPro
     assert status(repo)["events"] == 0
     with hub.client("alice") as c:
         for sha in shas:
-            assert c.get(f"/v1/events/{commit_id(sha)}").status_code == 200
+            assert c.get(f"/v1/events/alice~{commit_id(sha)}").status_code == 200
 
     # an amend is a rewrite: the new commit goes out too
     sh(repo, "git", "commit", "-q", "--amend", "-m", "commit 4, reworded")
     amended = sh(repo, "git", "rev-parse", "HEAD").strip()
     with hub.client("alice") as c:
-        assert arrives(c, commit_id(amended)) is not None
+        assert arrives(c, f"alice~{commit_id(amended)}") is not None
 
-    # ingest git afterwards: every commit and the branch are already there
+    # ingest git afterwards, by alice: every commit and the branch are already there
     r = creative_hub(
         repo,
         "ingest",
@@ -153,10 +153,8 @@ def test_hooks_publish_commits_spool_offline_and_ingest_adds_nothing(hub: HubPro
         str(repo),
         "--log",
         hub.log_url,
-        "--map",
-        "alice@example.org=alice",
-        "--as",
-        "alice",
+        "--token",
+        hub.tokens["alice"],
     )
     assert r.returncode == 0, r.stderr
     assert "git: 0 ingested, 6 already there, 0 skipped" in r.stdout, r.stdout + r.stderr

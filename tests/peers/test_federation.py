@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from creative_hub.errors import AccessDenied, ValidationError
 from creative_hub.event import decode_event, encode_event
 from creative_hub.federation import Follower
 from creative_hub.hub import Hub
@@ -100,3 +103,57 @@ async def test_follow_a_peer_hub_over_http(remote: tuple[Hub, str], tmp_path: Pa
         assert (await Follower(hub_b, url, "alice").run_once()).fetched == 0
     finally:
         await log_b.close()
+
+
+async def test_follow_refuses_a_remote_claiming_a_local_principal(
+    remote: tuple[Hub, str], tmp_path: Path
+) -> None:
+    """B has its own alice; A's alice (another key) is not taken for her, nor stored."""
+    hub_a, url = remote
+    await hub_a.registry.add("alice")
+    alice = PeerHub(hub_a.acting("alice", authenticated=True))
+    d = await alice.draft("creative.narrative.fragment", "story:x", {"story": "s", "title": "t", "text": "x"})
+    await alice.publish(d.id)
+    log_b = open_log(f"sqlite:///{tmp_path / 'b.db'}")
+    await log_b.open()
+    try:
+        hub_b = Hub(log_b, keystore=Keystore(tmp_path / "b.keys"))
+        local = await hub_b.registry.add("alice")
+        with pytest.raises(AccessDenied, match="alice.*another key"):
+            await Follower(hub_b, url, "alice").run_once()
+        assert [t.name for t in await hub_b.topics() if t.name.startswith("peer.")] == []
+        assert hub_b.registry.public_key("alice") == local.public_key
+    finally:
+        await log_b.close()
+
+
+class _Huge(BaseHTTPRequestHandler):
+    """A hostile 'hub' whose every answer is 4 MiB of JSON."""
+
+    def do_GET(self) -> None:
+        body = b'{"events": [], "pad": "' + b"x" * (4 << 20) + b'"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_follow_bounds_what_a_remote_sends(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Huge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    log = open_log(f"sqlite:///{tmp_path / 'b.db'}")
+    await log.open()
+    try:
+        hub = Hub(log, keystore=Keystore(tmp_path / "b.keys"))
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ValidationError, match="more than 1048576 bytes"):
+            await Follower(hub, url, "alice", max_bytes=1 << 20).run_once()
+    finally:
+        await log.close()
+        server.shutdown()
+        server.server_close()

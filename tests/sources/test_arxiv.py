@@ -41,7 +41,7 @@ async def test_one_entry_with_doi_journal_ref_and_comment(hub: Hub, stored, fixt
             "ref": "doi:10.1103/PhysRevB.74.024520",
         }
     ]
-    assert e.creator == "adrian" and e.subject == "arXiv:cond-mat/0603029" and e.source == "arxiv"
+    assert e.creator == "arxiv" and e.subject == "arXiv:cond-mat/0603029" and e.source == "arxiv"
     assert e.time is not None and e.time.isoformat() == "2006-03-02T02:22:45+00:00"
 
 

@@ -35,7 +35,7 @@ async def test_recurring_meeting_with_attendees(hub: Hub, stored, fixtures_dir: 
         "status": "ACCEPTED",
     }
     assert d["extra"]["attendees"][1]["role"] == "REQ-PARTICIPANT"
-    assert e.creator == "icalchair-coffeebean-com"
+    assert e.creator == "calendar" and e.data["extra"]["organizer"]["email"] == "iCalChair@coffeebean.com"
     assert e.subject == "ical:E88157FE01BE8A5C85256FDB006EBCC3-Lotus_Notes_Generated"
     assert (await ingest(hub, CalendarSource([ics]))).already == 1
 
@@ -109,7 +109,8 @@ async def test_ceremony_yaml_and_json(hub: Hub, stored, tmp_path: Path) -> None:
         and d["place"] == "The old oak"
         and d["intention"] == "Let the year go"
     )
-    assert d["participants"] == ["alice", "bob"] and solstice.creator == "alice"
+    assert d["participants"] == ["alice", "bob"] and solstice.creator == "ceremony"
+    assert solstice.data["extra"]["host"] == "Alice"
     assert [(p["name"], p.get("minutes"), p["start"]) for p in d["phases"]] == [
         ("Arrival", 15, "2026-12-21T17:00:00+01:00"),
         ("Silence", 20, "2026-12-21T17:15:00+01:00"),
@@ -117,7 +118,7 @@ async def test_ceremony_yaml_and_json(hub: Hub, stored, tmp_path: Path) -> None:
     ]
     assert d["end"] == "2026-12-21T18:00:00+01:00" and d["recurrence"] == "FREQ=YEARLY"
     assert solstice.subject == "ceremony:solstice-2026"
-    assert pages.data["title"] == "Morning pages" and pages.creator == "host"
+    assert pages.data["title"] == "Morning pages" and pages.data["extra"]["host"] == "host"
     assert (await ingest(hub, CeremonySource([f, good_json], owner="host"))).already == 2
 
 

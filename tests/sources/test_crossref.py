@@ -42,7 +42,7 @@ async def test_work_fields_and_citation_links(hub: Hub, stored, fixtures_dir: Pa
     cited = [r["DOI"].lower() for r in raw if "DOI" in r]
     assert [ln["ref"] for ln in p["extra"]["links"]] == [f"doi:{d}" for d in cited]
     assert all(ln["rel"] == "cites" and ln["id"] == doi_paper_id(ln["ref"][4:]) for ln in p["extra"]["links"])
-    assert e.creator == "shankar-sadasivan" and e.subject == f"doi:{DOI}"
+    assert e.creator == "crossref" and e.subject == f"doi:{DOI}"
     assert (await ingest(hub, CrossrefSource(files=[fixture(fixtures_dir)]))).already == 1
 
 

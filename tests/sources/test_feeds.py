@@ -24,7 +24,7 @@ async def test_rss_entries(hub: Hub, stored, fixtures_dir: Path) -> None:
     assert first.data["url"].startswith("https://medium.com/invironment/the-creative-forager-125af37d838f")
     assert first.data["site_name"] == "Food in Invironment on Medium"
     assert first.data["published"] == "2018-04-09T18:55:38Z"
-    assert first.data["extra"]["author"] == "Jeremy Puma" and first.creator == "jeremy-puma"
+    assert first.data["extra"]["author"] == "Jeremy Puma" and first.creator == "feeds"
     assert first.data["extra"]["entry_id"] == "https://medium.com/p/125af37d838f"
     assert "plants" in first.data["extra"]["tags"]
     assert first.data["description"].startswith("Using Wild Ingredients in the Kitchen")
@@ -38,7 +38,7 @@ async def test_atom_relative_links_resolve(hub: Hub, stored, fixtures_dir: Path)
     first = (await stored("creative.metadata"))[0]
     assert first.data["title"] == "v3.9.0"
     assert first.data["url"] == "https://github.com/gulpjs/gulp/releases/tag/v3.9.0"
-    assert first.data["published"] == "2015-06-01T21:49:41Z" and first.creator == "contra"
+    assert first.data["published"] == "2015-06-01T21:49:41Z" and first.creator == "feeds"
     assert first.data["site_name"] == "Release notes from gulp" and first.data["description"] == "3.9.0"
 
 
@@ -86,7 +86,7 @@ async def test_page_title_description_opengraph_canonical(
     assert page.data["image"] == f"{http_server.url}/img/forager.png"
     assert page.data["published"] == "2018-04-09T18:55:38Z"
     assert page.subject == page.data["canonical_url"]
-    assert local.data["title"] == "Saved" and local.data["url"] == saved.resolve().as_uri()
+    assert local.data["title"] == "Saved" and local.data["url"].startswith("urn:sha256:")
     assert (await ingest(hub, PageSource(targets, limits=lan))).already == 2
 
 
@@ -120,8 +120,8 @@ async def test_entries_without_an_author_inherit_the_feeds(hub: Hub, stored, tmp
     s = await ingest(hub, FeedSource([f]))
     assert (s.ingested, s.skipped) == (2, [])
     inherited, own = await stored("creative.metadata")
-    assert inherited.data["extra"]["author"] == "Jürgen Müller" and inherited.creator == "jurgen-muller"
-    assert own.data["extra"]["author"] == "Anna Schmidt" and own.creator == "anna-schmidt"
+    assert inherited.data["extra"]["author"] == "Jürgen Müller" and inherited.creator == "feeds"
+    assert own.data["extra"]["author"] == "Anna Schmidt" and own.creator == "feeds"
 
 
 async def test_a_real_german_atom_feed_gives_its_author_to_every_entry(hub: Hub, stored) -> None:
@@ -131,5 +131,5 @@ async def test_a_real_german_atom_feed_gives_its_author_to_every_entry(hub: Hub,
     assert (s.ingested, s.skipped) == (15, [])
     entries = await stored("creative.metadata")
     assert {e.data["extra"]["author"] for e in entries} == {"heise online"}
-    assert {e.creator for e in entries} == {"heise-online"}
+    assert {e.creator for e in entries} == {"feeds"}  # the author is a claim; the feeds source wrote it
     assert entries[0].data["title"] == "Java-Anwendungsserver: Red Hat gibt WildFly 10 frei"

@@ -72,12 +72,18 @@ async def test_fields_links_principals_and_incremental_state(hub: Hub, stored, t
     assert s.ingested == 4  # two commits, the main branch, the v1 tag
     first, second, *refs = await stored("creative.engineering")
     assert {(r.data["ref"], r.data["ref_type"]) for r in refs} == {("main", "branch"), ("v1", "tag")}
-    assert all(r.data["sha"] == second.data["sha"] and r.creator == "ada" for r in refs)
+    assert all(r.data["sha"] == second.data["sha"] and r.creator == "git" for r in refs)
+    mapped = [{"claim": "ada@example.org", "principal": "ada"}]
+    assert all(r.data["extra"]["mapped"] == mapped for r in refs)
     assert first.data["message"] == "Start the notes" and first.data["files"] == ["notes.md"]
     assert first.data["additions"] == 2 and first.data["deletions"] == 0
     assert second.data["files"] == ["logo.bin", "notes.md"] and second.data["additions"] == 1
     assert second.data["parents"] == [first.data["sha"]]
-    assert second.creator == "ada" and second.subject == "r" and second.source == "git:r"
+    # Written by git; the author is a claim, the map recorded; the repository is named by
+    # its first commit (it has no remote), never by the directory it lies in.
+    root = sh(repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    assert second.creator == "git" and second.data["extra"]["mapped"] == mapped
+    assert second.subject == f"local/{root[:12]}" and second.source == f"git:local/{root[:12]}"
     assert second.data["extra"]["links"] == [
         {"rel": "mentions", "id": arxiv_paper_id("2101.00001"), "ref": "arXiv:2101.00001"},
         {
@@ -99,9 +105,13 @@ async def test_fields_links_principals_and_incremental_state(hub: Hub, stored, t
     assert "already in the hub with other content" in s.skipped[0].reason
 
 
-async def test_default_principal_is_a_slug_of_the_email(hub: Hub, stored, tmp_path: Path) -> None:
+async def test_git_writes_and_the_author_is_a_claim(hub: Hub, stored, tmp_path: Path) -> None:
     await ingest(hub, GitSource(make_repo(tmp_path / "r")))
-    assert {e.creator for e in await stored("creative.engineering")} == {"ada-example-org"}
+    events = await stored("creative.engineering")
+    assert {e.creator for e in events} == {"git"}
+    commits = [e for e in events if e.type.endswith("commit")]
+    assert {e.data["author"]["email"] for e in commits} == {"ada@example.org"}
+    assert all("mapped" not in e.data.get("extra", {}) for e in events)
 
 
 async def test_not_a_repository_is_one_clear_error(hub: Hub, tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ async def test_stdio_server_tools_and_resources(hub: Hub, stored, tmp_path: Path
         ("mcp://papers/tools/broken", "tool error: Error executing tool broken"),
     ]
     paper, note, resource = await stored("creative.metadata")
-    assert paper.type == "creative.metadata.paper" and paper.creator == "librarian"
+    assert paper.type == "creative.metadata.paper" and paper.creator == "mcp"
+    assert paper.data["extra"]["owner"] == "librarian"
     assert paper.data["title"] == "Methylphenidate Exposure Induces Dopamine Neuron Loss"
     assert (
         paper.data["authors"] == ["Shankar Sadasivan"] and paper.data["doi"] == "10.1371/journal.pone.0033693"

@@ -89,7 +89,7 @@ async def test_hansel_and_gretel(hub: Hub, stored, fixtures_dir: Path, tmp_path:
     assert first.data["extra"]["story_title"] == "Hansel And Gretel"
     assert first.data["part"] == "Hansel And Gretel" and first.data["part_order"] == 0
     assert first.data["text"].startswith("Hard by a great forest dwelt a poor wood-cutter")
-    assert first.creator == "grimm"
+    assert first.creator == "stories" and first.data["extra"]["author"] == "grimm"
     assert [sc.data["order"] for sc in scenes] == list(range(17))
     # Plot points in story order, each quoting its sentence verbatim, summarised in its words.
     source = flat((fixtures_dir / "stories" / "grimm_hansel-and-gretel.txt").read_text())
@@ -137,7 +137,8 @@ async def test_markdown_parts_and_scenes(hub: Hub, stored, tmp_path: Path) -> No
         ("Chapter One", "Night"),
         ("Chapter Two", "Storm"),
     ]
-    assert scenes[0].data["extra"]["story_title"] == "The Lighthouse" and scenes[0].creator == "ada-lovelace"
+    assert scenes[0].data["extra"]["story_title"] == "The Lighthouse" and scenes[0].creator == "stories"
+    assert scenes[0].data["extra"]["author"] == "Ada Lovelace"
     points = by_type(events, "plot_point")
     assert [(p.data["actor"], p.data["action"]) for p in points] == [
         ("Mara", "climb"),
@@ -171,7 +172,8 @@ async def test_fountain_acts_scenes_and_dialogue(hub: Hub, stored, tmp_path: Pat
         ("ACT ONE", "EXT. BRICK'S PATIO - DAY"),
         ("ACT TWO", "INT. GARAGE - NIGHT"),
     ]
-    assert scenes[0].data["characters"][:2] == ["Brick", "Steel"] and scenes[0].creator == "stu-maschwitz"
+    assert scenes[0].data["characters"][:2] == ["Brick", "Steel"] and scenes[0].creator == "stories"
+    assert scenes[0].data["extra"]["author"] == "Stu Maschwitz"
     assert scenes[0].data["extra"]["story_title"] == "Brick & Steel"
     points = by_type(events, "plot_point")
     assert [(p.data["actor"], p.data["evidence"]) for p in points] == [

@@ -7,14 +7,17 @@ runs ``python -m creative_hub.ide.hooks HOOK``, which:
 
 1. works out the new commits (HEAD; ``ORIG_HEAD..HEAD`` after a merge; the
    rewritten commits git names on stdin after an amend or a rebase), builds
-   the events exactly as ``creative-hub ingest git`` does (same ids, same
-   content: a later ``ingest git`` adds nothing) and the event of the branch
-   moved, and appends them to a local spool (``.git/creative-hub/spool.jsonl``).
+   the events exactly as ``creative-hub ingest git`` does and the event of the
+   branch moved, and appends them to a local spool (``.git/creative-hub/spool.jsonl``).
    Only the repository user's own commits (``user.email``): a pull's commits
    by others are theirs to publish;
 2. starts a detached ``flush`` that sends the spool to the hub's HTTP API
-   (as the principal of the token) and returns at once, so the commit never
-   waits for the network.  A hub that cannot be reached leaves the events in
+   and returns at once, so the commit never waits for the network.  The
+   events go out as the token's principal's own (``origins.personal``: ids
+   ``alice~<id>``, source ``/peers/alice/git:...``, written and signed by
+   alice), exactly as ``ingest git --token`` with alice's token makes them:
+   a later such ingest adds nothing.  (The bare ids are the git source's own
+   run's: no client may take them.)  A hub that cannot be reached leaves the events in
    the spool; the next hook or ``creative-hub hooks flush`` sends them.
 
 Every failure is written to ``.git/creative-hub/hooks.log``; the hook itself
@@ -40,6 +43,7 @@ from typing import Any
 import httpx
 
 from ..event import Event
+from ..origins import personal
 from ..sources.base import ItemError, Principals
 from ..sources.git import _FORMAT, GitSource, git, repo_name
 
@@ -356,12 +360,25 @@ def _flusher(spool: Spool, wait: bool) -> Iterator[bool]:
 def _send(http: httpx.Client, spool: Spool, result: Flushed, url: str) -> None:
     with spool.locked():
         pending = spool.read()
+    if not pending:
+        return
+    try:
+        owner = _whoami(http)  # the events go out as the token's principal's own
+    except httpx.HTTPStatusError as e:  # a bad token, say: ours to fix; keep the spool
+        result.error = f"{url}: {e.response.status_code} {_detail(e.response)}"
+        return
+    except httpx.HTTPError as e:
+        result.error = f"{url}: cannot reach the hub ({type(e).__name__})"
+        return
+    except (ValueError, KeyError) as e:
+        result.error = f"{url}: /v1/me did not say who the token is ({type(e).__name__})"
+        return
     while pending:
         batch, pending = pending[:BATCH], pending[BATCH:]
-        done: list[dict[str, Any]] = []  # delivered or refused: out of the spool
+        done: list[dict[str, Any]] = []  # delivered or refused: out of the spool (as spooled)
         refused: list[dict[str, Any]] = []
         try:
-            r = http.post("/v1/events", json=batch)
+            r = http.post("/v1/events", json=[_theirs(ev, owner) for ev in batch])
             if r.status_code < 300:
                 done = batch
                 result.delivered += len(batch)
@@ -370,7 +387,7 @@ def _send(http: httpx.Client, spool: Spool, result: Flushed, url: str) -> None:
                 result.error = f"{url}: {r.status_code} {_detail(r)}"
             else:  # one bad event refuses the batch: one at a time, the refused put aside
                 for ev in batch:
-                    one = http.post("/v1/events", json=ev)
+                    one = http.post("/v1/events", json=_theirs(ev, owner))
                     done.append(ev)
                     if one.status_code < 300:
                         result.delivered += 1
@@ -396,6 +413,21 @@ def _strike(spool: Spool, done: list[dict[str, Any]], refused: list[dict[str, An
                 f.writelines(json.dumps(x) + "\n" for x in refused)
     for x in refused:
         log(spool.repo, f"flush: the hub refused {x['event'].get('id')}: {x['status']} {x['reason']}")
+def _whoami(http: httpx.Client) -> str:
+    """The principal the token names (``anonymous`` without one)."""
+    r = http.get("/v1/me")
+    r.raise_for_status()
+    return str(r.json()["principal"])
+
+
+def _theirs(ev: dict[str, Any], owner: str) -> dict[str, Any]:
+    """A spooled event as ``owner``'s own: see ``origins.personal``."""
+    e = Event(type=str(ev.get("type", "")), id=str(ev.get("id", "")), source=str(ev.get("source", "")))
+    personal(e, owner)
+    out = {**ev, "id": e.id, "source": e.source}
+    out.pop("creator", None)  # the hub sets it: the token's principal
+    out.pop("partitionkey", None)
+    return out
 
 
 def _detail(r: httpx.Response) -> str:

@@ -7,6 +7,11 @@ payload for the same state.  Revisions of a pull request or an issue are
 separate events (id from number, ``updated_at`` and action); all of them,
 with their reviews and comments, share ``correlationid`` = the thread id
 (``thread_id(repo, "pull", 2)``), which is also what a comment is ``on``.
+
+Every event is written by ``github`` (the source principal; or the person who
+ran the poll with their token): the login, name or e-mail GitHub shows as the
+author is a claim of the payload (``data.author``, ``data.extra.author``),
+and a map of it to a principal is recorded in ``data.extra.mapped``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
-from ..event import Event, derive_id
+from ..event import Event
+from ..origins import source_id
 from ..schemas import Comment, Commit, Fork, Issue, Person, PullRequest, Ref, Release, Review
-from .base import Item, ItemError, Principals, checked, commit_id, find_refs, link, make_event
+from .base import Item, ItemError, Principals, checked, commit_id, find_refs, link, make_event, with_mapped
 
 __all__ = [
     "commit_event",
@@ -34,6 +40,7 @@ __all__ = [
 
 _REVIEW_STATES = {"approved", "changes_requested", "commented", "dismissed", "pending"}
 P = ParamSpec("P")
+Claims = tuple[Any, ...]  #: (the Principals map, then the logins / names / e-mails GitHub gives)
 
 
 def _per_item(build: Callable[P, Item]) -> Callable[P, Item]:
@@ -54,7 +61,7 @@ def _per_item(build: Callable[P, Item]) -> Callable[P, Item]:
 
 def thread_id(repo: str, kind: str, number: int) -> str:
     """The id of a pull request's / issue's conversation: its revisions' correlationid."""
-    return derive_id("github", repo, kind, str(number))
+    return source_id("github", repo, kind, str(number))
 
 
 def _time(value: Any) -> datetime | None:
@@ -72,14 +79,24 @@ def _person(user: Any) -> Person | None:
     )
 
 
-def _event(type_: str, key: list[str], repo: str, subject: str, data: Any, who: str, when: Any) -> Event:
+GITHUB = "github"  # the source principal that writes (and signs) what GitHub reports
+
+
+def _event(
+    type_: str, key: list[str], repo: str, subject: str, data: Any, claims: Claims, when: Any
+) -> Event:
+    """An event written by ``github``; ``claims`` (the principals map and the
+    names GitHub gives for who did it) only ever reach ``data.extra.mapped``."""
+    principals, *names = claims
+    assert isinstance(principals, Principals)
+    with_mapped(data.extra, principals, *(n for n in names if isinstance(n, str)))
     return make_event(
         type_,
-        id=derive_id("github", repo, *key),
+        id=source_id("github", repo, *key),
         source=f"github:{repo}",
         subject=subject,
         data=data,
-        creator=who,
+        creator=GITHUB,
         time=_time(when),
     )
 
@@ -134,7 +151,7 @@ def commit_event(repo: str, c: Mapping[str, Any], principals: Principals, branch
         url=url,
         extra=extra,
     )
-    who = principals.principal(login, author.get("email"), author.get("name"))
+    who = (principals, login, author.get("email"), author.get("name"))
     when = author.get("date") or c.get("timestamp")
     return _event("creative.engineering.commit", ["commit", sha], repo, repo, data, who, when)
 
@@ -173,7 +190,7 @@ def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals:
         repo,
         f"{repo}/pull/{number}",
         data,
-        principals.principal(login),
+        (principals, login),
         pr.get("updated_at"),
     )
     ev.correlationid = thread_id(repo, "pull", number)
@@ -203,7 +220,7 @@ def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Princ
         repo,
         f"{repo}/pull/{number}",
         data,
-        principals.principal(login),
+        (principals, login),
         r.get("submitted_at"),
     )
     ev.correlationid = thread
@@ -235,7 +252,7 @@ def issue_event(repo: str, issue: Mapping[str, Any], action: str | None, princip
         repo,
         f"{repo}/issues/{number}",
         data,
-        principals.principal(login),
+        (principals, login),
         issue.get("updated_at"),
     )
     ev.correlationid = thread_id(repo, "issue", number)
@@ -271,7 +288,7 @@ def _comment(
         repo,
         f"{repo}/{path}/{number}",
         Comment(on=thread, text=body, extra=extra),
-        principals.principal(login),
+        (principals, login),
         c.get("created_at") or c.get("updated_at"),  # when it was said
     )
     ev.correlationid = thread
@@ -300,7 +317,7 @@ _ZERO_SHA = "0" * 40
 _REF_KINDS = {"refs/heads/": "branch", "refs/tags/": "tag"}
 
 
-def _ref_event(repo: str, html: str, ref: str, kind: str, name: str, who: str) -> Event:
+def _ref_event(repo: str, html: str, ref: str, kind: str, name: str, who: Claims) -> Event:
     """A branch or tag created / deleted.  A ``create`` delivery and the push that made
     the same branch give the same event (same id, same data), so it is stored once."""
     data = Ref(
@@ -330,7 +347,7 @@ def _push(
     if kind is not None and (created or deleted):
         items.append(
             _ref_event(
-                repo, html, short, kind, "create" if created else "delete", principals.principal(sender)
+                repo, html, short, kind, "create" if created else "delete", (principals, sender)
             )
         )
     branch = short if kind == "branch" else None
@@ -376,12 +393,12 @@ def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principal
         ref, kind = payload.get("ref"), payload.get("ref_type")
         if kind not in ("branch", "tag"):
             return [ItemError(name, f"ref_type {kind!r} is neither branch nor tag")]
-        return [_ref_event(repo, html, str(ref), kind, name, principals.principal(sender))]
+        return [_ref_event(repo, html, str(ref), kind, name, (principals, sender))]
     if name == "fork":
         f = payload["forkee"]
         owner = f.get("owner") or {}
         data_f = Fork(repo=repo, fork=str(f.get("full_name")), owner=_person(owner), url=f.get("html_url"))
-        who = principals.principal(owner.get("login"), sender)
+        who = (principals, owner.get("login"), sender)
         key = ["fork", str(f.get("full_name"))]
         return [_event("creative.engineering.fork", key, repo, repo, data_f, who, f.get("created_at"))]
     if name == "release":
@@ -397,7 +414,7 @@ def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principal
             author=_person(r.get("author")),
             url=r.get("html_url"),
         )
-        who = principals.principal((r.get("author") or {}).get("login"), sender)
+        who = (principals, (r.get("author") or {}).get("login"), sender)
         when = r.get("published_at") or r.get("created_at")
         key = ["release", str(r.get("id")), str(action)]
         return [

@@ -36,6 +36,7 @@ from .base import (
     link,
     make_event,
     normalize_arxiv_id,
+    with_mapped,
 )
 
 __all__ = ["API_URL", "PAGE_DELAY", "ArxivSource", "parse_feed"]
@@ -43,6 +44,7 @@ __all__ = ["API_URL", "PAGE_DELAY", "ArxivSource", "parse_feed"]
 API_URL = "https://export.arxiv.org/api/query"
 PAGE_SIZE = 100  # entries per API call
 PAGE_DELAY = 3.0  # seconds between calls: arXiv's API terms ask for one request every 3 s
+ARXIV = "arxiv"  # the source principal that writes (and signs) arXiv papers
 _A = "{http://www.w3.org/2005/Atom}"
 _X = "{http://arxiv.org/schemas/atom}"
 _OS = "{http://a9.com/-/spec/opensearch/1.1/}"
@@ -129,6 +131,7 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
         extra["pdf"] = pdf
     if doi:
         extra["links"] = [link("same-as", doi_paper_id(doi), f"doi:{doi}")]
+    with_mapped(extra, principals, *authors)
     data = Paper(
         title=title,
         authors=authors,
@@ -146,7 +149,7 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
         source="arxiv",
         subject=f"arXiv:{arxiv_id}",
         data=data,
-        creator=principals.principal(*authors[:1]) if authors else "arxiv",
+        creator=ARXIV,  # the authors are claims of the material: data.authors, never the writer
         time=when,
     )
 

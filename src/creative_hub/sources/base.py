@@ -31,7 +31,8 @@ import msgspec
 from anyascii import anyascii
 
 from ..errors import ValidationError
-from ..event import Event, derive_id
+from ..event import Event
+from ..origins import source_id
 from ..schemas import Payload
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "normalize_arxiv_id",
     "normalize_doi",
     "slug",
+    "source_id",
+    "with_mapped",
 ]
 
 
@@ -151,6 +154,29 @@ class Principals:
                 return found
         return slug(present[0]) if present else "unknown"
 
+    def mapped(self, *keys: str | None) -> list[dict[str, str]]:
+        """What the explicit mapping says about the names ``keys`` (authors, logins,
+        e-mail addresses a source found): ``[{"claim": key, "principal": p}, ...]``
+        for each one mapped, in order, once each.
+
+        This is what a source records in ``extra["mapped"]``: a mapping never
+        makes a claimed author the ``creator`` (see ``creative_hub.origins``);
+        the event stays written and signed by whoever ingested it."""
+        out: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for k in keys:
+            if not k or not k.strip() or k.strip().lower() in seen:
+                continue
+            seen.add(k.strip().lower())
+            found = self.mapping.get(k.strip().lower())
+            if found:
+                out.append({"claim": k.strip(), "principal": found})
+        return out
+
+    def targets(self) -> set[str]:
+        """Every principal the mapping names."""
+        return set(self.mapping.values())
+
     def __repr__(self) -> str:
         return f"Principals({len(self.mapping)} mapped)"
 
@@ -190,17 +216,26 @@ def normalize_doi(text: str) -> str:
 
 def arxiv_paper_id(arxiv_id: str) -> str:
     """The event id the arXiv connector gives the paper with this arXiv id (any version)."""
-    return derive_id("arxiv", normalize_arxiv_id(arxiv_id))
+    return source_id("arxiv", normalize_arxiv_id(arxiv_id))
 
 
 def doi_paper_id(doi: str) -> str:
     """The event id the CrossRef connector gives the work with this DOI."""
-    return derive_id("doi", normalize_doi(doi))
+    return source_id("doi", normalize_doi(doi))
 
 
 def commit_id(sha: str) -> str:
     """The event id the git connector gives a commit (a sha names it in any clone)."""
-    return derive_id("git", "commit", sha.lower())
+    return source_id("git", "commit", sha.lower())
+
+
+def with_mapped(extra: dict[str, Any], principals: Principals, *claims: str | None) -> dict[str, Any]:
+    """``extra`` with ``"mapped"`` recording which claimed authors the ingest's
+    explicit map resolved to principals (nothing added when none was)."""
+    mapped = principals.mapped(*claims)
+    if mapped:
+        extra["mapped"] = mapped
+    return extra
 
 
 def link(rel: str, id: str, ref: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import Paper
 from ._files import read_bounded
 from .base import (
@@ -31,6 +31,7 @@ from .base import (
     make_event,
     normalize_arxiv_id,
     normalize_doi,
+    with_mapped,
 )
 
 try:
@@ -45,6 +46,7 @@ __all__ = ["BibtexSource", "parse_bibtex"]
 # bibtexparser logs each failed block; we report them as ItemErrors instead.
 logging.getLogger("bibtexparser").setLevel(logging.ERROR)
 
+BIBTEX = "bibtex"  # the source principal that writes (and signs) BibTeX entries, and their `source`
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 
 
@@ -129,6 +131,7 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
         extra["links"] = links
     if odd_doi:
         extra["doi_field"] = odd_doi
+    with_mapped(extra, principals, *authors, *(a for a in raw_authors if isinstance(a, str)))
     data = Paper(
         title=title,
         authors=authors,
@@ -144,18 +147,18 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     # event.  Two entries (two keys) for one DOI or arXiv id are two events, each linked
     # same-as to the one work.
     if doi:
-        eid = derive_id("bibtex", "doi", doi, entry.key)
+        eid = source_id("bibtex", "doi", doi, entry.key)
     elif arxiv_id:
-        eid = derive_id("bibtex", "arxiv", arxiv_id, entry.key)
+        eid = source_id("bibtex", "arxiv", arxiv_id, entry.key)
     else:
-        eid = derive_id("bibtex", "key", entry.key, title)
+        eid = source_id("bibtex", "key", entry.key, title)
     return make_event(
         "creative.metadata.paper",
         id=eid,
-        source=f"bibtex:{Path(where).name}",
+        source=BIBTEX,  # never the file's name: the same entry in another file is the same event
         subject=f"doi:{doi}" if doi else f"arXiv:{arxiv_id}" if arxiv_id else f"bibtex:{entry.key}",
         data=data,
-        creator=principals.principal(*authors[:1], *raw_authors[:1]) if authors else "bibtex",
+        creator=BIBTEX,  # the authors are claims of the material: data.authors, never the writer
         time=when,
     )
 

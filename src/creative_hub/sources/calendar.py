@@ -2,7 +2,10 @@
 
 Each VEVENT, and each ceremony in a YAML/JSON file, becomes a
 ``creative.ceremony.session`` event.  Ids come from the iCalendar UID (plus
-RECURRENCE-ID for a moved occurrence) or the ceremony's ``id``.
+RECURRENCE-ID for a moved occurrence) or the ceremony's ``id``, never from
+the file: the same calendar saved elsewhere is the same events.  They are
+written by ``calendar`` / ``ceremony`` (or the person who ran the ingest); an
+organizer or host is a claim, kept in ``data.extra``.
 
     CalendarSource([Path("team.ics")])
     CeremonySource([Path("solstice.yaml")], owner="alice")
@@ -15,7 +18,7 @@ The ceremony schema (one mapping, a list, or ``{"ceremonies": [...]}``)::
     end: 2026-12-21T18:30:00+01:00    # optional; default: start + the phases' minutes
     place: The old oak
     intention: Let the year go
-    host: alice                       # the creator (mapped like any login)
+    host: alice                       # a claim, kept in extra.host (a --map is recorded)
     participants: [alice, bob]
     recurrence: FREQ=YEARLY           # an RRULE
     phases:
@@ -42,11 +45,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import Phase, Session
 from ._files import read_bounded
 from ._recurrence import expand
-from .base import Item, ItemError, Principals, checked, make_event
+from .base import Item, ItemError, Principals, checked, make_event, with_mapped
 
 try:
     import icalendar
@@ -55,6 +58,9 @@ except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The calendar sources need: pip install "creative-hub[sources]"') from e
 
 __all__ = ["CalendarSource", "CeremonySource", "parse_calendar", "parse_ceremonies"]
+
+CALENDAR = "calendar"  # the source principal that writes (and signs) iCalendar events, and their `source`
+CEREMONY = "ceremony"  # ... and ceremonies of YAML/JSON files
 
 
 def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
@@ -198,6 +204,7 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
         extra["recurrence_id"] = rid.dt.isoformat()
         if rid.params.get("RANGE"):  # THISANDFUTURE: this and every later occurrence changed
             extra["recurrence_range"] = str(rid.params["RANGE"]).upper()
+    with_mapped(extra, principals, org_email, org_name)
     data = Session(
         title=title,
         start=start,
@@ -213,11 +220,11 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     )
     return make_event(
         "creative.ceremony.session",
-        id=derive_id("ical", uid, rid.dt.isoformat() if rid is not None else ""),
-        source=f"calendar:{Path(where).name}",
+        id=source_id("ical", uid, rid.dt.isoformat() if rid is not None else ""),
+        source=CALENDAR,
         subject=f"ical:{uid}",
         data=data,
-        creator=principals.principal(org_email, org_name) if (org_email or org_name) else "calendar",
+        creator=CALENDAR,  # the organizer is a claim of the calendar: data.extra.organizer
         # The envelope needs an instant to sort by; the payload keeps the day itself.
         time=start or datetime.combine(start_date or date.min, time_of_day(), tzinfo=UTC),
     )
@@ -299,16 +306,23 @@ def _ceremony(c: Any, ref: str, where: str, principals: Principals, owner: str |
         participants=[principals.principal(p) for p in participants],
         phases=phases,
         recurrence=c.get("recurrence"),
-        extra={k: v for k, v in c.items() if k in ("id", "tradition", "notes") and v is not None},
+        extra=with_mapped(
+            {
+                **{k: v for k, v in c.items() if k in ("id", "tradition", "notes") and v is not None},
+                **({"host": str(host)} if host else {}),
+            },
+            principals,
+            str(host) if host else None,
+        ),
     )
     key = str(c.get("id") or f"{title.strip()}@{start.isoformat()}")
     return make_event(
         "creative.ceremony.session",
-        id=derive_id("ceremony", key),
-        source=f"ceremony:{Path(where).name}",
+        id=source_id("ceremony", key),
+        source=CEREMONY,
         subject=f"ceremony:{key}",
         data=data,
-        creator=principals.principal(host) if host else "ceremony",
+        creator=CEREMONY,  # the host is a claim of the file: data.extra.host
         time=start,
     )
 

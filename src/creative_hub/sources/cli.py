@@ -5,6 +5,13 @@ stderr, and prints the summary line (and each skipped item with why).  The
 exit code is 0 when something was ingested or was already there, even with
 items skipped (they are reported); ``NOTHING_INGESTED`` (6) when every item
 failed; 2 for bad arguments, 5 when the engine fails — as everywhere in the CLI.
+
+Who writes: without ``--token`` the events are written and signed by the
+source's principal (``git``, ``arxiv``, ``feeds``, ...); with a token, by the
+person it belongs to.  Never by an author the material names: ``--map``
+only records which principal a claimed author is (``data.extra.mapped``),
+and naming a registered principal there is for that principal (with their
+token) or the hub's operator (no token) alone.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..cli import DEFAULT_LOG, AsOpt, LogOpt, _principal, _run, err, out, parse_duration, parse_size
-from ..errors import ValidationError
+from ..cli import DEFAULT_LOG, AsOpt, LogOpt, TokenOpt, _principal, _run, err, out, parse_duration, parse_size
+from ..errors import AccessDenied, ValidationError
 from ..hub import Hub
+from ..origins import is_source_principal
 from .base import Principals, Source
 from .ingest import ListSource, Summary, ingest_with_progress
 
@@ -31,10 +39,14 @@ ingest_app: typer.Typer = typer.Typer(
 
 MapOpt = Annotated[
     list[str] | None,
-    typer.Option("--map", help="login=principal or email=principal (repeatable)."),
+    typer.Option(
+        "--map",
+        help="login=principal or email=principal (repeatable): recorded in the payload, never the writer.",
+    ),
 ]
 MapFileOpt = Annotated[
-    Path | None, typer.Option("--map-file", help="TOML/JSON file of login/email -> principal.")
+    Path | None,
+    typer.Option("--map-file", help="TOML/JSON file of login/email -> principal (recorded, as --map)."),
 ]
 
 
@@ -54,9 +66,29 @@ def _report(summary: Summary) -> None:
         )
 
 
-async def _go(log: str, as_: str | None, source: Source) -> Summary:
-    async with Hub.connect(log, principal=_principal(as_)) as hub:
-        summary = await ingest_with_progress(hub, source, err)
+async def _writer(hub: Hub, token: str | None, people: Principals | None) -> str | None:
+    """Who the events are written by: the token's principal, else None (the source's).
+
+    A map naming a registered principal says "this author is that person":
+    only that person (signed in) or the hub's operator (no token: they hold
+    the log and the keys anyway) may say it."""
+    writer = await hub.registry.authenticate(token) if token else None
+    await hub.registry.refresh()
+    for target in sorted(people.targets() if people is not None else ()):
+        if is_source_principal(target):
+            raise ValidationError("map", f"{target!r} is a source principal; map authors to people")
+        if writer is not None and target != writer and hub.registry.is_registered(target):
+            raise AccessDenied(
+                f"--map names {target!r}: only {target!r} (with their token) or the hub's operator "
+                "(without a token) may map authors to a registered principal"
+            )
+    return writer
+
+
+async def _go(log: str, token: str | None, source: Source) -> Summary:
+    async with Hub.connect(log) as hub:
+        writer = await _writer(hub, token, getattr(source, "principals", None))
+        summary = await ingest_with_progress(hub, source, err, writer=writer)
     _report(summary)
     return summary
 
@@ -68,11 +100,11 @@ def _exit_for(summary: Summary) -> None:
         raise typer.Exit(NOTHING_INGESTED)
 
 
-def _start(log: str, as_: str | None, make: Any) -> None:
+def _start(log: str, token: str | None, make: Any) -> None:
     """Build the source inside the error boundary, so bad arguments print one line."""
 
     async def main() -> Summary:
-        return await _go(log, as_, make())
+        return await _go(log, token, make())
 
     _exit_for(_run(main()))
 
@@ -87,12 +119,12 @@ def git(
     map: MapOpt = None,
     map_file: MapFileOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Commits of a local git repository (author, message, files, line stats)."""
     from .git import GitSource
 
-    _start(log, as_, lambda: GitSource(path, rev=rev, state=state, principals=_people(map, map_file)))
+    _start(log, token, lambda: GitSource(path, rev=rev, state=state, principals=_people(map, map_file)))
 
 
 @ingest_app.command()
@@ -123,7 +155,15 @@ def github(
     map: MapOpt = None,
     map_file: MapFileOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    hub_token: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-token",
+            envvar="CREATIVE_HUB_TOKEN",
+            help="Your hub token: the events are then written and signed by you (default: github).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Poll a GitHub repository (commits, pull requests with reviews, issues; ETag-conditional),
     or store saved webhook deliveries (--payload)."""
@@ -141,7 +181,7 @@ def github(
         people = _people(map, map_file)
         return GithubSource(repo, token=token, api_url=api_url, state=state, principals=people)
 
-    _start(log, as_, make)
+    _start(log, hub_token, make)
 
 
 @ingest_app.command()
@@ -154,14 +194,14 @@ def arxiv(
     max_results: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Papers from the arXiv API (by query or ids) or saved Atom responses."""
     from .arxiv import ArxivSource
 
     _start(
         log,
-        as_,
+        token,
         lambda: ArxivSource(
             query=query,
             ids=id or [],
@@ -183,14 +223,14 @@ def crossref(
     mailto: Annotated[str | None, typer.Option(help="Your address, for CrossRef's polite pool.")] = None,
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Works from CrossRef by DOI or query, or saved JSON responses."""
     from .crossref import CrossrefSource
 
     _start(
         log,
-        as_,
+        token,
         lambda: CrossrefSource(
             dois=doi or [],
             query=query,
@@ -207,12 +247,12 @@ def bibtex(
     files: Annotated[list[Path], typer.Argument(help="BibTeX files.")],
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Entries of BibTeX files as papers."""
     from .bibtex import BibtexSource
 
-    _start(log, as_, lambda: BibtexSource(files, principals=_people(map, None)))
+    _start(log, token, lambda: BibtexSource(files, principals=_people(map, None)))
 
 
 @ingest_app.command()
@@ -226,7 +266,7 @@ def mail(
     map: MapOpt = None,
     map_file: MapFileOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Mail metadata from mbox/.eml files, or an IMAP server (read-only, new UIDs only)."""
     from .mail import ImapSource, MailSource
@@ -241,7 +281,7 @@ def mail(
             return ImapSource(imap, folders=folder, state=state, password=password, principals=people)
         return MailSource(paths or [], principals=people)
 
-    _start(log, as_, make)
+    _start(log, token, make)
 
 
 @ingest_app.command()
@@ -250,26 +290,28 @@ def folder(
     watch: Annotated[
         bool, typer.Option("--watch", help="Then keep ingesting changes (Ctrl-C stops).")
     ] = False,
-    owner: Annotated[str | None, typer.Option(help="Whose files these are (default: --as).")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Whose files these are: a claim, kept in data.extra.owner.")
+    ] = None,
     follow_links: Annotated[
         bool, typer.Option("--follow-links", help="Also read links whose target is outside the folder.")
     ] = False,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes.
     Regular files only; links out of the folder are left out unless --follow-links."""
     from .folders import FolderSource
 
     async def main() -> None:
-        source = FolderSource(path, owner=owner or _principal(as_), follow_links=follow_links)
-        summary = await _go(log, as_, source)
+        source = FolderSource(path, owner=owner, follow_links=follow_links)
+        summary = await _go(log, token, source)
         if not watch:
             _exit_for(summary)
         if watch:
             err.print(f"watching {path} (Ctrl-C stops)")
             async for items in source.watch():
-                await _go(log, as_, ListSource("folder", items))
+                await _go(log, token, ListSource("folder", items))
 
     _run(main())
 
@@ -306,14 +348,14 @@ def feed(
     timeout: TimeoutOpt = "30s",
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Entries of RSS / Atom feeds (URLs: public addresses only, body and time bounded)."""
     from .feeds import FeedSource
 
     _start(
         log,
-        as_,
+        token,
         lambda: FeedSource(
             [_target(t) for t in targets],
             principals=_people(map, None),
@@ -329,14 +371,14 @@ def page(
     max_bytes: MaxBytesOpt = "5M",
     timeout: TimeoutOpt = "30s",
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Single web pages: title, description, OpenGraph, canonical URL (URLs bounded as for feeds)."""
     from .feeds import PageSource
 
     _start(
         log,
-        as_,
+        token,
         lambda: PageSource(
             [_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout)
         ),
@@ -351,15 +393,16 @@ def _target(text: str) -> str | Path:
 def story(
     paths: Annotated[list[Path], typer.Argument(help="Story files (.txt, .md, .fountain) or folders.")],
     owner: Annotated[
-        str | None, typer.Option(help="The author (default: from the file, else 'storyteller').")
+        str | None,
+        typer.Option(help="The author: a claim, kept in data.extra.author (default: the file's own)."),
     ] = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Stories as parts and scenes, plot points with evidence, characters with aliases (spaCy pipeline)."""
     from .stories import StorySource
 
-    _start(log, as_, lambda: StorySource(paths, owner=owner))
+    _start(log, token, lambda: StorySource(paths, owner=owner))
 
 
 @ingest_app.command()
@@ -367,27 +410,27 @@ def calendar(
     files: Annotated[list[Path], typer.Argument(help=".ics files.")],
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """iCalendar events (recurrence, attendees) as ceremony sessions."""
     from .calendar import CalendarSource
 
-    _start(log, as_, lambda: CalendarSource(files, principals=_people(map, None)))
+    _start(log, token, lambda: CalendarSource(files, principals=_people(map, None)))
 
 
 @ingest_app.command()
 def ceremony(
     files: Annotated[list[Path], typer.Argument(help="YAML/JSON ceremony files.")],
     owner: Annotated[
-        str | None, typer.Option(help="Host when a ceremony names none (default: --as).")
+        str | None, typer.Option(help="Host when a ceremony names none: a claim, kept in data.extra.host.")
     ] = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Ceremonies (phases, timing, participants, intention, place) from YAML/JSON."""
     from .calendar import CeremonySource
 
-    _start(log, as_, lambda: CeremonySource(files, owner=owner or _principal(as_)))
+    _start(log, token, lambda: CeremonySource(files, owner=owner))
 
 
 @ingest_app.command()
@@ -417,7 +460,7 @@ def mcp_cmd(
         str | None, typer.Option(help="Repeat at this interval (15m, 1h); Ctrl-C stops.")
     ] = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Call an MCP server's configured tools / read its resources; publish the results."""
     from .mcp import McpSource
@@ -425,7 +468,7 @@ def mcp_cmd(
     async def main() -> None:
         interval = parse_duration(every, "every") if every else None
         while True:
-            await _go(log, as_, McpSource.from_config(config))
+            await _go(log, token, McpSource.from_config(config))
             if interval is None:
                 return
             await asyncio.sleep(interval)

@@ -25,11 +25,22 @@ import httpx
 from ..errors import ValidationError
 from ..schemas import Paper
 from ._files import read_bounded
-from .base import Item, ItemError, Principals, checked, doi_paper_id, link, make_event, normalize_doi
+from .base import (
+    Item,
+    ItemError,
+    Principals,
+    checked,
+    doi_paper_id,
+    link,
+    make_event,
+    normalize_doi,
+    with_mapped,
+)
 
 __all__ = ["API_URL", "CrossrefSource", "parse_response", "work_event"]
 
 API_URL = "https://api.crossref.org"
+CROSSREF = "crossref"  # the source principal that writes (and signs) CrossRef works
 MAX_CITES = 500  # reference links kept per work (review articles cite thousands)
 
 
@@ -114,6 +125,7 @@ def _work_event(work: Any, ref: str, principals: Principals) -> Item:
     if cites:
         extra["links"] = cites[:MAX_CITES]
     venue = next((v for v in work.get("container-title") or [] if isinstance(v, str)), None)
+    with_mapped(extra, principals, *authors)
     data = Paper(
         title=re.sub(r"\s+", " ", titles[0]).strip(),
         authors=authors,
@@ -130,7 +142,7 @@ def _work_event(work: Any, ref: str, principals: Principals) -> Item:
         source="crossref",
         subject=f"doi:{doi}",
         data=data,
-        creator=principals.principal(authors[0]) if authors else "crossref",
+        creator=CROSSREF,  # the authors are claims of the material: data.authors, never the writer
         time=when,
     )
 

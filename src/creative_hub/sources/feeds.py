@@ -33,11 +33,11 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import Webpage
 from ._fetch import FetchLimits, FetchRefused, fetch, guarded_client
 from ._files import read_bounded
-from .base import Item, ItemError, Principals, find_refs, make_event
+from .base import Item, ItemError, Principals, find_refs, make_event, with_mapped
 
 try:
     import feedparser
@@ -48,6 +48,8 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 
 __all__ = ["FeedSource", "PageSource", "parse_feed", "parse_page"]
 
+FEEDS = "feeds"  # the source principal that writes (and signs) feed entries
+WEB = "web"  # ... and single pages
 MAX_DESCRIPTION = 2000  # characters of an entry's summary kept as its description
 USER_AGENT = "creative-hub (+https://github.com/creative-hub)"
 
@@ -91,11 +93,15 @@ def parse_feed(raw: bytes, where: str, principals: Principals | None = None) -> 
     # RSS channel <managingEditor> / <dc:creator>, Atom feed-level <author>: whoever wrote
     # the feed wrote the entries that name nobody (RFC 4287 4.2.1).
     feed_author = d.feed.get("author")
-    base = d.feed.get("link") or (where if where.startswith("http") else "")
+    remote = where.startswith(("http://", "https://"))
+    base = d.feed.get("link") or (where if remote else "")
+    # The feed as it names itself (its id, its link), else its URL: never a file's path,
+    # so a saved copy anywhere is the same feed.
+    feed = d.feed.get("id") or d.feed.get("link") or (where if remote else None)
     for n, entry in enumerate(entries, 1):
         if not entry.get("author") and isinstance(feed_author, str) and feed_author.strip():
             entry["author"] = feed_author
-        yield _entry(entry, f"{where}#{n}", where, base, feed_title, principals)
+        yield _entry(entry, f"{where}#{n}", feed, base, feed_title, principals)
     if broken:
         yield ItemError(
             f"{where}#{len(entries) + 1}",
@@ -105,7 +111,7 @@ def parse_feed(raw: bytes, where: str, principals: Principals | None = None) -> 
 
 
 def _entry(
-    entry: Any, ref: str, feed: str, base: str, feed_title: str | None, principals: Principals
+    entry: Any, ref: str, feed: str | None, base: str, feed_title: str | None, principals: Principals
 ) -> Item:
     link = entry.get("link")
     if not link:
@@ -126,6 +132,7 @@ def _entry(
     links = find_refs(" ".join(filter(None, [entry.get("title"), summary])))
     if links:
         extra["links"] = links
+    with_mapped(extra, principals, entry.get("author"))
     data = Webpage(
         url=url,
         title=entry.get("title"),
@@ -137,17 +144,21 @@ def _entry(
     )
     return make_event(
         "creative.metadata.webpage",
-        id=derive_id("feed", key, dict.get(entry, "updated") or entry.get("published") or ""),
-        source=f"feed:{feed}",
+        id=source_id("feeds", key, dict.get(entry, "updated") or entry.get("published") or ""),
+        source=f"feed:{feed}" if feed else FEEDS,
         subject=url,
         data=data,
-        creator=principals.principal(entry.get("author")) if entry.get("author") else "web",
+        creator=FEEDS,  # the author is a claim of the feed: data.extra.author, never the writer
         time=published,
     )
 
 
-def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> Item:
-    """The webpage event of one HTML document fetched from (or saved for) ``url``."""
+def parse_page(raw: bytes, url: str, principals: Principals | None = None, *, saved: bool = False) -> Item:
+    """The webpage event of one HTML document fetched from (or saved for) ``url``.
+
+    ``saved``: ``url`` is only where a saved copy lies (a ``file:`` URI); the
+    page is then known by the URL it names as canonical (or ``og:url``), else
+    by its content, never by the file's path."""
     principals = principals or Principals()
     try:
         soup = BeautifulSoup(raw, "html.parser")
@@ -169,6 +180,10 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
     canonical = (_join(url, href) if isinstance(href, str) and href else None) or meta("og:url")
     if not (title or canonical or meta("description", "og:description")):
         return ItemError(url, "no title, description or canonical URL: not an HTML page?")
+    if saved:
+        named = meta("og:url") or (href if isinstance(href, str) and re.match(r"^https?://", href) else None)
+        canonical = named
+        url = named or f"urn:sha256:{hashlib.sha256(raw).hexdigest()}"
     published = None
     stamp = meta("article:published_time", "og:published_time", "date")
     if stamp:
@@ -179,6 +194,8 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
         except ValueError:
             published = None
     image = meta("og:image", "twitter:image")
+    if saved and image and not re.match(r"^https?://", image) and not canonical:
+        image = None  # relative to where the copy lies: nothing to resolve it against
     data = Webpage(
         url=url,
         title=title,
@@ -191,14 +208,14 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None) -> It
     )
     # Same page, same extracted metadata -> same id; a revised page is a new revision.
     fingerprint = hashlib.sha256(json.dumps(_struct(data), sort_keys=True).encode()).hexdigest()[:16]
-    author = meta("author")
+    with_mapped(data.extra, principals, meta("author"))
     return make_event(
         "creative.metadata.webpage",
-        id=derive_id("page", canonical or url, fingerprint),
-        source="web",
+        id=source_id("web", canonical or url, fingerprint),
+        source=WEB,
         subject=canonical or url,
         data=data,
-        creator=principals.principal(author) if author else "web",
+        creator=WEB,  # the author is a claim of the page: data.extra.author, never the writer
         time=published,
     )
 
@@ -297,7 +314,12 @@ class PageSource:
         try:
             for target in self.targets:
                 got = await _read(target, client, self.limits)
-                yield got if isinstance(got, ItemError) else parse_page(got[1], got[0], self.principals)
+                saved = isinstance(target, Path) or not re.match(r"^https?://", str(target))
+                yield (
+                    got
+                    if isinstance(got, ItemError)
+                    else parse_page(got[1], got[0], self.principals, saved=saved)
+                )
         finally:
             if self.client is None:
                 await client.aclose()

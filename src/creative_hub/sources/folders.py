@@ -1,9 +1,12 @@
 """Folders (a local drive): file metadata — path, size, media type, SHA-256, modified time.
 
 One-shot by default; ``watch()`` then follows changes with watchfiles.  An
-event's id comes from the file's path in the folder and its content hash, so
-an unchanged file adds nothing on a re-run and an edited one adds a new
-revision.  Hidden files and directories (``.git``) are left out.  Only regular
+event's id comes from the file's content (its SHA-256) alone: an unchanged
+file adds nothing on a re-run, the same folder moved, a file renamed or copied
+adds nothing either (identity, not location), and an edited file adds a new
+event.  Events are written by ``folder`` (or the person who ran the ingest);
+an ``owner`` given is a claim, kept in ``data.extra.owner``.  Hidden files and
+directories (``.git``) are left out.  Only regular
 files are read: a device, FIFO or socket is an ItemError (a link to
 ``/dev/zero`` must not hang the walk), and so is a link whose target is
 outside the folder unless ``follow_links`` (its hash would publish a file
@@ -24,11 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ValidationError
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import File
-from .base import Item, ItemError, Principals, checked, make_event
+from .base import Item, ItemError, Principals, checked, make_event, with_mapped
 
-__all__ = ["FolderSource"]
+__all__ = ["FOLDER", "FolderSource"]
+
+FOLDER = "folder"  # the source principal that writes (and signs) file metadata, and their `source`
 
 _CHUNK = 1 << 20  # bytes per read while hashing
 
@@ -54,6 +59,9 @@ class FolderSource:
     """Every visible file under ``root``, as ``creative.metadata.file`` events."""
 
     name = "folder"
+    #: ids are the content's: the same bytes at another path (or with another
+    #: mtime) are already there, not "changed at the source"
+    content_ids = True
 
     def __init__(
         self,
@@ -67,8 +75,10 @@ class FolderSource:
         self.root = Path(root)
         self.follow_links = follow_links  #: also read links whose target is outside the folder
         self.principals = principals or Principals()
-        # Files carry no author: the folder's owner (a principal or a mapped name) is the creator.
-        self.creator = self.principals.principal(owner) if owner else "folder"
+        # Files carry no author; whose they are is the ingest's claim, recorded, never the creator.
+        self.extra: dict[str, object] = {"owner": owner} if owner else {}
+        if owner:
+            with_mapped(self.extra, self.principals, owner)
         self.include_hidden = include_hidden
 
     def _visible(self, path: Path) -> bool:
@@ -109,14 +119,21 @@ class FolderSource:
             return ItemError(rel, f"cannot read: {e.strerror or e}")
         modified = datetime.fromtimestamp(st.st_mtime, UTC).replace(microsecond=0)
         media_type, _ = mimetypes.guess_type(path.name)
-        data = File(path=rel, size=st.st_size, media_type=media_type, sha256=digest, modified=modified)
+        data = File(
+            path=rel,
+            size=st.st_size,
+            media_type=media_type,
+            sha256=digest,
+            modified=modified,
+            extra=dict(self.extra),
+        )
         event = make_event(
             "creative.metadata.file",
-            id=derive_id("folder", str(self.root.resolve()), rel, digest),
-            source=f"folder:{self.root.resolve()}",
+            id=source_id("folder", digest),
+            source=FOLDER,
             subject=rel,
             data=data,
-            creator=self.creator,
+            creator=FOLDER,
             time=modified,
         )
         return checked(event, rel)

@@ -3,7 +3,11 @@
 Reads through the ``git`` command (no library: git itself is the reference
 parser).  Event ids come from the commit sha alone (``commit_id``), so two
 clones of one repository give the same events, and a story file in the
-repository can link to the commit that last touched it.
+repository can link to the commit that last touched it.  The repository is
+named by its origin (or its first root commit), never by where it lies.
+Events are written by ``git`` (or the person who ran the ingest); the author
+and committer are claims of the commit (``data.author``), and a ``--map`` of
+them to principals is recorded in ``data.extra.mapped``.
 
     GitSource(".", principals=Principals({"ada@example.org": "ada"}))
     GitSource(".", state=Path(".hub-git.json"))   # next run reads only new commits
@@ -21,14 +25,16 @@ import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ValidationError
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import Commit, Person, Ref
-from .base import Item, ItemError, Principals, commit_id, find_refs, make_event
+from .base import Item, ItemError, Principals, commit_id, find_refs, make_event, with_mapped
 
-__all__ = ["GitSource", "MAX_FILES", "git", "repo_name"]
+__all__ = ["GIT", "GitSource", "MAX_FILES", "git", "repo_name"]
+
+GIT = "git"  # the source principal that writes (and signs) commits and refs
 
 MAX_FILES = 1000  # file paths kept per commit; a vendoring commit must not blow the event size limit
 _SHA = re.compile(r"[0-9a-f]{4,64}")  # what Commit.sha accepts (git gives 40 or 64)
@@ -49,17 +55,27 @@ def git(repo: Path, *args: str) -> str:
 
 
 def repo_name(repo: Path) -> str:
-    """``github.com/owner/name`` from the origin remote, else the directory's name."""
+    """The repository's own identity, never where it lies: ``github.com/owner/name``
+    from an origin remote on a network host, else ``local/<first root commit>``
+    (the same in every copy and clone of it; ``local/<directory>`` while it has
+    no commit)."""
     try:
         url = git(repo, "config", "--get", "remote.origin.url").strip()
     except ValidationError:
         url = ""
-    if url:
+    local = not url or url.startswith(("/", ".", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", url)
+    if not local:
         m = re.match(r"^(?:[a-z+]+://)?(?:[^@/]+@)?([^/:]+)[:/](.+?)(?:\.git)?/?$", url)
         if m:
             return f"{m.group(1)}/{m.group(2)}"
+    try:
+        roots = sorted(git(repo, "rev-list", "--max-parents=0", "--all").split())
+    except ValidationError:
+        roots = []
+    if roots:
+        return f"local/{roots[0][:12]}"
     top = git(repo, "rev-parse", "--show-toplevel").strip()
-    return Path(top).name
+    return f"local/{Path(top).name}"
 
 
 class GitSource:
@@ -132,11 +148,18 @@ class GitSource:
             items.append(
                 make_event(
                     "creative.engineering.ref",
-                    id=derive_id("git", repo, "ref", refname, sha),
+                    id=source_id("git", repo, "ref", refname, sha),
                     source=f"git:{repo}",
                     subject=repo,
-                    data=Ref(repo=repo, ref=short, ref_type=kind, action="created", sha=sha),
-                    creator=self.principals.principal(email or None, tname or cname or None),
+                    data=Ref(
+                        repo=repo,
+                        ref=short,
+                        ref_type=kind,
+                        action="created",
+                        sha=sha,
+                        extra=with_mapped({}, self.principals, email or None, tname or cname or None),
+                    ),
+                    creator=GIT,  # the tagger / committer is a claim of the repository
                     time=when,
                 )
             )
@@ -160,7 +183,7 @@ class GitSource:
             # "-" marks a binary file: no line counts.
             additions += int(a) if a.isdigit() else 0
             deletions += int(d) if d.isdigit() else 0
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = with_mapped({}, self.principals, ae, an)
         links = find_refs(message)
         if links:
             extra["links"] = links
@@ -192,7 +215,7 @@ class GitSource:
             source=f"git:{repo}",
             subject=repo,
             data=data,
-            creator=self.principals.principal(ae, an),
+            creator=GIT,  # the author is a claim of the commit: data.author, never the writer
             time=when,
         )
 

@@ -5,8 +5,14 @@ mounts; ``webhook_app(hub, secret)`` is a whole ASGI app around it (tests,
 or a standalone receiver).  The ``X-Hub-Signature-256`` HMAC-SHA256 of the
 raw body is checked with ``hmac.compare_digest`` before anything else: no
 signature, a wrong one, or only the legacy SHA-1 ``X-Hub-Signature`` is a
-401 and nothing is stored.  Ids come from GitHub's own ids, so a redelivered
-``X-GitHub-Delivery`` is stored once (the response says ``duplicates``).
+401 and nothing is stored.  Only ``Content-Type: application/json`` is taken
+(415 otherwise).  Each ``X-GitHub-Delivery`` is handled once: the GUIDs
+handled are kept in the log (``system.webhooks.github``, seen by every
+receiver process), so a redelivery or a replayed capture stores nothing and
+says ``duplicate_delivery``.  Ids come from GitHub's own ids, so the same
+object in two deliveries is stored once too (the response says ``duplicates``).
+Everything is written by the ``github`` source principal: the author GitHub
+names is a claim of the payload (see ``_github_map``).
 
     app = Starlette(routes=[webhook_route(secret, principals=Principals({"octocat": "alice"}))])
     app.state.hub = hub
@@ -39,7 +45,8 @@ import httpx
 
 from ..errors import IdConflict, ValidationError
 from ..hub import Hub
-from ._github_map import commit_event, issue_event, pull_event, review_event, webhook_events
+from ..log import Entry, Log
+from ._github_map import GITHUB, commit_event, issue_event, pull_event, review_event, webhook_events
 from .base import Item, ItemError, Principals
 
 try:
@@ -77,6 +84,8 @@ EVENTS = (
     "release",
 )
 MAX_BODY = 25 * 1024 * 1024  # bytes: GitHub caps webhook payloads at 25 MB
+DELIVERIES_TOPIC = "system.webhooks.github"  # the X-GitHub-Delivery GUIDs handled
+_DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")  # GitHub sends a GUID
 DEFAULT_MAX_WAIT = 60.0  # seconds the poller waits for a rate limit to reset before giving up
 PER_PAGE = 100
 
@@ -124,6 +133,27 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class _Deliveries:
+    """The deliveries already handled, read from the log (any process may have handled one)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.position: str | None = None
+
+    async def handled(self, log: Log, delivery: str) -> bool:
+        async for r in log.read(DELIVERIES_TOPIC, after=self.position):
+            self.seen.add(r.id)
+            self.position = r.position
+        return delivery in self.seen
+
+    async def record(self, log: Log, delivery: str, event: str) -> None:
+        """Once its events are stored (a failed delivery may be redelivered)."""
+        body = json.dumps({"delivery": delivery, "event": event, "time": time.time()}).encode()
+        same = hashlib.blake2b(delivery.encode(), digest_size=16).hexdigest()  # a re-record is a duplicate
+        await log.append(DELIVERIES_TOPIC, [Entry(delivery, "github", body, same, "hub")])
+        self.seen.add(delivery)
+
+
 def webhook_route(
     secret: str | bytes,
     *,
@@ -135,6 +165,8 @@ def webhook_route(
     if not secret:
         raise ValidationError("secret", "a webhook secret is required (GitHub signs with it)")
     people = principals or Principals()
+    deliveries = _Deliveries()
+    writers: set[int] = set()  # the hubs the github source principal is known to be registered in
 
     async def receive(request: Request) -> JSONResponse:
         length = request.headers.get("content-length")
@@ -157,21 +189,37 @@ def webhook_route(
             return JSONResponse({"ok": True, "zen": "pong"})
         if name not in EVENTS:
             return JSONResponse({"ignored": f"event {name!r} is not ingested"}, status_code=202)
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            return _error(
+                415, f"Content-Type {ctype or 'none'!r}: set the webhook's content type to application/json"
+            )
+        if not _DELIVERY.match(delivery):
+            return _error(400, "X-GitHub-Delivery: required, a GUID (letters, digits and '-')")
+        target = hub or getattr(request.app.state, "hub", None)
+        if target is None:
+            return _error(503, "no hub attached to this app (app.state.hub)")
+        if await deliveries.handled(target.log, delivery):
+            return JSONResponse(
+                {"delivery": delivery, "event": name, "duplicate_delivery": True, "stored": 0},
+                status_code=200,
+            )
         try:
             items = delivery_items(name, body, people)
         except DeliveryRefused as e:
             return _error(e.status, str(e))
         errors = [str(i) for i in items if isinstance(i, ItemError)]
         events = [i for i in items if not isinstance(i, ItemError)]
-        target = hub or getattr(request.app.state, "hub", None)
-        if target is None:
-            return _error(503, "no hub attached to this app (app.state.hub)")
+        if events and id(target) not in writers and target.trusted and target.keystore is not None:
+            await target.registry.ensure_source(GITHUB)  # so what it writes is signed
+            writers.add(id(target))
         try:
             receipts = await target.publish(events) if events else []
         except ValidationError as e:
             return _error(422, str(e))
         except IdConflict as e:
             return _error(409, str(e))
+        await deliveries.record(target.log, delivery, name)
         return JSONResponse(
             {
                 "delivery": delivery,

@@ -7,6 +7,13 @@ A batch the hub refuses as a whole (one event fails its schema, or reuses an
 id with other content) is retried one event at a time, so one bad item costs
 only itself.  ``checkpoint()`` runs after each stored batch, so incremental
 state (the last IMAP UID) never runs ahead of what the hub holds.
+
+Who writes: each source names its source principal as the events' creator
+(``arxiv``, ``feeds``, ...; ``creative_hub.origins``), registered with a key
+on first use so the hub signs as it; ``writer=`` (the person who ran the
+ingest, proved by their token) replaces it, and the events become theirs
+(``origins.personal``: ``alice~<id>``, ``/peers/alice/<source>``).  Never an
+author the material names.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from ..errors import IdConflict, ValidationError
 from ..event import Event
 from ..hub import Hub
+from ..origins import is_source_principal, personal
 from .base import Item, ItemError, Source
 
 __all__ = ["DEFAULT_BATCH", "ListSource", "Summary", "ingest", "ingest_with_progress"]
@@ -74,30 +82,49 @@ async def ingest(
     *,
     batch: int = DEFAULT_BATCH,
     on_item: Callable[[Summary], None] | None = None,
+    writer: str | None = None,
 ) -> Summary:
     """Publish everything ``source`` yields; returns the summary.  Raises only
-    when the source as a whole fails (or the engine does)."""
+    when the source as a whole fails (or the engine does).
+
+    ``writer``: the principal every event is written by and signed as (the
+    person who ran the ingest); by default the source principal the source
+    names (registered with a key on first use)."""
     summary = Summary(source.name)
+    content_ids = bool(getattr(source, "content_ids", False))
+    writers: set[str] = set()
     pending: list[Event] = []
     async for item in source.iter_items():
         if isinstance(item, ItemError):
             summary.skipped.append(item)
         else:
+            if writer is not None:
+                personal(item, writer)  # theirs: ids and source in their namespace
+            await _ensure_writer(hub, item.creator, writers)
             pending.append(item)
             if len(pending) >= batch:
-                await _flush(hub, pending, summary)
+                await _flush(hub, pending, summary, content_ids)
                 source.checkpoint()
                 pending = []
         if on_item is not None:
             on_item(summary)
-    await _flush(hub, pending, summary)
+    await _flush(hub, pending, summary, content_ids)
     source.checkpoint()
     if on_item is not None:
         on_item(summary)
     return summary
 
 
-async def _flush(hub: Hub, events: list[Event], summary: Summary) -> None:
+async def _ensure_writer(hub: Hub, creator: str | None, done: set[str]) -> None:
+    """A source principal writes with a key of its own: register it on first use."""
+    if creator is None or creator in done:
+        return
+    done.add(creator)
+    if is_source_principal(creator) and hub.trusted and hub.keystore is not None:
+        await hub.registry.ensure_source(creator)
+
+
+async def _flush(hub: Hub, events: list[Event], summary: Summary, content_ids: bool = False) -> None:
     if not events:
         return
     try:
@@ -105,7 +132,7 @@ async def _flush(hub: Hub, events: list[Event], summary: Summary) -> None:
     except (ValidationError, IdConflict):
         # Someone in the batch is bad: find out who, one at a time.
         for event in events:
-            await _publish_one(hub, event, summary)
+            await _publish_one(hub, event, summary, content_ids)
         return
     for r in receipts:
         summary.ids.append(r.id)
@@ -115,11 +142,16 @@ async def _flush(hub: Hub, events: list[Event], summary: Summary) -> None:
             summary.ingested += 1
 
 
-async def _publish_one(hub: Hub, event: Event, summary: Summary) -> None:
+async def _publish_one(hub: Hub, event: Event, summary: Summary, content_ids: bool = False) -> None:
     ref = event.subject or event.id
     try:
         (r,) = await hub.publish(event)
     except IdConflict:
+        if content_ids:
+            # The id is the content's: these bytes are in the hub, seen at another path.
+            summary.ids.append(event.id)
+            summary.already += 1
+            return
         summary.skipped.append(
             ItemError(ref, f"id {event.id} is already in the hub with other content (changed at the source?)")
         )
@@ -135,7 +167,7 @@ async def _publish_one(hub: Hub, event: Event, summary: Summary) -> None:
 
 
 async def ingest_with_progress(
-    hub: Hub, source: Source, console: Console, *, batch: int = DEFAULT_BATCH
+    hub: Hub, source: Source, console: Console, *, batch: int = DEFAULT_BATCH, writer: str | None = None
 ) -> Summary:
     """``ingest`` with a rich progress bar on ``console`` (stderr in the CLI)."""
     with Progress(
@@ -156,4 +188,4 @@ async def ingest_with_progress(
                 counts=f"{s.ingested} new · {s.already} already there · {len(s.skipped)} skipped",
             )
 
-        return await ingest(hub, source, batch=batch, on_item=step)
+        return await ingest(hub, source, batch=batch, on_item=step, writer=writer)

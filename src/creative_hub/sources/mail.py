@@ -37,10 +37,22 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ValidationError
 from ..event import derive_id
+from ..origins import source_id
 from ..schemas import Message
 from .base import Item, ItemError, Principals, find_refs, link, make_event
 
-__all__ = ["FETCH_CHUNK", "MAX_HEADER", "MAX_MESSAGE", "ImapSource", "MailSource", "decode_header"]
+__all__ = [
+    "FETCH_CHUNK",
+    "MAIL",
+    "MAX_HEADER",
+    "MAX_MESSAGE",
+    "ImapSource",
+    "MailSource",
+    "decode_header",
+    "message_event_id",
+]
+
+MAIL = "mail"  # the source principal that writes (and signs) messages, and their `source`
 
 FETCH_CHUNK = 200  # messages per IMAP FETCH
 MAX_HEADER = 1024 * 1024  # bytes of one message's header block (RFC 5322 lines are <= 998 bytes)
@@ -94,10 +106,13 @@ class _Threader:
         return root
 
 
-def message_event(
-    raw: bytes, ref: str, mailbox: str, source: str, principals: Principals, threader: _Threader
-) -> Item:
-    """The metadata event of one message (headers only), or why it cannot be read."""
+def message_event(raw: bytes, ref: str, principals: Principals, threader: _Threader) -> Item:
+    """The metadata event of one message (headers only), or why it cannot be read.
+
+    Its id is the Message-ID's (``message_event_id``): the same message in
+    another mbox, a renamed .eml or another IMAP folder is the same event, and
+    nothing in the event says where it was filed.  It is written by ``mail``;
+    the sender is a claim of the message (``data.sender``)."""
     try:
         msg: EmailMessage = BytesHeaderParser(policy=compat32).parsebytes(raw)
     except Exception as e:  # the parser is lenient; this is for truly unparseable bytes
@@ -130,9 +145,12 @@ def message_event(
     parent = parent_ids[0] if parent_ids else None
     refs = _MSGID.findall(get.get("references", ""))
     subject = get.get("subject", "")
-    links = [link("reply-to", _message_id(mailbox, parent), parent)] if parent else []
+    links = [link("reply-to", message_event_id(parent), parent)] if parent else []
     links += find_refs(subject)
     extra: dict[str, object] = {"links": links} if links else {}
+    mapped = principals.mapped(addr, name)
+    if mapped:
+        extra["mapped"] = mapped
     if get.get("date") and date is None:
         extra["unparsed_date"] = get["date"]
     data = Message(
@@ -145,23 +163,22 @@ def message_event(
         in_reply_to=parent,
         references=refs,
         thread=threader.thread(mid, parent, refs),
-        mailbox=mailbox,
         extra=extra,
     )
     return make_event(
         "creative.metadata.message",
-        id=_message_id(mailbox, mid),
-        source=source,
+        id=message_event_id(mid),
+        source=MAIL,
         subject=mid,
         data=data,
-        creator=principals.principal(addr, name),
+        creator=MAIL,  # the sender is a claim of the message: data.sender, never the writer
         time=date,
     )
 
 
-def _message_id(mailbox: str, message_id: str) -> str:
-    # Per mailbox: the same mail filed in two folders is two (different) records.
-    return derive_id("mail", mailbox, message_id)
+def message_event_id(message_id: str) -> str:
+    """The event id of the message with this Message-ID, wherever it is filed."""
+    return source_id("mail", message_id)
 
 
 class MailSource:
@@ -181,7 +198,7 @@ class MailSource:
                 if isinstance(raw, str):
                     yield ItemError(ref, raw)
                     continue
-                yield message_event(raw, ref, path.name, f"mailbox:{path.name}", self.principals, threader)
+                yield message_event(raw, ref, self.principals, threader)
 
     def checkpoint(self) -> None:
         """Stateless: ids make re-runs safe."""
@@ -362,9 +379,7 @@ class ImapSource:
                 if len(part[1]) > MAX_HEADER:
                     yield ItemError(f"{key};UID={uid}", f"header block over {MAX_HEADER} bytes: left out")
                     continue
-                yield message_event(
-                    part[1], f"{key};UID={uid}", folder, f"{self.where}/{folder}", self.principals, threader
-                )
+                yield message_event(part[1], f"{key};UID={uid}", self.principals, threader)
                 last = max(uid, last)
                 self._pending[key] = {"uidvalidity": validity, "last_uid": last}
 

@@ -13,7 +13,8 @@ call is configured; its result becomes metadata events:
 
 Ids come from the server name, the call, and the item's own id (``id``,
 ``doi``, ``url``...) or the content's hash, so a re-run that returns the same
-things adds nothing.
+things adds nothing.  Events are written by ``mcp`` (or the person who ran the
+ingest); an ``owner`` in the config is a claim, kept in ``data.extra.owner``.
 
     McpSource(StdioServerParameters(command="python", args=["server.py"]), name="papers",
               calls=[McpCall(tool="search", arguments={"q": "lattice"}, type="creative.metadata.paper",
@@ -33,9 +34,20 @@ from typing import Any
 import msgspec
 
 from ..errors import ValidationError
-from ..event import derive_id
+from ..origins import source_id
 from ..schemas import PAYLOADS, Webpage
-from .base import Item, ItemError, Principals, arxiv_paper_id, doi_paper_id, find_refs, link, make_event, slug
+from .base import (
+    Item,
+    ItemError,
+    Principals,
+    arxiv_paper_id,
+    doi_paper_id,
+    find_refs,
+    link,
+    make_event,
+    slug,
+    with_mapped,
+)
 
 try:
     import mcp
@@ -44,7 +56,9 @@ try:
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The MCP source needs: pip install "creative-hub[sources]"') from e
 
-__all__ = ["McpCall", "McpSource"]
+__all__ = ["MCP", "McpCall", "McpSource"]
+
+MCP = "mcp"  # the source principal that writes (and signs) what MCP servers return
 
 MAX_TEXT = 4000  # characters of a result's text kept in a record's description
 _KEYS = ("id", "doi", "arxiv_id", "url", "uri", "message_id", "path", "key")
@@ -90,7 +104,8 @@ class McpSource:
         self.name = f"mcp:{self.server_name}"
         self.calls = list(calls)
         self.principals = principals or Principals()
-        self.creator = self.principals.principal(owner) if owner else f"mcp-{self.server_name}"
+        # Whose results these are is the config's claim, recorded; the writer is the source.
+        self.claims: dict[str, Any] = with_mapped({"owner": owner}, self.principals, owner) if owner else {}
 
     @classmethod
     def from_config(cls, path: Path, *, principals: Principals | None = None) -> McpSource:
@@ -185,6 +200,7 @@ class McpSource:
         extra = {
             **rest,
             "mcp": {"server": self.server_name, "call": call.label},
+            **self.claims,
             **({"links": links} if links else {}),
         }
         try:
@@ -194,16 +210,17 @@ class McpSource:
         key = next((str(obj[k]) for k in _KEYS if obj.get(k)), None) or _hash(obj)
         return make_event(
             call.type,
-            id=derive_id("mcp", self.server_name, call.label, key),
+            id=source_id("mcp", self.server_name, call.label, key),
             source=self.name,
             subject=key,
             data=data,
-            creator=self.creator,
+            creator=MCP,
         )
 
     def _record(self, call: McpCall, ref: str, text: str, structured: Any) -> Item:
         args = json.dumps(call.arguments, sort_keys=True)
         extra: dict[str, Any] = {"arguments": call.arguments} if call.arguments else {}
+        extra.update(self.claims)
         if structured is not None:
             extra["result"] = structured
         links = find_refs(text)
@@ -219,11 +236,11 @@ class McpSource:
         content = _hash({"text": text, "result": structured})
         return make_event(
             "creative.metadata.webpage",
-            id=derive_id("mcp", self.server_name, call.label, args, content),
+            id=source_id("mcp", self.server_name, call.label, args, content),
             source=self.name,
             subject=call.resource or ref,
             data=data,
-            creator=self.creator,
+            creator=MCP,
         )
 
     def checkpoint(self) -> None:

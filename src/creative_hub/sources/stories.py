@@ -11,11 +11,12 @@ publishes it:
 - ``creative.narrative.character_arc``: per character, their ``aliases``
   and the scenes they are in with what they do there.
 
-Ids come from the story's identity (its title as the text gives it, else the
-file name) and the file's content hash, never from its path: a re-run adds
-nothing, a moved or renamed file adds nothing, an edit adds a new revision.
-A file in a git repository, unchanged since its last commit, links to that
-commit.
+Ids come from the story's content hash and the position (never its path, file
+name or commit): a re-run adds nothing, a moved, renamed or copied file (out of
+its repository too) adds nothing, an edit adds a new revision.  A file in a git
+repository, unchanged since its last commit, links to that commit.  Events are
+written by ``stories`` (or the person who ran the ingest); the author
+(``owner``, else the file's own) is a claim, kept in ``data.extra.author``.
 
     StorySource([Path("stories/")], owner="alice")
 """
@@ -27,12 +28,15 @@ import subprocess
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from ..event import Event, derive_id
+from ..event import Event
 from ..narrative import Outline, outline
-from ..schemas import ArcStep, CharacterArc, Fragment, PlotPoint
-from .base import Item, ItemError, Principals, commit_id, link, make_event, slug
+from ..origins import source_id
+from ..schemas import ArcStep, CharacterArc, Fragment, Payload, PlotPoint
+from .base import Item, ItemError, Principals, commit_id, link, make_event, slug, with_mapped
 
-__all__ = ["StorySource", "story_events"]
+__all__ = ["STORIES", "StorySource", "story_events"]
+
+STORIES = "stories"  # the source principal that writes (and signs) story events
 
 MAX_TEXT = 50_000  # characters of a scene kept in its fragment event
 MAX_FILE = 5_000_000  # bytes: a bigger file is skipped with a reason
@@ -82,19 +86,22 @@ def _events(
     principals: Principals,
 ) -> list[Item]:
     sha = _git_commit(path)
-    who = creator or principals.principal(author) if (creator or author) else "storyteller"
+    claimed = creator or author  # ``--owner``, else the file's own: a claim, never the writer
     # Neither the path nor the file name: a moved or renamed file gives the very same events.
     subject = source = f"story:{story_id}"
 
-    def event(type_: str, key: list[str], data: object) -> Event:
-        # Not the path: the same story moved or renamed has the same ids.
+    def event(type_: str, key: list[str], data: Payload) -> Event:
+        if claimed:
+            data.extra["author"] = claimed
+            with_mapped(data.extra, principals, claimed)
+        # The content's: the same text under another name is already there (content_ids).
         return make_event(
             type_,
-            id=derive_id("story", story_id, *key, content),
+            id=source_id("stories", content, *key),
             source=source,
             subject=subject,
             data=data,
-            creator=who,
+            creator=STORIES,
         )
 
     out: list[Item] = []
@@ -166,13 +173,16 @@ class StorySource:
     """Story files, or folders of them."""
 
     name = "story"
+    #: ids are the file content's: the same text at another path, or out of its
+    #: repository (no commit to link), is already there, not "changed at the source"
+    content_ids = True
 
     def __init__(
         self, paths: Iterable[Path], *, owner: str | None = None, principals: Principals | None = None
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.principals = principals or Principals()
-        self.owner = self.principals.principal(owner) if owner else None
+        self.owner = owner
 
     def _files(self) -> Iterable[Path]:
         for p in self.paths:

@@ -40,9 +40,13 @@ DEFAULT_LIMIT = 3  # suggestions per new work
 
 
 def _peer(creator: str | None) -> str | None:
+    """The peer hub ``creator`` has, if any: never a source (``arxiv``, ``github``, ...),
+    which writes what it brings in but is nobody to suggest or ask things of."""
+    from ...origins import is_source_principal
     from ...principals import _PRINCIPAL_ID
 
-    return creator if creator and _PRINCIPAL_ID.match(creator) else None
+    ok = creator and _PRINCIPAL_ID.match(creator) and not is_source_principal(creator)
+    return creator if ok else None
 
 
 async def _related(

@@ -286,7 +286,7 @@ function drawShapedBy(container, shaped) {
     ...shaped.people.map((p) => [h("a", { href: `#/peer/${enc(p)}` }, p), "person", "", ""]),
     ...shaped.agents.map((a) => [h("a", { href: `#/peer/${enc(a.agent)}` }, a.agent), "agent",
       a.models.join(", ") || "not declared", a.inputs.flatMap((i, n) => [n ? " " : "", link(i)])]),
-    ...shaped.others.map((o) => [o, "not registered", "", ""])];
+    ...shaped.others.map((o) => [o, "source or not registered", "", ""])];
   container.replaceChildren(h("table", { class: "shaped" },
     h("caption", {}, "Shaped by"),
     h("thead", {}, h("tr", {}, ["who", "kind", "model", "inputs used"].map((c) => h("th", {}, c)))),
