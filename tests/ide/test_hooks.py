@@ -242,13 +242,13 @@ def test_a_pull_publishes_our_merge_not_other_peoples_commits(hub: HubProcess, t
     merge = sh(mine, "git", "rev-parse", "HEAD").strip()
     assert merge not in (own, theirs)
     with hub.client("alice") as c:
-        assert arrives(c, commit_id(merge)) is not None  # our merge commit, by post-merge
-        assert c.get(f"/v1/events/{commit_id(own)}").status_code == 200
+        assert arrives(c, f"alice~{commit_id(merge)}") is not None  # our merge commit, by post-merge
+        assert c.get(f"/v1/events/alice~{commit_id(own)}").status_code == 200
         for sha in (theirs, sh(upstream, "git", "rev-parse", "HEAD~1").strip()):
-            assert c.get(f"/v1/events/{commit_id(sha)}").status_code == 404  # bob's, not ours to sign
+            assert c.get(f"/v1/events/alice~{commit_id(sha)}").status_code == 404  # bob's, not ours to sign
     assert "left 1 commits by other committers" in (mine / ".git" / "creative-hub" / "hooks.log").read_text()
-    mapping = ["--map", "alice@example.org=alice", "--map", "bob@example.org=bob", "--as", "alice"]
-    r = creative_hub(mine, "ingest", "git", str(mine), "--log", hub.log_url, *mapping)
+    # alice ingests with her token: the events are hers (alice~...), as the hooks made them
+    r = creative_hub(mine, "ingest", "git", str(mine), "--log", hub.log_url, "--token", token)
     assert r.returncode == 0, r.stderr
     # bob's two commits are new; our commit, our merge and main pointing at it were there
     assert "git: 2 ingested, 3 already there, 0 skipped" in r.stdout, r.stdout + r.stderr
