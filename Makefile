@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/dev.lock
 
-.PHONY: run test install test-deps lint pytest bench bench-report clean semantic bench-index soak
+.PHONY: run test install lock test-deps lint pytest bench bench-report clean semantic bench-index soak
 
 # `make run PORT=8081` when 8080 is taken (CREATIVE_HUB_PORT works too).
 run: $(STAMP)
@@ -14,12 +15,23 @@ run: $(STAMP)
 
 test: test-deps lint pytest
 
-$(STAMP): pyproject.toml
+# Installs are reproducible: exactly the versions in the lock file, each checked
+# by its hash, then the project itself (editable, nothing else).  After changing
+# dependencies in pyproject.toml, `make lock` pins them again (uv).
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "creative-hub needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The app's lock (what `pip install "creative-hub[all,sources,agents]"` needs) and the
+# development lock (`.[dev]`: tests, linters, benchmarks), for Python 3.11 on this platform.
+COMPILE := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --quiet
+lock: $(STAMP)
+	$(COMPILE) --extra all --extra sources --extra agents -o requirements/app.lock
+	$(COMPILE) --extra dev -o $(LOCK)
 
 install: $(STAMP)
 
