@@ -59,12 +59,15 @@ SOURCE_PRINCIPALS: Final = frozenset(
         "github",
         "mail",
         "mcp",
+        "notebooks",
         "stories",
         "web",
     }
 )
 #: ``source`` attribute values (alone, or before a ``:``) that only the hub's sources write.
-RESERVED_SOURCE_NAMES: Final = SOURCE_PRINCIPALS | {"doi", "feed", "ical", "mailbox", "page", "story"}
+RESERVED_SOURCE_NAMES: Final = SOURCE_PRINCIPALS | {
+    "doi", "feed", "ical", "mailbox", "notebook", "page", "story",
+}  # fmt: skip
 _ID_SALT = b"creative-hub source id\x00"
 _OWNED_ID = "~"  # ``alice~<id>``: an id in alice's namespace
 

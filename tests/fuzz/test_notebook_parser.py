@@ -29,7 +29,7 @@ def seeds() -> list[bytes]:
 
 
 def all_or_nothing(raw: bytes) -> list[Any]:
-    items = check_items(notebook_events(raw, "fuzz.ipynb", "alice", Known()))
+    items = check_items(notebook_events(raw, "fuzz.ipynb", Known()))
     errors = [i for i in items if isinstance(i, ItemError)]
     assert not errors or len(items) == 1, f"half a notebook: {errors[0]} beside {len(items) - 1} events"
     return items

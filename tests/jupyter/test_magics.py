@@ -269,7 +269,7 @@ async def test_a_notebook_a_real_kernel_ran_ingests_with_its_outputs_summarised(
     nbformat.write(nb, path)
     assert "\x1b[" in "".join(nb.cells[4].outputs[0]["traceback"])  # the kernel did colour it
     async with Hub.connect(f"sqlite:///{tmp_path / 'ingest.db'}") as local:
-        summary = await ingest(local, NotebookSource([path], creator="alice"))
+        summary = await ingest(local, NotebookSource([path]))
         assert (summary.ingested, summary.skipped) == (5, [])
         events = {s.event.id: s.event for s in [x async for x in local.replay("creative.engineering")]}
     cells_out = [events[i].data for i in summary.ids if i in events]

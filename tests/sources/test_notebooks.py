@@ -15,7 +15,9 @@ import pytest
 from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.lineage import lineage
+from creative_hub.principals import verify_signature
 from creative_hub.sources.ingest import Summary, ingest
+from creative_hub.sources.notebooks import NOTEBOOKS as NOTEBOOKS_PRINCIPAL
 from creative_hub.sources.notebooks import Known, NotebookSource, strip_ansi
 
 pytestmark = pytest.mark.sqlite
@@ -32,9 +34,11 @@ def shared_notebooks() -> Path:
     return NOTEBOOKS
 
 
-async def run(hub: Hub, *paths: Path, creator: str = "alice") -> Summary:
-    known = await Known.load(hub)
-    return await ingest(hub, NotebookSource(paths, creator=creator, known=known))
+async def run(hub: Hub, *paths: Path, writer: str | None = None) -> Summary:
+    """Ingest as `ingest notebook` does: by the source principal, or by ``writer`` (a token's person)."""
+    known = await Known.load(hub, writer or NOTEBOOKS_PRINCIPAL)
+    source = NotebookSource(paths, writer=writer or NOTEBOOKS_PRINCIPAL, known=known)
+    return await ingest(hub, source, writer=writer)
 
 
 async def notebook_events(hub: Hub) -> list[Event]:
@@ -66,7 +70,7 @@ async def test_every_shared_notebook_in_order_with_outputs_summarised(hub: Hub, 
         assert data["order"] == i
         links = (data.get("extra") or {}).get("links", [])
         assert links == ([] if i == 0 else [{"rel": "after", "id": chain[i - 1].id, "ref": f"cell {i - 1}"}])
-        assert e.creator == "alice" and e.subject == e.source and e.source.startswith("notebook:")
+        assert e.creator == "notebooks" and e.subject == e.source and e.source.startswith("notebook:")
         key = data["cell"] if e.type.endswith(".cell") else data["extra"]["cell"]
         if raw["nbformat_minor"] >= 5:
             assert key == cell["id"]  # nbformat 4.5 ids are the cells' own
@@ -245,3 +249,76 @@ def test_cli(tmp_path: Path) -> None:
     assert "notebook: 20 ingested, 0 already there, 0 skipped" in first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert "notebook: 0 ingested, 20 already there, 0 skipped" in again.stdout
+
+
+# -- who writes (issue 16): the source principal, or the person whose token ran the ingest
+async def signer(hub: Hub, event: Event) -> str | None:
+    await hub.registry.refresh()
+    for pid, p in hub.registry.principals.items():
+        if p.public_key and verify_signature(event, p.public_key):
+            return pid
+    return None
+
+
+async def everything(hub: Hub) -> dict[str, Event]:
+    topics = ("creative.engineering", "creative.narrative")
+    return {s.event.id: s.event for t in topics async for s in hub.replay(t)}
+
+
+async def test_the_person_who_ingests_signs_and_revises_only_their_own(hub: Hub, tmp_path: Path) -> None:
+    await hub.registry.add("alice")
+    path = tmp_path / "nb.ipynb"
+    shutil.copy(shared_notebooks() / "nbformat_test4.5_cell_ids.ipynb", path)
+    theirs = await run(hub, path)  # the source principal's run
+    mine = await run(hub, path, writer="alice")
+    assert mine.ingested == theirs.ingested > 0 and not set(mine.ids) & set(theirs.ids)
+    held = await everything(hub)
+    for i in mine.ids:
+        e = held[i]
+        assert e.id.startswith("alice~") and e.source.startswith("/peers/alice/notebook:")
+        assert e.creator == "alice" and await signer(hub, e) == "alice"
+        # the chain links name events that exist: alice's own, not the ids before namespacing
+        assert all(link["id"] in held for link in e.data["extra"].get("links", []))
+    e = held[theirs.ids[0]]
+    assert e.creator == "notebooks" and await signer(hub, e) == "notebooks"
+    assert (await run(hub, path, writer="alice")).already == len(mine.ids)
+    nb = json.loads(path.read_text())
+    nb["cells"][1]["source"] = ["print('alice edited this')"]
+    path.write_text(json.dumps(nb))
+    edited = await run(hub, path, writer="alice")
+    assert edited.ingested == 1
+    (new,) = [i for i in edited.ids if i not in mine.ids]
+    held = await everything(hub)
+    assert held[new].supersedes in mine.ids  # her revision of her cell, never of the source's
+    again = await run(hub, path)  # the source principal's own revision, of its own cell
+    (src_new,) = [i for i in again.ids if i not in theirs.ids]
+    assert held[new].supersedes != src_new and (await hub.get(src_new)).event.supersedes in theirs.ids
+
+
+def test_cli_owner_is_a_claim_the_writer_signs(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    env = {**os.environ, "CREATIVE_HUB_LOG": f"sqlite:///{db}"}
+    env.pop("CREATIVE_HUB_TOKEN", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "creative_hub", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    for who in ("alice", "bob"):
+        assert cli("principal", "add", who).returncode == 0
+    nb = shared_notebooks() / "nbformat_test4_timings.ipynb"
+    r = cli("ingest", "notebook", str(nb), "--owner", "alice")
+    assert r.returncode == 0, r.stderr
+    bob = cli("principal", "token", "bob").stdout.strip().split()[-1]
+    r = cli("ingest", "notebook", str(nb), "--owner", "alice", "--token", bob)
+    assert r.returncode == 0 and "2 ingested" in r.stdout, r.stdout + r.stderr
+    dump = tmp_path / "cells.jsonl"
+    assert cli("replay", "creative.engineering", "--to", str(dump)).returncode == 0
+    events = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert {e["creator"] for e in events} == {"notebooks", "bob"}  # never alice, whatever --owner says
+    assert all(e["data"]["extra"]["author"] == "alice" for e in events)
+    for e in events:
+        r = cli("verify", e["id"])
+        assert r.returncode == 0 and f"valid signature by {e['creator']}" in r.stdout, r.stdout + r.stderr
+    r = cli("ingest", "notebook", str(nb), "--token", "chub_0123456789abcdef_" + "x" * 43)
+    assert r.returncode != 0 and "token" in r.stderr.lower()

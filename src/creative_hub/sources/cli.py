@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..cli import DEFAULT_LOG, AsOpt, LogOpt, TokenOpt, _principal, _run, err, out, parse_duration, parse_size
+from ..cli import DEFAULT_LOG, LogOpt, TokenOpt, _run, err, out, parse_duration, parse_size
 from ..errors import AccessDenied, ValidationError
 from ..hub import Hub
 from ..origins import is_source_principal
@@ -379,9 +379,7 @@ def page(
     _start(
         log,
         token,
-        lambda: PageSource(
-            [_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout)
-        ),
+        lambda: PageSource([_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout)),
     )
 
 
@@ -436,21 +434,29 @@ def ceremony(
 @ingest_app.command()
 def notebook(
     paths: Annotated[list[Path], typer.Argument(help="Notebooks (.ipynb, any nbformat) or folders of them.")],
-    owner: Annotated[str | None, typer.Option(help="Whose notebooks these are (default: --as).")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Whose notebooks these are: a claim, kept in data.extra.author.")
+    ] = None,
     log: LogOpt = DEFAULT_LOG,
-    as_: AsOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Jupyter notebooks: markdown as narrative fragments, code cells with outputs summarised."""
-    from .notebooks import Known, NotebookSource
+    """Jupyter notebooks: markdown as narrative fragments, code cells with outputs summarised.
 
-    async def main() -> None:
-        async with Hub.connect(log, principal=_principal(as_)) as hub:
-            known = await Known.load(hub)  # edits become revisions of what the hub holds
-            source = NotebookSource(paths, creator=owner or _principal(as_), known=known)
-            summary = await ingest_with_progress(hub, source, err)
+    Written and signed by the `notebooks` source principal, or by you with --token
+    (then the events are yours: ids and source in your namespace)."""
+    from .notebooks import NOTEBOOKS, Known, NotebookSource
+
+    async def main() -> Summary:
+        async with Hub.connect(log) as hub:
+            writer = await _writer(hub, token, None)
+            # edits become revisions of what this writer already wrote
+            known = await Known.load(hub, writer or NOTEBOOKS)
+            source = NotebookSource(paths, writer=writer or NOTEBOOKS, owner=owner, known=known)
+            summary = await ingest_with_progress(hub, source, err, writer=writer)
         _report(summary)
+        return summary
 
-    _run(main())
+    _exit_for(_run(main()))
 
 
 @ingest_app.command(name="mcp")

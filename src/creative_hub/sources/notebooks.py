@@ -28,7 +28,16 @@ Identity, so that re-ingesting is free and edits are revisions:
   duplicates (0 added), a moved file too.
 
 What the hub holds already is read once per run (``Known.load``) from the
-shared engineering and narrative topics.
+shared engineering and narrative topics: the notebook events *this writer*
+wrote, so one person's edits never become revisions of another's cells.
+
+Who writes (and signs) them: the source principal ``notebooks``, or the person
+who ran the ingest with their own token (``writer=``); then the events are
+theirs (``origins.personal``: ``alice~<id>`` ids, ``/peers/alice/notebook:...``
+source).  Whose notebook it is, as the file or the command line claims it
+(``owner=``), is kept in ``data.extra.author``: a claim, never the writer.
+Ids are computed source ids (``origins.source_id``, UUIDv8), which no client
+may choose, so nobody can publish first under the id a cell will get.
 """
 
 from __future__ import annotations
@@ -49,12 +58,15 @@ from typing import Any, Literal
 import msgspec
 
 from ..errors import NotFound, ValidationError
-from ..event import Event, derive_id
+from ..event import Event
 from ..hub import Hub
+from ..origins import is_source_principal, personal, source_id
 from ..schemas import Cell, Fragment, Output
 from .base import Item, ItemError, link, make_event
 
-__all__ = ["MAX_FILE_BYTES", "Known", "NotebookSource", "notebook_events", "strip_ansi"]
+__all__ = ["MAX_FILE_BYTES", "NOTEBOOKS", "Known", "NotebookSource", "notebook_events", "strip_ansi"]
+
+NOTEBOOKS = "notebooks"  # the source principal that writes (and signs) notebook events
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a notebook with many plots; the bytes never reach the hub
 MAX_SOURCE = 100_000  # characters of a cell's source kept
@@ -181,13 +193,13 @@ class Known:
     notebooks: dict[str, dict[str, Revision]] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, hub: Hub) -> Known:
-        """Read the notebook events of the shared engineering and narrative topics."""
+    async def load(cls, hub: Hub, writer: str = NOTEBOOKS) -> Known:
+        """Read the notebook events ``writer`` wrote to the shared engineering and narrative topics."""
         events: list[Event] = []
         for topic in ("creative.engineering", "creative.narrative"):
             try:
                 async for s in hub.replay(topic):
-                    if s.event.source.startswith(SOURCE_PREFIX):
+                    if s.event.creator == writer and _notebook_source(s.event.source, writer):
                         events.append(s.event)
             except NotFound:
                 continue
@@ -218,6 +230,13 @@ class Known:
             if n > best_n:
                 best, best_n = nb, n
         return best if best_n and 2 * best_n >= len(wanted) else None
+
+
+def _notebook_source(source: str, writer: str) -> bool:
+    """``notebook:<id>`` as the source principal writes it, or in the writer's own namespace."""
+    if not is_source_principal(writer):
+        source = source.removeprefix(f"/peers/{writer}/")
+    return source.startswith(SOURCE_PREFIX)
 
 
 def _kind(e: Event) -> str:
@@ -324,8 +343,11 @@ class _Parts:
         return cls(title_level, part, scene), title
 
 
-def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[Item]:
-    """Every event of one notebook, in notebook order (or one ItemError, and nothing else)."""
+def notebook_events(
+    raw: bytes, ref: str, known: Known, *, writer: str = NOTEBOOKS, owner: str | None = None
+) -> list[Item]:
+    """Every event of one notebook, in notebook order (or one ItemError, and nothing else),
+    written by ``writer``; ``owner`` is the claimed author, kept in ``data.extra.author``."""
     try:
         nb, own_ids = read_notebook(raw)
     except NotebookError as e:
@@ -367,6 +389,8 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
                 elif lvl == parts.scene_level:
                     scene = name
             extra: dict[str, Any] = {"notebook": nb_id, "cell": key}
+            if owner:
+                extra["author"] = owner
             if title:
                 extra["story_title"] = title
             if links:
@@ -395,6 +419,8 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
                 duration = int((finished - started).total_seconds() * 1000)
             outputs = list(c.get("outputs") or [])
             extra = {"links": links} if links else {}
+            if owner:
+                extra["author"] = owner
             if len(outputs) > MAX_OUTPUTS:
                 extra["outputs_total"] = len(outputs)
             if len(source) > MAX_SOURCE:
@@ -425,13 +451,15 @@ def notebook_events(raw: bytes, ref: str, creator: str, known: Known) -> list[It
         supersedes = rev.latest.id if rev is not None else None
         ev = make_event(
             type_,
-            id=derive_id("notebook", nb_id, key, digest, supersedes or ""),
+            id=source_id("notebook", nb_id, key, digest, supersedes or ""),
             source=subject,
             subject=subject,
             data=data,
-            creator=creator,
+            creator=writer,
             time=when,
         )
+        if not is_source_principal(writer):
+            personal(ev, writer)  # theirs now, so the next cell's `after` link names the final id
         ev.supersedes = supersedes
         prev_first = rev.first if rev is not None else ev.id
         out.append(ev)
@@ -463,9 +491,20 @@ class NotebookSource:
 
     name = "notebook"
 
-    def __init__(self, paths: Iterable[Path | str], *, creator: str, known: Known | None = None) -> None:
+    def __init__(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        writer: str = NOTEBOOKS,
+        owner: str | None = None,
+        known: Known | None = None,
+    ) -> None:
+        """``writer``: who writes and signs (the source principal, or the person whose token
+        ran the ingest); ``owner``: whose notebooks these are, a claim kept in the data;
+        ``known``: what ``writer`` already wrote (``Known.load(hub, writer)``)."""
         self.paths = [Path(p) for p in paths]
-        self.creator = creator
+        self.writer = writer
+        self.owner = owner
         self.known = known or Known()
 
     def _files(self) -> Iterable[Path]:
@@ -496,7 +535,7 @@ class NotebookSource:
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue
-            for item in notebook_events(raw, str(path), self.creator, self.known):
+            for item in notebook_events(raw, str(path), self.known, writer=self.writer, owner=self.owner):
                 yield item
 
     def checkpoint(self) -> None:
