@@ -1,0 +1,190 @@
+"""The hub's subscription: a consumer-group membership handing over decoded, permitted events.
+
+Every record goes through one decode-and-gate (``HubSubscription._take``):
+decoded and validated, or dead-lettered; then, on someone else's drafts,
+kept only when a live grant covers it, audited before it is handed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..access import can_read_event, check_read, needs_grant
+from ..errors import ValidationError
+from ..event import Event, decode_event, validate_event
+from ..log import Delivery, Gap
+from ..log.base import DEFAULT_BATCH
+
+if TYPE_CHECKING:
+    from .core import Hub
+
+__all__ = ["HubDelivery", "HubSubscription"]
+
+_NOT_AN_EVENT = (msgspec.DecodeError, msgspec.ValidationError, ValidationError)
+
+
+class HubDelivery:
+    """An event handed to one member of a group; ``ack()`` once handled."""
+
+    __slots__ = ("delivery", "event")
+
+    def __init__(self, delivery: Delivery, event: Event) -> None:
+        self.delivery = delivery
+        self.event = event
+
+    @property
+    def topic(self) -> str:
+        return self.delivery.topic
+
+    @property
+    def position(self) -> str:
+        return self.delivery.position
+
+    @property
+    def delivery_count(self) -> int:
+        return self.delivery.delivery_count
+
+    async def ack(self) -> None:
+        await self.delivery.ack()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        await self.delivery.nack(delay)
+
+    def __repr__(self) -> str:
+        return f"<HubDelivery {self.topic}@{self.position} {self.event.type} id={self.event.id}>"
+
+
+class HubSubscription:
+    """A consumer-group membership that decodes events and dead-letters junk.
+
+    A record that is not a valid event (written by hand, by an older or foreign
+    producer, or corrupted) is appended to ``deadletter.<topic>`` with the
+    reason, acked, and never reaches the handler; the loop goes on.
+
+    Records retention removed before the group got them are reported, never
+    skipped silently: ``gaps()``, ``on_gap`` and ``skipped`` are the engine
+    subscription's (see ``creative_hub.log.base.Gap``).
+
+    Someone else's drafts, read through grants, are decided event by event
+    (``creative_hub.access.can_read_event``, with a grant view at most
+    ``grants.REFRESH_AGE`` old): an event no live grant covers is acked for the
+    group and never handed over, and each batch handed over is audited first.
+    """
+
+    def __init__(self, hub: Hub, inner: Any, *, validate: bool = True) -> None:
+        self.hub = hub
+        self.inner = inner
+        self.validate = validate
+        self.topic: str = inner.topic
+        self.group: str = inner.group
+        self.gated = needs_grant(hub.identity, self.topic)  # someone else's drafts: grants decide
+        self.dead_letters = 0
+        self._iterating = False
+
+    @property
+    def on_gap(self) -> Callable[[Gap], object] | None:
+        """Called with each Gap (records retention removed before the group got them)."""
+        on_gap: Callable[[Gap], object] | None = self.inner.on_gap
+        return on_gap
+
+    @on_gap.setter
+    def on_gap(self, callback: Callable[[Gap], object] | None) -> None:
+        self.inner.on_gap = callback
+
+    @property
+    def skipped(self) -> int:
+        """Events this subscription was told retention removed before the group got them."""
+        return int(self.inner.skipped)
+
+    def gaps(self) -> list[Gap]:
+        """The gaps reported since the last call, oldest first."""
+        gaps: list[Gap] = self.inner.gaps()
+        return gaps
+
+    async def __aenter__(self) -> HubSubscription:
+        await self._check()
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.inner.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> HubSubscription:
+        return self
+
+    async def __anext__(self) -> HubDelivery:
+        # A coroutine, not an async generator: a loop cancelled while it holds a
+        # delivery leaves no generator suspended for the garbage collector to close.
+        if not self._iterating:
+            await self._check()
+            self._iterating = True
+        while True:
+            taken = await self._take([await self.inner.__anext__()])  # StopAsyncIteration once closed
+            if taken:
+                return taken[0]
+
+    async def next(self, timeout: float | None = None) -> HubDelivery:
+        await self._check()
+        while True:
+            taken = await self._take([await self.inner.next(timeout)])
+            if taken:
+                return taken[0]
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[HubDelivery]:
+        """At least one event (waiting up to ``timeout``), up to ``max`` ready now; junk is dead-lettered."""
+        await self._check()
+        while True:
+            taken = await self._take(await self.inner.next_batch(max, timeout))
+            if taken:
+                return taken
+
+    async def _take(self, batch: Sequence[Delivery]) -> list[HubDelivery]:
+        """The one decode-and-gate: what of ``batch`` may be handed over (the rest is
+        dead-lettered or acked unseen), remembered for agent principals."""
+        out: list[HubDelivery] = []
+        for d in batch:
+            try:
+                event = decode_event(d.body)
+                if self.validate:
+                    validate_event(event)
+            except _NOT_AN_EVENT as e:
+                await self.hub.dead_letter(d.record, f"not a valid event: {e}", group=self.group)
+                await d.ack()
+                self.dead_letters += 1
+                continue
+            out.append(HubDelivery(d, event))
+        if out and self.gated:
+            out = await self._admit(out)
+        if out:
+            self.hub._handed([hd.event for hd in out])
+        return out
+
+    async def _check(self) -> None:
+        """Grants are read from the log: the topic-level check of a gated subscription waits for them."""
+        if self.gated:
+            await self.hub.grants.refresh()
+            check_read(self.hub.identity, self.topic)
+
+    async def _admit(self, deliveries: list[HubDelivery]) -> list[HubDelivery]:
+        """The deliveries a live grant covers, audited; the rest are acked unseen."""
+        await self.hub.grants.refresh()
+        who = self.hub.identity
+        keep = [hd for hd in deliveries if can_read_event(who, self.topic, hd.event.subject)]
+        drop = [hd for hd in deliveries if hd not in keep]
+        if drop:
+            await self.inner.ack_many([hd.delivery for hd in drop])
+        await self.hub.grants.record_reads(who, self.topic, [hd.event for hd in keep], "subscribe")
+        return keep
+
+    async def ack_many(self, deliveries: Sequence[HubDelivery]) -> None:
+        """Ack every one of ``deliveries`` in one round (see ``Subscription.ack_many``)."""
+        await self.inner.ack_many([hd.delivery for hd in deliveries])
+
+    async def close(self) -> None:
+        await self.inner.close()
