@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from . import topics
 from .errors import AccessDenied, EngineUnavailable, ValidationError
 from .event import Event, decode_event, digest, encode_event, now, parse_event
 from .hub import Hub
@@ -38,7 +39,7 @@ __all__ = ["FOLLOWED_STREAMS", "FollowResult", "Follower"]
 
 logger = logging.getLogger(__name__)
 
-FEDERATION_TOPIC = "system.federation"
+FEDERATION_TOPIC = topics.system("federation")
 FOLLOWED_STREAMS = ("published", "feedback")
 PAGE = 500
 MAX_RESPONSE = 32 * 1024 * 1024  # bytes of one answer: a page of 500 events is far below
@@ -86,7 +87,7 @@ class Follower:
         self._checked: dict[str, str | None] = {}  # creator -> key, as checked against the remote this run
 
     async def _load_cursors(self) -> None:
-        async for r in self.hub.log.read(FEDERATION_TOPIC):
+        async for r in self.hub.records(FEDERATION_TOPIC):
             raw = msgspec.json.decode(r.body)
             # A creative.system.cursor event; earlier versions wrote the bare cursor.
             data = raw.get("data", {}) if isinstance(raw, dict) and "specversion" in raw else raw
@@ -104,7 +105,7 @@ class Follower:
             time=now(), data=cursor, creator="hub", partitionkey=topic,
         )  # fmt: skip
         body = encode_event(event)
-        await self.hub.log.append(FEDERATION_TOPIC, [Entry(rid, topic, body, digest(event), "hub")])
+        await self.hub.append(FEDERATION_TOPIC, [(event, Entry(rid, topic, body, digest(event), "hub"))])
         self.cursors[topic] = position
 
     async def _get(self, client: httpx.AsyncClient, path: str, **params: Any) -> Any:
@@ -175,7 +176,7 @@ class Follower:
         try:
             await self._key(client, self.peer)  # the followed peer is who this hub thinks it is
             for stream in FOLLOWED_STREAMS:
-                topic = f"peer.{self.peer}.{stream}"
+                topic = topics.peer(self.peer, stream)
                 while True:
                     page = await self._get(
                         client, f"/v1/topics/{topic}/events", after=self.cursors.get(topic), limit=PAGE
@@ -194,7 +195,7 @@ class Follower:
     async def _store(
         self, client: httpx.AsyncClient, topic: str, items: list[dict[str, Any]], result: FollowResult
     ) -> None:
-        entries: list[Entry] = []
+        entries: list[tuple[Event, Entry]] = []
         for item in items:
             result.fetched += 1
             raw = item.get("event") or {}
@@ -213,12 +214,14 @@ class Follower:
             else:
                 body = encode_event(event)
                 assert decode_event(body).signature == event.signature
-                entries.append(Entry(event.id, event.partitionkey or creator, body, digest(event), creator))
+                entries.append(
+                    (event, Entry(event.id, event.partitionkey or creator, body, digest(event), creator))
+                )
                 continue
             logger.warning("refused %s from %s (%s): %s", eid, self.remote, topic, reason)
             result.refused.append((eid, reason))
         if entries:
-            for a in await self.hub.log.append(topic, entries):
+            for a in await self.hub.append(topic, entries):
                 if a.duplicate:
                     result.already += 1
                 else:

@@ -37,12 +37,12 @@ from typing import Any
 
 import msgspec
 
+from . import topics
 from .access import can_read, can_read_event
 from .errors import AccessDenied
 from .event import Event, derive_id
 from .grants import fresh, record_reads
 from .hub import Hub, StoredEvent
-from .log import deleter
 from .principals import verify_signature
 from .schemas import Compaction, Folded
 
@@ -215,12 +215,12 @@ class _Index:
         idx = cls()
         await fresh(hub.identity)  # grants: decide with a view at most REFRESH_AGE old
         who = hub.identity
-        for info in await hub.log.topics():
+        for info in await hub.topics(through_grants=True):
             # Lineage lives in the peer hubs, their archives and the shared topics;
             # other topics (agents' work queues, tests, dead letters) are not read.
             if not info.name.startswith(LINEAGE_PREFIXES) or not can_read(who, info.name):
                 continue
-            async for r in hub.log.read(info.name):
+            async for r in hub.records(info.name):
                 try:
                     stored = StoredEvent(info.name, r.position, r.time_ms, _decode(r.body))
                 except ValueError:
@@ -365,7 +365,7 @@ async def compact(hub: Hub, topic: str) -> list[Compaction]:
     if not hub.trusted:
         raise AccessDenied("compaction needs the hub's own rights")
     records: list[tuple[StoredEvent, bytes]] = []
-    async for r in hub.log.read(topic):
+    async for r in hub.records(topic):
         try:
             records.append((StoredEvent(topic, r.position, r.time_ms, _decode(r.body)), r.body))
         except ValueError:
@@ -416,9 +416,8 @@ async def compact(hub: Hub, topic: str) -> list[Compaction]:
         )
         _, event, entry = hub.prepare(event)
         # The record goes to the archive first; only then do revisions leave.
-        await hub.log.append("archive." + topic, [entry])
+        await hub.append(topics.archive(topic), [(event, entry)])
         done.append(record)
-    compactor = deleter(hub.log)  # engines that cannot delete leave folded revisions to retention
-    if compactor is not None and done:
-        await compactor.delete(topic, [f.id for c in done for f in c.folded])
+    if done:  # engines that cannot delete leave folded revisions to retention
+        await hub.delete(topic, [f.id for c in done for f in c.folded])
     return done

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .access import check_write
+from . import topics
 from .errors import NotFound, ValidationError
 from .event import Event
 from .hub import PRIVATE, PUBLIC, Hub, HubDelivery, Receipt, StoredEvent
@@ -40,7 +40,7 @@ class PeerHub:
         self.me = hub.principal
 
     def _topic(self, stream: str, peer: str | None = None) -> str:
-        return f"peer.{peer or self.me}.{stream}"
+        return topics.peer(peer or self.me, stream)
 
     async def _one(self, event: Event) -> Receipt:
         (receipt,) = await self.hub.publish(event)
@@ -113,10 +113,9 @@ class PeerHub:
         """Publish to my hub and put the very same event (id, body, signature)
         on the shared topic of its area."""
         topic, event, entry = self.hub.prepare(event)
-        check_write(self.hub.identity, topic, event.type)
-        (a,) = await self.hub.log.append(topic, [entry])
-        await self.hub.log.append("creative." + event.area, [entry])
-        return Receipt(event.id, topic, a.position, a.duplicate)
+        (receipt,) = await self.hub.append(topic, [(event, entry)])
+        await self.hub.append(topics.creative(event.area), [(event, entry)])
+        return receipt
 
     async def fork(self, source_id: str, *, subject: str | None = None) -> Receipt:
         """A draft in my hub copied from any event I may read, ``forkedfrom`` it."""

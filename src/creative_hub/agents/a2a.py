@@ -73,6 +73,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .. import topics
 from ..errors import AccessDenied
 from ..hub import Hub
 from ..principals import check_principal_id
@@ -268,9 +269,9 @@ class HubExecutor(AgentExecutor):
     async def _result(self, caller: str, task_id: str) -> Result:
         """The task's first result: in the job's results, or -- when the worker made it from
         the caller's drafts (through a grant), so the hub kept it private -- in their drafts."""
-        drafts = f"peer.{caller}.drafts"
+        drafts = topics.drafts(caller)
         watch = [self.orchestrator.topics.results]
-        if drafts in {t.name for t in await self.hub.log.topics()}:
+        if drafts in {t.name for t in await self.hub.topics()}:
             watch.append(drafts)  # no drafts yet: none the worker could have read
 
         async def first(topic: str) -> Result:

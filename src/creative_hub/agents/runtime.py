@@ -209,11 +209,7 @@ class AgentRunner:
 
 async def agent_lags(hub: Hub, spec: Agent) -> list[GroupLag]:
     """The lag of ``spec``'s group on each topic it has joined."""
-    lags = []
-    for topic in spec.subscribed_topics():
-        if spec.group_name in await hub.log.groups(topic):
-            lags.append(await hub.log.lag(topic, spec.group_name))
-    return lags
+    return await hub.lags(spec.group_name, spec.subscribed_topics())
 
 
 def _acts_as(hub: Hub, principal: str) -> bool:

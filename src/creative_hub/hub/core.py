@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..access import Identity, can_list, check_read, needs_grant
+from ..access import Identity, can_list, can_read, check_read, needs_grant
 from ..derived import ReadLog
 from ..errors import AccessDenied, NotFound
 from ..event import DEFAULT_MAX_EVENT_BYTES, Event
@@ -222,12 +222,16 @@ class Hub:
         return handled
 
     # -- admin ---------------------------------------------------------------
-    async def topics(self) -> list[TopicInfo]:
+    async def topics(self, *, through_grants: bool = False) -> list[TopicInfo]:
         """The topics this principal may read (others are not even named; nor is a
-        topic subject grants alone open, see ``access.can_list``)."""
+        topic subject grants alone open, see ``access.can_list``).
+
+        ``through_grants``: those too, for reading the events grants cover one by
+        one (``records``, ``replay``); a face never shows that list to a person."""
         if self.identity.grants is not None:
             await self.grants.refresh()
-        return [t for t in await self.log.topics() if can_list(self.identity, t.name)]
+        allowed = can_read if through_grants else can_list
+        return [t for t in await self.log.topics() if allowed(self.identity, t.name)]
 
     async def stats(self) -> list[tuple[TopicInfo, list[GroupLag]]]:
         """Per topic: its counts, and the lag of every group on it."""

@@ -29,7 +29,7 @@ def index_for(app: Any, hub: Hub) -> HubIndex:
     """The app's index (made on first use, beside ``hub``'s log)."""
     ix: HubIndex | None = getattr(app.state, _STATE_KEY, None)
     if ix is None:
-        ix = HubIndex(default_index_path(str(getattr(hub.log, "url", ""))))
+        ix = HubIndex(default_index_path(str(hub.url)))
         setattr(app.state, _STATE_KEY, ix)
     return ix
 

@@ -409,7 +409,7 @@ class Live:
     async def _start_tail(self, topic: str) -> asyncio.Task[None]:
         # The start is fixed before the subscription is acknowledged: nothing after it is missed.
         try:
-            start = (await self.hub.log.topic_info(topic)).last
+            start = await self.hub.end(topic)
         except NotFound:
             start = None  # not there yet: everything in it will be new
         return asyncio.create_task(self._tail(topic, start), name=f"{TASK_PREFIX}-tail:{topic}")

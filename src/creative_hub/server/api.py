@@ -7,14 +7,14 @@ Every route reads and writes through the caller's view of the hub
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from ..access import ANONYMOUS, Identity, can_list, check_read
+from ..access import ANONYMOUS, Identity, can_list
 from ..bindings import HTTP_PREFIX, is_binary, to_structured
 from ..errors import NotFound, ValidationError
 from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
@@ -255,29 +255,12 @@ async def stream(
     check_topic(topic)
     start = last_event_id or after
     if start is None and tail is not None:
-        start = await _tail_start(hub, topic, tail)
+        start = await hub.tail_start(topic, tail)
     state = request.app.state
     s = await Stream.open(
         state.broadcaster, hub, topic, start, queue=state.settings.stream_queue, metrics=state.metrics
     )
     return _StreamResponse(s)
-
-
-async def _tail_start(hub: Hub, topic: str, n: int) -> str | None:
-    """The position after which the last ``n`` events of ``topic`` begin (a scan of positions)."""
-    check_read(hub.identity, topic)
-    try:
-        info = await hub.log.topic_info(topic)
-    except NotFound:
-        return None
-    if n == 0:
-        return info.last
-    if info.count <= n:
-        return None
-    window: deque[str] = deque(maxlen=n + 1)
-    async for r in hub.log.read(topic):
-        window.append(r.position)
-    return window[0] if len(window) > n else None
 
 
 class _StreamResponse(Response):

@@ -53,9 +53,9 @@ async def readyz(request: Request) -> JSONResponse:
     reports itself down, 503 after the timeout when it hangs -- never a wait without end."""
     hub: Hub = request.app.state.hub
     timeout: float = request.app.state.settings.ready_timeout
-    engine = type(hub.log).__name__
+    engine = hub.engine
     try:
-        health = await asyncio.wait_for(hub.log.health(), timeout)
+        health = await asyncio.wait_for(hub.health(), timeout)
     except TimeoutError:
         ready = Ready(ok=False, engine=engine, detail=f"the log did not answer within {timeout:g} s")
         return JSONResponse(ready.model_dump(), status_code=503)

@@ -107,7 +107,7 @@ class _Feed:
         # The start position is fixed before any client reads history, so
         # nothing appended after a client's history read can be missed.
         try:
-            start = (await self.hub.log.topic_info(self.topic)).last
+            start = await self.hub.end(self.topic)
         except NotFound:
             start = None
         self.task = asyncio.create_task(self._run(start), name=f"sse-feed:{self.topic}")

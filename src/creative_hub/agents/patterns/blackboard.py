@@ -126,9 +126,8 @@ class Blackboard:
         if self.ctx is not None:
             await self.ctx.publish(event, topic=self.topic)
         else:
-            _, _, entry = self.hub.prepare(event)
             try:
-                await self.hub.log.append(self.topic, [entry])
+                await self.hub.publish(event, topic=self.topic)  # the write rules apply here too
             except IdConflict:
                 pass  # the same note by another writer: the first one stands
         head = (await self.read()).get(key)

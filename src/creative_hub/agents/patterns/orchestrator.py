@@ -138,9 +138,8 @@ class Orchestrator:
             event.correlationid = self.job
         if self.hub.trusted and event.creator is None:
             event.creator = self.creator
-        _, stamped, entry = self.hub.prepare(event)
-        (a,) = await self.hub.log.append(topic, [entry])
-        return Receipt(stamped.id, topic, a.position, a.duplicate)
+        (receipt,) = await self.hub.publish(event, topic=topic)  # the write rules apply here too
+        return receipt
 
     async def gather(self, task_ids: Iterable[str], *, timeout: float = 120.0) -> dict[str, Result]:
         """The first result of every task in ``task_ids``; TimeoutError naming the missing ones."""
