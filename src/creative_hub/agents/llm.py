@@ -17,7 +17,7 @@ LM Studio, ...  Nothing touches the network unless a base URL is set::
   checks the reply parses either way.
 * **Retries**: 429 waits as the ``Retry-After`` header says (seconds or an
   HTTP date, capped); 5xx, timeouts and refused connections back off
-  exponentially (``creative_hub.log._retry.Backoff``).  Other 4xx are not
+  exponentially (``creative_hub.log.Backoff``).  Other 4xx are not
   retried.
 * **Accounting**: every reply has a ``Usage`` (model, provider, tokens and
   cost from the configured prices); the agent runtime puts it in
@@ -49,7 +49,7 @@ import httpx
 import msgspec
 
 from ..errors import HubError
-from ..log._retry import Backoff
+from ..log import Backoff
 
 __all__ = [
     "ChatReply",

@@ -20,8 +20,7 @@ import msgspec
 
 from ..errors import ValidationError
 from ..event import Event
-from ..log import Start
-from ..log._retry import Backoff
+from ..log import Backoff, Start
 from ..principals import check_principal_id
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import UnknownEngine
+from ._retry import Backoff  # public: agents retry model calls with the engines' policy
 from .base import (
     Appended,
     Delivery,
@@ -33,6 +34,7 @@ from .base import (
 )
 
 __all__ = [
+    "Backoff",
     "BUILTIN_ENGINES",
     "Appended",
     "Delivery",
