@@ -33,6 +33,7 @@ from .mentions import Mention, Sentence, Turn
 __all__ = ["Entity", "animate", "resolve"]
 
 WINDOW = 3  # sentences back a pronoun looks for its antecedent
+LIVELY = 3.0  # see _resolve_pronouns
 NAME_EDITS = 2  # spelling variants of one long name ("Rumpel-" / "Rumple-stiltskin")
 
 
@@ -41,6 +42,8 @@ class Entity:
     id: int
     mentions: list[Mention] = field(default_factory=list)
     gender: Counter[str] = field(default_factory=Counter)
+    #: the gender the text itself gave, before any pronoun was resolved to it (see ``_lively``)
+    seed: Counter[str] = field(default_factory=Counter)
 
     @cached_property
     def plural(self) -> bool:  # cached: a view's mentions are fixed once built
@@ -131,6 +134,8 @@ def resolve(
     """Entities (merged through ``groups``) with every mention and pronoun assigned."""
     ents = _entities(mentions)
     _genders(mentions, ents)
+    for e in ents.values():
+        e.seed = Counter(e.gender)
     groups = _Groups()
     _merge_by_grammar(sentences, mentions, ents, groups)
     _merge_names(ents, groups)
@@ -161,7 +166,12 @@ MOTHER = frozenset({"mother", "stepmother"})
 
 def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
     rel: dict[tuple[int, str], int] = {}
-    for m in mentions:
+    # A named possessor ("the miller's daughter") before a pronoun ("his daughter", which may
+    # have gone to the wrong man): whose child someone is, is settled by the name first.
+    owned = [m for m in mentions if m.possessor is not None]
+    owned.sort(key=lambda m: m.possessor is not None and bool(m.possessor.pronoun))
+    parent_of: dict[int, int] = {}
+    for m in owned:
         if m.pronoun or m.quoted or m.entity < 0 or m.possessor is None or m.possessor.entity < 0:
             continue
         key = m.key.split("-")[-1]
@@ -174,7 +184,11 @@ def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups
             if key in MOTHER
             else key
         )
-        rel.setdefault((groups.find(m.possessor.entity), kind), groups.find(m.entity))
+        parent, kin = groups.find(m.possessor.entity), groups.find(m.entity)
+        if kind == "children":
+            if parent_of.setdefault(kin, parent) != parent:
+                continue  # one child, two parents claimed: the named one stands
+        rel.setdefault((parent, kind), kin)
     for (parent, kind), kids in list(rel.items()):
         if kind != "children":
             continue
@@ -194,6 +208,15 @@ def animate(e: Entity) -> bool:
     """A sign of life: speaks or thinks, is spoken to, is "he"/"she", "who", or a person's name."""
     return bool(e.gender) or any(
         (m.role in ("speaker", "addressee") and not m.pronoun) or m.relative_who or m.person or m.proper
+        for m in e.mentions
+        if not m.quoted
+    )
+
+
+def _lively(e: Entity) -> bool:
+    """Alive by the text's own signs, not by pronouns this module resolved to it."""
+    return sum(e.seed.values()) >= 2 or any(
+        (m.role in ("speaker", "addressee") and not m.pronoun) or m.votes or m.relative_who or m.person or m.proper
         for m in e.mentions
         if not m.quoted
     )
@@ -230,6 +253,7 @@ def _merged(ents: dict[int, Entity], groups: _Groups, eid: int) -> Entity:
         if i in ents:
             view.mentions.extend(ents[i].mentions)
             view.gender.update(ents[i].gender)
+            view.seed.update(ents[i].seed)
     view.mentions.sort(key=lambda m: m.i)
     return view
 
@@ -351,6 +375,8 @@ def _resolve_pronouns(mentions: list[Mention], ents: dict[int, Entity], groups: 
             score += 0.5 if e.pronoun() == want else 0.0
             if want != "they" and not animate(e):
                 score -= 2.5  # nothing yet says it is alive: possible, not likely
+            elif want != "they" and not _lively(e):
+                score -= LIVELY  # alive only by pronouns resolved to it before: one guess feeds the next
             if m.possessor is not None or r is m.possessor:
                 continue
             if score > best_score:
@@ -453,11 +479,17 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
                     if other is not None and other not in (me, partner):
                         target = other
                         break
-        if target is None and m.role == "speaker":
+        if target is None and m.role in ("speaker", "subj"):
+            # A definite description first met as the one who acts ("the poor maiden said that
+            # ...") refers back, like a pronoun, to someone alive in the last sentences: the most
+            # recent one who can be it (same gender), other than the names beside it.
             owner = groups.find(m.possessor.entity) if m.possessor and m.possessor.entity >= 0 else None
             here = {
-                groups.find(x.entity) for x in mentions if x.sent == m.sent and x.entity >= 0 and x is not m
+                groups.find(x.entity)
+                for x in mentions
+                if x.sent == m.sent and x.entity >= 0 and x is not m and not x.pronoun
             }
+            roles = ("subj", "speaker") if m.role == "speaker" else ("subj", "speaker", "obj")
             pos = _index[m.i]
             for r in reversed(mentions[max(0, pos - 200) : pos]):
                 if r.quoted or r.entity < 0:
@@ -465,10 +497,13 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
                 if m.sent - r.sent > WINDOW:
                     break
                 g = groups.find(r.entity)
-                if g in (me, owner) or g in here or r.role not in ("subj", "speaker"):
+                if g in (me, owner) or g in here or r.role not in roles:
                     continue
-                if not _alive_by_name(_merged(ents, groups, g)):
+                cand = _merged(ents, groups, g)
+                if not _alive_by_name(cand):
                     continue  # "his greediness was raised": resolved to by a pronoun, never itself alive
+                if m.role == "subj" and (not _compatible(cand, group) or cand.plural):
+                    continue
                 target = g
                 break
         if not animate(group):

@@ -298,7 +298,19 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
                 root = root.head
             chain = [root, *(c for c in root.subtree if c.dep_ == "conj" and c.pos_ in ("VERB", "AUX"))]
             before = [v for v in chain if v.i < tok.i and any(c.dep_ in SUBJECT for c in v.children)]
-            if before:
+            # "the door opened, and a little man hobbled in, and said": the parser may hang the
+            # clause "a little man hobbled in" on the chain as a noun ("man", conj) with its verb
+            # as a modifier; that noun is the nearest subject, not the door.
+            nouns = [
+                c
+                for v in chain
+                for c in v.children
+                if c.dep_ == "conj" and c.pos_ in ("NOUN", "PROPN") and c.i < tok.i
+                and any(g.dep_ == "acl" and g.pos_ == "VERB" for g in c.children)
+            ]  # fmt: skip
+            if nouns and (not before or max(n.i for n in nouns) > max(v.i for v in before)):
+                subjects = [max(nouns, key=lambda n: n.i)]
+            elif before:
                 verb = max(before, key=lambda v: v.i)
                 subjects = [part_of(c) for c in verb.children if c.dep_ in SUBJECT]
         subj = next((by_token[c.i] for c in subjects if unquoted(c)), None)
