@@ -30,7 +30,7 @@ from functools import cached_property
 
 from .mentions import Mention, Sentence, Turn
 
-__all__ = ["Entity", "animate", "resolve"]
+__all__ = ["KIN", "Entity", "animate", "resolve"]
 
 WINDOW = 3  # sentences back a pronoun looks for its antecedent
 LIVELY = 3.0  # see _resolve_pronouns
@@ -162,6 +162,7 @@ def resolve(
 CHILDREN = frozenset({"child", "children", "son", "sons", "daughter", "daughters"})
 FATHER = frozenset({"father", "stepfather"})
 MOTHER = frozenset({"mother", "stepmother"})
+KIN = CHILDREN | FATHER | MOTHER | frozenset({"wife", "husband", "brother", "sister", "brothers", "sisters"})
 
 
 def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
@@ -216,7 +217,11 @@ def animate(e: Entity) -> bool:
 def _lively(e: Entity) -> bool:
     """Alive by the text's own signs, not by pronouns this module resolved to it."""
     return sum(e.seed.values()) >= 2 or any(
-        (m.role in ("speaker", "addressee") and not m.pronoun) or m.votes or m.relative_who or m.person or m.proper
+        (m.role in ("speaker", "addressee") and not m.pronoun)
+        or m.votes
+        or m.relative_who
+        or m.person
+        or m.proper
         for m in e.mentions
         if not m.quoted
     )
@@ -429,6 +434,8 @@ def _merge_by_speech(
         for v in t.vocatives:
             if ad is not None and v.entity >= 0 and not v.proper and _named_apart(ents, groups, ad, v.entity):
                 continue  # "‘River, give me some water’" to Partlet: the river speaks for itself
+            if ad is not None and not _lively(_merged(ents, groups, ad)):
+                continue  # "him" guessed for "the foliage": a name is not given to what shows no life
             if ad is not None and v.entity >= 0 and (v.proper or v.key in nouns) and not v.plural:
                 if groups.find(v.entity) != sp and _compatible(
                     _merged(ents, groups, ad), _merged(ents, groups, v.entity)
@@ -502,8 +509,10 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
                 cand = _merged(ents, groups, g)
                 if not _alive_by_name(cand):
                     continue  # "his greediness was raised": resolved to by a pronoun, never itself alive
-                if m.role == "subj" and (not _compatible(cand, group) or cand.plural):
-                    continue
+                if m.role == "subj" and (
+                    group.pronoun() not in ("he", "she") or cand.pronoun() != group.pronoun()
+                ):
+                    continue  # without speech to go by, only a he for a he and a she for a she
                 target = g
                 break
         if not animate(group):

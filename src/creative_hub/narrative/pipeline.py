@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .characters import Entity, _Groups, animate, resolve
+from .characters import KIN, Entity, _Groups, animate, resolve
 from .layout import Layout, SceneLayout, lay_out
 from .mentions import Mention, Sentence, Turn, read_doc
 from .model import Character, Outline, Part, PlotPoint, Scene
@@ -102,6 +102,15 @@ def _characters(
     names: dict[int, str] = {}
     taken: set[str] = set()
     used: dict[str, dict[str, int]] = {}  #: per character name: how often each of its names is used
+    # Someone's daughter, wife or father is had by a person: "the miller's daughter".
+    kin_owner = {
+        id(m.possessor)
+        for m in mentions
+        if m.possessor is not None
+        and not m.possessor.pronoun
+        and not m.quoted
+        and m.key.split("-")[-1] in KIN
+    }
     for root, ms in grouped.items():
         view = Entity(root, sorted(ms, key=lambda m: m.i))
         for i in groups.group(root):
@@ -120,6 +129,7 @@ def _characters(
             or (any(m.relative_who for m in nouns) and noun_acts >= 1)
             or (any(m.proper for m in nouns) and acts >= 2)
             or (sum(view.gender.values()) >= 1 and noun_acts >= 3)
+            or (noun_acts >= 2 and any(id(m) in kin_owner for m in nouns))
         )
         if not cue and (not nouns or not alive or not animate(view)):
             continue
