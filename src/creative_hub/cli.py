@@ -315,7 +315,7 @@ def up(
         out.print("stopped")
 
     async def _serve_and_watch(hub: Hub, sock: Any, stop: asyncio.Event) -> None:
-        health = await hub.log.health()
+        health = await hub.health()
         server: asyncio.Task[None] | None = None
         if sock is not None:
             started = asyncio.Event()
@@ -355,9 +355,7 @@ def up(
                         break
                     except TimeoutError:
                         pass
-                    for info in await hub.log.topics():
-                        if not info.retention.unlimited:
-                            await hub.log.apply_retention(info.name)
+                    await hub.apply_retention()  # every topic with limits
                     live.update(await _stats_table(hub))
         finally:
             if server is not None:
@@ -692,7 +690,7 @@ def retention(
             max_bytes=parse_size(max_bytes, "max_bytes") if max_bytes else None,
         )
         await hub.set_retention(topic, r)
-        removed = await hub.log.apply_retention(topic)
+        removed = await hub.apply_retention(topic)
         out.print(f"{topic}: {_retention(r)}; removed {removed} event(s) now")
 
     _run(_with_hub(log, None, main, trusted=True))

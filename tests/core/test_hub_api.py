@@ -1,15 +1,18 @@
 """What faces and agents need of the engine, asked of the hub with the access rules applied.
 
-Nothing outside ``creative_hub.log`` and ``creative_hub.hub`` touches ``hub.log``.
+Nothing outside ``creative_hub.log`` and ``creative_hub.hub`` touches ``hub.log``
+(the last test reads the source to keep it so).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 
+import creative_hub
 from creative_hub.agents.patterns.orchestrator import Orchestrator
 from creative_hub.errors import AccessDenied
 from creative_hub.event import Event
@@ -96,3 +99,21 @@ async def test_connect_can_be_entered_twice_with_its_options(tmp_path: Path) -> 
         async with connect as hub:
             assert hub.keystore is not None and Path(hub.keystore.path) == keys
             assert hub.principal == "alice"
+
+
+_ENGINE = re.compile(r"hub\.log\b|\.log\._")
+
+
+def test_no_face_or_agent_touches_the_engine() -> None:
+    """Outside the engines and the hub itself, ``hub.log`` and engine-private names are not used."""
+    root = Path(creative_hub.__file__).parent
+    hits = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("log", "hub"):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            # Docstrings may name log modules (``creative_hub.log._retry``): imports and code may not.
+            if _ENGINE.search(line) and "creative_hub.log." not in line:
+                hits.append(f"{rel}:{n}: {line.strip()}")
+    assert hits == []

@@ -178,11 +178,7 @@ def list_(
                     rows[p.id]["registered"] = True
                     continue
                 group = f"agent-{p.id}"
-                lags = [
-                    await hub.log.lag(t.name, group)
-                    for t in await hub.log.topics()
-                    if group in await hub.log.groups(t.name)
-                ]
+                lags = await hub.lags(group)
                 rows[p.id] = _row(p.id, group, p.name if p.name != p.id else "", "registered", lags)
             return sorted(rows.values(), key=lambda r: r["agent"])
 

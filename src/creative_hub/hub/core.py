@@ -146,6 +146,14 @@ class Hub:
         child._parent = self if self._ids is None else None
         return child
 
+    def trusted_view(self, principal: str) -> Hub:
+        """The hub's own rights over the same log, under ``principal``'s name: for the
+        hub's components (the indexer reads every topic; what a caller sees is filtered
+        when they ask), never for a caller's request."""
+        view = self.acting(principal)
+        view.trusted = True
+        return view
+
     async def close(self) -> None:
         if self._owns_log:
             if self._ids is not None:

@@ -59,7 +59,7 @@ def _time(text: str | None) -> float | None:
 def trusted_view(hub: Hub) -> Hub:
     """The hub itself over the same log, for the indexer (it reads every topic;
     what a caller sees is filtered when they ask)."""
-    return Hub(hub.log, principal="indexer", keystore=hub.keystore, registry=hub.registry)
+    return hub.trusted_view("indexer")
 
 
 async def _with_index(
