@@ -1,9 +1,11 @@
-"""Where an event is: id -> (topic, position), kept by the hub beside the log.
+"""Where an event is: id -> (topic, position), and subject -> its events; kept beside the log.
 
     ids = EventIds(log, default_ids_path(log.url))     # "<db>.ids" beside a SQLite file, else in memory
     for place in await ids.locate(event_id): ...        # Place(topic, position, previous)
     record = await ids.fetch(place, event_id)            # one read of one record, or None
     await ids.catch_up()                                 # what the log has beyond what is indexed
+    ids.subject_topics("story:wood")                     # topics holding events about a subject
+    for row in ids.about("story:wood", topic, after=position): ...   # About rows, in log order
 
 ``Hub.get`` used to read every topic to find one id: linear in the log (about
 90 ms at 20k events), and a guessed id -- a miss -- always paid the full
@@ -32,6 +34,21 @@ How it stays right:
   indexed again from its start.
 * **Concurrent misses** share one catch-up (a lock): a flood of guessed ids
   costs one read per known topic each, never a scan.
+
+Subjects.  Each record with a ``subject`` also gets a row in ``subjects``
+(its topic, position, store time and ``hub`` attribute, read with a decoder
+that skips everything else in the body), so the events about one subject
+(``hub://subjects/...``) are a range of an index, not a read of every topic.
+Rows of a topic are inserted in log order (catch-up reads each topic in
+order and a record seen twice keeps its first row), so their ``rowid``
+is the topic's order.  Nothing here decides who may see what: callers
+filter the rows by topic and subject as the access rules say, and read the
+records they hand out.
+
+The file carries a schema version (``PRAGMA user_version``): a file of
+another version -- one written before subjects were indexed -- is emptied
+and indexed again from the log when opened, since everything in it is
+derived from the log.
 """
 
 from __future__ import annotations
@@ -39,16 +56,21 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Generator
 from dataclasses import dataclass
+
+import msgspec
 
 from .errors import PositionGone
 from .files import private_file
 from .log import Log, Record
 
-__all__ = ["EventIds", "Place", "default_ids_path"]
+__all__ = ["About", "EventIds", "Place", "default_ids_path"]
 
 BATCH = 2000  # records per read and per index transaction while catching up
 FETCH_WINDOW = 16  # records read after a row's predecessor when the first is not the one
+
+VERSION = 2  # PRAGMA user_version of the file; 1 (written as 0): ids only, no subjects
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (
@@ -58,7 +80,24 @@ CREATE TABLE IF NOT EXISTS ids (
 CREATE TABLE IF NOT EXISTS upto (
     topic TEXT PRIMARY KEY, position TEXT NOT NULL, previous TEXT, id TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subjects (
+    subject TEXT NOT NULL, topic TEXT NOT NULL, position TEXT NOT NULL, previous TEXT,
+    id TEXT NOT NULL, time_ms INTEGER NOT NULL, hub TEXT,
+    UNIQUE (topic, position)
+);
+CREATE INDEX IF NOT EXISTS subjects_by ON subjects (subject, topic);
 """
+_TABLES = ("ids", "upto", "subjects")
+
+
+class _Heading(msgspec.Struct):
+    """The attributes of a stored event the subject rows keep (the rest of the body is skipped)."""
+
+    subject: str | None = None
+    hub: str | None = None
+
+
+_heading = msgspec.json.Decoder(_Heading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +107,22 @@ class Place:
     topic: str
     position: str
     previous: str | None  #: None: the first record the index saw in the topic
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """One event about a subject, as the index knows it (read the record with ``place``)."""
+
+    id: str
+    topic: str
+    position: str
+    previous: str | None
+    time_ms: int  #: when the log stored it
+    hub: str | None  #: the event's ``hub`` attribute
+
+    @property
+    def place(self) -> Place:
+        return Place(self.topic, self.position, self.previous)
 
 
 def default_ids_path(log_url: str) -> str | None:
@@ -99,7 +154,7 @@ class EventIds:
             db = sqlite3.connect(self.path or ":memory:", timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost tail is re-read from the log
-            db.executescript(_SCHEMA)
+            _open_schema(db)
             self._upto = {t: (p, prev, i) for t, p, prev, i in db.execute("SELECT * FROM upto")}
             self._db = db
         return self._db
@@ -124,6 +179,42 @@ class EventIds:
             await self.catch_up()
             found = self.places(event_id)
         return found
+
+    def subject_topics(self, subject: str) -> list[str]:
+        """The topics where the index has seen events about ``subject`` (in name order).
+        One probe per topic (the next name after the last), however many events there are."""
+        db, last = self._conn(), ""
+        out: list[str] = []
+        while True:
+            (name,) = db.execute(
+                "SELECT min(topic) FROM subjects WHERE subject = ? AND topic > ?", (subject, last)
+            ).fetchone()
+            if name is None:
+                return out
+            out.append(name)
+            last = name
+
+    def about(self, subject: str, topic: str, after: str | None = None) -> Generator[About, None, None]:
+        """The events about ``subject`` in ``topic``, in log order, after the one at position
+        ``after`` (which must be one of them: ValueError now otherwise).  Lazy: rows are read
+        from the index as the caller takes them (take them before awaiting anything); nothing
+        is read from the log."""
+        db = self._conn()
+        start = 0
+        if after is not None:
+            row = db.execute(
+                "SELECT rowid FROM subjects WHERE topic = ? AND position = ? AND subject = ?",
+                (topic, after, subject),
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"no event about {subject!r} at {after!r} in {topic!r}")
+            start = row[0]
+        rows = db.execute(
+            "SELECT id, position, previous, time_ms, hub FROM subjects"
+            " WHERE subject = ? AND topic = ? AND rowid > ? ORDER BY rowid",
+            (subject, topic, start),
+        )
+        return (About(i, topic, p, prev, t, h) for i, p, prev, t, h in rows)
 
     async def fetch(self, place: Place, event_id: str) -> Record | None:
         """The record at ``place`` if it is still ``event_id``'s; None if the row is stale."""
@@ -187,25 +278,38 @@ class EventIds:
             if not records:
                 return added
             rows = []
+            about: list[tuple[str, str, str, str | None, str, int, str | None]] = []
             previous = after
             for r in records:
                 rows.append((r.id, topic, r.position, previous))
+                try:
+                    head = _heading.decode(r.body)
+                except msgspec.MsgspecError:
+                    head = _Heading()  # not an event this hub wrote: found by id, about nothing
+                if head.subject:
+                    about.append((head.subject, topic, r.position, previous, r.id, r.time_ms, head.hub))
                 previous = r.position
             tail = records[-1]
-            self._store(topic, rows, (tail.position, rows[-1][3], tail.id))
+            self._store(topic, rows, about, (tail.position, rows[-1][3], tail.id))
             added += len(records)
             after = tail.position
             if len(records) < BATCH:
                 return added
 
     def _store(
-        self, topic: str, rows: list[tuple[str, str, str, str | None]], upto: tuple[str, str | None, str]
+        self,
+        topic: str,
+        rows: list[tuple[str, str, str, str | None]],
+        about: list[tuple[str, str, str, str | None, str, int, str | None]],
+        upto: tuple[str, str | None, str],
     ) -> None:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
-            # A record indexed before (another process caught up the same records) keeps its row.
+            # A record indexed before (another process caught up the same records) keeps its row;
+            # so the subjects' rowids stay in log order.
             db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO subjects VALUES (?, ?, ?, ?, ?, ?, ?)", about)
             db.execute("INSERT OR REPLACE INTO upto VALUES (?, ?, ?, ?)", (topic, *upto))
             db.execute("COMMIT")
         except BaseException:
@@ -220,7 +324,26 @@ class EventIds:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM ids WHERE topic = ?", (topic,))
+                db.execute("DELETE FROM subjects WHERE topic = ?", (topic,))
                 db.execute("DELETE FROM upto WHERE topic = ?", (topic,))
                 db.execute("COMMIT")
                 del self._upto[topic]
         self._checked = True
+
+
+def _open_schema(db: sqlite3.Connection) -> None:
+    """Make the tables; a file of another schema version is emptied first (rebuilt from the log)."""
+    db.execute("BEGIN IMMEDIATE")  # two processes opening an old file: one rebuilds it
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version != VERSION:
+            for table in _TABLES:
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

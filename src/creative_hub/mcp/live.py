@@ -41,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import heapq
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import msgspec
 from mcp.server import MCPServer
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -64,9 +66,11 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
-from ..access import Identity, can_read, can_read_event
+from ..access import Identity, can_read_event
 from ..errors import HubError, NotFound, ValidationError
+from ..event import Event, decode_event
 from ..hub import Hub, StoredEvent
+from ..ids import About
 from ..log.base import check_topic
 from .common import EventOut, HubState, event_out
 
@@ -160,9 +164,8 @@ def _page_uri(base: str, after: str | None, limit: str | int | None) -> str:
     return base + ("?" + "&".join(query) if query else "")
 
 
-def _is_mirror(topic: str, stored: StoredEvent) -> bool:
-    """A peer's published event copied to the shared topic of its area."""
-    hub = stored.event.hub
+def _is_mirror(topic: str, hub: str | None) -> bool:
+    """A peer's published event (``hub``: its attribute) copied to the shared topic of its area."""
     return topic.startswith("creative.") and bool(hub) and hub != "shared"
 
 
@@ -208,47 +211,60 @@ async def _topic_page(caller: Hub, target: Target, after: str | None, limit: Any
 
 
 async def _subject_page(caller: Hub, target: Target, after: str | None, limit: Any, n: int) -> PageOut:
-    """Events about a subject, merged across topics by store time.
+    """Events about a subject, merged across topics by store time, from the subject index.
 
-    Each topic is read in log order after its own cursor position, and the
-    merge takes a prefix of each topic's matches, so following ``next`` gives
-    every event once.  A topic read to its end with every match on this page
-    moves its cursor to its end (the next read skips what did not match)."""
+    Each topic's events about the subject after its cursor position are a range of
+    the index (``ids.py``), so a page costs the index rows it looks at and one read
+    per event it shows, not a read of every topic.  Topics the caller may not read
+    for this subject (someone's drafts without a grant of it) are never looked at.
+    The merge takes a prefix of each topic's events, and a topic's cursor is the
+    last of its events handed out, so following ``next`` gives every event once."""
+    assert target.subject is not None
+    subject, who = target.subject, caller.identity
     cursor = _decode_cursor(after)
-    per_topic: dict[str, tuple[list[StoredEvent], str | None, bool]] = {}
-    if caller.identity.grants is not None:
+    if who.grants is not None:
         await caller.grants.refresh()
+    ids = caller.ids
+    await ids.catch_up()  # what other writers added since the index last looked
+    per_topic: list[list[About]] = []
     # Every topic the caller may open, with those only subject grants open (someone's drafts:
     # not listed by ``topics()``, but the granted events are about this subject).
-    for info in await caller.log.topics():
-        name = info.name
-        if not name.startswith(SUBJECT_PREFIXES) or not can_read(caller.identity, name):
+    for name in ids.subject_topics(subject):
+        if not name.startswith(SUBJECT_PREFIXES) or not can_read_event(who, name, subject):
             continue
-        found: list[StoredEvent] = []
-        scanned, complete = cursor.get(name), True
-        async for s in caller.replay(name, after=cursor.get(name)):
-            scanned = s.position
-            if s.event.subject == target.subject and not _is_mirror(name, s):
-                found.append(s)
-                if len(found) > n:
-                    complete = False
-                    break
-        per_topic[name] = (found, scanned, complete)
-    merged = list(heapq.merge(*(f for f, _, _ in per_topic.values()), key=lambda s: (s.time_ms, s.topic)))
-    events, more = merged[:n], len(merged) > n
-    taken: dict[str, int] = {}
-    for s in events:
-        taken[s.topic] = taken.get(s.topic, 0) + 1
+        try:
+            rows = ids.about(subject, name, after=cursor.get(name))
+        except ValueError:
+            raise ValidationError("after", "not a cursor of this subject (use the 'next' URI)") from None
+        with contextlib.closing(rows):
+            per_topic.append(list(itertools.islice((r for r in rows if not _is_mirror(name, r.hub)), n + 1)))
+    merged = list(heapq.merge(*per_topic, key=lambda r: (r.time_ms, r.topic)))
+    shown, more = merged[:n], len(merged) > n
     new = dict(cursor)
-    for name, (found, scanned, complete) in per_topic.items():
-        used = taken.get(name, 0)
-        if complete and used == len(found) and scanned is not None:
-            new[name] = scanned
-        elif used:
-            new[name] = found[used - 1].position
+    for r in shown:
+        new[r.topic] = r.position
+    records = await asyncio.gather(*(ids.fetch(r.place, r.id) for r in shown))
+    events: list[StoredEvent] = []
+    for r, record in zip(shown, records, strict=True):
+        if record is None:
+            continue  # a stale row (retention, a log replaced): the event is gone
+        try:
+            event = decode_event(record.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            logger.warning("skipping %s@%s: not a valid event (%s)", r.topic, r.position, e)
+            continue
+        if event.subject == subject and can_read_event(who, r.topic, event.subject):
+            events.append(StoredEvent(r.topic, record.position, record.time_ms, event))
+    # Audited and remembered as the topic replays they stand for.
+    by_topic: dict[str, list[Event]] = {}
+    for s in events:
+        by_topic.setdefault(s.topic, []).append(s.event)
+    for name, handed in by_topic.items():
+        await caller.grants.record_reads(who, name, handed, "replay")
+    caller._handed([s.event for s in events])
     return PageOut(
         uri=_page_uri(target.base, after, limit),
-        subject=target.subject,
+        subject=subject,
         events=[event_out(s.topic, s.event, full=False) for s in events],
         more=more,
         next=_page_uri(target.base, _encode_cursor(new) if new else None, limit),
@@ -396,7 +412,7 @@ class Live:
             if target.topic is not None:
                 hit = target.topic == topic
             else:
-                hit = stored.event.subject == target.subject and not _is_mirror(topic, stored)
+                hit = stored.event.subject == target.subject and not _is_mirror(topic, stored.event.hub)
             if not hit:
                 continue
             for sub in subs:
