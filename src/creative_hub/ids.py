@@ -39,9 +39,10 @@ Subjects.  Each record with a ``subject`` also gets a row in ``subjects``
 (its topic, position, store time and ``hub`` attribute, read with a decoder
 that skips everything else in the body), so the events about one subject
 (``hub://subjects/...``) are a range of an index, not a read of every topic.
-Rows of a topic are inserted in log order (catch-up reads each topic in
-order and a record seen twice keeps its first row), so their ``rowid``
-is the topic's order.  Nothing here decides who may see what: callers
+Each row has its record's number in its topic (``seq``, counted on from
+the last record indexed, kept in ``upto``), so the subject's rows of one
+topic are one range of the table, in log order (a record seen twice --
+two processes catching up at once -- keeps its first row).  Nothing here decides who may see what: callers
 filter the rows by topic and subject as the access rules say, and read the
 records they hand out.
 
@@ -78,14 +79,13 @@ CREATE TABLE IF NOT EXISTS ids (
     PRIMARY KEY (id, topic)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS upto (
-    topic TEXT PRIMARY KEY, position TEXT NOT NULL, previous TEXT, id TEXT NOT NULL
+    topic TEXT PRIMARY KEY, position TEXT NOT NULL, previous TEXT, id TEXT NOT NULL, seq INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subjects (
-    subject TEXT NOT NULL, topic TEXT NOT NULL, position TEXT NOT NULL, previous TEXT,
-    id TEXT NOT NULL, time_ms INTEGER NOT NULL, hub TEXT,
-    UNIQUE (topic, position)
-);
-CREATE INDEX IF NOT EXISTS subjects_by ON subjects (subject, topic);
+    subject TEXT NOT NULL, topic TEXT NOT NULL, seq INTEGER NOT NULL, position TEXT NOT NULL,
+    previous TEXT, id TEXT NOT NULL, time_ms INTEGER NOT NULL, hub TEXT,
+    PRIMARY KEY (subject, topic, seq), UNIQUE (topic, position)
+) WITHOUT ROWID;
 """
 _TABLES = ("ids", "upto", "subjects")
 
@@ -141,7 +141,8 @@ class EventIds:
         self.log = log
         self.path = None if path is None else os.fspath(path)
         self._db: sqlite3.Connection | None = None
-        self._upto: dict[str, tuple[str, str | None, str]] = {}  # topic -> (position, previous, id)
+        # topic -> (position, previous, id, seq) of the last record indexed; seq counts the topic's records
+        self._upto: dict[str, tuple[str, str | None, str, int]] = {}
         self._checked = False  # the kept file checked against the log (once per process)
         self._lock = asyncio.Lock()
         self.caught_up = 0  #: records indexed by this process (tests and benchmarks read it)
@@ -155,8 +156,8 @@ class EventIds:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a lost tail is re-read from the log
             _open_schema(db)
-            self._upto = {t: (p, prev, i) for t, p, prev, i in db.execute("SELECT * FROM upto")}
             self._db = db
+            self._load_upto()
         return self._db
 
     def close(self) -> None:
@@ -203,7 +204,7 @@ class EventIds:
         start = 0
         if after is not None:
             row = db.execute(
-                "SELECT rowid FROM subjects WHERE topic = ? AND position = ? AND subject = ?",
+                "SELECT seq FROM subjects WHERE topic = ? AND position = ? AND subject = ?",
                 (topic, after, subject),
             ).fetchone()
             if row is None:
@@ -211,7 +212,7 @@ class EventIds:
             start = row[0]
         rows = db.execute(
             "SELECT id, position, previous, time_ms, hub FROM subjects"
-            " WHERE subject = ? AND topic = ? AND rowid > ? ORDER BY rowid",
+            " WHERE subject = ? AND topic = ? AND seq > ? ORDER BY seq",
             (subject, topic, start),
         )
         return (About(i, topic, p, prev, t, h) for i, p, prev, t, h in rows)
@@ -237,9 +238,8 @@ class EventIds:
     async def catch_up(self) -> int:
         """Index what the log holds beyond the indexed positions; returns how many records."""
         async with self._lock:
-            db = self._conn()
             # Another process may have caught up further: start from the furthest anyone got.
-            self._upto = {t: (p, prev, i) for t, p, prev, i in db.execute("SELECT * FROM upto")}
+            self._load_upto()
             if not self._checked:
                 await self._check_kept()
             ends = getattr(self.log, "topic_ends", None)
@@ -268,6 +268,7 @@ class EventIds:
     async def _topic(self, topic: str) -> int:
         last = self._upto.get(topic)
         after = last[0] if last else None
+        seq = last[3] if last else 0
         added = 0
         while True:
             try:
@@ -278,19 +279,20 @@ class EventIds:
             if not records:
                 return added
             rows = []
-            about: list[tuple[str, str, str, str | None, str, int, str | None]] = []
+            about: list[tuple[str, str, int, str, str | None, str, int, str | None]] = []
             previous = after
             for r in records:
                 rows.append((r.id, topic, r.position, previous))
+                seq += 1
                 try:
                     head = _heading.decode(r.body)
                 except msgspec.MsgspecError:
                     head = _Heading()  # not an event this hub wrote: found by id, about nothing
                 if head.subject:
-                    about.append((head.subject, topic, r.position, previous, r.id, r.time_ms, head.hub))
+                    about.append((head.subject, topic, seq, r.position, previous, r.id, r.time_ms, head.hub))
                 previous = r.position
             tail = records[-1]
-            self._store(topic, rows, about, (tail.position, rows[-1][3], tail.id))
+            self._store(topic, rows, about, (tail.position, rows[-1][3], tail.id, seq))
             added += len(records)
             after = tail.position
             if len(records) < BATCH:
@@ -300,26 +302,29 @@ class EventIds:
         self,
         topic: str,
         rows: list[tuple[str, str, str, str | None]],
-        about: list[tuple[str, str, str, str | None, str, int, str | None]],
-        upto: tuple[str, str | None, str],
+        about: list[tuple[str, str, int, str, str | None, str, int, str | None]],
+        upto: tuple[str, str | None, str, int],
     ) -> None:
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
-            # A record indexed before (another process caught up the same records) keeps its row;
-            # so the subjects' rowids stay in log order.
+            # A record indexed before (another process caught up the same records) keeps its row.
             db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?, ?, ?)", rows)
-            db.executemany("INSERT OR IGNORE INTO subjects VALUES (?, ?, ?, ?, ?, ?, ?)", about)
-            db.execute("INSERT OR REPLACE INTO upto VALUES (?, ?, ?, ?)", (topic, *upto))
+            db.executemany("INSERT OR IGNORE INTO subjects VALUES (?, ?, ?, ?, ?, ?, ?, ?)", about)
+            db.execute("INSERT OR REPLACE INTO upto VALUES (?, ?, ?, ?, ?)", (topic, *upto))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self._upto[topic] = upto
 
+    def _load_upto(self) -> None:
+        rows = self._conn().execute("SELECT topic, position, previous, id, seq FROM upto")
+        self._upto = {t: (p, prev, i, n) for t, p, prev, i, n in rows}
+
     async def _check_kept(self) -> None:
         """Topics whose last indexed record is not where the index says start again (a new log)."""
-        for topic, (position, previous, event_id) in list(self._upto.items()):
+        for topic, (position, previous, event_id, _) in list(self._upto.items()):
             if await self.fetch(Place(topic, position, previous), event_id) is None:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")
