@@ -93,7 +93,7 @@ def test_every_peer_command_documents_json_and_quiet() -> None:
     from typer.testing import CliRunner
 
     from creative_hub.cli import app
-    from creative_hub.cli_peers import peer_app
+    from creative_hub.cli.peers import peer_app
 
     runner = CliRunner()
     for command in peer_app.registered_commands:

@@ -29,7 +29,7 @@ from ..access import ANONYMOUS
 from ..errors import AccessDenied
 from ..hub import Hub
 from ..index import HubIndex
-from ..index.http import close_index, index_for
+from ..server.deps import close_index, index_for
 from .common import PRINCIPAL_SCOPE_KEY, HubState
 
 __all__ = ["MCP_PREFIX", "mount"]
@@ -107,7 +107,7 @@ def mount(
     """Mount the hub, github and story servers at ``/mcp/<name>/`` on a Starlette / FastAPI ``app``.
 
     ``hub`` is the trusted hub the app serves; ``index`` defaults to the
-    app's shared index (``creative_hub.index.http.index_for``).  DNS
+    app's shared index (``creative_hub.server.deps.index_for``).  DNS
     rebinding protection is off by default, as on the REST API beside it:
     identity comes from bearer tokens, never from cookies.  Returns the
     servers by name.

@@ -21,7 +21,7 @@ from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
 from ..hub import Hub, Receipt, StoredEvent
 from ..jsonlimits import decode_json
 from ..log.base import check_topic
-from .app import hub_for
+from .deps import hub_for
 from .problems import problem
 from .stream import Stream
 

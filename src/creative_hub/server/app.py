@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..hub import Hub
+from .deps import hub_for
 from .metrics import Metrics
 from .middleware import Guard
 from .problems import PROBLEM_RESPONSES, error_response, problem
@@ -98,12 +99,6 @@ class HubApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-async def hub_for(request: Request) -> Hub:
-    """The hub as the caller may use it (set by the Guard middleware)."""
-    hub: Hub = request.state.hub
-    return hub
-
-
 def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     """The app for an opened, trusted ``hub``; the hub stays open after the app stops."""
     settings = settings or ServerSettings()
@@ -160,8 +155,8 @@ def create_app(hub: Hub, settings: ServerSettings | None = None) -> FastAPI:
     _mount_docs(app)
 
     # Search / analytics routes and the MCP servers (creative_hub.index, creative_hub.mcp).
-    from ..index.http import router as index_router
     from ..mcp.http import mount as mount_mcp
+    from .search import router as index_router
 
     app.include_router(index_router)
     from .story_api import router as story_router  # the storyline view's data

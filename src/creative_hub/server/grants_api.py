@@ -17,7 +17,7 @@ from ..errors import AccessDenied
 from ..grants import audit_topic, grant_dict
 from ..hub import Hub
 from .api import MAX_PAGE, PageOut, stored_out
-from .app import hub_for
+from .deps import hub_for
 
 __all__ = ["router"]
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from ..access import ANONYMOUS, Identity, can_list
 from ..errors import HubError
 from ..hub import Hub
-from .app import hub_for
+from .deps import hub_for
 
 __all__ = ["router"]
 

@@ -17,7 +17,7 @@ from ..hub import Hub
 from ..lineage import lineage
 from ..peers import PeerHub
 from .api import ReceiptOut, receipt_out
-from .app import hub_for
+from .deps import hub_for
 
 __all__ = ["router"]
 

@@ -21,9 +21,8 @@ from ..errors import NotFound
 from ..event import Event
 from ..hub import Hub
 from ..index import HubIndex
-from ..index.http import index_for
 from ..storyline import build
-from .app import hub_for
+from .deps import hub_for, index_for
 
 __all__ = ["router"]
 

@@ -27,13 +27,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..cli import DEFAULT_LOG, JsonOpt, LogOpt, _run, err, out
+from ..agents.llm import LLMClient, LLMConfig
+from ..agents.runtime import Agent, AgentRunner, agent_lags
 from ..errors import ValidationError
 from ..hub import Hub
 from ..ledger import EffectLedger
 from ..localmodel import LocalModel
-from .llm import LLMClient, LLMConfig
-from .runtime import Agent, AgentRunner, agent_lags
+from .common import DEFAULT_LOG, JsonOpt, LogOpt, err, out, run_async
 
 __all__ = ["agent_app", "load_agents"]
 
@@ -150,7 +150,7 @@ def run(
                     f"{st.retries} retries, {st.dead_lettered} dead-lettered, {st.published} published"
                 )
 
-    _run(main())
+    run_async(main())
 
 
 @agent_app.command("list")
@@ -182,7 +182,7 @@ def list_(
                 rows[p.id] = _row(p.id, group, p.name if p.name != p.id else "", "registered", lags)
             return sorted(rows.values(), key=lambda r: r["agent"])
 
-    rows = _run(main())
+    rows = run_async(main())
     if as_json:
         out.print_json(json.dumps(rows))
         return

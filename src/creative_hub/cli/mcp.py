@@ -22,11 +22,11 @@ import typer
 from mcp.server import MCPServer
 
 from ..access import ANONYMOUS
-from ..cli import DEFAULT_LOG, LogOpt, TokenOpt
 from ..errors import HubError
 from ..hub import Hub
 from ..index import HubIndex
-from .common import HubState
+from ..mcp.common import HubState
+from .common import DEFAULT_LOG, LogOpt, TokenOpt
 
 __all__ = ["SERVERS", "mcp_app", "serve_stdio"]
 
@@ -37,9 +37,9 @@ mcp_app: typer.Typer = typer.Typer(
 
 
 def _builders() -> dict[str, Callable[[HubState], MCPServer]]:
-    from .github import build_github_server
-    from .hub import build_hub_server
-    from .story import build_story_server
+    from ..mcp.github import build_github_server
+    from ..mcp.hub import build_hub_server
+    from ..mcp.story import build_story_server
 
     return {"hub": build_hub_server, "github": build_github_server, "story": build_story_server}
 

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from .cli import err, out
-from .localmodel import DEFAULT_ALIAS, LOCAL_OPTIONS, PROVIDER, LocalModel, LocalModelMissing, gguf_path
+from ..localmodel import DEFAULT_ALIAS, LOCAL_OPTIONS, PROVIDER, LocalModel, LocalModelMissing, gguf_path
+from .common import err, out
 
 __all__ = ["model_app"]
 

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, _run, _with_hub, err, out
 from ..hub import Hub
+from .common import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, err, out, run_async, with_hub
 
 story_app: typer.Typer = typer.Typer(
     help="Stories read by the narrative pipeline: outline a file, show a story.", no_args_is_help=True
@@ -27,7 +27,7 @@ MAX_FILE = 5_000_000  # bytes
 
 
 def _outline_file(path: Path) -> dict[str, Any]:
-    from . import NlpUnavailable, outline
+    from ..narrative import NlpUnavailable, outline
 
     if not path.is_file():
         err.print(f"[red]{path}: no such file[/red]")
@@ -75,7 +75,7 @@ def show(
     async def main(hub: Hub) -> dict[str, Any]:
         return await from_hub(hub, story)
 
-    data = _run(_with_hub(log, as_, main))
+    data = run_async(with_hub(log, as_, main))
     if not data["plot_points"] and not data["parts"]:
         err.print(f"[red]no story {story!r} in {log} (ingest it: creative-hub ingest story FILE)[/red]")
         raise typer.Exit(1)

@@ -18,11 +18,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .access import Grant
-from .cli import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, _run, _with_hub, out
-from .errors import ValidationError
-from .grants import GrantBook, audit_topic, grant_dict
-from .hub import Hub
+from ..access import Grant
+from ..errors import ValidationError
+from ..grants import GrantBook, audit_topic, grant_dict
+from ..hub import Hub
+from .common import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, out, run_async, with_hub
 
 __all__ = ["register"]
 
@@ -40,7 +40,7 @@ def _owner(fn: Any, log: str, token: str | None) -> Any:
             )
         return await fn(hub)
 
-    return _run(_with_hub(log, None, main, token=token))
+    return run_async(with_hub(log, None, main, token=token))
 
 
 def _table(title: str, grants: list[Grant]) -> Table:

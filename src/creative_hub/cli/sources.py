@@ -24,12 +24,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..cli import DEFAULT_LOG, LogOpt, TokenOpt, _run, err, out, parse_duration, parse_size
 from ..errors import AccessDenied, ValidationError
 from ..hub import Hub
 from ..origins import is_source_principal
-from .base import Principals, Source
-from .ingest import ListSource, Summary, ingest_with_progress
+from ..sources.base import Principals, Source
+from ..sources.ingest import ListSource, Summary, ingest_with_progress
+from .common import DEFAULT_LOG, LogOpt, TokenOpt, err, out, parse_duration, parse_size, run_async
 
 ingest_app: typer.Typer = typer.Typer(
     help="Ingest outside material as events: git, GitHub, arXiv, CrossRef, BibTeX, mail, folders, "
@@ -106,7 +106,7 @@ def _start(log: str, token: str | None, make: Any) -> None:
     async def main() -> Summary:
         return await _go(log, token, make())
 
-    _exit_for(_run(main()))
+    _exit_for(run_async(main()))
 
 
 @ingest_app.command()
@@ -122,7 +122,7 @@ def git(
     token: TokenOpt = None,
 ) -> None:
     """Commits of a local git repository (author, message, files, line stats)."""
-    from .git import GitSource
+    from ..sources.git import GitSource
 
     _start(log, token, lambda: GitSource(path, rev=rev, state=state, principals=_people(map, map_file)))
 
@@ -172,10 +172,10 @@ def github(
 
     def make() -> Source:
         if payload:
-            from .github_payloads import PayloadSource
+            from ..sources.github_payloads import PayloadSource
 
             return PayloadSource(payload, event=event, principals=_people(map, map_file))
-        from .github import GithubSource
+        from ..sources.github import GithubSource
 
         assert repo is not None
         people = _people(map, map_file)
@@ -197,7 +197,7 @@ def arxiv(
     token: TokenOpt = None,
 ) -> None:
     """Papers from the arXiv API (by query or ids) or saved Atom responses."""
-    from .arxiv import ArxivSource
+    from ..sources.arxiv import ArxivSource
 
     _start(
         log,
@@ -226,7 +226,7 @@ def crossref(
     token: TokenOpt = None,
 ) -> None:
     """Works from CrossRef by DOI or query, or saved JSON responses."""
-    from .crossref import CrossrefSource
+    from ..sources.crossref import CrossrefSource
 
     _start(
         log,
@@ -250,7 +250,7 @@ def bibtex(
     token: TokenOpt = None,
 ) -> None:
     """Entries of BibTeX files as papers."""
-    from .bibtex import BibtexSource
+    from ..sources.bibtex import BibtexSource
 
     _start(log, token, lambda: BibtexSource(files, principals=_people(map, None)))
 
@@ -269,7 +269,7 @@ def mail(
     token: TokenOpt = None,
 ) -> None:
     """Mail metadata from mbox/.eml files, or an IMAP server (read-only, new UIDs only)."""
-    from .mail import ImapSource, MailSource
+    from ..sources.mail import ImapSource, MailSource
 
     if bool(paths) == bool(imap):
         raise typer.BadParameter("give PATH(s) or --imap URL")
@@ -301,7 +301,7 @@ def folder(
 ) -> None:
     """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes.
     Regular files only; links out of the folder are left out unless --follow-links."""
-    from .folders import FolderSource
+    from ..sources.folders import FolderSource
 
     async def main() -> None:
         source = FolderSource(path, owner=owner, follow_links=follow_links)
@@ -313,7 +313,7 @@ def folder(
             async for items in source.watch():
                 await _go(log, token, ListSource("folder", items))
 
-    _run(main())
+    run_async(main())
 
 
 AllowPrivateOpt = Annotated[
@@ -331,7 +331,7 @@ TimeoutOpt = Annotated[
 
 
 def _limits(allow_private: bool, max_bytes: str, timeout: str) -> Any:
-    from ._fetch import FetchLimits
+    from ..sources._fetch import FetchLimits
 
     return FetchLimits(
         max_bytes=parse_size(max_bytes, "max_bytes"),
@@ -351,7 +351,7 @@ def feed(
     token: TokenOpt = None,
 ) -> None:
     """Entries of RSS / Atom feeds (URLs: public addresses only, body and time bounded)."""
-    from .feeds import FeedSource
+    from ..sources.feeds import FeedSource
 
     _start(
         log,
@@ -374,7 +374,7 @@ def page(
     token: TokenOpt = None,
 ) -> None:
     """Single web pages: title, description, OpenGraph, canonical URL (URLs bounded as for feeds)."""
-    from .feeds import PageSource
+    from ..sources.feeds import PageSource
 
     _start(
         log,
@@ -398,7 +398,7 @@ def story(
     token: TokenOpt = None,
 ) -> None:
     """Stories as parts and scenes, plot points with evidence, characters with aliases (spaCy pipeline)."""
-    from .stories import StorySource
+    from ..sources.stories import StorySource
 
     _start(log, token, lambda: StorySource(paths, owner=owner))
 
@@ -411,7 +411,7 @@ def calendar(
     token: TokenOpt = None,
 ) -> None:
     """iCalendar events (recurrence, attendees) as ceremony sessions."""
-    from .calendar import CalendarSource
+    from ..sources.calendar import CalendarSource
 
     _start(log, token, lambda: CalendarSource(files, principals=_people(map, None)))
 
@@ -426,7 +426,7 @@ def ceremony(
     token: TokenOpt = None,
 ) -> None:
     """Ceremonies (phases, timing, participants, intention, place) from YAML/JSON."""
-    from .calendar import CeremonySource
+    from ..sources.calendar import CeremonySource
 
     _start(log, token, lambda: CeremonySource(files, owner=owner))
 
@@ -444,7 +444,7 @@ def notebook(
 
     Written and signed by the `notebooks` source principal, or by you with --token
     (then the events are yours: ids and source in your namespace)."""
-    from .notebooks import NOTEBOOKS, Known, NotebookSource
+    from ..sources.notebooks import NOTEBOOKS, Known, NotebookSource
 
     async def main() -> Summary:
         async with Hub.connect(log) as hub:
@@ -456,7 +456,7 @@ def notebook(
         _report(summary)
         return summary
 
-    _exit_for(_run(main()))
+    _exit_for(run_async(main()))
 
 
 @ingest_app.command(name="mcp")
@@ -469,7 +469,7 @@ def mcp_cmd(
     token: TokenOpt = None,
 ) -> None:
     """Call an MCP server's configured tools / read its resources; publish the results."""
-    from .mcp import McpSource
+    from ..sources.mcp import McpSource
 
     async def main() -> None:
         interval = parse_duration(every, "every") if every else None
@@ -479,7 +479,7 @@ def mcp_cmd(
                 return
             await asyncio.sleep(interval)
 
-    _run(main())
+    run_async(main())
 
 
 __all__ = ["ValidationError", "ingest_app"]

@@ -19,12 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from .cli import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, _run, _with_hub, out
-from .errors import NotFound, ValidationError
-from .hub import Hub, Receipt
-from .lineage import Lineage, Node, compact, lineage
-from .peers import PeerHub
-from .principals import verify_signature
+from ..errors import NotFound, ValidationError
+from ..hub import Hub, Receipt
+from ..lineage import Lineage, Node, compact, lineage
+from ..peers import PeerHub
+from ..principals import verify_signature
+from .common import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, out, run_async, with_hub
 
 __all__ = ["register"]
 
@@ -87,7 +87,7 @@ def principal_add(
         out.print("token (shown once; store it now):")
         print(token)
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 @principal_app.command("list")
@@ -121,7 +121,7 @@ def principal_list(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
             t.add_row(p.id, p.kind, p.name, str(p.tokens), p.public_key)
         out.print(t)
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 @principal_app.command("token")
@@ -138,7 +138,7 @@ def principal_token(
     async def main(hub: Hub) -> None:
         print(await hub.registry.issue_token(name, expires=expires))
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 @principal_app.command("revoke")
@@ -155,7 +155,7 @@ def principal_revoke(
         n = await hub.registry.revoke(name, token)
         out.print(f"revoked {n} token(s) of {name}")
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 # -- peer operations --------------------------------------------------------------
@@ -167,7 +167,7 @@ def _peer(fn: Any, log: str, token: str | None) -> None:
             )
         await fn(PeerHub(hub))
 
-    _run(_with_hub(log, None, main, token=token))
+    run_async(with_hub(log, None, main, token=token))
 
 
 @peer_app.command("draft")
@@ -364,7 +364,7 @@ def lineage_cmd(
         out.print(f"people and agents: {', '.join(sorted(lin.creators))}")
         out.print(_shaped_by(lin))
 
-    _run(_with_hub(log, None, main))
+    run_async(with_hub(log, None, main))
 
 
 def _shaped_by(lin: Lineage) -> Table:
@@ -411,7 +411,7 @@ def verify_cmd(event: Annotated[str, typer.Argument(help="Event id.")], log: Log
         out.print(f"lineage: {len(lin.nodes)} events, {len(bad)} not verified")
         return ok and not bad
 
-    if not _run(_with_hub(log, None, main)):
+    if not run_async(with_hub(log, None, main)):
         raise typer.Exit(1)
 
 
@@ -428,7 +428,7 @@ def compact_cmd(
             f"{topic}: folded {n} revision(s) into {len(records)} survivor(s); record in archive.{topic}"
         )
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@
 
 Every route asks as the caller (``hub_for``: the bearer token's principal,
 or anonymous), so the access rules are the same as on every other face.
-The index lives on the app (``index_for``): one per app, beside the log,
+The index lives on the app (``deps.index_for``): one per app, beside the log,
 caught up with the log before a query at most once a second.
 """
 
@@ -15,31 +15,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..hub import Hub
-from ..server.app import hub_for
-from . import HubIndex, SearchQuery, default_index_path
+from ..index import HubIndex, SearchQuery
+from .deps import hub_for, index_for
 
-__all__ = ["close_index", "index_for", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["search and analytics"])
 HubDep = Annotated[Hub, Depends(hub_for)]
-_STATE_KEY = "creative_hub_index"
-
-
-def index_for(app: Any, hub: Hub) -> HubIndex:
-    """The app's index (made on first use, beside ``hub``'s log)."""
-    ix: HubIndex | None = getattr(app.state, _STATE_KEY, None)
-    if ix is None:
-        ix = HubIndex(default_index_path(str(hub.url)))
-        setattr(app.state, _STATE_KEY, ix)
-    return ix
-
-
-def close_index(app: Any) -> None:
-    """Close the app's index, if it was opened (when the app stops)."""
-    ix: HubIndex | None = getattr(app.state, _STATE_KEY, None)
-    if ix is not None:
-        ix.close()
-        setattr(app.state, _STATE_KEY, None)
 
 
 async def _index(request: Request) -> HubIndex:

@@ -24,9 +24,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, TokenOpt, _run, _with_hub, out, parse_since
 from ..hub import Hub
-from . import Hit, HubIndex, SearchQuery
+from ..index import Hit, HubIndex, SearchQuery
+from .common import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, TokenOpt, out, parse_since, run_async, with_hub
 
 __all__ = ["register"]
 
@@ -79,7 +79,7 @@ async def _with_index(
         finally:
             ix.close()
 
-    return await _with_hub(log, as_, run, token=token)
+    return await with_hub(log, as_, run, token=token)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -155,7 +155,7 @@ def search_cmd(
         columns = ["time (UTC)", "type", "creator", "made by", "subject", "title", "snippet"]
         out.print(_table(title, columns, rows))
 
-    _run(_with_index(log, index, as_, token, refresh, main))
+    run_async(_with_index(log, index, as_, token, refresh, main))
 
 
 def reindex_cmd(
@@ -177,7 +177,7 @@ def reindex_cmd(
         extra = " with embeddings" if ix.embedder else ""
         out.print(f"indexed {n} document(s) into {ix.store.path}{extra}")
 
-    _run(_with_hub(log, None, main, trusted=True))
+    run_async(with_hub(log, None, main, trusted=True))
 
 
 def activity_cmd(
@@ -213,7 +213,7 @@ def activity_cmd(
         table = [[r.bucket, r.key, str(r.count), "█" * max(1, round(30 * r.count / top))] for r in rows]
         out.print(_table(f"activity per {bucket} and {by}", [bucket, by, "events", ""], table))
 
-    _run(_with_index(log, index, as_, token, refresh, main))
+    run_async(_with_index(log, index, as_, token, refresh, main))
 
 
 def collaborators_cmd(
@@ -241,7 +241,7 @@ def collaborators_cmd(
         ]
         out.print(_table("who works with whom", cols, rows))
 
-    _run(_with_index(log, index, as_, token, refresh, main))
+    run_async(_with_index(log, index, as_, token, refresh, main))
 
 
 def links_cmd(
@@ -271,7 +271,7 @@ def links_cmd(
         ]
         out.print(_table("links", ["from", "title", "rel", "to", "to title"], rows))
 
-    _run(_with_index(log, index, as_, token, refresh, main))
+    run_async(_with_index(log, index, as_, token, refresh, main))
 
 
 def contributions_cmd(
@@ -294,7 +294,7 @@ def contributions_cmd(
         cols = ["time (UTC)", "from", "to", "title", "id"]
         out.print(_table(f"{len(found)} open contribution(s)", cols, rows))
 
-    _run(_with_index(log, index, as_, token, refresh, main))
+    run_async(_with_index(log, index, as_, token, refresh, main))
 
 
 def register(app: typer.Typer) -> None:

@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from ..cli import DEFAULT_LOG, JsonOpt, LogOpt, err, out
 from ..errors import ValidationError
-from . import hooks as hooks_mod
-from .mcp_config import CLIENTS, PLACEHOLDER, default_path, entry, load_jsonc, merge
+from ..ide import hooks as hooks_mod
+from ..ide.mcp_config import CLIENTS, PLACEHOLDER, default_path, entry, load_jsonc, merge
+from .common import DEFAULT_LOG, JsonOpt, LogOpt, err, out
 
 __all__ = ["hooks_app", "register"]
 
