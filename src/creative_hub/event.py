@@ -47,9 +47,10 @@ refused: payloads are JSON.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -72,7 +73,9 @@ __all__ = [
     "digest",
     "encode_event",
     "encode_stamped",
+    "new_id",
     "parse_event",
+    "time_json",
     "validate_event",
     "validate_provenance",
 ]
@@ -99,6 +102,7 @@ EXTENSIONS = (
 )
 PROVENANCE = ("model", "modelprovider", "confighash", "inputs")  # who made it and how (AI work)
 REQUIRED = ("specversion", "id", "source", "type")
+_REQUIRED_SET = frozenset(REQUIRED)
 _PEER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MODEL = re.compile(r"^[!-~]{1,200}$")  # visible ASCII: gpt-4o-mini, llama3.2:3b, meta-llama/Llama-3-8B
@@ -199,8 +203,26 @@ def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
     The digest is taken over the encoding without the time, so one encode
     serves both (the hot path of publish)."""
     body = encode_event(event)
-    h = hashlib.blake2b(body, digest_size=16).hexdigest()
-    return _SPEC_PREFIX + b'"time":' + time_json + b"," + body[len(_SPEC_PREFIX) :], h
+    h = _BLAKE2B_16.copy()  # cheaper than parsing digest_size for a new hasher each time
+    h.update(body)
+    return b"".join((_STAMPED_PREFIX, time_json, b",", body[len(_SPEC_PREFIX) :])), h.hexdigest()
+
+
+_BLAKE2B_16 = hashlib.blake2b(digest_size=16)  # never updated: a template to copy
+_STAMPED_PREFIX = _SPEC_PREFIX + b'"time":'
+_last_time: tuple[datetime | None, bytes] = (None, b"")
+
+
+def time_json(stamp: datetime) -> bytes:
+    """``stamp`` as JSON for ``encode_stamped``.  The events of one publish
+    share their stamp, so the last one is kept and encoded once."""
+    global _last_time
+    last = _last_time  # one read: another thread may replace the pair, never half of it
+    if last[0] is stamp:
+        return last[1]
+    encoded = _encoder.encode(stamp)
+    _last_time = (stamp, encoded)
+    return encoded
 
 
 def decode_event(body: bytes) -> Event:
@@ -220,7 +242,7 @@ def decode_event(body: bytes) -> Event:
 
 def _split_extensions(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any]]:
     """(known attributes, other extensions) of a structured-mode object."""
-    if all(k in _KNOWN for k in obj):
+    if _KNOWN.issuperset(obj):  # the usual case, one C-level pass over the keys
         return obj, {}
     return {k: v for k, v in obj.items() if k in _KNOWN}, {k: v for k, v in obj.items() if k not in _KNOWN}
 
@@ -258,6 +280,59 @@ def check_extensions(other: Mapping[str, Any]) -> dict[str, str | int | bool]:
     if out and len(_encoder.encode(out)) > MAX_EXTENSION_BYTES:
         raise ValidationError("extensions", f"at most {MAX_EXTENSION_BYTES} bytes of extension attributes")
     return out
+
+
+_ID_BATCH = 256  # ids made from one os.urandom call
+# UUIDv4 over a whole batch at once: keep 122 random bits of each 16 bytes,
+# set the version nibble (4) and the RFC 4122 variant bits (10).
+_ID_KEEP = int.from_bytes((b"\xff" * 6 + b"\x0f\xff\x3f" + b"\xff" * 7) * _ID_BATCH, "big")
+_ID_SET = int.from_bytes((b"\x00" * 6 + b"\x40\x00\x80" + b"\x00" * 7) * _ID_BATCH, "big")
+_ID_COLUMNS = [c for c in range(36) if c not in (8, 13, 18, 23)]  # where an id's 32 hex digits go
+
+
+def _id_batch() -> Iterator[str]:
+    """A batch of fresh UUIDv4 strings from one read of the OS's random source.
+
+    ``str(uuid.uuid4())`` builds a ``UUID`` object and calls ``os.urandom``
+    per id (about 1 us); this lays out a whole batch with 33 strided copies
+    (digit k of every id at once), about 0.15 us an id.  Same form as
+    ``uuid4``: lowercase 8-4-4-4-12, version 4, 122 random bits."""
+    bits = int.from_bytes(os.urandom(16 * _ID_BATCH), "big") & _ID_KEEP | _ID_SET
+    digits = bits.to_bytes(16 * _ID_BATCH, "big").hex().encode()  # 32 per id
+    text = bytearray(b"-" * (37 * _ID_BATCH))  # 36 per id and a space
+    for k, column in enumerate(_ID_COLUMNS):
+        text[column::37] = digits[k::32]
+    text[36::37] = b" " * _ID_BATCH
+    return iter(text.decode().split())
+
+
+_ids: Iterator[str] = iter(())
+
+
+def _forget_ids() -> None:
+    """A forked child must not hand out the ids its parent holds in the batch."""
+    global _ids
+    _ids = iter(())
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_ids)
+
+
+def new_id() -> str:
+    """A new event id: a random UUIDv4 string, as ``str(uuid.uuid4())`` gives.
+
+    Each id is taken from a list iterator, whose ``next`` is one step under
+    the GIL, so two threads never get the same one; two threads refilling at
+    once each take from their own batch."""
+    global _ids
+    try:
+        return next(_ids)
+    except StopIteration:
+        batch = _id_batch()
+        first = next(batch)
+        _ids = batch
+        return first
 
 
 def derive_id(*parts: str) -> str:
@@ -317,6 +392,12 @@ def validate_payload(type_: str, data: Any) -> Any:
         return data
     elif not isinstance(data, Mapping):
         raise ValidationError("data", f"must be a JSON object for {type_}, got {type(data).__name__}")
+    _convert_payload(data, schema)
+    return data
+
+
+def _convert_payload(data: Mapping[str, Any], schema: type[Payload]) -> None:
+    """Check a JSON object against ``schema``; errors name the field under ``data``."""
     try:
         msgspec.convert(data, schema)
     except msgspec.ValidationError as e:
@@ -325,7 +406,6 @@ def validate_payload(type_: str, data: Any) -> Any:
         text = str(e)
         field, sep, rule = text.partition(": ")
         raise ValidationError(f"data.{field}" if sep else "data", rule if sep else text) from None
-    return data
 
 
 def _unknown_type(type_: str) -> str:
@@ -348,7 +428,8 @@ def validate_event(event: Event) -> Event:
         raise ValidationError("source", "required, a non-empty string")
     if len(event.id) > MAX_ID_LENGTH:
         raise ValidationError("id", f"at most {MAX_ID_LENGTH} characters, got {len(event.id)}")
-    if event.type not in PAYLOADS:
+    schema = PAYLOADS.get(event.type)
+    if schema is None:
         raise ValidationError("type", _unknown_type(event.type))
     if event.datacontenttype is not None and not (
         event.datacontenttype == "application/json" or event.datacontenttype.endswith("+json")
@@ -374,7 +455,10 @@ def validate_event(event: Event) -> Event:
         or event.inputs is not None
     ):
         validate_provenance(event)
-    validate_payload(event.type, event.data)
+    if type(event.data) is dict:  # the usual case: straight to the schema
+        _convert_payload(event.data, schema)
+    else:
+        validate_payload(event.type, event.data)
     return event
 
 
@@ -421,11 +505,13 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> Event:
         raise ValidationError("event", f"must be a JSON object, got {type(obj).__name__}")
     if "data_base64" in obj:
         raise ValidationError("data_base64", "binary data is not supported; send JSON in data")
-    for name in REQUIRED:
-        if name not in obj:
-            raise ValidationError(name, "required CloudEvents attribute is missing")
-    known, other = _split_extensions(obj)
-    if other:
+    if not obj.keys() >= _REQUIRED_SET:  # one C-level test; the loop names the first missing
+        for name in REQUIRED:
+            if name not in obj:
+                raise ValidationError(name, "required CloudEvents attribute is missing")
+    known = obj
+    if not _KNOWN.issuperset(obj):  # other extensions (rare): checked, then kept beside the known
+        known, other = _split_extensions(obj)
         known = {**known, _EXT_KEY: check_extensions(other)}
     try:
         event = msgspec.convert(known, Event)

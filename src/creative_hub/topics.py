@@ -14,6 +14,7 @@ of by hand, so a change of scheme is one edit.
 from __future__ import annotations
 
 from .event import Event
+from .schemas import PAYLOADS
 
 __all__ = [
     "ARCHIVE_PREFIX",
@@ -77,6 +78,11 @@ def system(name: str) -> str:
     return SYSTEM_PREFIX + name
 
 
+_SHARED_TOPICS: dict[
+    str, str
+] = {}  # type -> creative.<area>, filled as events are routed (publish's hot path)
+
+
 def route(event: Event) -> str:
     """The topic an event belongs to.
 
@@ -85,9 +91,14 @@ def route(event: Event) -> str:
     ``peer.<id>.feedback``, private work to ``peer.<id>.drafts`` and public
     work to ``peer.<id>.published``.
     """
-    area = event.type.split(".")[1]
     if event.hub in (None, "shared"):
-        return creative(area)
+        topic = _SHARED_TOPICS.get(event.type)
+        if topic is None:
+            topic = creative(event.type.split(".")[1])
+            if event.type in PAYLOADS:  # known types only: the cache stays bounded
+                _SHARED_TOPICS[event.type] = topic
+        return topic
+    area = event.type.split(".")[1]
     if area in ("contributions", "feedback"):
         return peer(event.hub, area)
     return drafts(event.hub) if event.visibility == PRIVATE else published(event.hub)

@@ -8,19 +8,26 @@ in one place.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .. import topics
 from ..access import Identity, check_write
 from ..derived import check_inputs, confine, confined_copy
 from ..errors import PayloadTooLarge, ValidationError
-from ..event import Event, digest, encode_event, encode_stamped, now, parse_event, validate_event
+from ..event import (
+    Event,
+    digest,
+    encode_event,
+    encode_stamped,
+    new_id,
+    now,
+    parse_event,
+    time_json,
+    validate_event,
+)
 from ..log import Entry, Record
 from ..origins import check_client_event
 from ..principals import sign_event
@@ -33,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Receipt", "append", "dead_letter", "prepare", "publish"]
 
 logger = logging.getLogger("creative_hub.hub")
-_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ def prepare(
         if "specversion" not in obj:
             obj["specversion"] = "1.0"
         if "id" not in obj:
-            obj["id"] = str(uuid.uuid4())
+            obj["id"] = new_id()
         creator = (obj.get("creator") if hub.trusted else None) or hub.principal
         obj["creator"] = creator
         if "source" not in obj:
@@ -66,7 +72,7 @@ def prepare(
         if not hub.trusted:
             event.creator = hub.principal  # never a name from the payload
         if not event.id:
-            event.id = str(uuid.uuid4())
+            event.id = new_id()
         if event.creator is None:
             event.creator = hub.principal
         if not event.source:
@@ -92,7 +98,7 @@ def prepare(
     elif event.time is None and event.signature is None and event.specversion == "1.0":
         # Hot path: one encode gives the digest (without time) and the body.
         stamp = stamp or now()
-        body, dg = encode_stamped(event, _encoder.encode(stamp))
+        body, dg = encode_stamped(event, time_json(stamp))
         event.time = stamp
     else:
         if event.time is None:
