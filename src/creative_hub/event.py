@@ -400,12 +400,16 @@ def _convert_payload(data: Mapping[str, Any], schema: type[Payload]) -> None:
     """Check a JSON object against ``schema``; errors name the field under ``data``."""
     try:
         msgspec.convert(data, schema)
-    except msgspec.ValidationError as e:
-        raise _msgspec_error(e, "data") from None
-    except (ValueError, TypeError) as e:  # __post_init__ checks
-        text = str(e)
-        field, sep, rule = text.partition(": ")
-        raise ValidationError(f"data.{field}" if sep else "data", rule if sep else text) from None
+    except (ValueError, TypeError) as e:  # msgspec.ValidationError is a ValueError
+        raise _payload_error(e) from None
+
+
+def _payload_error(e: ValueError | TypeError) -> ValidationError:
+    if isinstance(e, msgspec.ValidationError):
+        return _msgspec_error(e, "data")
+    text = str(e)  # a __post_init__ check: "field: rule"
+    field, sep, rule = text.partition(": ")
+    return ValidationError(f"data.{field}" if sep else "data", rule if sep else text)
 
 
 def _unknown_type(type_: str) -> str:
@@ -456,7 +460,10 @@ def validate_event(event: Event) -> Event:
     ):
         validate_provenance(event)
     if type(event.data) is dict:  # the usual case: straight to the schema
-        _convert_payload(event.data, schema)
+        try:
+            msgspec.convert(event.data, schema)
+        except (ValueError, TypeError) as e:
+            raise _payload_error(e) from None
     else:
         validate_payload(event.type, event.data)
     return event
