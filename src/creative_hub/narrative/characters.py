@@ -100,7 +100,12 @@ def _entities(mentions: list[Mention]) -> dict[int, Entity]:
     return ents
 
 
-def _genders(mentions: list[Mention], ents: dict[int, Entity]) -> None:
+def _across_speech(s: Sentence | None, m: Mention, n: Mention) -> bool:
+    """Quoted speech lies between the two mentions: a turn of dialogue may change who speaks."""
+    return s is not None and any(s.quoted(s.doc[j]) for j in range(m.token + 1, n.token))
+
+
+def _genders(mentions: list[Mention], ents: dict[int, Entity], sents: dict[int, Sentence]) -> None:
     """Vote: the first he/she/they after a noun subject, in the same sentence, before any other noun.
 
     Only pronouns that are themselves subjects, possessives or reflexives
@@ -121,6 +126,8 @@ def _genders(mentions: list[Mention], ents: dict[int, Entity]) -> None:
                 if n.pronoun:
                     if (n.pronoun == "they") != (m.plural or bool(m.conj)):
                         break  # "said the cock: so they all four went on" says nothing of the cock
+                    if _across_speech(sents.get(m.sent), m, n):
+                        break  # "said the little man, ‘...’ ‘...,’ said she": the reply is the other one
                     if n.role in ("subj", "speaker") or n.surface.lower().endswith("self"):
                         ents[m.entity].gender[n.pronoun] += 1
                     break
@@ -133,7 +140,7 @@ def resolve(
 ) -> tuple[dict[int, Entity], _Groups]:
     """Entities (merged through ``groups``) with every mention and pronoun assigned."""
     ents = _entities(mentions)
-    _genders(mentions, ents)
+    _genders(mentions, ents, {s.index: s for s in sentences})
     for e in ents.values():
         e.seed = Counter(e.gender)
     groups = _Groups()
@@ -276,13 +283,17 @@ def _merge_by_grammar(
             if s.quoted(tok):
                 continue
             here = by_token.get((s.index, tok.i))
+            if here is None and tok.dep_ == "acomp" and tok.head.lemma_ in ("become", "turn"):
+                # "she really became queen": the parser may read a bare role noun as an adjective;
+                # it is the one the story calls "the queen" (the nearest such mention, after first)
+                here = _role_noun(mentions, tok.lower_, s.index)
             # Apposition: "his wife Partlet", "the girl Gretel".
             if tok.dep_ == "appos" and here and not here.pronoun:
                 head = by_token.get((s.index, tok.head.i))
                 if head and not head.pronoun and head.entity >= 0:
                     groups.union(head.entity, here.entity)
             # Naming and the copula: "X was called Y", "a dog, called Y", "she was a witch", "became queen".
-            if tok.dep_ in ("oprd", "attr") and here and not here.pronoun and here.entity >= 0:
+            if tok.dep_ in ("oprd", "attr", "acomp") and here and not here.pronoun and here.entity >= 0:
                 verb = tok.head
                 if any(c.dep_ == "neg" for c in verb.children):
                     continue
@@ -298,6 +309,13 @@ def _merge_by_grammar(
                 elif other is not None and other.pronoun:
                     here.relative_who = True  # linked once pronouns are resolved (see _merge_copula)
                     other.conj = [here]
+
+
+def _role_noun(mentions: list[Mention], key: str, sent: int) -> Mention | None:
+    same = [m for m in mentions if m.key == key and not m.pronoun and not m.quoted and not m.plural]
+    after = [m for m in same if m.sent > sent]
+    before = [m for m in same if m.sent < sent]
+    return after[0] if after else before[-1] if before else None
 
 
 def _norm(key: str) -> str:
@@ -454,8 +472,8 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
     seen_keys: set[str] = set()
     firsts: list[Mention] = []
     for m in mentions:
-        if m.pronoun:
-            continue
+        if m.pronoun or m.role == "vocative":
+            continue  # "‘Now, lady, ...’" before "said the lady": a name called out introduces nobody
         if m.key not in seen_keys:
             seen_keys.add(m.key)
             if (
@@ -468,7 +486,9 @@ def _bridge(turns: list[Turn], mentions: list[Mention], ents: dict[int, Entity],
     people: list[tuple[int, int | None, int | None]] | None = None
     for m in firsts:
         group = _merged(ents, groups, m.entity)
-        if any(x.proper for x in group.mentions) or any(x.i < m.i for x in group.mentions if not x.pronoun):
+        if any(x.proper for x in group.mentions) or any(
+            x.i < m.i for x in group.mentions if not x.pronoun and x.role != "vocative"
+        ):
             continue
         target = None
         if people is None:  # recomputed only after a merge
