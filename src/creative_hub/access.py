@@ -49,6 +49,8 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from .errors import AccessDenied
+from .topics import ARCHIVE_PREFIX, DEADLETTER_PREFIX, SYSTEM_PREFIX
+from .topics import drafts as drafts_topic
 
 __all__ = [
     "ALL",
@@ -69,7 +71,7 @@ __all__ = [
 ]
 
 ANONYMOUS = "anonymous"
-_WRAPPERS = ("archive.", "deadletter.")
+_WRAPPERS = (ARCHIVE_PREFIX, DEADLETTER_PREFIX)
 GRANTABLE_STREAMS = ("drafts",)  #: the streams a grant may open (the others are public or the owner's)
 
 
@@ -104,7 +106,7 @@ class Grant:
 
     def covers(self, topic: str, subject: str | None) -> bool:
         """True if this grant (live or not) reaches an event about ``subject`` in ``topic``."""
-        if topic != f"peer.{self.owner}.drafts":  # archives and dead letters: never through a grant
+        if topic != drafts_topic(self.owner):  # archives and dead letters: never through a grant
             return False
         if self.stream is not None:
             return self.stream == "drafts"
@@ -184,7 +186,7 @@ def read_scope(who: Identity, topic: str, at: datetime | None = None) -> Scope |
     if who.trusted:
         return ALL
     inner = _unwrap(topic)
-    if inner.startswith("system."):
+    if inner.startswith(SYSTEM_PREFIX):
         return None
     if inner.startswith("agents."):
         return ALL if who.authenticated and who.agent else None
@@ -253,7 +255,7 @@ def check_write(who: Identity, topic: str, event_type: str) -> None:
     """Raise AccessDenied unless ``who`` may append an event of ``event_type`` to ``topic``."""
     if who.trusted:
         return
-    if topic.startswith(("system.", "archive.", "deadletter.")):
+    if topic.startswith((SYSTEM_PREFIX, ARCHIVE_PREFIX, DEADLETTER_PREFIX)):
         raise AccessDenied(f"{topic!r} is written by the hub only")
     owner, stream = peer_of(topic), stream_of(topic)
     if topic.startswith("agents.") and not who.authenticated:

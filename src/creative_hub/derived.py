@@ -41,6 +41,7 @@ import msgspec
 from .access import can_read, can_read_event, peer_of
 from .errors import AccessDenied
 from .event import Event, decode_event
+from .topics import drafts as drafts_topic
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -88,7 +89,7 @@ async def confine(hub: Hub, event: Event) -> str | None:
     grants = [g for g in book.given_to(who.principal) if g.owner != who.principal]
     if not grants:
         return None  # never granted anything: cannot have read another's drafts
-    topics = {f"peer.{g.owner}.drafts" for g in grants}
+    topics = {drafts_topic(g.owner) for g in grants}
     found: dict[str, tuple[str, str | None]] = {}  # ref -> (drafts topic, subject)
     for ref in refs:
         for topic, copy in await _copies(hub, ref):

@@ -43,6 +43,8 @@ from .event import Event, decode_event, digest, encode_event, now
 from .log import Entry, Log
 from .principals import Keystore, check_principal_id, sign_event
 from .schemas import DraftRead, GrantGiven, GrantRevoked
+from .topics import peer as peer_topic
+from .topics import system as system_topic
 
 __all__ = [
     "AUDIT_STREAM",
@@ -60,7 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GRANTS_TOPIC = "system.grants"
+GRANTS_TOPIC = system_topic("grants")
 AUDIT_STREAM = "audit"  # peer.<owner>.audit
 GIVEN, REVOKED, READ = "creative.system.grant", "creative.system.grant_revoked", "creative.system.draft_read"
 REFRESH_AGE = 0.25  # seconds: the oldest grant view a read may decide with (revocation latency)
@@ -73,7 +75,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def audit_topic(owner: str) -> str:
-    return f"peer.{owner}.{AUDIT_STREAM}"
+    return peer_topic(owner, AUDIT_STREAM)
 
 
 def parse_expires(value: str | datetime | timedelta | None, at: datetime | None = None) -> datetime:
@@ -233,7 +235,8 @@ class GrantBook:
             expires=ends,
             reason=reason,
         )
-        await self._append(GRANTS_TOPIC, owner, GIVEN, grant_id, subject or f"peer.{owner}.{stream}", data)
+        scope = subject or peer_topic(owner, str(stream))  # exactly one of them is set (checked above)
+        await self._append(GRANTS_TOPIC, owner, GIVEN, grant_id, scope, data)
         await self.refresh(force=True)
         return self.grants[grant_id]
 

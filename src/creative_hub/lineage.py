@@ -48,7 +48,12 @@ from .schemas import Compaction, Folded
 
 __all__ = ["Lineage", "Node", "compact", "lineage"]
 
-LINEAGE_PREFIXES = ("peer.", "creative.", "archive.peer.", "archive.creative.")
+LINEAGE_PREFIXES = (
+    topics.PEER_PREFIX,
+    topics.CREATIVE_PREFIX,
+    topics.archive(topics.PEER_PREFIX),
+    topics.archive(topics.CREATIVE_PREFIX),
+)
 
 DECISIONS = {
     "creative.contributions.proposed",
@@ -228,12 +233,12 @@ class _Index:
                 e = stored.event
                 if not can_read_event(who, info.name, e.subject):
                     continue  # someone else's draft no live grant covers
-                if info.name.startswith("archive.") and e.type == "creative.system.compaction":
+                if info.name.startswith(topics.ARCHIVE_PREFIX) and e.type == "creative.system.compaction":
                     for f in e.data.get("folded", []):
                         idx.folded[f["id"]] = (msgspec.convert(f, Folded), e.data["topic"])
                     continue
                 # The first topic an id is found in wins (a mirrored copy is the same event).
-                if e.id not in idx.events or not info.name.startswith("creative."):
+                if e.id not in idx.events or not info.name.startswith(topics.CREATIVE_PREFIX):
                     idx.events[e.id] = (stored, r.body)
                 if e.subject:
                     idx.by_subject.setdefault(e.subject, []).append(stored)
@@ -336,7 +341,7 @@ async def lineage(hub: Hub, event_id: str) -> Lineage:
     chain = {n.id for n in root.walk()}
     decisions: list[Node] = []
     feedback: list[Node] = []
-    owner_topics = {n.topic.rsplit(".", 1)[0] for n in root.walk() if n.topic.startswith("peer.")}
+    owner_topics = {n.topic.rsplit(".", 1)[0] for n in root.walk() if n.topic.startswith(topics.PEER_PREFIX)}
     for stored in idx.by_subject.get(root.subject, []):
         e = stored.event
         if e.id in chain or e.id in seen:

@@ -47,6 +47,7 @@ from .errors import AccessDenied, NotFound, ValidationError
 from .event import Event, digest, encode_event
 from .log import Entry, Log
 from .origins import is_source_principal
+from .topics import system as system_topic
 
 __all__ = [
     "REGISTRY_TOPIC",
@@ -58,7 +59,7 @@ __all__ = [
     "verify_signature",
 ]
 
-REGISTRY_TOPIC = "system.registry"
+REGISTRY_TOPIC = system_topic("registry")
 _PRINCIPAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOKEN = re.compile(r"^chub_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})$")
 

@@ -22,6 +22,7 @@ from ..errors import ValidationError
 from ..event import Event
 from ..log import Backoff, Start
 from ..principals import check_principal_id
+from ..topics import peer as peer_topic
 
 if TYPE_CHECKING:
     from .context import AgentContext
@@ -130,7 +131,7 @@ class Agent:
         out = list(dict.fromkeys(self.topics))
         for peer in self.follows:
             for stream in ("published", "feedback"):
-                t = f"peer.{peer}.{stream}"
+                t = peer_topic(peer, stream)
                 if t not in out:
                     out.append(t)
         return out

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import PositionGone
 from ..hub import Hub
+from ..topics import ARCHIVE_PREFIX, SYSTEM_PREFIX
 from .store import Doc, IndexStore, to_doc
 
 __all__ = ["DEFAULT_BATCH", "Indexer"]
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 2000  # events per index transaction
 DEFAULT_INTERVAL = 1.0  # seconds between polls for new events when following
-ARCHIVE = "archive."
+ARCHIVE = ARCHIVE_PREFIX
 
 
 def _order(topic: str) -> tuple[int, str]:
@@ -71,7 +72,7 @@ class Indexer:
 
     async def topics(self) -> list[str]:
         names = [t.name for t in await self.hub.topics()]
-        return sorted((n for n in names if not n.startswith("system.")), key=_order)
+        return sorted((n for n in names if not n.startswith(SYSTEM_PREFIX)), key=_order)
 
     async def catch_up(self) -> int:
         """Index what the log has beyond the stored positions; returns how many documents were added."""

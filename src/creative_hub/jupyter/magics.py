@@ -35,6 +35,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from ..topics import drafts as drafts_topic
 from .client import DEFAULT_URL, HubClient, HubHTTPError
 from .display import EventTable, EventView, LineageView, OutlineView, ReceiptView, outline_of
 
@@ -161,7 +162,7 @@ class HubMagics(Magics):
     def _draft(self, args: argparse.Namespace, cell: str | None) -> ReceiptView | EventTable:
         client = self._client()
         if cell is None:  # list my drafts
-            topic = f"peer.{self.me}.drafts"
+            topic = drafts_topic(self.me)
             return EventTable(topic, client.tail(topic, args.n or 20))
         if not args.type or not args.subject:
             raise UsageError("%%hub draft TYPE --subject S: a draft needs its type and subject")

@@ -31,6 +31,8 @@ from ..errors import NotFound
 from ..index import SearchQuery
 from ..index.analytics import By
 from ..lineage import lineage as lineage_of
+from ..topics import peer as peer_topic
+from ..topics import published as published_topic
 from .common import EventOut, HubState, event_out, resource_errors, to_json, tool_errors
 from .live import Live, LiveBus, install, page, parse_uri
 from .why import WhyOut
@@ -238,7 +240,7 @@ def build_hub_server(state: HubState) -> MCPServer:
         await hub.registry.refresh()
         infos = {t.name: t.count for t in await hub.topics()}
         return [
-            PeerOut(id=p.id, kind=p.kind, name=p.name, published=infos.get(f"peer.{p.id}.published", 0))
+            PeerOut(id=p.id, kind=p.kind, name=p.name, published=infos.get(published_topic(p.id), 0))
             for p in sorted(hub.registry.principals.values(), key=lambda p: p.id)
             if not p.revoked
         ]
@@ -404,7 +406,7 @@ def build_hub_server(state: HubState) -> MCPServer:
         limit: Limit = 20,
     ) -> EventsOut:
         """The newest events of a peer's hub stream (published work, contributions, feedback)."""
-        topic = f"peer.{peer}.{stream}"
+        topic = peer_topic(peer, stream)
         events = [event_out(s.topic, s.event, full=False) async for s in state.caller().replay(topic)]
         return EventsOut(topic=topic, events=events[-limit:], next=None)
 
@@ -517,7 +519,7 @@ def build_hub_server(state: HubState) -> MCPServer:
         hub = state.caller()
         if peer:
             items = [
-                event_out(s.topic, s.event, full=False) async for s in hub.replay(f"peer.{peer}.published")
+                event_out(s.topic, s.event, full=False) async for s in hub.replay(published_topic(peer))
             ]
         else:
             ix = await state.fresh()

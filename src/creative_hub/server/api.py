@@ -21,6 +21,7 @@ from ..event import _MODEL, _PROVIDER, _SHA256, MAX_ID_LENGTH, MAX_INPUTS
 from ..hub import Hub, Receipt, StoredEvent
 from ..jsonlimits import decode_json
 from ..log.base import check_topic
+from ..topics import CREATIVE_PREFIX
 from .deps import hub_for
 from .problems import problem
 from .stream import Stream
@@ -308,7 +309,7 @@ async def activity(
     per_creator: dict[str, list[int]] = {}
     totals: Counter[str] = Counter()
     for info in await hub.topics():
-        if not info.name.startswith("creative."):
+        if not info.name.startswith(CREATIVE_PREFIX):
             continue
         area = info.name.split(".", 1)[1]
         counts = by_area.setdefault(area, [0] * hours)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from .. import __version__
 from ..event import EXTENSIONS
 from ..schemas import json_schema
+from ..topics import creative as creative_topic
 
 __all__ = ["asyncapi_document", "router"]
 
@@ -126,7 +127,7 @@ def asyncapi_document(host: str = "127.0.0.1:8080") -> dict[str, Any]:
     for area in areas:
         of = [t for t in types if t.split(".")[1] == area]
         add(
-            f"creative.{area}",
+            creative_topic(area),
             f"/v1/topics/creative.{area}/stream",
             f"The shared hub's {area} events",
             of,

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from ..access import ANONYMOUS, Identity, can_list
 from ..errors import HubError
 from ..hub import Hub
+from ..topics import DEADLETTER_PREFIX
 from .deps import hub_for
 
 __all__ = ["router"]
@@ -89,6 +90,6 @@ async def metrics(request: Request) -> Response:
             m.pending.labels(info.name, g.group).set(g.pending)
             m.skipped.labels(info.name, g.group).set(g.skipped)
             m.gaps.labels(info.name, g.group).set(g.gaps)
-        if info.name.startswith("deadletter."):
+        if info.name.startswith(DEADLETTER_PREFIX):
             m.dead_letters.labels(info.name).set(info.count)
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -46,6 +46,7 @@ import httpx
 from ..errors import IdConflict, ValidationError
 from ..hub import Hub
 from ..log import Entry, Log
+from ..topics import system as system_topic
 from ._github_map import GITHUB, commit_event, issue_event, pull_event, review_event, webhook_events
 from .base import Item, ItemError, Principals
 
@@ -84,7 +85,7 @@ EVENTS = (
     "release",
 )
 MAX_BODY = 25 * 1024 * 1024  # bytes: GitHub caps webhook payloads at 25 MB
-DELIVERIES_TOPIC = "system.webhooks.github"  # the X-GitHub-Delivery GUIDs handled
+DELIVERIES_TOPIC = system_topic("webhooks.github")  # the X-GitHub-Delivery GUIDs handled
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")  # GitHub sends a GUID
 DEFAULT_MAX_WAIT = 60.0  # seconds the poller waits for a rate limit to reset before giving up
 PER_PAGE = 100

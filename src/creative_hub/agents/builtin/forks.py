@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ...access import Identity
 from ...errors import HubError
 from ...event import Event, derive_id
+from ...topics import published
 from ..runtime import Agent, AgentContext, AgentSettings
 from .library import SHARED_TOPICS, WORK_TYPES, Library
 from .text import event_text, event_title, terms
@@ -82,7 +83,7 @@ def fork_suggester(
     settings: AgentSettings | None = None,
 ) -> Agent:
     """The fork-suggester agent (``index``: use the search index's related())."""
-    library = Library(topics=tuple(dict.fromkeys([*topics, *(f"peer.{p}.published" for p in follows)])))
+    library = Library(topics=tuple(dict.fromkeys([*topics, *(published(p) for p in follows)])))
     suggested: set[tuple[str, str]] = set()  # (person, work): one suggestion each
 
     async def suggest(ctx: AgentContext, event: Event) -> None:

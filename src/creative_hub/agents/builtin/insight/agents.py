@@ -44,6 +44,7 @@ from ....access import peer_of
 from ....event import Event, derive_id
 from ....schemas import Finding, Insight
 from ....storyline import Point, Storyline
+from ....topics import creative, drafts, peer
 from ...llm import LLMBadResponse
 from ...runtime import Agent, AgentContext, AgentSettings
 from . import prompts
@@ -67,7 +68,7 @@ Ask = Callable[[Storyline, Sequence[Point]], str]
 
 
 def _topics(topics: Sequence[str], drafts_of: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys([*topics, *(f"peer.{p}.drafts" for p in drafts_of)]))
+    return list(dict.fromkeys([*topics, *(drafts(p) for p in drafts_of)]))
 
 
 def _insight_id(agent: str, story: str, kind: str, inputs: Sequence[str]) -> str:
@@ -82,7 +83,7 @@ def _target(se: StoryEvents, event: Event, topic: str, kind: str) -> str:
         owner = owner or event.creator
     else:
         owner = owner or next(iter(se.owners()), None)
-    return f"peer.{owner}.feedback" if owner else "creative.narrative"
+    return peer(owner, "feedback") if owner else creative("narrative")
 
 
 async def _ask(ctx: AgentContext, prompt: str, schema: dict[str, Any], max_tokens: int) -> Any:
