@@ -33,6 +33,9 @@ SPEECH = frozenset(
     "say ask answer reply cry call shout whisper exclaim scream sing think tell speak add continue "
     "murmur mutter groan sigh laugh roar bark grumble begin repeat shriek yell beg pray".split()
 )
+# The core of those: verbs whose subject must be someone who talks or thinks ("the miller
+# thought to himself"), unlike "begin" or "roar" that things do too.
+SAYING = frozenset("say ask answer reply tell speak think whisper exclaim shout".split())
 PRONOUNS = {
     "he": "he", "him": "he", "his": "he", "himself": "he",
     "she": "she", "her": "she", "hers": "she", "herself": "she",
@@ -62,6 +65,7 @@ class Mention:
     postmodified: bool = False  #: "the king of the land, who ..."
     person: bool = False  #: tagged PERSON by the named-entity recogniser
     relative_who: bool = False  #: "the ass, who saw ..."
+    says: bool = False  #: subject of a verb of saying or thinking, outside quotes
     background: bool = False  #: in a sentence that only gives names
     passive: bool = False  #: subject of a passive ("the door was locked")
     votes: list[str] = field(default_factory=list)  #: "a wood-cutter with his wife": "he"
@@ -234,6 +238,7 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
         i, s.index, s.scene, key, surface, proper, tok.tag_ in ("NNS", "NNPS") and not proper, None,
         _role(tok), quoted, indefinite, definite, postmodified=post,
         person=tok.ent_type_ == "PERSON", relative_who=who, token=tok.i, passive=tok.dep_ == "nsubjpass",
+        says=not quoted and tok.dep_ == "nsubj" and tok.head.pos_ == "VERB" and tok.head.lemma_ in SAYING,
     )  # fmt: skip
 
 

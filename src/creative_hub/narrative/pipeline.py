@@ -129,9 +129,11 @@ def _characters(
             or (any(m.relative_who for m in nouns) and noun_acts >= 1)
             or (any(m.proper for m in nouns) and acts >= 2)
             or (sum(view.gender.values()) >= 1 and noun_acts >= 3)
-            or (noun_acts >= 2 and any(id(m) in kin_owner for m in nouns))
+            or (noun_acts >= 2 and any(id(m) in kin_owner or m.says for m in nouns))
         )
-        if not cue and (not nouns or not alive or not animate(view)):
+        # Called to in speech ("‘Little duck, little duck, dost thou see’") and acting twice.
+        called = noun_acts >= 2 and any(m.role == "vocative" and not m.proper for m in ms)
+        if not cue and (not nouns or not ((alive and animate(view)) or called)):
             continue
         forms: Counter[str] = Counter()
         proper: Counter[str] = Counter()
