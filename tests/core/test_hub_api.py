@@ -117,3 +117,12 @@ def test_no_face_or_agent_touches_the_engine() -> None:
             if _ENGINE.search(line) and "creative_hub.log." not in line:
                 hits.append(f"{rel}:{n}: {line.strip()}")
     assert hits == []
+
+
+async def test_keys_default_to_one_place_whichever_way_the_hub_was_made(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    async with Hub.connect(url) as connected:
+        assert connected.keystore is not None
+        assert connected.registry.keystore.path == connected.keystore.path
+        bare = Hub(connected.log)  # no keystore given: the registry looks where connect does
+        assert bare.registry.keystore.path == connected.keystore.path == tmp_path / "hub.db.keys"

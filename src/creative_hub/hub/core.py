@@ -113,7 +113,8 @@ class Hub:
     def registry(self) -> Registry:
         """Principals, tokens and public keys (kept in the log)."""
         if self._registry is None:
-            keystore = self.keystore or Keystore(".creative-hub/keys")
+            # The same default as Hub.connect: beside a SQLite file, else ./.creative-hub/keys.
+            keystore = self.keystore or Keystore(default_keys(self.url))
             token_key = Path(self.token_key) if self.token_key else None
             self._registry = Registry(self.log, keystore, token_key=token_key)
         return self._registry
