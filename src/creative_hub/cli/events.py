@@ -212,6 +212,14 @@ def replay(
         Path | None, typer.Option("--to", help="Write JSON lines to this file (with progress).")
     ] = None,
     log: LogOpt = DEFAULT_LOG,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object a line, {"topic", "position", "time_ms", "event"}, instead of the table '
+            '(with --to: {"events", "to"} when the file is written).',
+        ),
+    ] = False,
 ) -> None:
     """Replay a topic from a position or a time, in order: to the screen or to a JSON-lines file."""
 
@@ -230,6 +238,14 @@ def replay(
                     return
 
     async def main(hub: Hub) -> None:
+        if to is None and as_json:
+            # Streamed, one line per event (a replay may be long); the shape of the HTTP API's pages.
+            async for s in events(hub):
+                head = json.dumps({"topic": s.topic, "position": s.position, "time_ms": s.time_ms})
+                # The event as stored (its extension attributes at the top level, as --to writes it).
+                sys.stdout.buffer.write(head[:-1].encode() + b',"event":' + encode_event(s.event) + b"}\n")
+            sys.stdout.flush()
+            return
         if to is None:
             table = _events_table(f"{topic}")
             async for s in events(hub):
@@ -256,7 +272,10 @@ def replay(
                         progress.update(task, completed=n)
                 progress.update(task, completed=n, total=max(total, n))
         tmp.replace(to)  # all or nothing: no half-written file under the final name
-        err.print(f"wrote {n} events to {to}")
+        if as_json:
+            sys.stdout.write(json.dumps({"events": n, "to": str(to)}) + "\n")
+        else:
+            err.print(f"wrote {n} events to {to}")
 
     run_async(with_hub(log, None, main))
 

@@ -66,10 +66,18 @@ def show(
     story: Annotated[str, typer.Argument(help="A story file, or the id of a story in the hub.")],
     log: LogOpt = DEFAULT_LOG,
     as_: AsOpt = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print JSON instead of tables: {"title", "parts", "characters", "plot_points"} '
+            "(of a file: what `story outline --json` prints).",
+        ),
+    ] = False,
 ) -> None:
     """Show a story: its parts, its characters and their aliases, its plot points numbered."""
     if Path(story).is_file():
-        render(_outline_file(Path(story)), out)
+        _print(_outline_file(Path(story)), as_json)
         return
 
     async def main(hub: Hub) -> dict[str, Any]:
@@ -79,7 +87,14 @@ def show(
     if not data["plot_points"] and not data["parts"]:
         err.print(f"[red]no story {story!r} in {log} (ingest it: creative-hub ingest story FILE)[/red]")
         raise typer.Exit(1)
-    render(data, out)
+    _print(data, as_json)
+
+
+def _print(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    else:
+        render(data, out)
 
 
 async def from_hub(hub: Hub, story: str) -> dict[str, Any]:
