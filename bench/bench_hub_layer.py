@@ -1,6 +1,6 @@
 """The hub layer's own cost per event: what ``Hub.publish`` adds before the engine.
 
-    .venv/bin/python bench/bench_hub_layer.py [--events 20000] [--rounds 5] [--profile]
+    .venv/bin/python bench/bench_hub_layer.py [--events 20000] [--rounds 5] [--profile] [--publish]
 
 ``Hub.publish`` = for each event ``Hub.prepare`` (validate the attributes and
 the payload against its schema, stamp id/time/creator/source, route to a
@@ -17,6 +17,9 @@ microseconds per event, best of ``--rounds``:
 A round is one publish of ``--events`` events: like ``Hub.publish`` it
 stamps them with one time (``now()`` once per call); ``unsigned, one event
 per call`` adds that ``now()`` to every event, as single-event publishes pay.
+
+``--publish`` also times the whole ``Hub.publish`` (500 events per call)
+into a SQLite log, to see the layer's share end to end.
 
 The target (issue 23) is at most 3 us per unsigned event.  Each figure is
 the best of ``--rounds`` in wall time and, beside it, in CPU time of this
@@ -72,6 +75,25 @@ def layer_round(hub: Hub, items: list[dict[str, Any]], *, per_call: bool = False
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+async def publish_us(tmp: str, n: int, rounds: int, batch: int = 500) -> tuple[float, float]:
+    """Best (wall, CPU) microseconds per event of the whole ``Hub.publish``,
+    ``batch`` events per call, into a fresh SQLite log each round (the CPU
+    time includes the engine's writer thread)."""
+    wall = cpu = float("inf")
+    for r in range(rounds):
+        async with Hub.connect(
+            f"sqlite:///{tmp}/publish{r}.db", principal="alice", keys=f"{tmp}/none.keys"
+        ) as hub:
+            hub.keystore = None
+            await hub.publish(make_items(batch))  # warm-up: tables, statements
+            items = make_items(n)
+            start, c = time.perf_counter(), time.process_time()
+            for i in range(0, n, batch):
+                await hub.publish(items[i : i + batch])
+            wall, cpu = min(wall, time.perf_counter() - start), min(cpu, time.process_time() - c)
+    return wall / n * 1e6, cpu / n * 1e6
+
+
 def best_us(hub: Hub, n: int, rounds: int, *, per_call: bool = False) -> tuple[float, float]:
     """Best (wall, CPU) microseconds per event over ``rounds``."""
     wall = cpu = float("inf")
@@ -88,6 +110,9 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="print where one unsigned round spends its time")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--publish", action="store_true", help="also time the whole Hub.publish (batches of 500) on SQLite"
+    )
     a = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +147,7 @@ async def main(argv: list[str] | None = None) -> int:
             for i in range(2000):
                 key.sign(b"x" * (200 + i % 7))
             sign_only = (time.perf_counter() - start) / 2000 * 1e6
+        publish = await publish_us(tmp, a.events, a.rounds) if a.publish else None
 
     met = "met" if unsigned <= TARGET_US else "NOT met"
     print(
@@ -131,6 +157,11 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"hub layer, unsigned, one event per call: {per_call:.2f} us/event, CPU {per_call_cpu:.2f}")
     extra = signed - unsigned
     print(f"hub layer, signed:   {signed:.2f} us/event (+{extra:.2f} us; Ed25519 sign {sign_only:.2f} us)")
+    if publish is not None:
+        print(
+            f"Hub.publish on SQLite, 500 per call: {1e6 / publish[0]:,.0f} events/s, "
+            f"{publish[0]:.2f} us/event, CPU {publish[1]:.2f}"
+        )
     if profile_text:
         print(profile_text)
     if a.json:
@@ -143,6 +174,8 @@ async def main(argv: list[str] | None = None) -> int:
                     "unsigned_per_call_cpu_us": per_call_cpu,
                     "signed_us": signed,
                     "sign_only_us": sign_only,
+                    "publish_sqlite_us": publish[0] if publish else None,
+                    "publish_sqlite_cpu_us": publish[1] if publish else None,
                     "target_us": TARGET_US,
                     "events": a.events,
                     "python": sys.version.split()[0],
