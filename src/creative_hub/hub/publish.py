@@ -24,7 +24,7 @@ from ..event import (
     encode_stamped,
     new_id,
     now,
-    parse_event,
+    parse_new_event,
     time_json,
     validate_event,
 )
@@ -57,16 +57,7 @@ def prepare(
 ) -> tuple[str, Event, Entry]:
     """Validate and stamp one event; returns its topic, the event and the log entry."""
     if type(item) is dict or (not isinstance(item, Event) and isinstance(item, Mapping)):
-        obj = dict(item)
-        if "specversion" not in obj:
-            obj["specversion"] = "1.0"
-        if "id" not in obj:
-            obj["id"] = new_id()
-        creator = (obj.get("creator") if hub.trusted else None) or hub.principal
-        obj["creator"] = creator
-        if "source" not in obj:
-            obj["source"] = f"/peers/{creator}"
-        event = parse_event(obj)
+        event = parse_new_event(item, hub.principal, keep_creator=hub.trusted)
     elif isinstance(item, Event):
         event = item
         if not hub.trusted:
