@@ -1,0 +1,318 @@
+"""The contract's rules for consumer groups: sharing, redelivery, resuming, lag, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ...ledger import EffectLedger
+from ...log import Delivery, Log, Start
+from ..worker import record_effect
+from .support import (
+    WAIT,
+    eventually,
+    make_entries,
+    new_topic,
+)
+
+
+class GroupRules:
+    """The contract's rules for consumer groups: sharing, redelivery, resuming, lag, batches."""
+
+    # -- consumer groups -------------------------------------------------------
+    async def test_group_shares_records_keeps_key_order(self, log: Log) -> None:
+        # Three members, six keys: every record is handled once, by one member,
+        # each key in append order and never by two members at the same time.
+        # More records than a member prefetches (256): the first member to join holds
+        # every partition until the others have joined, and with fewer records it
+        # could fetch them all before it hands any partition over (seen under load).
+        topic, group = new_topic(), "workers"
+        keys = [f"key{i}" for i in range(6)]
+        entries = make_entries(600, keys=keys)
+        subs = [log.subscribe(topic, group, consumer=f"m{i}", ack_timeout=20) for i in range(3)]
+        for s in subs:
+            await s.__aenter__()
+        handled: list[tuple[str, str, int]] = []  # (member, key, n)
+        busy: set[str] = set()
+        overlap: list[str] = []
+        done = asyncio.Event()
+
+        async def member(i: int) -> None:
+            sub = subs[i]
+            while not done.is_set():
+                try:
+                    d = await sub.next(timeout=0.5)
+                except TimeoutError:
+                    continue
+                if d.key in busy:
+                    overlap.append(d.key)
+                busy.add(d.key)
+                await asyncio.sleep(random.uniform(0.001, 0.02))
+                handled.append((f"m{i}", d.key, json.loads(d.body)["n"]))
+                busy.discard(d.key)
+                await d.ack()
+                if len(handled) >= len(entries):
+                    done.set()
+
+        tasks = [asyncio.create_task(member(i)) for i in range(3)]
+        for i in range(0, len(entries), 20):
+            await log.append(topic, entries[i : i + 20])
+        try:
+            await asyncio.wait_for(done.wait(), 120)
+        finally:
+            done.set()
+            await asyncio.gather(*tasks)
+            for s in subs:
+                await s.close()
+        assert not overlap, f"keys handled by two members at once: {overlap}"
+        assert len(handled) == len(entries), "a record was handled twice"
+        assert sorted(n for _, _, n in handled) == list(range(len(entries)))
+        for key in keys:
+            ns = [n for _, k, n in handled if k == key]
+            assert ns == sorted(ns), f"{key} out of order: {ns}"
+        assert len({m for m, _, _ in handled}) >= 2, "one member did all the work"
+
+    async def test_unacked_delivery_comes_back_after_ack_timeout(self, log: Log) -> None:
+        topic = new_topic()
+        entry = make_entries(1)[0]
+        await log.append(topic, [entry])
+        async with log.subscribe(topic, "g", ack_timeout=1.0) as sub:
+            first = await sub.next(timeout=WAIT)
+            assert first.id == entry.id and first.delivery_count == 1
+            again = await sub.next(timeout=WAIT)  # never acked the first time
+            assert again.id == entry.id
+            assert again.delivery_count >= 2
+            await again.ack()
+            with pytest.raises(TimeoutError):
+                await sub.next(timeout=2.5)
+
+    async def test_nack_redelivers(self, log: Log) -> None:
+        topic = new_topic()
+        entry = make_entries(1)[0]
+        await log.append(topic, [entry])
+        async with log.subscribe(topic, "g", ack_timeout=30) as sub:
+            d = await sub.next(timeout=WAIT)
+            await d.nack(0.2)
+            d2 = await sub.next(timeout=WAIT)
+            assert d2.id == entry.id and d2.delivery_count >= 2
+            await d2.ack()
+
+    async def test_member_that_leaves_hands_unacked_to_the_group(self, log: Log) -> None:
+        topic = new_topic()
+        entries = make_entries(6)
+        await log.append(topic, entries)
+        first = log.subscribe(topic, "g", consumer="first", ack_timeout=30)
+        async with first:
+            for _ in range(2):
+                await (await first.next(timeout=WAIT)).ack()
+            await first.next(timeout=WAIT)  # the third, never acked
+        seen: list[str] = []
+        async with log.subscribe(topic, "g", consumer="second", ack_timeout=30) as second:
+            while len(seen) < 4:
+                d = await second.next(timeout=WAIT)
+                seen.append(d.id)
+                await d.ack()
+        assert seen == [e.id for e in entries[2:]]
+
+    async def test_killed_member_mid_batch_effect_happens_once(
+        self, log: Log, log_url: str, tmp_path: Path
+    ) -> None:
+        # A member in another process does the effect of its 4th event, then is
+        # SIGKILLed before acking.  The group redelivers what it did not ack;
+        # with the ledger every effect happens exactly once.
+        topic, group = new_topic(), "effects"
+        entries = make_entries(30, keys=["a", "b", "c"])
+        await log.append(topic, entries)
+        ledger_path, marker = tmp_path / "ledger.db", tmp_path / "marker"
+        ledger = EffectLedger(ledger_path)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "creative_hub.testing.worker",
+                log_url,
+                topic,
+                group,
+                str(ledger_path),
+                str(marker),
+                "--ack-timeout",
+                "2",
+                "--hang-after",
+                "3",
+            ],
+        )
+        try:
+            deadline = time.monotonic() + WAIT
+            while not marker.exists():
+                assert proc.poll() is None, f"worker exited with {proc.returncode}"
+                assert time.monotonic() < deadline, "worker never reached its 4th event"
+                await asyncio.sleep(0.05)
+            hung_on = marker.read_text()
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        redelivered: list[str] = []
+        async with log.subscribe(topic, group, consumer="survivor", ack_timeout=2) as sub:
+            while len(ledger.handled(group)) < len(entries):
+                d = await sub.next(timeout=WAIT)
+                if not record_effect(ledger, group, d.id, "survivor"):
+                    redelivered.append(d.id)
+                await d.ack()
+        effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
+        assert {i for i, _ in effects} == {e.id for e in entries}
+        assert all(c == 1 for _, c in effects), "an effect happened twice"
+        assert hung_on in redelivered, "the un-acked event was not redelivered"
+        ledger.close()
+
+    async def test_new_group_catches_up_then_gets_live_records(self, log: Log) -> None:
+        topic = new_topic()
+        history, live = make_entries(5), make_entries(3)
+        await log.append(topic, history)
+        got: list[str] = []
+        async with log.subscribe(topic, "late-joiner", ack_timeout=30) as sub:
+            for _ in range(5):
+                d = await sub.next(timeout=WAIT)
+                got.append(d.id)
+                await d.ack()
+            await log.append(topic, live)
+            for _ in range(3):
+                d = await sub.next(timeout=WAIT)
+                got.append(d.id)
+                await d.ack()
+        assert got == [e.id for e in history + live]
+
+    async def test_group_resumes_after_its_last_ack(self, log: Log) -> None:
+        topic = new_topic()
+        entries = make_entries(8)
+        await log.append(topic, entries)
+        async with log.subscribe(topic, "resumer", ack_timeout=30) as sub:
+            for _ in range(5):
+                await (await sub.next(timeout=WAIT)).ack()
+        async with log.subscribe(topic, "resumer", ack_timeout=30) as sub:
+            rest = []
+            for _ in range(3):
+                d = await sub.next(timeout=WAIT)
+                rest.append(d.id)
+                await d.ack()
+            with pytest.raises(TimeoutError):
+                await sub.next(timeout=1.0)
+        assert rest == [e.id for e in entries[5:]]
+
+    async def test_start_latest_skips_history(self, log: Log) -> None:
+        topic = new_topic()
+        await log.append(topic, make_entries(4))
+        async with log.subscribe(topic, "fresh", start=Start.LATEST, ack_timeout=30) as sub:
+            with pytest.raises(TimeoutError):
+                await sub.next(timeout=1.0)
+            live = make_entries(2)
+            await log.append(topic, live)
+            got = []
+            for _ in range(2):
+                d = await sub.next(timeout=WAIT)
+                got.append(d.id)
+                await d.ack()
+        assert got == [e.id for e in live]
+
+    async def test_groups_are_independent(self, log: Log) -> None:
+        topic = new_topic()
+        entries = make_entries(3)
+        await log.append(topic, entries)
+        for group in ("one", "two"):
+            async with log.subscribe(topic, group, ack_timeout=30) as sub:
+                got: list[Delivery] = [await sub.next(timeout=WAIT) for _ in range(3)]
+                for d in got:
+                    await d.ack()
+            assert [d.id for d in got] == [e.id for e in entries]
+        assert sorted(await log.groups(topic)) == ["one", "two"]
+
+    async def test_lag_counts_what_the_group_has_not_acked(self, log: Log) -> None:
+        topic = new_topic()
+        await log.append(topic, make_entries(10))
+        async with log.subscribe(topic, "lagging", ack_timeout=30) as sub:
+            for _ in range(4):
+                await (await sub.next(timeout=WAIT)).ack()
+
+        async def lag_is_6() -> bool:
+            return (await log.lag(topic, "lagging")).lag == 6
+
+        await eventually(lag_is_6, what="lag == 6 after 4 of 10 acked")
+
+    # -- batches -----------------------------------------------------------------
+    async def test_next_batch_keeps_key_order_and_max(self, log: Log) -> None:
+        # Batches of at most `max`, never empty, every record once, each key in append order.
+        topic = new_topic()
+        entries = make_entries(45, keys=["k1", "k2", "k3"])
+        await log.append(topic, entries)
+        got: list[Delivery] = []
+        async with log.subscribe(topic, "batches", ack_timeout=30) as sub:
+            while len(got) < len(entries):
+                batch = await sub.next_batch(7, timeout=WAIT)
+                assert 1 <= len(batch) <= 7
+                got.extend(batch)
+                await sub.ack_many(batch)
+            assert all(d.done for d in got)
+        assert sorted(d.id for d in got) == sorted(e.id for e in entries)
+        for key in ("k1", "k2", "k3"):
+            ns = [json.loads(d.body)["n"] for d in got if d.key == key]
+            assert ns == sorted(ns), f"{key} out of order: {ns}"
+        assert all(d.delivery_count == 1 and d.topic == topic for d in got)
+
+    async def test_ack_many_acks_them_all(self, log: Log) -> None:
+        # One ack_many settles the whole batch: the lag drops to zero and
+        # nothing comes back after the ack timeout; acking again is harmless.
+        topic = new_topic()
+        entries = make_entries(20, keys=["a", "b"])
+        await log.append(topic, entries)
+        async with log.subscribe(topic, "bulk", ack_timeout=1.0) as sub:
+            got: list[Delivery] = []
+            while len(got) < len(entries):
+                got.extend(await sub.next_batch(100, timeout=WAIT))
+            assert len(got) == len(entries)
+            await sub.ack_many(got)
+            await sub.ack_many(got)  # twice: harmless
+            await got[0].ack()
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(timeout=2.5)  # past the ack timeout: nothing redelivered
+
+            async def lag_is_0() -> bool:
+                return (await log.lag(topic, "bulk")).lag == 0
+
+            await eventually(lag_is_0, what="lag == 0 after ack_many of everything")
+
+    async def test_unacked_batch_member_comes_back_after_ack_timeout(self, log: Log) -> None:
+        topic = new_topic()
+        entries = make_entries(5)
+        await log.append(topic, entries)
+        async with log.subscribe(topic, "g", ack_timeout=1.0) as sub:
+            got: list[Delivery] = []
+            while len(got) < len(entries):
+                got.extend(await sub.next_batch(5, timeout=WAIT))
+            assert [d.id for d in got] == [e.id for e in entries]
+            kept = got[2]
+            await sub.ack_many([d for d in got if d is not kept])
+            again = await sub.next_batch(5, timeout=WAIT)
+            assert [d.id for d in again] == [kept.id]
+            assert again[0].delivery_count >= 2
+            await sub.ack_many(again)
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(timeout=2.5)
+
+    async def test_next_batch_on_empty_topic_times_out(self, log: Log) -> None:
+        topic = new_topic()
+        async with log.subscribe(topic, "idle", ack_timeout=30) as sub:
+            t = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await sub.next_batch(10, timeout=1.0)
+            assert time.monotonic() - t < WAIT

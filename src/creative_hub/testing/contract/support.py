@@ -1,0 +1,89 @@
+"""What the contract's tests share: fresh topics and entries, bounded waits, declared features.
+
+Engines' own tests use these too (``new_topic``, ``make_entries``, ``WAIT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from ...log import Entry, Log, Record
+
+WAIT = 60.0  # seconds a test waits for something that should happen soon
+
+# What an engine may declare in its class's FEATURES (creative_hub.log.Feature values).
+OPTIONAL_FEATURES = frozenset({"delete", "atomic_append", "gap_counts"})
+
+# subscribe() arguments every engine refuses with a ValidationError naming the argument.
+BAD_SUBSCRIBE: list[tuple[str, dict[str, object]]] = [
+    ("topic", {"topic": "Not A Topic"}),
+    ("group", {"group": ""}),
+    ("group", {"group": "two words"}),
+    ("group", {"group": "tab\there"}),
+    ("group", {"group": "line\nbreak"}),
+    ("group", {"group": "g" * 201}),
+    ("group", {"group": 7}),
+    ("consumer", {"consumer": ""}),
+    ("consumer", {"consumer": "a b"}),
+    ("ack_timeout", {"ack_timeout": 0}),
+    ("ack_timeout", {"ack_timeout": -1.0}),
+    ("ack_timeout", {"ack_timeout": float("nan")}),
+    ("ack_timeout", {"ack_timeout": float("inf")}),
+    ("ack_timeout", {"ack_timeout": "30"}),
+    ("start", {"start": "sideways"}),
+    ("batch", {"batch": 0}),
+    ("batch", {"batch": -5}),
+    ("batch", {"batch": 1.5}),
+    ("batch", {"batch": True}),
+]
+
+
+def features(log: Log) -> frozenset[str]:
+    """What ``log``'s engine declares it can do beyond the contract (its class's FEATURES)."""
+    declared = getattr(type(log), "FEATURES", None)
+    return frozenset(str(f) for f in declared) if isinstance(declared, frozenset) else frozenset()
+
+
+def new_topic(prefix: str = "contract") -> str:
+    """A topic name no other test uses."""
+    return f"{prefix}.t{uuid.uuid4().hex[:12]}"
+
+
+def make_entries(n: int, *, keys: list[str] | None = None, tag: str = "") -> list[Entry]:
+    """``n`` entries with fresh ids; ``keys`` are used round-robin (default one key)."""
+    keys = keys or ["alice"]
+    out = []
+    for i in range(n):
+        key = keys[i % len(keys)]
+        eid = uuid.uuid4().hex
+        body = json.dumps({"id": eid, "key": key, "n": i, "tag": tag}).encode()
+        out.append(Entry(eid, key, body, hashlib.sha256(body).hexdigest()[:32], creator=key))
+    return out
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT, what: str = "") -> None:
+    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true after {timeout}s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def read_all(log: Log, topic: str, **kw: object) -> list[Record]:
+    """Every record ``log.read(topic, **kw)`` yields, as a list."""
+    return [r async for r in log.read(topic, **kw)]  # type: ignore[arg-type]
+
+
+async def holds(value: bool) -> bool:
+    """``value``, awaitable: for ``eventually(lambda: holds(...))`` on a plain condition."""
+    return value
