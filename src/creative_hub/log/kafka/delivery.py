@@ -1,7 +1,8 @@
 """A Kafka consumer-group member's bookkeeping: its deliveries, its partitions, its commit marks.
 
 ``KafkaDelivery`` is one message handed out (decoded only when asked);
-``Part`` what the member knows of a partition it owns.  Commits carry
+``Part`` what the member knows of a partition it owns;
+``assignment_starts`` where newly assigned partitions start.  Commits carry
 metadata ``d=<mark>;s=<skipped>;g=<gaps>``: how far deliveries went (so the
 next owner counts redeliveries) and the group's gap totals (for ``lag``).
 """
@@ -10,17 +11,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import confluent_kafka as ck
 
-from ..base import Delivery, Record
-from .common import message_record
+from ..base import Delivery, Record, Start
+from .common import message_record, retry
 
 if TYPE_CHECKING:
     from .group import KafkaSubscription
 
-__all__ = ["KafkaDelivery", "Part", "PartStart", "commit_metadata", "mark_of", "on_commit", "totals_of"]
+__all__ = [
+    "KafkaDelivery",
+    "Part",
+    "PartStart",
+    "assignment_starts",
+    "commit_metadata",
+    "mark_of",
+    "on_commit",
+    "totals_of",
+]
 
 
 # (partition, start offset, previous delivery mark, skipped, gaps, (gap start, resume) or None)
@@ -123,3 +134,40 @@ def commit_metadata(mark: int, skipped: int, gaps: int) -> str:
 def on_commit(err: ck.KafkaError | None, partitions: list[ck.TopicPartition]) -> None:
     if err is not None:
         logging.getLogger("creative_hub.log.kafka").debug("commit failed: %s", err)
+
+
+def assignment_starts(
+    c: ck.Consumer, tps: list[ck.TopicPartition], ktopic: str, start: Start, timeout: float
+) -> list[PartStart]:
+    """Where newly assigned partitions start (see ``PartStart``), from their commits.
+
+    A committed offset retention removed is a gap: counted (offsets are
+    dense), and the low watermark committed at once with the new totals,
+    so whoever owns the partition next does not count it again.  A partition
+    the group never committed on starts at ``start`` and commits it at once.
+    """
+    committed = retry(lambda: c.committed(tps, timeout), timeout)
+    out: list[PartStart] = []
+    first_commit: list[ck.TopicPartition] = []
+    for tp in committed:
+        ask = partial(c.get_watermark_offsets, ck.TopicPartition(ktopic, tp.partition), timeout, cached=False)
+        low, high = retry(ask, timeout)
+        gap: tuple[int, int] | None = None
+        skipped, gaps = totals_of(tp.metadata)
+        if tp.offset is not None and tp.offset >= 0:
+            offset = tp.offset
+            mark = mark_of(tp.metadata)
+            if offset < low:
+                gap = (offset, low)
+                skipped, gaps = skipped + low - offset, gaps + 1
+                offset = low
+                meta = commit_metadata(mark, skipped, gaps)
+                first_commit.append(ck.TopicPartition(ktopic, tp.partition, offset, metadata=meta))
+        else:
+            offset = low if start is Start.EARLIEST else high
+            mark = -1
+            first_commit.append(ck.TopicPartition(ktopic, tp.partition, offset, metadata="d=-1"))
+        out.append((tp.partition, offset, mark, skipped, gaps, gap))
+    if first_commit:  # the group now exists, and starts here whoever joins next
+        c.commit(offsets=first_commit, asynchronous=False)
+    return out

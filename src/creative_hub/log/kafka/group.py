@@ -47,7 +47,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -55,9 +54,9 @@ import confluent_kafka as ck
 from ...errors import EngineUnavailable, LogClosed
 from .._guard import wait_for
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
-from ..base import DEFAULT_BATCH, Delivery, Gap, Start, settle_others, unsettled
-from .common import logger, position_format, retry
-from .delivery import KafkaDelivery, Part, PartStart, commit_metadata, mark_of, on_commit, totals_of
+from ..base import DEFAULT_BATCH, Delivery, Gap, settle_others, unsettled
+from .common import logger, position_format
+from .delivery import KafkaDelivery, Part, PartStart, assignment_starts, commit_metadata, on_commit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -273,7 +272,7 @@ class KafkaSubscription(SubscriptionBase):
         assert loop is not None
         try:
             if tps:
-                starts = self._starts(c, tps)
+                starts = assignment_starts(c, tps, self.ktopic, self.start, self.log.options.timeout)
                 loop.call_soon_threadsafe(self._assigned, starts)
                 c.incremental_assign(
                     [ck.TopicPartition(self.ktopic, p, o if o is not None else -1001) for p, o, *_ in starts]
@@ -285,42 +284,6 @@ class KafkaSubscription(SubscriptionBase):
             c.incremental_assign(tps)
         finally:
             loop.call_soon_threadsafe(self._joined.set)
-
-    def _starts(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> list[PartStart]:
-        """Where newly assigned partitions start (see ``PartStart``).
-
-        A committed offset retention removed is a gap: counted (offsets are
-        dense), and the low watermark committed at once with the new totals,
-        so whoever owns the partition next does not count it again.
-        """
-        timeout = self.log.options.timeout
-        committed = retry(lambda: c.committed(tps, timeout), timeout)
-        out: list[PartStart] = []
-        first_commit: list[ck.TopicPartition] = []
-        for tp in committed:
-            ask = partial(
-                c.get_watermark_offsets, ck.TopicPartition(self.ktopic, tp.partition), timeout, cached=False
-            )
-            low, high = retry(ask, timeout)
-            gap: tuple[int, int] | None = None
-            skipped, gaps = totals_of(tp.metadata)
-            if tp.offset is not None and tp.offset >= 0:
-                start = tp.offset
-                mark = mark_of(tp.metadata)
-                if start < low:
-                    gap = (start, low)
-                    skipped, gaps = skipped + low - start, gaps + 1
-                    start = low
-                    meta = commit_metadata(mark, skipped, gaps)
-                    first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata=meta))
-            else:
-                start = low if self.start is Start.EARLIEST else high
-                mark = -1
-                first_commit.append(ck.TopicPartition(self.ktopic, tp.partition, start, metadata="d=-1"))
-            out.append((tp.partition, start, mark, skipped, gaps, gap))
-        if first_commit:  # the group now exists, and starts here whoever joins next
-            c.commit(offsets=first_commit, asynchronous=False)
-        return out
 
     def _on_revoke(self, c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
         loop = self._loop

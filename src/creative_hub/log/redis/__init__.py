@@ -6,6 +6,8 @@ The same nouns as every engine package:
   connection and error translation, append, read, topics, retention, lag;
 * ``group.py`` -- ``RedisSubscription``: a consumer-group member, partitions
   leased to members, XACK after the handler, claims after a member died;
+* ``delivery.py`` -- ``RedisDelivery``: one record handed out, its ack queued
+  for the member's next round trip;
 * ``scripts.py`` -- the Lua scripts (append, join, lease, retention ...).
 """
 

@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any, cast
 from ...errors import EngineUnavailable, HubError, LogClosed, LogError
 from .._retry import Backoff
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
-from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from ..base import DEFAULT_BATCH, Delivery, Gap, Start, settle_others, unsettled
 from . import scripts as lua
-from .names import command, id_key, make_record, text
+from .delivery import RedisDelivery
+from .names import command, id_key, text
 
 if TYPE_CHECKING:
     from .engine import RedisLog
@@ -57,77 +58,6 @@ CLAIM_ALL = 0  # CLAIM's count meaning "every pending entry" (taking a partition
 FETCH_AHEAD_MIN = 64  # records a fetch must bring for the next one to be sent ahead
 
 
-class _RedisDelivery(Delivery):
-    """A Delivery whose ack is queued on its subscription (sent with the next batch).
-
-    It keeps the stream entry's fields as Redis sent them and makes the Record
-    only when asked: a handler that reads ``body`` (and ``id``) costs no
-    decoding of positions and keys, which is most of the consume path's work.
-    """
-
-    __slots__ = ("_at", "_fields", "_part", "_rec", "_sid", "_sub")
-
-    def __init__(
-        self, fields: list[bytes], delivery_count: int, sub: RedisSubscription, part: int, sid: bytes
-    ) -> None:
-        # Not Delivery.__init__: ack/nack are methods here, no closures per record.
-        self._fields = fields
-        self._rec: Record | None = None
-        self._at = 0.0  # when it was handed out (monotonic)
-        self.delivery_count = delivery_count
-        self._done = False
-        self._owner = self._sub = sub  # (no _token: _part and _sid are the token)
-        self._part = part
-        self._sid = sid  # the stream id as Redis sent it, for XACK without re-encoding
-
-    @property
-    def record(self) -> Record:
-        rec = self._rec
-        if rec is None:
-            rec = self._rec = make_record(self._sub.topic, self._sid, self._fields)
-        return rec
-
-    @record.setter
-    def record(self, value: Record) -> None:
-        self._rec = value
-
-    @property
-    def body(self) -> bytes:
-        f = self._fields
-        if len(f) == 10 and f[8] == b"event":  # an entry this engine wrote (see make_record)
-            return f[9]
-        return self.record.body
-
-    @property
-    def id(self) -> str:
-        f = self._fields
-        if len(f) == 10 and f[0] == b"id" and f[8] == b"event":
-            return f[1].decode()
-        return self.record.id
-
-    async def ack(self) -> None:
-        """Mark handled; the XACK goes out with the subscription's next round trip."""
-        if not self._done:
-            self._done = True
-            sub = self._sub
-            if sub.state is SubState.OPEN:
-                # Inlined (this runs once per record): forget it, queue the XACK.
-                sub._outstanding.pop(self._sid, None)
-                acks = sub._acks.get(self._part)
-                if acks is None:
-                    sub._acks[self._part] = [self._sid]
-                else:
-                    acks.append(self._sid)
-            else:
-                await sub._ack_now(self)
-
-    async def nack(self, delay: float = 0.0) -> None:
-        """Not handled: deliver again after ``delay`` seconds."""
-        if not self._done:
-            self._done = True
-            self._sub._nacked(self, delay)
-
-
 class RedisSubscription(SubscriptionBase):
     """A member of consumer group ``group`` on ``topic``."""
 
@@ -145,11 +75,11 @@ class RedisSubscription(SubscriptionBase):
         self._index: dict[bytes, int] = {}  # stream key -> partition
         self._owned: set[int] = set()  # partitions leased to us
         self._wanted: set[int] = set()  # partitions the group assigns to us
-        self._queue: deque[_RedisDelivery] = deque()  # fetched, not handed out yet
+        self._queue: deque[RedisDelivery] = deque()  # fetched, not handed out yet
         # Keyed by stream id (bytes, as Redis sends them).  Insertion order is
         # hand-out order, so the first value is the oldest un-acked delivery.
         # Handed out, not acked: stream id -> the delivery (its _at says when; no tuple per record)
-        self._outstanding: dict[bytes, _RedisDelivery] = {}
+        self._outstanding: dict[bytes, RedisDelivery] = {}
         self._acks: dict[int, list[bytes]] = {}  # partition -> acked ids not sent yet
         self._nacks: list[tuple[float, bytes, int, int]] = []  # heap of (due, id, partition, count)
         self._lock = asyncio.Lock()
@@ -287,7 +217,7 @@ class RedisSubscription(SubscriptionBase):
     def _queue_acks(self, ds: Sequence[Delivery]) -> None:
         outstanding, acks = self._outstanding, self._acks
         pop = outstanding.pop
-        for d in cast("Sequence[_RedisDelivery]", ds):
+        for d in cast("Sequence[RedisDelivery]", ds):
             pop(d._sid, None)
             ids = acks.get(d._part)
             if ids is None:
@@ -296,7 +226,7 @@ class RedisSubscription(SubscriptionBase):
                 ids.append(d._sid)
 
     async def _ack_closed(self, ds: Sequence[Delivery]) -> None:
-        for d in cast("Sequence[_RedisDelivery]", ds):
+        for d in cast("Sequence[RedisDelivery]", ds):
             await self._ack_now(d)
 
     async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
@@ -306,10 +236,10 @@ class RedisSubscription(SubscriptionBase):
             await self._ack_closed(deliveries)
 
     async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
-        assert isinstance(delivery, _RedisDelivery)
+        assert isinstance(delivery, RedisDelivery)
         self._nacked(delivery, delay)
 
-    def _hand_out(self, d: _RedisDelivery) -> _RedisDelivery:
+    def _hand_out(self, d: RedisDelivery) -> RedisDelivery:
         d._at = _monotonic()
         self._outstanding[d._sid] = d
         return d
@@ -450,7 +380,7 @@ class RedisSubscription(SubscriptionBase):
         for stream, entries in reply.items() if isinstance(reply, dict) else reply:
             p = index[stream]
             for sid, fields in entries:  # the consume hot path: Records are made when asked for
-                append(_RedisDelivery(fields, 1, self, p, sid))
+                append(RedisDelivery(fields, 1, self, p, sid))
         # Big fetches mean a backlog: send the next fetch as soon as this
         # batch is being handed out (at most two batches are ever queued).
         fetched = len(self._queue) - before
@@ -507,7 +437,7 @@ class RedisSubscription(SubscriptionBase):
                 if min_idle_ms == 0 and sid in self._outstanding:
                     continue  # taking over a partition we had: the handler still has it
                 self._outstanding.pop(sid, None)  # overdue: this delivery replaces the old one
-                self._queue.append(_RedisDelivery(fields, int(n), self, p, sid))
+                self._queue.append(RedisDelivery(fields, int(n), self, p, sid))
 
     async def _lost_pending(self, part: int, lost: list[bytes]) -> None:
         """Count and report pending entries retention removed before they were acked."""
@@ -542,16 +472,16 @@ class RedisSubscription(SubscriptionBase):
                 if not item:
                     continue  # removed by retention meanwhile
                 sid, fields = item[0], item[1]
-                self._queue.append(_RedisDelivery(fields, counts.get(sid, 1) + 1, self, p, sid))
+                self._queue.append(RedisDelivery(fields, counts.get(sid, 1) + 1, self, p, sid))
 
     # -- acks --------------------------------------------------------------
-    async def _ack_now(self, d: _RedisDelivery) -> None:
+    async def _ack_now(self, d: RedisDelivery) -> None:
         # An ack after close(): no next round trip will carry it.
         client = self._log.client
         stream = self._streams[d._part]
         await self._log._retry(lambda: client.xack(stream, self.group, d._sid))
 
-    def _nacked(self, d: _RedisDelivery, delay: float) -> None:
+    def _nacked(self, d: RedisDelivery, delay: float) -> None:
         self._outstanding.pop(d._sid, None)
         if self.state is SubState.OPEN:
             due = time.monotonic() + max(delay, 0.0)

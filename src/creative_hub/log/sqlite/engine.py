@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ...errors import EngineUnavailable, IdConflict, LogClosed, PositionGone, ValidationError
+from ...errors import EngineUnavailable, IdConflict, LogClosed, ValidationError
 from ...files import private_file
 from .._subscription import check_subscribe
 from ..base import (
@@ -84,6 +84,7 @@ from ..base import (
 )
 from . import retention as _retention
 from .group import SQLiteSubscription
+from .read import chunk, parse_position, start_cursor
 from .writer import Job, Writer
 
 __all__ = ["SQLiteLog"]
@@ -138,18 +139,6 @@ def _upgrade(conn: sqlite3.Connection) -> None:
     for column in ("skipped", "gaps"):
         if column not in have:
             conn.execute(f"ALTER TABLE groups ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-
-
-def _parse_position(position: str | None, name: str = "after") -> int:
-    if position is None or position == "":
-        return 0
-    try:
-        value = int(position)
-    except (TypeError, ValueError):
-        raise ValidationError(name, f"{position!r} is not a position of this log (a whole number)") from None
-    if value < 0:
-        raise ValidationError(name, f"position must be >= 0, got {value}")
-    return value
 
 
 @dataclass(slots=True)
@@ -479,7 +468,7 @@ class SQLiteLog:
         follow: bool = False,
     ) -> AsyncIterator[Record]:
         check_topic(topic)
-        cursor = _parse_position(after)
+        cursor = parse_position(after)
         self._check_open()
         remaining = limit if limit is not None else math.inf
         if remaining <= 0:
@@ -489,14 +478,7 @@ class SQLiteLog:
             t = self._lookup_topic(conn, topic)
             if t is None:
                 return None, cursor
-            trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()[0]
-            if after is not None and cursor < trimmed:
-                first = conn.execute(f"SELECT min(seq) FROM {t.table}").fetchone()[0]
-                raise PositionGone(topic, str(cursor), str(first) if first is not None else None)
-            c = cursor if after is not None else max(cursor, trimmed)  # from the start: what is kept
-            if since is not None:
-                c = max(c, _retention.seq_at_time(conn, t.table, int(since * 1000)))
-            return t, c
+            return t, start_cursor(conn, topic, t.table, cursor, resume=after is not None, since=since)
 
         t, cursor = await self._read(start)
         while True:
@@ -507,7 +489,7 @@ class SQLiteLog:
                 t = await self._read(lambda conn: self._lookup_topic(conn, topic))
                 continue
             n = int(min(remaining, DEFAULT_BATCH))
-            rows = await self._read(partial(self._chunk, topic=topic, table=t.table, cursor=cursor, n=n))
+            rows = await self._read(partial(chunk, topic=topic, table=t.table, cursor=cursor, n=n))
             for seq, id_, key, body, time_ms in rows:
                 yield Record(topic, str(seq), id_, key, body, time_ms)
                 cursor = seq
@@ -520,22 +502,6 @@ class SQLiteLog:
                 await self._wait_for_append(topic, self.poll_interval)
                 if self._closed:
                     return
-
-    @staticmethod
-    def _chunk(conn: sqlite3.Connection, *, topic: str, table: str, cursor: int, n: int) -> list[Any]:
-        """Up to ``n`` rows after ``cursor``, in one read transaction with the check that
-        retention has not removed rows after ``cursor`` since the read began (a read
-        overtaken by retention raises PositionGone; it never skips silently)."""
-        conn.execute("BEGIN")  # one snapshot (WAL) for the check and the rows
-        try:
-            trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()
-            if trimmed is not None and trimmed[0] > cursor:
-                first = conn.execute(f"SELECT min(seq) FROM {table}").fetchone()[0]
-                raise PositionGone(topic, str(cursor), str(first) if first is not None else None)
-            sql = f"SELECT seq, id, key, body, time_ms FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?"
-            return conn.execute(sql, (cursor, n)).fetchall()
-        finally:
-            conn.execute("COMMIT")
 
     # -- subscribe ---------------------------------------------------------
     def subscribe(
