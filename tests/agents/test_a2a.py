@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
+from _agents import until
 from creative_hub.agents import AgentContext, AgentRunner, AgentSettings, Task
 from creative_hub.agents.a2a import A2AAgent, A2AGateway, BoundedTaskStore, HubUser, a2a_job, a2a_worker
 from creative_hub.agents.patterns import job_topics
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
 from creative_hub.peers import PeerHub
-from creative_hub.testing.agents import until
 from creative_hub.testing.servers import free_port
 
 a2a_client = pytest.importorskip("a2a.client")

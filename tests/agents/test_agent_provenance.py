@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from _agents import until
 from creative_hub.agents import Agent, AgentContext, AgentRunner, AgentSettings
 from creative_hub.agents.llm import LLMClient, LLMConfig
 from creative_hub.agents.provenance import config_hash, split_model
@@ -15,7 +16,6 @@ from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
 from creative_hub.principals import verify_signature
-from creative_hub.testing.agents import until
 
 pytestmark = pytest.mark.sqlite
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from _agents import until
 from creative_hub.agents import AgentRunner, AgentSettings
 from creative_hub.agents.builtin import (
     analyse_offline,
@@ -34,7 +35,6 @@ from creative_hub.sources._github_map import issue_event
 from creative_hub.sources.arxiv import parse_feed
 from creative_hub.sources.base import Principals
 from creative_hub.sources.stories import story_events
-from creative_hub.testing.agents import until
 
 SETTINGS = AgentSettings(ack_timeout=10.0, max_attempts=2)
 

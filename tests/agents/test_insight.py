@@ -29,6 +29,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from _agents import until
 from creative_hub.agents import AgentRunner, AgentSettings
 from creative_hub.agents.builtin import causal_check, continuity, morals
 from creative_hub.agents.llm import LLMClient
@@ -39,7 +40,6 @@ from creative_hub.ledger import EffectLedger
 from creative_hub.lineage import lineage
 from creative_hub.localmodel import DEFAULT_ALIAS
 from creative_hub.peers import PeerHub
-from creative_hub.testing.agents import until
 from creative_hub.testing.servers.llm import LLMServer
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(1500)]

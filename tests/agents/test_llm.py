@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from _agents import until
 from creative_hub.agents import AgentContext, AgentRunner, AgentSettings, agent
 from creative_hub.agents import llm as llm_module
 from creative_hub.agents.llm import (
@@ -28,7 +29,6 @@ from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
 from creative_hub.log._retry import Backoff
-from creative_hub.testing.agents import until
 
 pytestmark = pytest.mark.sqlite
 

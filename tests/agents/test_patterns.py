@@ -17,12 +17,12 @@ from types import ModuleType
 
 import pytest
 
+from _agents import WAIT, spawned, wait_file, wait_marker
 from creative_hub.agents import AgentRunner, AgentSettings
 from creative_hub.agents.demo import effect_counts
 from creative_hub.agents.patterns import Auctioneer, Blackboard, Hierarchy, Orchestrator
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
-from creative_hub.testing.agents import WAIT, spawned, wait_file, wait_marker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ACK = 2.0  # seconds: the killed worker's task comes back quickly

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from _agents import until
 from creative_hub.agents import Agent, AgentContext, AgentRunner, AgentSettings, Permanent, agent
 from creative_hub.agents.tracing import child_of, parse
 from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
-from creative_hub.testing.agents import until
 
 FAST = AgentSettings(ack_timeout=3.0, max_attempts=3, concurrency=4)
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -11,6 +11,7 @@ Agent2Agent gateway.  Importing this package registers the
 
 from __future__ import annotations
 
+from .payloads import Award, Bid, Note, Result, Task
 from .runtime import (
     Agent,
     AgentContext,
@@ -22,7 +23,6 @@ from .runtime import (
     agent,
     ensure_principal,
 )
-from .types import Award, Bid, Note, Result, Task
 
 __all__ = [
     "Agent",

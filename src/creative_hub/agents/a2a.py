@@ -78,9 +78,9 @@ from ..errors import AccessDenied
 from ..hub import Hub
 from ..principals import check_principal_id
 from .patterns.orchestrator import Orchestrator, WorkFn, worker
+from .payloads import Result
+from .payloads import Task as HubTask
 from .runtime import Agent, AgentContext, AgentSettings
-from .types import Result
-from .types import Task as HubTask
 
 __all__ = ["A2AAgent", "A2AGateway", "a2a_job", "a2a_worker"]
 

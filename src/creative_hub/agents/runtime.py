@@ -61,7 +61,6 @@ from ..event import Event
 from ..hub import Hub, HubDelivery, HubSubscription, Receipt
 from ..ledger import EffectLedger
 from ..log import GroupLag
-from . import types as _types  # noqa: F401 -- registers the creative.agents.* types
 from .context import AgentContext
 from .provenance import Provenance
 from .spec import DEFAULT_GRACE, Agent, AgentSettings, Permanent, agent

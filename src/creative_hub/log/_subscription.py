@@ -1,8 +1,9 @@
 """What every engine's subscription shares: arguments, lifecycle, the async protocols.
 
-An engine's ``subscribe()`` checks its arguments with ``check_subscribe``
-(one set of rules, pinned by the contract suite) and builds a subclass of
-``SubscriptionBase``, which gives it:
+An engine's ``subscribe()`` (``Subscribes``: one signature for every engine)
+checks its arguments with ``check_subscribe`` (one set of rules, pinned by
+the contract suite) and builds the engine's subclass of ``SubscriptionBase``
+(``_member``), which gives it:
 
 * ``async with sub`` (``_join()`` on enter, ``close()`` on exit);
 * ``async for d in sub`` through ``__anext__``, a plain coroutine: no async
@@ -27,12 +28,19 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Generic, Self, TypeVar
 
 from ..errors import LogClosed, ValidationError
 from .base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, Delivery, GapReporter, Start, check_topic
 
-__all__ = ["MAX_NAME_LENGTH", "SubState", "SubscribeArgs", "SubscriptionBase", "check_subscribe"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "SubState",
+    "SubscribeArgs",
+    "Subscribes",
+    "SubscriptionBase",
+    "check_subscribe",
+]
 
 MAX_NAME_LENGTH = 200  # characters in a group or consumer name (fits every broker's limits once escaped)
 
@@ -180,4 +188,36 @@ class SubscriptionBase(GapReporter):
 
     async def _close(self) -> None:
         """Leave the group (called once, by ``close()``)."""
+        raise NotImplementedError
+
+
+S = TypeVar("S", bound=SubscriptionBase)
+
+
+class Subscribes(Generic[S]):
+    """An engine's ``subscribe()``: the arguments checked one way, then ``_member`` builds the member.
+
+        class MyLog(Subscribes[MySubscription]):
+            def _member(self, args: SubscribeArgs) -> MySubscription:
+                return MySubscription(self, args)
+    """
+
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        consumer: str | None = None,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        start: Start = Start.EARLIEST,
+        batch: int = DEFAULT_BATCH,
+    ) -> S:
+        """Join ``group`` on ``topic`` (see ``creative_hub.log.base.Log.subscribe``)."""
+        args = check_subscribe(
+            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
+        )
+        return self._member(args)
+
+    def _member(self, args: SubscribeArgs) -> S:
+        """The engine's group member for checked ``args`` (not joined yet)."""
         raise NotImplementedError

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..payloads import Result, Task
 from ..runtime import Agent, AgentContext, AgentSettings
-from ..types import Result, Task
 from .orchestrator import Orchestrator, worker
 
 __all__ = ["LEAF", "TOP", "Hierarchy", "supervisor"]

@@ -35,8 +35,8 @@ import msgspec
 from ...event import Event, derive_id
 from ...hub import Hub
 from ...log import check_topic
+from ..payloads import Award, Bid, Result, Task
 from ..runtime import Agent, AgentContext, AgentSettings, Permanent
-from ..types import Award, Bid, Result, Task
 from .orchestrator import JobTopics, Orchestrator, WorkFn, task_of
 
 __all__ = ["Auctioneer", "MarketTopics", "bidder", "market_topics"]

@@ -24,10 +24,8 @@ except ImportError:  # pragma: no cover - older clients
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
 from .._guard import Guard
-from .._subscription import check_subscribe
+from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
-    DEFAULT_ACK_TIMEOUT,
-    DEFAULT_BATCH,
     Appended,
     Entry,
     Feature,
@@ -35,7 +33,6 @@ from ..base import (
     Health,
     Record,
     Retention,
-    Start,
     TopicInfo,
     check_topic,
 )
@@ -67,7 +64,7 @@ __all__ = ["KafkaLog"]
 READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
 
 
-class KafkaLog:
+class KafkaLog(Subscribes[KafkaSubscription]):
     """The Kafka-API engine (Apache Kafka, Redpanda).
 
     KafkaLog.from_url("kafka://127.0.0.1:9092")
@@ -411,20 +408,8 @@ class KafkaLog:
         return encode_position([low - 1 for low in lo])
 
     # -- subscribe -------------------------------------------------------------------
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> KafkaSubscription:
-        """Join ``group`` on ``topic``; see ``group`` for how Kafka groups are used."""
-        args = check_subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
+    def _member(self, args: SubscribeArgs) -> KafkaSubscription:
+        """A Kafka consumer-group member; see ``group`` for how Kafka groups are used."""
         return KafkaSubscription(self, args)
 
     # -- topics, retention -------------------------------------------------------------

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.js import api
@@ -24,17 +24,14 @@ from ...errors import (
     NotFound,
     ValidationError,
 )
-from .._subscription import check_subscribe
+from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
-    DEFAULT_ACK_TIMEOUT,
-    DEFAULT_BATCH,
     Appended,
     Entry,
     Feature,
     GroupLag,
     Health,
     Retention,
-    Start,
     TopicInfo,
     check_topic,
 )
@@ -63,6 +60,9 @@ from .names import (
 )
 from .read import NatsReader
 
+if TYPE_CHECKING:
+    from .group import NatsSubscription
+
 __all__ = ["NatsLog"]
 
 logger = logging.getLogger("creative_hub.log.nats")
@@ -74,7 +74,7 @@ PROBE_WINDOW = 40  # probes in flight at once (JetStream: 50 open batches per st
 NEVER_SEQ = 1 << 62  # an expected last sequence no stream reaches (for probes)
 
 
-class NatsLog(NatsReader):
+class NatsLog(NatsReader, Subscribes["NatsSubscription"]):
     """The NATS JetStream engine.  See the package docstring for the design.
 
     NatsLog.from_url("nats://127.0.0.1:4222")
@@ -316,22 +316,10 @@ class NatsLog(NatsReader):
         return removed
 
     # -- consumer groups --------------------------------------------------------
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> Any:
-        """Join ``group`` on ``topic`` (see ``group.NatsSubscription``)."""
+    def _member(self, args: SubscribeArgs) -> NatsSubscription:
+        """A member of ``group`` (see ``group.NatsSubscription``)."""
         from .group import NatsSubscription
 
-        args = check_subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
         return NatsSubscription(self, args)
 
     async def _consumers(self, t: Topic) -> list[api.ConsumerInfo]:

@@ -103,10 +103,8 @@ from ...errors import (
 )
 from .._guard import Guard
 from .._retry import DEFAULT_RETRY_ATTEMPTS, Backoff, call_with_retry
-from .._subscription import check_subscribe
+from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
-    DEFAULT_ACK_TIMEOUT,
-    DEFAULT_BATCH,
     Appended,
     Entry,
     Feature,
@@ -114,7 +112,6 @@ from ..base import (
     Health,
     Record,
     Retention,
-    Start,
     TopicInfo,
     check_topic,
 )
@@ -212,7 +209,7 @@ class _State(Enum):
     CLOSED = "closed"  # closed; every use raises LogClosed
 
 
-class RedisLog:
+class RedisLog(Subscribes[RedisSubscription]):
     """The Redis Streams engine (see the module docstring for the layout)."""
 
     engine = "redis"
@@ -422,21 +419,9 @@ class RedisLog:
         self.client  # noqa: B018 -- raises when not open
 
     # -- subscribe ---------------------------------------------------------
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> RedisSubscription:
-        """Join ``group`` on ``topic`` (see the module doc for how partitions are shared)."""
-        args = check_subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
-        name = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    def _member(self, args: SubscribeArgs) -> RedisSubscription:
+        """A member named ``consumer`` or host-pid-random (the module doc: how partitions are shared)."""
+        name = args.consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         return RedisSubscription(self, args, name)
 
     # -- topics, retention, lag --------------------------------------------

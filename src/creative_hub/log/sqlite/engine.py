@@ -67,9 +67,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...errors import EngineUnavailable, IdConflict, LogClosed, ValidationError
 from ...files import private_file
-from .._subscription import check_subscribe
+from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
-    DEFAULT_ACK_TIMEOUT,
     DEFAULT_BATCH,
     Appended,
     Entry,
@@ -78,7 +77,6 @@ from ..base import (
     Health,
     Record,
     Retention,
-    Start,
     TopicInfo,
     check_topic,
 )
@@ -148,7 +146,7 @@ class _Topic:
     partitions: int
 
 
-class SQLiteLog:
+class SQLiteLog(Subscribes[SQLiteSubscription]):
     """The embedded engine.
 
     SQLiteLog("hub.db")                                  # or open_log("sqlite:///hub.db")
@@ -504,19 +502,7 @@ class SQLiteLog:
                     return
 
     # -- subscribe ---------------------------------------------------------
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> SQLiteSubscription:
-        args = check_subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
+    def _member(self, args: SubscribeArgs) -> SQLiteSubscription:
         return SQLiteSubscription(self, args)
 
     # -- topics, retention, lag ---------------------------------------------

@@ -1,4 +1,4 @@
-"""Event types the agents publish: tasks, results, bids, awards and blackboard notes.
+"""The payloads of the event types the agents publish: tasks, results, bids, awards, notes.
 
 They are core types, defined in ``creative_hub.schemas`` (area ``agents``) so
 every process validates them, whether or not it imports the agents:
