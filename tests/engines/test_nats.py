@@ -24,9 +24,9 @@ from nats.js import api
 from creative_hub.errors import EngineUnavailable, IdConflict
 from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
-from creative_hub.log import Entry, Log, open_log
+from creative_hub.log import Entry, Log, open_log, redact
 from creative_hub.log.nats import NatsLog
-from creative_hub.log.nats.names import escape, parse_url, redact_url, stream_name, subject_of, token
+from creative_hub.log.nats.names import escape, parse_url, stream_name, subject_of, token
 from creative_hub.testing.contract import WAIT, make_entries, new_topic
 from creative_hub.testing.servers.nats import NatsCluster, NatsServer
 from creative_hub.testing.worker import record_effect
@@ -68,10 +68,10 @@ def test_url_options_and_redaction() -> None:
     assert (o.user, o.password, o.replicas, o.partitions, o.timeout) == ("hub", "p@ss", 3, 16, 2.0)
     assert parse_url("nats://tok3n@h").token == "tok3n"
     assert (
-        redact_url("nats://hub:secret@n1:4222,n2:4222?replicas=3")
+        redact("nats://hub:secret@n1:4222,n2:4222?replicas=3")
         == "nats://hub:***@n1:4222,n2:4222?replicas=3"
     )
-    assert redact_url("nats://tok3n@h:4222") == "nats://***@h:4222"
+    assert redact("nats://tok3n@h:4222") == "nats://***@h:4222"
 
 
 # -- faults -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
 import creative_hub.agents  # noqa: F401 -- registers creative.agents.* types
+from _agents import until
 from creative_hub.access import ANONYMOUS
 from creative_hub.agents import AgentContext, AgentRunner, AgentSettings, Task
 from creative_hub.cli import app as cli_app
@@ -40,7 +41,6 @@ from creative_hub.ledger import EffectLedger
 from creative_hub.lineage import lineage
 from creative_hub.peers import PeerHub
 from creative_hub.server import create_app
-from creative_hub.testing.agents import until
 from creative_hub.testing.servers import free_port
 
 a2a_client = pytest.importorskip("a2a.client")

@@ -25,6 +25,7 @@ import httpx
 import msgspec
 import pytest
 
+from _agents import until
 from creative_hub.access import Identity
 from creative_hub.agents import Agent, AgentContext, AgentRunner, AgentSettings
 from creative_hub.agents.provenance import config_hash
@@ -38,7 +39,6 @@ from creative_hub.peers import PeerHub
 from creative_hub.principals import Keystore, verify_signature
 from creative_hub.schemas import Proposed
 from creative_hub.server import create_app
-from creative_hub.testing.agents import until
 
 FRAGMENT = "creative.narrative.fragment"
 FAST = AgentSettings(ack_timeout=5.0, max_attempts=2)

@@ -26,6 +26,7 @@ from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
 import creative_hub.agents  # noqa: F401 -- registers creative.agents.* types
+from _agents import until
 from creative_hub.access import ANONYMOUS
 from creative_hub.agents import AgentRunner, AgentSettings
 from creative_hub.agents.builtin import analyst
@@ -35,7 +36,6 @@ from creative_hub.hub import Hub
 from creative_hub.ledger import EffectLedger
 from creative_hub.peers import PeerHub
 from creative_hub.server import create_app
-from creative_hub.testing.agents import until
 
 SECRET = "quokka"
 FRAGMENT = "creative.narrative.fragment"

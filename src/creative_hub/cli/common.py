@@ -75,6 +75,7 @@ AppendedSinceOpt = Annotated[
     ),
 ]
 
+
 def principal_name(value: str | None) -> str:
     if value:
         return value
@@ -164,6 +165,7 @@ def parse_since(text: str) -> float:
         dt = dt.astimezone()
     return dt.timestamp()
 
+
 def happened_since(text: str | None) -> Callable[[StoredEvent], bool]:
     """``--since``: keep events whose own ``time`` (else when stored) is at or after ``text``.
 
@@ -175,6 +177,7 @@ def happened_since(text: str | None) -> Callable[[StoredEvent], bool]:
     cut = parse_since(text)
     return lambda s: (s.event.time.timestamp() if s.event.time else s.time_ms / 1000) >= cut
 
+
 def retention_text(r: Retention) -> str:
     parts = []
     if r.max_age is not None:
@@ -184,6 +187,7 @@ def retention_text(r: Retention) -> str:
     if r.max_bytes is not None:
         parts.append(f"bytes<={r.max_bytes}")
     return ", ".join(parts) or "keep all"
+
 
 async def stats_table(hub: Hub) -> Table:
     t = Table(title="topics and consumer groups", title_justify="left")

@@ -71,6 +71,7 @@ def _read_events(source: str) -> list[Any]:
         return items
     return obj if isinstance(obj, list) else [obj]
 
+
 def _event_row(s: StoredEvent) -> list[str]:
     e = s.event
     title = ""
@@ -82,6 +83,12 @@ def _event_row(s: StoredEvent) -> list[str]:
     # The column says UTC: an event stamped +01:00 at its source is shown in UTC, not its own zone.
     when = e.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if e.time else ""
     return [s.position, when, e.type.removeprefix("creative."), e.creator or "", e.subject or "", title]
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr (stdout stays for what the command prints): done of total, time left."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err)
 
 
 def _events_table(title: str) -> Table:
@@ -150,6 +157,7 @@ def publish(
 
 def _receipt(r: Any) -> dict[str, Any]:
     return {"id": r.id, "topic": r.topic, "position": r.position, "duplicate": r.duplicate}
+
 
 def tail(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. creative.narrative.")],
@@ -249,20 +257,14 @@ def replay(
         if to is None:
             table = _events_table(f"{topic}")
             async for s in events(hub):
-                table.add_row(*_events_table_row(s))
+                table.add_row(*_event_row(s))
             out.print(table)
             return
         info = {t.name: t for t in await hub.topics()}.get(topic)
         total = min(info.count if info else 0, limit or sys.maxsize)
         n = 0
         tmp = to.with_name(to.name + ".partial")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        ) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"replay {topic}", total=total)
             with tmp.open("wb") as f:
                 async for s in events(hub):
@@ -279,9 +281,6 @@ def replay(
 
     run_async(with_hub(log, None, main))
 
-
-def _events_table_row(s: StoredEvent) -> list[str]:
-    return _event_row(s)
 
 def topics(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
     """List topics with their event counts and retention."""
@@ -307,6 +306,7 @@ def topics(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
         out.print(t)
 
     run_async(with_hub(log, None, main))
+
 
 def stats(log: LogOpt = DEFAULT_LOG, as_json: JsonOpt = False) -> None:
     """Per topic: event counts; per consumer group: lag, pending and live members."""
@@ -381,13 +381,7 @@ def migrate_cmd(
         try:
             await dst.open()
             try:
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    console=err,
-                ) as progress:
+                with _progress() as progress:
                     tasks: dict[str, Any] = {}
 
                     def step(name: str, done: int, total: int) -> None:
@@ -412,7 +406,6 @@ def migrate_cmd(
         out.print(t)
 
     run_async(main())
-
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ def _command_name() -> str:
     except ValueError:
         return str(script)
 
+
 def _quiet_logs(verbose: bool) -> None:
     """Warnings only (INFO with ``--verbose``), one line each: set before the MCP servers, whose
     library would otherwise turn the root logger to INFO with a wrapping handler."""
@@ -44,6 +45,7 @@ def _quiet_logs(verbose: bool) -> None:
 def _browser_host(host: str) -> str:
     """Where a browser on this machine reaches a server listening on ``host``."""
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+
 
 def up(
     log: LogOpt = DEFAULT_LOG,
@@ -187,7 +189,6 @@ def follow(
             await asyncio.sleep(interval)
 
     run_async(with_hub(log, None, main, trusted=True))
-
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,7 @@ from .base import (
     TopicInfo,
     check_topic,
     deleter,
+    redact,
 )
 
 __all__ = [
@@ -95,24 +96,3 @@ def open_log(url: str, **options: Any) -> Log:
     cls = _load(known[scheme])
     log: Log = cls.from_url(url, **options)
     return log
-
-
-def redact(url: str) -> str:
-    """``url`` with a password or token replaced by ``***`` (safe to log or print).
-
-    redact("redis://:secret@h:6379/0")        -> "redis://:***@h:6379/0"
-    redact("nats://tok@h1:4222,h2:4222")      -> "nats://***@h1:4222,h2:4222"
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    if "?" in netloc and not slash:
-        netloc, q, query = netloc.partition("?")
-        tail = q + query
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return url
-    name, colon, _ = userinfo.partition(":")
-    safe = f"{name}:***" if colon else "***"
-    return f"{scheme}://{safe}@{hosts}{slash}{tail}"

@@ -59,11 +59,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from ..errors import ValidationError
 
 __all__ = [
+    "Appended",
     "DEFAULT_ACK_TIMEOUT",
     "DEFAULT_BATCH",
-    "Appended",
-    "Delivery",
     "Deleter",
+    "Delivery",
     "Entry",
     "Feature",
     "Gap",
@@ -79,6 +79,7 @@ __all__ = [
     "TopicInfo",
     "check_topic",
     "deleter",
+    "redact",
     "settle_others",
     "unsettled",
 ]
@@ -542,3 +543,24 @@ class Log(Protocol):
     async def health(self) -> Health:
         """Whether the engine answers now."""
         ...
+
+
+def redact(url: str) -> str:
+    """``url`` with a password or token replaced by ``***`` (safe to log or print).
+
+    redact("redis://:secret@h:6379/0")        -> "redis://:***@h:6379/0"
+    redact("nats://tok@h1:4222,h2:4222")      -> "nats://***@h1:4222,h2:4222"
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    if "?" in netloc and not slash:
+        netloc, q, query = netloc.partition("?")
+        tail = q + query
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return url
+    name, colon, _ = userinfo.partition(":")
+    safe = f"{name}:***" if colon else "***"
+    return f"{scheme}://{safe}@{hosts}{slash}{tail}"

@@ -34,6 +34,7 @@ from ..base import (
     Retention,
     TopicInfo,
     check_topic,
+    redact,
 )
 from .client import (
     ERR_BATCH_DUPLICATE,
@@ -55,7 +56,6 @@ from .names import (
     escape,
     parse_url,
     partition_of,
-    redact_url,
     subject_of,
 )
 from .read import NatsReader
@@ -88,7 +88,7 @@ class NatsLog(NatsReader, Subscribes["NatsSubscription"]):
     FEATURES = frozenset({Feature.DELETE, Feature.ATOMIC_APPEND})
 
     def __init__(self, url: str, options: NatsOptions | None = None) -> None:
-        self.url = redact_url(url)  # as given, password or token removed
+        self.url = redact(url)  # as given, password or token removed
         self.options = options or parse_url(url)
         self._init_client()
 

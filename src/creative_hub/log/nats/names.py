@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from ...bindings import NATS_PREFIX, is_binary, structured_body
 from ...errors import ValidationError
-from ..base import Record
+from ..base import Record, redact
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -36,7 +36,6 @@ __all__ = [
     "escape",
     "parse_url",
     "partition_of",
-    "redact_url",
     "stream_name",
     "subject_of",
     "token",
@@ -162,7 +161,7 @@ def parse_url(url: str) -> NatsOptions:
     """
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() != "nats":
-        raise ValidationError("url", f"{redact_url(url)!r} is not a nats:// URL")
+        raise ValidationError("url", f"{redact(url)!r} is not a nats:// URL")
     rest, _, query = rest.partition("?")
     netloc = rest.split("/", 1)[0]
     userinfo, at, hosts = netloc.rpartition("@")
@@ -182,7 +181,7 @@ def parse_url(url: str) -> NatsOptions:
             host += ":4222"
         servers.append(f"nats://{host}")
     if not servers:
-        raise ValidationError("url", f"{redact_url(url)!r} names no server (nats://host:port)")
+        raise ValidationError("url", f"{redact(url)!r} names no server (nats://host:port)")
     kw: dict[str, object] = {}
     for key, values in parse_qs(query).items():
         raw = values[-1]
@@ -198,23 +197,6 @@ def parse_url(url: str) -> NatsOptions:
                 "unknown option; use replicas, partitions, dedup_window, max_deliver, timeout or name",
             )
     return NatsOptions(servers=servers, user=user, password=password, token=tok, **kw)  # type: ignore[arg-type]
-
-
-def redact_url(url: str) -> str:
-    """``url`` with a password or token replaced by ``***`` (works for host lists too)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    if "?" in netloc and not slash:
-        netloc, q, query = netloc.partition("?")
-        tail = q + query
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return url
-    name, colon, _ = userinfo.partition(":")
-    safe = f"{name}:***" if colon else "***"
-    return f"{scheme}://{safe}@{hosts}{slash}{tail}"
 
 
 H_KEY, H_DIGEST, H_ID = "Hub-Key", "Hub-Digest", "Nats-Msg-Id"  # the headers of a stored entry
