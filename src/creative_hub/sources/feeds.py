@@ -252,10 +252,8 @@ async def _read(
         return ItemError(str(target), str(e))
 
 
-class FeedSource:
-    """Entries of RSS / Atom feeds, from URLs or files."""
-
-    name = "feed"
+class _Fetched:
+    """A source that reads URLs (through the address-checked client) or saved files."""
 
     def __init__(
         self,
@@ -269,6 +267,15 @@ class FeedSource:
         self.principals = principals or Principals()
         self.client = client  #: only for tests that bring their own transport: it skips the address check
         self.limits = limits or FetchLimits()
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""
+
+
+class FeedSource(_Fetched):
+    """Entries of RSS / Atom feeds, from URLs or files."""
+
+    name = "feed"
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """Every entry of every feed."""
@@ -286,27 +293,11 @@ class FeedSource:
             if self.client is None:
                 await client.aclose()
 
-    def checkpoint(self) -> None:
-        """Stateless: ids make re-runs safe."""
 
-
-class PageSource:
+class PageSource(_Fetched):
     """Single web pages, from URLs or saved HTML files."""
 
     name = "page"
-
-    def __init__(
-        self,
-        targets: Sequence[str | Path],
-        *,
-        principals: Principals | None = None,
-        client: httpx.AsyncClient | None = None,
-        limits: FetchLimits | None = None,
-    ) -> None:
-        self.targets = list(targets)
-        self.principals = principals or Principals()
-        self.client = client  #: only for tests that bring their own transport: it skips the address check
-        self.limits = limits or FetchLimits()
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """One event per page."""
@@ -323,6 +314,3 @@ class PageSource:
         finally:
             if self.client is None:
                 await client.aclose()
-
-    def checkpoint(self) -> None:
-        """Stateless: ids make re-runs safe."""
