@@ -13,7 +13,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
+
+from .base import Item, ItemError
 
 __all__ = ["MAX_FILE", "read_bounded"]
 
@@ -32,3 +35,18 @@ def read_bounded(path: Path, limit: int = MAX_FILE) -> bytes:
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"over {limit} bytes, the limit for one file")
     return data
+
+
+async def parse_each(
+    files: Sequence[Path], parse: Callable[[bytes, str], Iterable[Item]]
+) -> AsyncIterator[Item]:
+    """``parse(bytes, where)``'s items for every file in turn (each read by ``read_bounded``);
+    a file that cannot be read is one ItemError, and the others still come."""
+    for path in files:
+        try:
+            raw = read_bounded(path)
+        except OSError as e:
+            yield ItemError(str(path), f"cannot read: {e.strerror}")
+            continue
+        for item in parse(raw, str(path)):
+            yield item

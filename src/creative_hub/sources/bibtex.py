@@ -20,7 +20,7 @@ from typing import Any
 
 from ..origins import source_id
 from ..schemas import Paper
-from ._files import read_bounded
+from ._files import parse_each
 from .base import (
     Item,
     ItemError,
@@ -163,6 +163,14 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     )
 
 
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Old exports are often Latin-1; BibTeX itself is byte-oriented.
+        return raw.decode("latin-1")
+
+
 class BibtexSource:
     """Entries of BibTeX files."""
 
@@ -172,21 +180,9 @@ class BibtexSource:
         self.files = [Path(f) for f in files]
         self.principals = principals or Principals()
 
-    async def iter_items(self) -> AsyncIterator[Item]:
+    def iter_items(self) -> AsyncIterator[Item]:
         """Every entry of every file, in order."""
-        for path in self.files:
-            try:
-                raw = read_bounded(path)
-            except OSError as e:
-                yield ItemError(str(path), f"cannot read: {e.strerror}")
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                # Old exports are often Latin-1; BibTeX itself is byte-oriented.
-                text = raw.decode("latin-1")
-            for item in parse_bibtex(text, str(path), self.principals):
-                yield item
+        return parse_each(self.files, lambda raw, where: parse_bibtex(_text(raw), where, self.principals))
 
     def checkpoint(self) -> None:
         """Stateless: ids make re-runs safe."""

@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..origins import source_id
 from ..schemas import Phase, Session
-from ._files import read_bounded
+from ._files import parse_each
 from ._recurrence import expand
 from .base import Item, ItemError, Principals, checked, make_event, with_mapped
 
@@ -336,16 +336,9 @@ class CalendarSource:
         self.files = [Path(f) for f in files]
         self.principals = principals or Principals()
 
-    async def iter_items(self) -> AsyncIterator[Item]:
+    def iter_items(self) -> AsyncIterator[Item]:
         """Every VEVENT of every file."""
-        for path in self.files:
-            try:
-                raw = read_bounded(path)
-            except OSError as e:
-                yield ItemError(str(path), f"cannot read: {e.strerror}")
-                continue
-            for item in parse_calendar(raw, str(path), self.principals):
-                yield item
+        return parse_each(self.files, lambda raw, where: parse_calendar(raw, where, self.principals))
 
     def checkpoint(self) -> None:
         """Stateless: ids make re-runs safe."""
@@ -363,16 +356,11 @@ class CeremonySource:
         self.owner = owner
         self.principals = principals or Principals()
 
-    async def iter_items(self) -> AsyncIterator[Item]:
+    def iter_items(self) -> AsyncIterator[Item]:
         """Every ceremony of every file."""
-        for path in self.files:
-            try:
-                raw = read_bounded(path)
-            except OSError as e:
-                yield ItemError(str(path), f"cannot read: {e.strerror}")
-                continue
-            for item in parse_ceremonies(raw, str(path), self.principals, self.owner):
-                yield item
+        return parse_each(
+            self.files, lambda raw, where: parse_ceremonies(raw, where, self.principals, self.owner)
+        )
 
     def checkpoint(self) -> None:
         """Stateless: ids make re-runs safe."""
