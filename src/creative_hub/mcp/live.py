@@ -72,6 +72,7 @@ from ..event import Event, decode_event
 from ..hub import Hub, StoredEvent
 from ..ids import About
 from ..log.base import check_topic
+from ..topics import CREATIVE_PREFIX, PEER_PREFIX, peer, published
 from .common import EventOut, HubState, event_out
 
 __all__ = [
@@ -96,7 +97,7 @@ RESCAN = 0.5  # seconds between looks at the topic list while subjects are watch
 SEND_TIMEOUT = 10.0  # seconds a notification may take to leave before its subscriber is dropped
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500  # events per page
 STREAMS = ("published", "drafts", "contributions", "feedback")
-SUBJECT_PREFIXES = ("creative.", "peer.")  # where events about a subject live
+SUBJECT_PREFIXES = (CREATIVE_PREFIX, PEER_PREFIX)  # where events about a subject live
 TASK_PREFIX = "creative-hub-live"  #: the name of every task this module starts
 
 
@@ -131,13 +132,13 @@ def parse_uri(uri: str) -> Target:
             check_topic(segments[0])
             return Target(base, topic=segments[0])
         if parts.netloc == "peers":  # hub://peers/alice: her published work
-            return Target(base, topic=f"peer.{segments[0]}.published")
+            return Target(base, topic=published(segments[0]))
         if parts.netloc == "subjects":
             return Target(base, subject=segments[0])
     if parts.scheme == "hub" and parts.netloc == "peers" and len(segments) == 2 and segments[0]:
         if segments[1] not in STREAMS:
             raise ValidationError("stream", f"one of {', '.join(STREAMS)}, got {segments[1]!r}")
-        return Target(base, topic=f"peer.{segments[0]}.{segments[1]}")
+        return Target(base, topic=peer(segments[0], segments[1]))
     raise ValidationError(
         "uri",
         f"{uri!r} is not a live resource: hub://topics/{{topic}}, hub://peers/{{peer}}[/{{stream}}] "
@@ -166,7 +167,7 @@ def _page_uri(base: str, after: str | None, limit: str | int | None) -> str:
 
 def _is_mirror(topic: str, hub: str | None) -> bool:
     """A peer's published event (``hub``: its attribute) copied to the shared topic of its area."""
-    return topic.startswith("creative.") and bool(hub) and hub != "shared"
+    return topic.startswith(CREATIVE_PREFIX) and bool(hub) and hub != "shared"
 
 
 def _encode_cursor(positions: dict[str, str]) -> str:
