@@ -178,6 +178,14 @@ class Hub:
         if self.identity.agent:
             self.reads.add(self.principal, (e.id for e in events))
 
+    async def handed(self, topic: str, events: Sequence[Event], how: str = "replay") -> None:
+        """A face that read ``events`` of ``topic`` by other means than ``replay``/``get`` (an
+        index, a page built from several topics) and shows them to the caller: audit the read
+        as ``how`` and remember it for an agent, exactly as ``replay`` would have."""
+        if events:
+            await self.grants.record_reads(self.identity, topic, events, how)
+            self._handed(events)
+
     def subscribe(
         self,
         topic: str,

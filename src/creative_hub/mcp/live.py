@@ -261,8 +261,7 @@ async def _subject_page(caller: Hub, target: Target, after: str | None, limit: A
     for s in events:
         by_topic.setdefault(s.topic, []).append(s.event)
     for name, handed in by_topic.items():
-        await caller.grants.record_reads(who, name, handed, "replay")
-    caller._handed([s.event for s in events])
+        await caller.handed(name, handed, "replay")
     return PageOut(
         uri=_page_uri(target.base, after, limit),
         subject=subject,
