@@ -46,11 +46,12 @@ How the contract maps onto Kafka:
   (not a Kafka setting) is enforced.  Retention settings are kept in the
   compacted topic ``_creative_hub.meta``.
 
-Errors from librdkafka become creative-hub errors in ``common.translate``.
+Errors from librdkafka become creative-hub errors in ``names.translate``; the
+readers (``read``) and the writer (``writer``) share ``names``' options and positions.
 """
 
-from .common import KafkaOptions
 from .engine import KafkaLog
 from .group import KafkaSubscription
+from .names import KafkaOptions
 
 __all__ = ["KafkaLog", "KafkaOptions", "KafkaSubscription"]

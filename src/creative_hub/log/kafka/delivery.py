@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import confluent_kafka as ck
 
 from ..base import Delivery, Record, Start
-from .common import message_record, retry
+from .names import message_record, retry
 
 if TYPE_CHECKING:
     from .group import KafkaSubscription

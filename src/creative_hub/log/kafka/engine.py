@@ -38,25 +38,20 @@ from ..base import (
 )
 from . import malloc as _malloc
 from . import retention as _retention
-from .common import (
+from .delivery import mark_of, totals_of
+from .group import KafkaSubscription
+from .names import (
     GONE,
-    OFFSET_EARLIEST,
-    OFFSET_LATEST,
     RETRY,
     KafkaOptions,
-    Merge,
-    Reader,
-    ReaderPool,
     decode_position,
     encode_position,
-    fetch,
     logger,
     message_record,
     transient,
     translate,
 )
-from .delivery import mark_of, totals_of
-from .group import KafkaSubscription
+from .read import OFFSET_EARLIEST, OFFSET_LATEST, Merge, Reader, ReaderPool, fetch
 from .writer import Producer, TopicWriter
 
 __all__ = ["KafkaLog"]
@@ -171,7 +166,7 @@ class KafkaLog(Subscribes[KafkaSubscription]):
         if self._admin is None:
             raise LogClosed("kafka log (not opened: await log.open() first)")
 
-    # -- errors: common.translate is the one place that knows the client's errors --------
+    # -- errors: names.translate is the one place that knows the client's errors --------
     def _translate(self, e: BaseException, doing: str) -> LogError:
         return translate(self.url, e, doing)
 

@@ -55,8 +55,8 @@ from ...errors import EngineUnavailable, LogClosed
 from .._guard import wait_for
 from .._subscription import SubscribeArgs, SubscriptionBase, SubState
 from ..base import DEFAULT_BATCH, Delivery, Gap, settle_others, unsettled
-from .common import logger, position_format
 from .delivery import KafkaDelivery, Part, PartStart, assignment_starts, commit_metadata, on_commit
+from .names import logger, position_format
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

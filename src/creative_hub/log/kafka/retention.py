@@ -34,7 +34,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from ...errors import EngineUnavailable
 from ...event import Event, encode_event
 from ..base import Entry, Retention, check_topic
-from .common import GONE, Merge, fetch, retention_ms
+from .names import GONE, retention_ms
+from .read import Merge, fetch
 
 if TYPE_CHECKING:
     from .engine import KafkaLog

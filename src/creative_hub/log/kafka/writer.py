@@ -39,7 +39,8 @@ import confluent_kafka as ck
 
 from ...errors import EngineUnavailable, IdConflict
 from ..base import Appended, Entry
-from .common import CONTENT_TYPE, H_DIGEST, H_ID, KafkaOptions, encode_position, fetch, header, logger
+from .names import CONTENT_TYPE, H_DIGEST, H_ID, KafkaOptions, encode_position, header, logger
+from .read import fetch
 
 if TYPE_CHECKING:
     from .engine import KafkaLog

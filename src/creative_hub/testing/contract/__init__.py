@@ -26,28 +26,9 @@ from __future__ import annotations
 from .groups import GroupRules
 from .records import RecordRules
 from .retention import RetentionRules
-from .support import (
-    BAD_SUBSCRIBE,
-    OPTIONAL_FEATURES,
-    WAIT,
-    eventually,
-    features,
-    make_entries,
-    new_topic,
-    read_all,
-)
+from .support import OPTIONAL_FEATURES, WAIT, eventually, features, make_entries, new_topic
 
-__all__ = [
-    "BAD_SUBSCRIBE",
-    "OPTIONAL_FEATURES",
-    "WAIT",
-    "LogContract",
-    "eventually",
-    "features",
-    "make_entries",
-    "new_topic",
-    "read_all",
-]
+__all__ = ["OPTIONAL_FEATURES", "WAIT", "LogContract", "eventually", "features", "make_entries", "new_topic"]
 
 
 class LogContract(RecordRules, GroupRules, RetentionRules):
