@@ -335,7 +335,7 @@ class LineageView(_View):
 # -- outlines ------------------------------------------------------------------
 def outline_of(story: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A story's outline from its narrative events, in the shape ``creative-hub story show``
-    gives (``creative_hub.narrative.cli.from_hub``): title, parts with their scenes,
+    gives (``creative_hub.cli.story.from_hub``): title, parts with their scenes,
     characters with aliases, plot points -- newest revision of each, in story order."""
     mine = [e for e in events if (e.get("data") or {}).get("story") == story]
     superseded = {e.get("supersedes") for e in mine}
