@@ -90,3 +90,34 @@ def test_an_ingest_where_every_item_failed_exits_6(tmp_path: Path) -> None:
     assert "arxiv: 0 ingested, 0 already there, 1 skipped" in r.stdout
     assert "arXiv API error: incorrect id format for 1234.12345v1234" in r.stderr
     assert "nothing ingested, every item failed" in r.stderr
+
+
+def test_ingest_and_verify_speak_json_for_scripts(tmp_path: Path) -> None:
+    """Scripts capture the ids an ingest made (and why items were skipped) without scraping."""
+    db = tmp_path / "hub.db"
+    bib = tmp_path / "refs.bib"
+    bib.write_text("@article{a, title = {One}, author = {Ada}, year = {2020}}\n"
+                   "@article{b, title = {Two}, author = {Bo}, year = {2021}}\n")  # fmt: skip
+    r = run(db, "bibtex", str(bib), "--json")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert (first["source"], first["ingested"], first["already"], first["skipped"]) == ("bibtex", 2, 0, [])
+    assert len(first["ids"]) == 2
+    again = json.loads(run(db, "bibtex", str(bib), "--json").stdout)
+    assert (again["ingested"], again["already"], again["ids"]) == (0, 2, first["ids"])
+    junk = tmp_path / "junk.bib"
+    junk.write_bytes(b"\xff\xfe\x00 not text")
+    r = run(db, "bibtex", str(junk), "--json")
+    assert r.returncode == 6  # every item failed: nothing ingested
+    failed = json.loads(r.stdout)
+    assert failed["ingested"] == 0 and failed["skipped"][0]["ref"].endswith("junk.bib")
+    assert failed["skipped"][0]["reason"] == "not BibTeX: a binary file (NUL bytes)"
+    env = {**os.environ, "CREATIVE_HUB_LOG": f"sqlite:///{db}"}
+    v = subprocess.run(
+        [sys.executable, "-m", "creative_hub", "verify", first["ids"][0], "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert v.returncode == 0, v.stderr
+    assert json.loads(v.stdout) == {
+        "id": first["ids"][0], "creator": "bibtex", "valid": True, "lineage": 1, "not_verified": [],
+    }  # fmt: skip

@@ -390,7 +390,11 @@ def _shaped_by(lin: Lineage) -> Table:
     return t
 
 
-def verify_cmd(event: Annotated[str, typer.Argument(help="Event id.")], log: LogOpt = DEFAULT_LOG) -> None:
+def verify_cmd(
+    event: Annotated[str, typer.Argument(help="Event id.")],
+    log: LogOpt = DEFAULT_LOG,
+    as_json: JsonOpt = False,
+) -> None:
     """Check an event's signature and every signature in its lineage; exit 1 if any fails."""
 
     async def main(hub: Hub) -> bool:
@@ -402,6 +406,19 @@ def verify_cmd(event: Annotated[str, typer.Argument(help="Event id.")], log: Log
         ok = verify_signature(stored.event, key)
         lin = await lineage(hub, event)
         bad = [n for n in lin.nodes if n.relation != "folded" and n.signature != "valid"]
+        if as_json:
+            doc = {
+                "id": event,
+                "creator": stored.event.creator,
+                "valid": ok,
+                "lineage": len(lin.nodes),
+                "not_verified": [
+                    {"id": n.id, "creator": n.creator, "relation": n.relation, "signature": n.signature}
+                    for n in bad
+                ],
+            }
+            print(json.dumps(doc, ensure_ascii=False), flush=True)
+            return ok and not bad
         out.print(
             f"{event}: {'[green]valid signature[/]' if ok else '[red]INVALID signature[/]'} "
             f"by {stored.event.creator}"

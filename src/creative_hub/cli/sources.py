@@ -17,6 +17,7 @@ token) or the hub's operator (no token) alone.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +58,45 @@ def _people(pairs: list[str] | None, file: Path | None) -> Principals:
 NOTHING_INGESTED = 6  # exit code: items were found, every one failed, nothing is in the hub
 
 
+class _Output:
+    """How this process reports (one command per process; set by ``--json``'s callback)."""
+
+    json = False
+
+
+def _json_flag(value: bool) -> bool:
+    _Output.json = value
+    return value
+
+
+IngestJsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        callback=_json_flag,
+        help="Print the summary as one JSON object per run (source, ingested, already, skipped, ids).",
+    ),
+]
+
+
+def summary_json(summary: Summary) -> str:
+    """One run as JSON: counts, every skipped item with why, every event id in order."""
+    return json.dumps(
+        {
+            "source": summary.source,
+            "ingested": summary.ingested,
+            "already": summary.already,
+            "skipped": [{"ref": e.ref, "reason": e.reason} for e in summary.skipped],
+            "ids": summary.ids,
+        },
+        ensure_ascii=False,
+    )
+
+
 def _report(summary: Summary) -> None:
+    if _Output.json:
+        print(summary_json(summary), flush=True)  # plain: rich would wrap a long line
+        return
     out.print(summary.line(), highlight=False)
     for e in summary.skipped:
         # escape: a file name or a reason may hold "[...]", which rich would take as markup
@@ -120,6 +159,7 @@ def git(
     map_file: MapFileOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Commits of a local git repository (author, message, files, line stats)."""
     from ..sources.git import GitSource
@@ -164,6 +204,7 @@ def github(
             show_default=False,
         ),
     ] = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Poll a GitHub repository (commits, pull requests with reviews, issues; ETag-conditional),
     or store saved webhook deliveries (--payload)."""
@@ -195,6 +236,7 @@ def arxiv(
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Papers from the arXiv API (by query or ids) or saved Atom responses."""
     from ..sources.arxiv import ArxivSource
@@ -224,6 +266,7 @@ def crossref(
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Works from CrossRef by DOI or query, or saved JSON responses."""
     from ..sources.crossref import CrossrefSource
@@ -248,6 +291,7 @@ def bibtex(
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Entries of BibTeX files as papers."""
     from ..sources.bibtex import BibtexSource
@@ -267,6 +311,7 @@ def mail(
     map_file: MapFileOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Mail metadata from mbox/.eml files, or an IMAP server (read-only, new UIDs only)."""
     from ..sources.mail import ImapSource, MailSource
@@ -298,6 +343,7 @@ def folder(
     ] = False,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """File metadata of a folder (path, size, type, SHA-256, modified); --watch follows changes.
     Regular files only; links out of the folder are left out unless --follow-links."""
@@ -349,6 +395,7 @@ def feed(
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Entries of RSS / Atom feeds (URLs: public addresses only, body and time bounded)."""
     from ..sources.feeds import FeedSource
@@ -372,6 +419,7 @@ def page(
     timeout: TimeoutOpt = "30s",
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Single web pages: title, description, OpenGraph, canonical URL (URLs bounded as for feeds)."""
     from ..sources.feeds import PageSource
@@ -396,6 +444,7 @@ def story(
     ] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Stories as parts and scenes, plot points with evidence, characters with aliases (spaCy pipeline)."""
     from ..sources.stories import StorySource
@@ -409,6 +458,7 @@ def calendar(
     map: MapOpt = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """iCalendar events (recurrence, attendees) as ceremony sessions."""
     from ..sources.calendar import CalendarSource
@@ -424,6 +474,7 @@ def ceremony(
     ] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Ceremonies (phases, timing, participants, intention, place) from YAML/JSON."""
     from ..sources.calendar import CeremonySource
@@ -439,6 +490,7 @@ def notebook(
     ] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Jupyter notebooks: markdown as narrative fragments, code cells with outputs summarised.
 
@@ -467,6 +519,7 @@ def mcp_cmd(
     ] = None,
     log: LogOpt = DEFAULT_LOG,
     token: TokenOpt = None,
+    json_: IngestJsonOpt = False,
 ) -> None:
     """Call an MCP server's configured tools / read its resources; publish the results."""
     from ..sources.mcp import McpSource

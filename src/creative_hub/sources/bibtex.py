@@ -77,6 +77,11 @@ def parse_bibtex(text: str, where: str, principals: Principals | None = None) ->
     library = bibtexparser.parse_string(  # type: ignore[attr-defined]
         text, append_middleware=[mw.LatexDecodingMiddleware(), mw.SeparateCoAuthors()]
     )
+    if not any(type(b).__name__ != "ImplicitComment" for b in library.blocks) and text.strip():
+        # Nothing but free text: not BibTeX at all (a binary file, the wrong file named).
+        what = "a binary file (NUL bytes)" if "\x00" in text else "text with no @type{key, ...} entry"
+        yield ItemError(where, f"not BibTeX: {what}")
+        return
     blocks = sorted(
         [*library.entries, *library.failed_blocks], key=lambda b: b.start_line if b.start_line else 0
     )
