@@ -33,11 +33,13 @@ from .base import (
     deleter,
     redact,
 )
+from .batch import Batch
 
 __all__ = [
     "Backoff",
     "BUILTIN_ENGINES",
     "Appended",
+    "Batch",
     "Delivery",
     "Entry",
     "Feature",

@@ -11,7 +11,10 @@ the contract suite) and builds the engine's subclass of ``SubscriptionBase``
   abandoned generator is closed later by the garbage collector, in a task of
   its own, at no defined time);
 * the lifecycle ``state`` (``SubState``) and one ``repr``;
-* the gap notices (``GapReporter``).
+* the gap notices (``GapReporter``);
+* batch delivery, built on the engine's ``next_batch`` and ``ack_many``:
+  ``await sub.fetch(max, timeout)`` -> ``Batch`` and ``sub.batches(max,
+  timeout)`` (see ``creative_hub.log.batch``).
 
 * ``close()``, which leaves in a task of its own: cancelling the caller does
   not abandon the leaving half-way (a later ``close()`` waits for it).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -32,6 +36,7 @@ from typing import ClassVar, Generic, Self, TypeVar
 
 from ..errors import LogClosed, ValidationError
 from .base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, Delivery, GapReporter, Start, check_topic
+from .batch import Batch, Batches, check_max
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -167,6 +172,17 @@ class SubscriptionBase(GapReporter):
         except LogClosed:
             raise StopAsyncIteration from None
 
+    async def fetch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> Batch:
+        """The next batch: what ``next_batch(max, timeout)`` gives, as one ``Batch`` to settle."""
+        if self.state is SubState.CLOSED:
+            raise LogClosed("subscription")
+        return Batch(self, await self.next_batch(check_max(max), timeout))
+
+    def batches(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> Batches[Batch]:
+        """``async for batch in sub.batches(max)``: one ``Batch`` per fetch until closed."""
+        check_max(max)
+        return Batches(lambda: self.fetch(max, timeout))
+
     async def close(self) -> None:
         """Leave the group: un-acked deliveries go back to it.  Safe twice.
 
@@ -186,6 +202,12 @@ class SubscriptionBase(GapReporter):
     async def next(self, timeout: float | None = None) -> Delivery:
         raise NotImplementedError
 
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        raise NotImplementedError
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        raise NotImplementedError
+
     async def _close(self) -> None:
         """Leave the group (called once, by ``close()``)."""
         raise NotImplementedError
@@ -197,9 +219,9 @@ S = TypeVar("S", bound=SubscriptionBase)
 class Subscribes(Generic[S]):
     """An engine's ``subscribe()``: the arguments checked one way, then ``_member`` builds the member.
 
-        class MyLog(Subscribes[MySubscription]):
-            def _member(self, args: SubscribeArgs) -> MySubscription:
-                return MySubscription(self, args)
+    class MyLog(Subscribes[MySubscription]):
+        def _member(self, args: SubscribeArgs) -> MySubscription:
+            return MySubscription(self, args)
     """
 
     def subscribe(

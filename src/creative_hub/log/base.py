@@ -54,9 +54,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import ValidationError
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 __all__ = [
     "Appended",
@@ -446,6 +449,20 @@ class Subscription(Protocol):
         delivery of a partition this member lost meanwhile is ignored, as its
         ``ack()`` would be (the new owner delivers it again).
         """
+        ...
+
+    async def fetch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> Batch:
+        """The next batch as one object: ``next_batch(max, timeout)``'s deliveries, in order.
+
+        ``batch.ack()`` acks them all and ``batch.ack(upto=n)`` the first
+        ``n``, each in one round (as ``ack_many``); the rest stay handed out
+        and come back to the group on ``batch.nack()`` or, all at once, after
+        the ack timeout -- once each, not once per fetch.  ``max`` an int >= 1.
+        """
+        ...
+
+    def batches(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> AsyncIterator[Batch]:
+        """``async for batch in sub.batches(max)``: ``fetch()`` in a loop, until the subscription closes."""
         ...
 
     async def close(self) -> None:

@@ -1,7 +1,7 @@
 """The log contract suite: one set of tests every engine must pass.
 
 ``LogContract`` gathers the rules by theme (``records``, ``groups``,
-``retention``); ``support`` holds the helpers they share.
+``batches``, ``retention``); ``support`` holds the helpers they share.
 
 In-repo engines run it from ``tests/contract/test_log.py``; a third-party
 engine imports it and provides two fixtures::
@@ -23,6 +23,7 @@ broken engine fails instead of hanging.
 
 from __future__ import annotations
 
+from .batches import BatchRules
 from .groups import GroupRules
 from .records import RecordRules
 from .retention import RetentionRules
@@ -31,5 +32,5 @@ from .support import OPTIONAL_FEATURES, WAIT, eventually, features, make_entries
 __all__ = ["OPTIONAL_FEATURES", "WAIT", "LogContract", "eventually", "features", "make_entries", "new_topic"]
 
 
-class LogContract(RecordRules, GroupRules, RetentionRules):
+class LogContract(RecordRules, GroupRules, BatchRules, RetentionRules):
     """The rules of ``creative_hub.log.base.Log``, one test each."""
