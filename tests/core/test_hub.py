@@ -102,6 +102,44 @@ async def test_junk_records_go_to_the_dead_letter_topic(log: Log) -> None:
     assert letters["junk-1"].data["body"] == "this is not json"
 
 
+async def test_hub_batch_decodes_lazily_dead_letters_junk_and_acks_a_prefix(log: Log) -> None:
+    # One key, so the batch is in append order: good, good, junk, good.  A handler
+    # that stops after the first event and nacks the rest never decodes the junk;
+    # going through the redelivered rest dead-letters it, and ack(upto=2) acks
+    # through the second event handed over (the junk between them included).
+    hub = Hub(log, principal="alice")
+    topic = new_topic("creative")
+    good = [hub.prepare(fragment(f"fine {i}"))[2] for i in range(3)]
+    for e in good:
+        e.key = "k"
+    junk = Entry("junk-1", "k", b"this is not json", "d1")
+    await log.append(topic, [good[0], good[1], junk, good[2]])
+    async with hub.subscribe(topic, "batched", ack_timeout=30) as sub:
+        batch = await sub.fetch(10, timeout=WAIT)
+        first = await anext(aiter(batch))
+        assert first.event.id == good[0].id
+        await batch.ack(upto=1)
+        await batch.nack()
+        assert sub.dead_letters == 0  # the rest went back undecoded
+        got: list[str] = []
+        while len(got) < 2:
+            batch = await sub.fetch(10, timeout=WAIT)
+            events = await batch.events()
+            assert [hd.event.id for hd in events] == [hd.event.id async for hd in batch]  # decoded once
+            got += [hd.event.id for hd in events]
+            await batch.ack(upto=len(events))
+            assert batch.pending == 0
+        assert got == [good[1].id, good[2].id]
+        assert sub.dead_letters == 1
+        with pytest.raises(ValidationError) as e:
+            await batch.ack(upto=len(events) + 1)
+        assert e.value.field == "upto"
+        with pytest.raises(TimeoutError):
+            await sub.fetch(timeout=1.0)
+    letters = [s.event.data["record_id"] async for s in hub.replay("deadletter." + topic)]
+    assert letters == ["junk-1"]
+
+
 async def test_migrate_keeps_ids_and_order_and_adds_nothing_twice(log: Log, tmp_path: Path) -> None:
     source = open_log(f"sqlite:///{tmp_path / 'source.db'}")
     await source.open()

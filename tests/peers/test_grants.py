@@ -210,6 +210,18 @@ async def _subscribed(hub: Hub, topic: str, group: str, n: int) -> list[str]:
     return got
 
 
+async def _fetched(hub: Hub, topic: str, group: str, n: int) -> list[str]:
+    """As ``_subscribed``, through the batch API (``batches()``, one ``ack()`` per batch)."""
+    got: list[str] = []
+    async with hub.subscribe(topic, group, start=Start.EARLIEST) as sub:
+        async for batch in sub.batches(10, timeout=0.5):
+            got += [d.event.id async for d in batch]
+            await batch.ack()
+            if len(got) >= n:
+                break
+    return got
+
+
 # -- in one process, every read path ----------------------------------------------------------
 async def test_no_grant_means_no_draft_anywhere(scene: Scene, tmp_path: Path) -> None:
     agent = scene.as_(scene.analyst)
@@ -585,6 +597,7 @@ async def test_grants_on_every_engine(log_url: str) -> None:
         g = await scene.hub.grants.give(owner.identity, scene.analyst, subject="story:wood", expires="1h")
         assert await _ids(agent, scene.drafts) == scene.wood
         assert await _subscribed(agent, scene.drafts, f"g{tag}", 3) == scene.wood
+        assert await _fetched(agent, scene.drafts, f"b{tag}", 2) == scene.wood
         assert {a["how"] for a in await scene.audit()} == {"replay", "subscribe"}
         await scene.hub.grants.revoke(owner.identity, g.id)
         with pytest.raises(AccessDenied):
