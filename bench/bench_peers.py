@@ -6,7 +6,8 @@
 What a user calls, not the engine alone: ``Hub.publish`` of dict events
 (validate, stamp, encode, route, dedup, receipts), batched (``--batch`` per
 call) and one event per call, and ``hub.subscribe`` consume + ack of decoded
-events (``next_batch`` + ``ack_many``).  Beside it, on the same server in the
+events (``next_batch`` + ``ack_many``; ``consume_batches``: the batch API,
+``fetch()`` + ``for`` + one ``batch.ack()``).  Beside it, on the same server in the
 same process, rounds alternating, best round of each side:
 
 * **fair raw**: the broker's own client doing what the hub promises -- a
@@ -99,6 +100,22 @@ async def hub_consume(hub: Hub, topic: str, n: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+async def hub_consume_batches(hub: Hub, topic: str, n: int, batch: int) -> float:
+    """As ``hub_consume``, through the batch API: ``fetch()``, ``for`` (decoded as
+    reached), one ``batch.ack()``."""
+    got, t0 = 0, 0.0
+    async with hub.subscribe(topic, group=f"g{uuid.uuid4().hex[:8]}", batch=batch) as sub:
+        while got < n:
+            b = await sub.fetch(batch, timeout=30)
+            if not t0:
+                t0 = time.perf_counter()
+            for d in b:
+                d.event.data  # noqa: B018 -- the handler's work: look at the event
+            got += len(b)
+            await b.ack()
+    return time.perf_counter() - t0
+
+
 # -- rounds -----------------------------------------------------------------------
 Side = Callable[[int], Awaitable[float]]  # round -> seconds for n events
 
@@ -140,13 +157,19 @@ async def bench_engine(engine: str, url: str, a: argparse.Namespace, extra: dict
         async def hub_con(r: int) -> float:
             return await hub_consume(hub, TOPIC, n, batch)
 
+        async def hub_bat(r: int) -> float:
+            return await hub_consume_batches(hub, TOPIC, n, batch)
+
         for measure, hub_side, count in (
             ("publish", hub_pub, n),
             ("publish_single", hub_one, single_n),
             ("consume", hub_con, n),
+            ("consume_batches", hub_bat, n),
         ):
             seconds = await best({"hub": hub_side, **extra.get(measure, {})}, rounds)
             figures[measure] = {k: count / v for k, v in seconds.items()}
+        # the batch API beside the same run's raw and peer consume figures
+        figures["consume_batches"].update({k: v for k, v in figures["consume"].items() if k != "hub"})
     finally:
         await log.close()
     return figures
@@ -521,7 +544,7 @@ def show(results: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="right" if col not in ("engine", "measure") else "left")
     for fig in results:
         peer = PEER[fig["engine"]]
-        for measure in ("publish", "publish_single", "consume", "replay"):
+        for measure in ("publish", "publish_single", "consume", "consume_batches", "replay"):
             if measure not in fig:
                 continue
             f = fig[measure]

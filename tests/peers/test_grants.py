@@ -215,7 +215,7 @@ async def _fetched(hub: Hub, topic: str, group: str, n: int) -> list[str]:
     got: list[str] = []
     async with hub.subscribe(topic, group, start=Start.EARLIEST) as sub:
         async for batch in sub.batches(10, timeout=0.5):
-            got += [d.event.id async for d in batch]
+            got += [d.event.id for d in batch]
             await batch.ack()
             if len(got) >= n:
                 break

@@ -5,7 +5,7 @@ decoded and validated, or dead-lettered; then, on someone else's drafts,
 kept only when a live grant covers it, audited before it is handed over.
 
 ``fetch()`` / ``batches()`` hand over one ``HubBatch`` per fetched batch: its
-records are decoded one by one as the handler reaches them (``async for``),
+records are decoded one by one as the handler reaches them (``for``),
 so a handler that stops early and nacks the rest never decodes the rest;
 one ``ack()`` settles the batch or a prefix of it.  Gated subscriptions
 decode the whole batch first: grants and the audit are per batch.
@@ -13,7 +13,7 @@ decode the whole batch first: grants and the audit are per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -154,8 +154,8 @@ class HubSubscription:
     async def fetch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> HubBatch:
         """The next batch of records as one ``HubBatch`` (see ``creative_hub.log.Subscription.fetch``).
 
-        Its events are decoded as ``async for`` reaches them; junk is
-        dead-lettered then.  A gated subscription decodes and admits the
+        Its events are decoded as ``for`` reaches them; junk met is
+        dead-lettered by the batch's next ``ack``/``nack``.  A gated subscription decodes and admits the
         whole batch here, and fetches again when nothing of it was admitted.
         """
         check_max(max)
@@ -174,17 +174,6 @@ class HubSubscription:
         check_max(max)
         return Batches(lambda: self.fetch(max, timeout))
 
-    async def _decode(self, d: Delivery) -> Event | None:
-        """``d``'s event, or None once it is dead-lettered and acked."""
-        try:
-            event = decode_event(d.body)
-            if self.validate:
-                validate_event(event)
-        except _NOT_AN_EVENT as e:
-            await self._junk(d, e)
-            return None
-        return event
-
     async def _junk(self, d: Delivery, e: Exception) -> None:
         await self.hub.dead_letter(d.record, f"not a valid event: {e}", group=self.group)
         await d.ack()
@@ -195,7 +184,6 @@ class HubSubscription:
         dead-lettered or acked unseen), remembered for agent principals."""
         out: list[HubDelivery] = []
         for d in batch:
-            # _decode inlined: this loop is the consume path's per-event cost
             try:
                 event = decode_event(d.body)
                 if self.validate:
@@ -236,34 +224,38 @@ class HubSubscription:
 
 
 _UNSEEN = None  # a record of a HubBatch not decoded yet
-_SKIPPED = False  # a record dead-lettered, or not admitted by the grants: settled, not handed over
+_SKIPPED = False  # junk, or not admitted by the grants: not handed over
 
 
 class HubBatch:
     """One fetched batch of events; each record is decoded when the handler first reaches it.
 
     ``len(batch)`` counts records (junk included: it is dead-lettered, not
-    handed over).  ``async for hd in batch`` gives the ``HubDelivery`` of
-    each event in order (per key, append order); going through it again gives
-    the same ones, decoded once.  ``ack()`` acks the batch in one round, first
-    checking the records not reached yet (junk still goes to the dead
-    letters, never acked unseen); ``ack(upto=n)`` acks the first ``n`` events
-    handed over (and the junk between them); ``nack(delay)`` sends the rest
-    back to the group, undecoded.  Unacked, the batch comes back after the
-    ack timeout.
+    handed over).  ``for hd in batch`` gives the ``HubDelivery`` of each
+    event in order (per key, append order), decoding as it goes; going
+    through it again gives the same ones, decoded once.  ``ack()`` acks the
+    batch in one round, first checking the records not reached yet;
+    ``ack(upto=n)`` acks through the ``n``-th event handed over;
+    ``nack(delay)`` sends the rest back to the group, undecoded.  Junk met on
+    the way is dead-lettered (and acked) by the next ``ack``/``nack``, never
+    acked unseen.  Unacked, the batch comes back after the ack timeout.
     """
 
-    __slots__ = ("_slots", "_sub", "batch")
+    __slots__ = ("_agent", "_junk", "_seen", "_slots", "_sub", "batch")
 
     def __init__(self, sub: HubSubscription, batch: Batch) -> None:
         self._sub = sub
         self.batch = batch
         self._slots: list[HubDelivery | bool | None] = [_UNSEEN] * len(batch)
+        self._seen = 0  # records decoded: always a prefix (iteration and ack go in order)
+        self._junk: list[tuple[Delivery, Exception]] = []  # met, not dead-lettered yet
+        self._agent = sub.hub.identity.agent  # an agent principal remembers what it was handed
 
     def _settle_gated(self, handed: list[HubDelivery]) -> None:
         """A gated batch, decoded and admitted whole: ``handed`` are what gets handed over."""
         by_delivery = {id(hd.delivery): hd for hd in handed}
         self._slots = [by_delivery.get(id(d), _SKIPPED) for d in self.batch]
+        self._seen = len(self._slots)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -273,31 +265,43 @@ class HubBatch:
         """Records neither acked nor nacked yet (see ``Batch.pending``)."""
         return self.batch.pending
 
-    async def _resolve(self, i: int) -> HubDelivery | None:
+    def _resolve(self, i: int) -> HubDelivery | None:
+        """Record ``i``'s HubDelivery, decoding it the first time; None if not handed over."""
         slot = self._slots[i]
         if slot is _UNSEEN:
-            d = self.batch[i]
-            event = await self._sub._decode(d)
-            if event is None:
+            d = self.batch.deliveries[i]
+            try:
+                event = decode_event(d.body)
+                if self._sub.validate:
+                    validate_event(event)
+            except _NOT_AN_EVENT as e:
+                self._junk.append((d, e))
                 slot = _SKIPPED
             else:
                 slot = HubDelivery(d, event)
-                self._sub.hub._handed((event,))
+                if self._agent:
+                    self._sub.hub._handed((event,))
             self._slots[i] = slot
+            self._seen = i + 1
         return slot if isinstance(slot, HubDelivery) else None
 
-    def __aiter__(self) -> _HubBatchIter:
-        return _HubBatchIter(self)
+    def __iter__(self) -> Iterator[HubDelivery]:
+        for i in range(len(self._slots)):
+            hd = self._resolve(i)
+            if hd is not None:
+                yield hd
 
-    async def events(self) -> list[HubDelivery]:
-        """Every event of the batch, decoded now (``[hd async for hd in batch]``)."""
-        return [hd async for hd in self]
+    async def _dead_letter(self) -> None:
+        junk, self._junk = self._junk, []
+        for d, e in junk:
+            await self._sub._junk(d, e)
 
     async def ack(self, upto: int | None = None) -> None:
         """Ack the whole batch, or through its ``upto``-th event, in one round."""
         if upto is None:
-            for i in range(len(self._slots)):
-                await self._resolve(i)
+            for i in range(self._seen, len(self._slots)):
+                self._resolve(i)
+            await self._dead_letter()
             await self.batch.ack()
             return
         if isinstance(upto, bool) or not isinstance(upto, int) or upto < 0:
@@ -306,37 +310,16 @@ class HubBatch:
         while seen < upto:
             if end == len(self._slots):
                 raise ValidationError("upto", f"the batch has {seen} events, got {upto}")
-            if await self._resolve(end) is not None:
+            if self._resolve(end) is not None:
                 seen += 1
             end += 1
+        await self._dead_letter()
         await self.batch.ack(upto=end)
 
     async def nack(self, delay: float = 0.0) -> None:
         """Send every record not settled yet back to the group, after ``delay`` seconds."""
+        await self._dead_letter()
         await self.batch.nack(delay)
 
     def __repr__(self) -> str:
         return f"<HubBatch {self._sub.topic} of {len(self._slots)}, {self.pending} pending>"
-
-
-class _HubBatchIter:
-    """``async for`` over a HubBatch: decodes the next record only when asked for it."""
-
-    __slots__ = ("_batch", "_i")
-
-    def __init__(self, batch: HubBatch) -> None:
-        self._batch = batch
-        self._i = 0
-
-    def __aiter__(self) -> _HubBatchIter:
-        return self
-
-    async def __anext__(self) -> HubDelivery:
-        b = self._batch
-        while self._i < len(b._slots):
-            i = self._i
-            self._i += 1
-            hd = await b._resolve(i)
-            if hd is not None:
-                return hd
-        raise StopAsyncIteration
