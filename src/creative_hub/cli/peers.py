@@ -10,7 +10,9 @@ creative-hub compact peer.alice.drafts
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -159,158 +161,121 @@ def principal_revoke(
 
 
 # -- peer operations --------------------------------------------------------------
-def _peer(fn: Any, log: str, token: str | None) -> None:
-    async def main(hub: Hub) -> None:
-        if not hub.authenticated:
-            raise ValidationError(
-                "token", "peer-hub commands need a principal's token (--token or CREATIVE_HUB_TOKEN)"
-            )
-        await fn(PeerHub(hub))
-
-    run_async(with_hub(log, None, main, token=token))
+PeerAction = Callable[..., Awaitable[list[Receipt]]]
 
 
-@peer_app.command("draft")
-def peer_draft(
+def _peer_options(
+    log: LogOpt = DEFAULT_LOG, token: TokenOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False
+) -> None:
+    """The options every ``peer`` command ends with (only its signature is used)."""
+
+
+def _peer_command(name: str, title: str) -> Callable[[PeerAction], PeerAction]:
+    """Register ``action`` as ``peer NAME``: its own parameters, then ``_peer_options``'.
+
+    ``action`` gets the caller's PeerHub (a token is required) and the command's own
+    arguments, and returns the receipts it made, printed under ``title``.
+    """
+
+    def register(action: PeerAction) -> PeerAction:
+        def command(*, log: str, token: str | None, as_json: bool, quiet: bool, **own: Any) -> None:
+            async def main(hub: Hub) -> None:
+                if not hub.authenticated:
+                    raise ValidationError(
+                        "token", "peer-hub commands need a principal's token (--token or CREATIVE_HUB_TOKEN)"
+                    )
+                _receipts(title, await action(PeerHub(hub), **own), as_json, quiet)
+
+            run_async(with_hub(log, None, main, token=token))
+
+        params = [*inspect.signature(action, eval_str=True).parameters.values()][1:]  # without the PeerHub
+        common = inspect.signature(_peer_options, eval_str=True).parameters.values()
+        command.__signature__ = inspect.Signature([*params, *common])  # type: ignore[attr-defined]
+        command.__doc__ = action.__doc__
+        peer_app.command(name)(command)
+        return action
+
+    return register
+
+
+@_peer_command("draft", "draft")
+async def peer_draft(
+    p: PeerHub,
     type: Annotated[str, typer.Option("--type", "-t", help="Event type.")],
     subject: Annotated[str, typer.Option(help="The work it belongs to.")],
     data: DataOpt,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> list[Receipt]:
     """A private draft in your hub."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("draft", [await p.draft(type, subject, _json(data))], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.draft(type, subject, _json(data))]
 
 
-@peer_app.command("revise")
-def peer_revise(
-    draft: Annotated[str, typer.Argument(help="The draft to supersede.")],
-    data: DataOpt,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@_peer_command("revise", "revision")
+async def peer_revise(
+    p: PeerHub, draft: Annotated[str, typer.Argument(help="The draft to supersede.")], data: DataOpt
+) -> list[Receipt]:
     """A new revision of one of your drafts (fields in --data replace the old ones)."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("revision", [await p.revise(draft, _json(data))], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.revise(draft, _json(data))]
 
 
-@peer_app.command("publish")
-def peer_publish(
-    draft: Annotated[str, typer.Argument()],
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@_peer_command("publish", "published")
+async def peer_publish(p: PeerHub, draft: Annotated[str, typer.Argument()]) -> list[Receipt]:
     """Publish a draft: public in your hub and mirrored to the shared topic."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("published", [await p.publish(draft)], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.publish(draft)]
 
 
-@peer_app.command("fork")
-def peer_fork(
+@_peer_command("fork", "fork")
+async def peer_fork(
+    p: PeerHub,
     event: Annotated[str, typer.Argument(help="Any event you may read.")],
     subject: Annotated[
         str | None, typer.Option(help="Subject of the fork (default: the original's).")
     ] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> list[Receipt]:
     """Fork an event into a draft of your own."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("fork", [await p.fork(event, subject=subject)], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.fork(event, subject=subject)]
 
 
-@peer_app.command("contribute")
-def peer_contribute(
+@_peer_command("contribute", "proposed")
+async def peer_contribute(
+    p: PeerHub,
     to: Annotated[str, typer.Argument(help="The peer whose hub it goes to.")],
     on: Annotated[str, typer.Argument(help="Their published event it changes.")],
     title: Annotated[str, typer.Option(help="What the contribution does.")],
     changes: Annotated[str, typer.Option(help="JSON object: fields of the data to replace.")] = "{}",
     description: Annotated[str | None, typer.Option()] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> list[Receipt]:
     """Propose a change to someone's published work."""
-
-    async def fn(p: PeerHub) -> None:
-        r = await p.contribute(to, on, title, changes=_json(changes, "changes"), description=description)
-        _receipts("proposed", [r], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.contribute(to, on, title, changes=_json(changes, "changes"), description=description)]
 
 
-@peer_app.command("accept")
-def peer_accept(
-    contribution: Annotated[str, typer.Argument()],
-    reason: Annotated[str | None, typer.Option()] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+ReasonOpt = Annotated[str | None, typer.Option()]
+
+
+@_peer_command("accept", "accepted")
+async def peer_accept(
+    p: PeerHub, contribution: Annotated[str, typer.Argument()], reason: ReasonOpt = None
+) -> list[Receipt]:
     """Accept a contribution to your hub: a decision and a new published revision."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("accepted", list(await p.accept(contribution, reason)), as_json, quiet)
-
-    _peer(fn, log, token)
+    return list(await p.accept(contribution, reason))
 
 
-@peer_app.command("reject")
-def peer_reject(
-    contribution: Annotated[str, typer.Argument()],
-    reason: Annotated[str | None, typer.Option()] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+@_peer_command("reject", "rejected")
+async def peer_reject(
+    p: PeerHub, contribution: Annotated[str, typer.Argument()], reason: ReasonOpt = None
+) -> list[Receipt]:
     """Reject a contribution to your hub."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("rejected", [await p.reject(contribution, reason)], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.reject(contribution, reason)]
 
 
-@peer_app.command("feedback")
-def peer_feedback(
+@_peer_command("feedback", "feedback")
+async def peer_feedback(
+    p: PeerHub,
     on: Annotated[str, typer.Argument(help="The event it is about.")],
     text: Annotated[str, typer.Argument()],
     rating: Annotated[int | None, typer.Option(min=1, max=5)] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-) -> None:
+) -> list[Receipt]:
     """Comment on any event you may read."""
-
-    async def fn(p: PeerHub) -> None:
-        _receipts("feedback", [await p.feedback(on, text, rating=rating)], as_json, quiet)
-
-    _peer(fn, log, token)
+    return [await p.feedback(on, text, rating=rating)]
 
 
 # -- lineage, verification, compaction -----------------------------------------------
