@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import inspect
 import os
 import re
 import time
@@ -74,6 +75,21 @@ AppendedSinceOpt = Annotated[
         help="Start at what the log stored at or after this time (the log's clock: ISO or an age).",
     ),
 ]
+
+
+def with_options(
+    command: Callable[..., None], own: Callable[..., Any], options: Callable[..., Any], skip: int = 0
+) -> Callable[..., None]:
+    """``command`` as typer sees it: ``own``'s parameters (less its first ``skip``), then ``options``'.
+
+    For a group whose commands all end with the same options: each command declares
+    only its own parameters and help, and one ``command(**kwargs)`` receives them all.
+    """
+    params = [*inspect.signature(own, eval_str=True).parameters.values()][skip:]
+    params += inspect.signature(options, eval_str=True).parameters.values()
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = own.__doc__
+    return command
 
 
 def principal_name(value: str | None) -> str:

@@ -10,7 +10,6 @@ creative-hub compact peer.alice.drafts
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -26,7 +25,7 @@ from ..hub import Hub, Receipt
 from ..lineage import Lineage, Node, compact, lineage
 from ..peers import PeerHub
 from ..principals import verify_signature
-from .common import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, out, run_async, with_hub
+from .common import DEFAULT_LOG, JsonOpt, LogOpt, TokenOpt, out, run_async, with_hub, with_options
 
 __all__ = ["register"]
 
@@ -188,11 +187,7 @@ def _peer_command(name: str, title: str) -> Callable[[PeerAction], PeerAction]:
 
             run_async(with_hub(log, None, main, token=token))
 
-        params = [*inspect.signature(action, eval_str=True).parameters.values()][1:]  # without the PeerHub
-        common = inspect.signature(_peer_options, eval_str=True).parameters.values()
-        command.__signature__ = inspect.Signature([*params, *common])  # type: ignore[attr-defined]
-        command.__doc__ = action.__doc__
-        peer_app.command(name)(command)
+        peer_app.command(name)(with_options(command, action, _peer_options, skip=1))  # skip the PeerHub
         return action
 
     return register

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,17 @@ from ..hub import Hub
 from ..origins import is_source_principal
 from ..sources.base import Principals, Source
 from ..sources.ingest import ListSource, Summary, ingest_with_progress
-from .common import DEFAULT_LOG, LogOpt, TokenOpt, err, out, parse_duration, parse_size, run_async
+from .common import (
+    DEFAULT_LOG,
+    LogOpt,
+    TokenOpt,
+    err,
+    out,
+    parse_duration,
+    parse_size,
+    run_async,
+    with_options,
+)
 
 ingest_app: typer.Typer = typer.Typer(
     help="Ingest outside material as events: git, GitHub, arXiv, CrossRef, BibTeX, mail, folders, "
@@ -148,7 +159,24 @@ def _start(log: str, token: str | None, make: Any) -> None:
     _exit_for(run_async(main()))
 
 
-@ingest_app.command()
+def _ingest_options(log: LogOpt = DEFAULT_LOG, token: TokenOpt = None, json_: IngestJsonOpt = False) -> None:
+    """The options every ``ingest`` command ends with (only its signature is used)."""
+
+
+def _ingest_command(make: Callable[..., Source]) -> Callable[..., Source]:
+    """Register ``make`` as ``ingest <its name>``: its own parameters, then ``_ingest_options``'.
+
+    ``make`` builds the Source from the command's arguments; it runs inside the
+    error boundary (``_start``), so bad arguments print one line."""
+
+    def command(*, log: str, token: str | None, json_: bool, **own: Any) -> None:
+        _start(log, token, lambda: make(**own))
+
+    ingest_app.command(make.__name__)(with_options(command, make, _ingest_options))
+    return make
+
+
+@_ingest_command
 def git(
     path: Annotated[Path, typer.Argument(help="A local repository.")] = Path("."),
     rev: Annotated[str, typer.Option(help="Revisions to read (git log syntax).")] = "--all",
@@ -157,14 +185,11 @@ def git(
     ] = None,
     map: MapOpt = None,
     map_file: MapFileOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Commits of a local git repository (author, message, files, line stats)."""
     from ..sources.git import GitSource
 
-    _start(log, token, lambda: GitSource(path, rev=rev, state=state, principals=_people(map, map_file)))
+    return GitSource(path, rev=rev, state=state, principals=_people(map, map_file))
 
 
 @ingest_app.command()
@@ -225,7 +250,7 @@ def github(
     _start(log, hub_token, make)
 
 
-@ingest_app.command()
+@_ingest_command
 def arxiv(
     query: Annotated[str | None, typer.Option(help="arXiv search query, e.g. 'au:del_maestro'.")] = None,
     id: Annotated[list[str] | None, typer.Option("--id", help="arXiv id (repeatable).")] = None,
@@ -234,27 +259,16 @@ def arxiv(
     ] = None,
     max_results: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
     map: MapOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Papers from the arXiv API (by query or ids) or saved Atom responses."""
     from ..sources.arxiv import ArxivSource
 
-    _start(
-        log,
-        token,
-        lambda: ArxivSource(
-            query=query,
-            ids=id or [],
-            files=file or [],
-            max_results=max_results,
-            principals=_people(map, None),
-        ),
+    return ArxivSource(
+        query=query, ids=id or [], files=file or [], max_results=max_results, principals=_people(map, None)
     )
 
 
-@ingest_app.command()
+@_ingest_command
 def crossref(
     doi: Annotated[list[str] | None, typer.Option("--doi", help="A DOI (repeatable).")] = None,
     query: Annotated[str | None, typer.Option(help="Bibliographic query.")] = None,
@@ -264,42 +278,32 @@ def crossref(
     ] = None,
     mailto: Annotated[str | None, typer.Option(help="Your address, for CrossRef's polite pool.")] = None,
     map: MapOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Works from CrossRef by DOI or query, or saved JSON responses."""
     from ..sources.crossref import CrossrefSource
 
-    _start(
-        log,
-        token,
-        lambda: CrossrefSource(
-            dois=doi or [],
-            query=query,
-            rows=rows,
-            files=file or [],
-            mailto=mailto,
-            principals=_people(map, None),
-        ),
+    return CrossrefSource(
+        dois=doi or [],
+        query=query,
+        rows=rows,
+        files=file or [],
+        mailto=mailto,
+        principals=_people(map, None),
     )
 
 
-@ingest_app.command()
+@_ingest_command
 def bibtex(
     files: Annotated[list[Path], typer.Argument(help="BibTeX files.")],
     map: MapOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Entries of BibTeX files as papers."""
     from ..sources.bibtex import BibtexSource
 
-    _start(log, token, lambda: BibtexSource(files, principals=_people(map, None)))
+    return BibtexSource(files, principals=_people(map, None))
 
 
-@ingest_app.command()
+@_ingest_command
 def mail(
     paths: Annotated[list[Path] | None, typer.Argument(help="mbox / .eml files or folders of them.")] = None,
     imap: Annotated[str | None, typer.Option(help="imap(s)://user@host[:port]\\[/folder]")] = None,
@@ -309,24 +313,17 @@ def mail(
     state: Annotated[Path | None, typer.Option(help="IMAP: keep the last UID per folder here.")] = None,
     map: MapOpt = None,
     map_file: MapFileOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Mail metadata from mbox/.eml files, or an IMAP server (read-only, new UIDs only)."""
     from ..sources.mail import ImapSource, MailSource
 
     if bool(paths) == bool(imap):
         raise typer.BadParameter("give PATH(s) or --imap URL")
-
-    def make() -> Source:
-        people = _people(map, map_file)
-        if imap:
-            password = os.environ.get("CREATIVE_HUB_IMAP_PASSWORD")
-            return ImapSource(imap, folders=folder, state=state, password=password, principals=people)
-        return MailSource(paths or [], principals=people)
-
-    _start(log, token, make)
+    people = _people(map, map_file)
+    if imap:
+        password = os.environ.get("CREATIVE_HUB_IMAP_PASSWORD")
+        return ImapSource(imap, folders=folder, state=state, password=password, principals=people)
+    return MailSource(paths or [], principals=people)
 
 
 @ingest_app.command()
@@ -386,100 +383,77 @@ def _limits(allow_private: bool, max_bytes: str, timeout: str) -> Any:
     )
 
 
-@ingest_app.command()
+@_ingest_command
 def feed(
     targets: Annotated[list[str], typer.Argument(help="Feed URLs or files.")],
     allow_private: AllowPrivateOpt = False,
     max_bytes: MaxBytesOpt = "5M",
     timeout: TimeoutOpt = "30s",
     map: MapOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Entries of RSS / Atom feeds (URLs: public addresses only, body and time bounded)."""
     from ..sources.feeds import FeedSource
 
-    _start(
-        log,
-        token,
-        lambda: FeedSource(
-            [_target(t) for t in targets],
-            principals=_people(map, None),
-            limits=_limits(allow_private, max_bytes, timeout),
-        ),
+    return FeedSource(
+        [_target(t) for t in targets],
+        principals=_people(map, None),
+        limits=_limits(allow_private, max_bytes, timeout),
     )
 
 
-@ingest_app.command()
+@_ingest_command
 def page(
     targets: Annotated[list[str], typer.Argument(help="Page URLs or saved HTML files.")],
     allow_private: AllowPrivateOpt = False,
     max_bytes: MaxBytesOpt = "5M",
     timeout: TimeoutOpt = "30s",
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Single web pages: title, description, OpenGraph, canonical URL (URLs bounded as for feeds)."""
     from ..sources.feeds import PageSource
 
-    _start(
-        log,
-        token,
-        lambda: PageSource([_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout)),
-    )
+    return PageSource([_target(t) for t in targets], limits=_limits(allow_private, max_bytes, timeout))
 
 
 def _target(text: str) -> str | Path:
     return text if text.startswith(("http://", "https://")) else Path(text)
 
 
-@ingest_app.command()
+@_ingest_command
 def story(
     paths: Annotated[list[Path], typer.Argument(help="Story files (.txt, .md, .fountain) or folders.")],
     owner: Annotated[
         str | None,
         typer.Option(help="The author: a claim, kept in data.extra.author (default: the file's own)."),
     ] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Stories as parts and scenes, plot points with evidence, characters with aliases (spaCy pipeline)."""
     from ..sources.stories import StorySource
 
-    _start(log, token, lambda: StorySource(paths, owner=owner))
+    return StorySource(paths, owner=owner)
 
 
-@ingest_app.command()
+@_ingest_command
 def calendar(
     files: Annotated[list[Path], typer.Argument(help=".ics files.")],
     map: MapOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """iCalendar events (recurrence, attendees) as ceremony sessions."""
     from ..sources.calendar import CalendarSource
 
-    _start(log, token, lambda: CalendarSource(files, principals=_people(map, None)))
+    return CalendarSource(files, principals=_people(map, None))
 
 
-@ingest_app.command()
+@_ingest_command
 def ceremony(
     files: Annotated[list[Path], typer.Argument(help="YAML/JSON ceremony files.")],
     owner: Annotated[
         str | None, typer.Option(help="Host when a ceremony names none: a claim, kept in data.extra.host.")
     ] = None,
-    log: LogOpt = DEFAULT_LOG,
-    token: TokenOpt = None,
-    json_: IngestJsonOpt = False,
-) -> None:
+) -> Source:
     """Ceremonies (phases, timing, participants, intention, place) from YAML/JSON."""
     from ..sources.calendar import CeremonySource
 
-    _start(log, token, lambda: CeremonySource(files, owner=owner))
+    return CeremonySource(files, owner=owner)
 
 
 @ingest_app.command()
