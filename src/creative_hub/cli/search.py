@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -26,7 +26,18 @@ from rich.table import Table
 
 from ..hub import Hub
 from ..index import Hit, HubIndex, SearchQuery
-from .common import DEFAULT_LOG, AsOpt, JsonOpt, LogOpt, TokenOpt, out, parse_since, run_async, with_hub
+from .common import (
+    DEFAULT_LOG,
+    AsOpt,
+    JsonOpt,
+    LogOpt,
+    TokenOpt,
+    out,
+    parse_since,
+    run_async,
+    with_hub,
+    with_options,
+)
 
 __all__ = ["register"]
 
@@ -91,13 +102,58 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     return t
 
 
+Answer = tuple[Any, Table]  # what --json prints, and the table shown without it
+
+
+def _index_options(
+    log: LogOpt = DEFAULT_LOG,
+    index: IndexOpt = None,
+    refresh: RefreshOpt = True,
+    as_: AsOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The options every query command ends with (only its signature is used)."""
+
+
+def _index_query(action: Callable[..., Awaitable[Answer]]) -> Callable[..., None]:
+    """A query command: ``action``'s own parameters, then ``_index_options``'.
+
+    ``action`` gets the index (caught up with the log unless ``--no-refresh``), the
+    caller's hub and the command's arguments, and answers for both outputs."""
+
+    def command(
+        *,
+        log: str,
+        index: str | None,
+        refresh: bool,
+        as_: str | None,
+        token: str | None,
+        as_json: bool,
+        **own: Any,
+    ) -> None:
+        async def main(ix: HubIndex, hub: Hub) -> None:
+            doc, table = await action(ix, hub, **own)
+            if as_json:
+                out.print_json(json.dumps(doc))
+            else:
+                out.print(table)
+
+        run_async(_with_index(log, index, as_, token, refresh, main))
+
+    return with_options(command, action, _index_options, skip=2)  # skip the index and the hub
+
+
 def _made_by(hit: Hit) -> str:
     """``agent · offline/critic-1``: the creator's kind and the model, what is known of them."""
     model = f"{hit.modelprovider}/{hit.model}" if hit.model and hit.modelprovider else hit.model
     return " · ".join(x for x in (hit.madeby, model or hit.modelprovider) if x)
 
 
-def search_cmd(
+@_index_query
+async def search_cmd(
+    ix: HubIndex,
+    hub: Hub,
     query: Annotated[str, typer.Argument(help='Words (ANDed), "phrases", prefix*, -excluded, OR.')] = "",
     topic: Annotated[str | None, typer.Option(help="Only this topic.")] = None,
     area: Annotated[str | None, typer.Option(help="Only this area (narrative, engineering, ...).")] = None,
@@ -116,46 +172,33 @@ def search_cmd(
     until: UntilOpt = None,
     limit: Annotated[int, typer.Option(help="At most this many hits.")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many hits (paging).")] = 0,
-    log: LogOpt = DEFAULT_LOG,
-    index: IndexOpt = None,
-    refresh: RefreshOpt = True,
-    as_: AsOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Answer:
     """Search every topic you may read: full text (bm25), filters, snippets."""
-
-    async def main(ix: HubIndex, hub: Hub) -> None:
-        q = SearchQuery(
-            text=query,
-            topic=topic,
-            area=area,
-            type=type,
-            creator=creator,
-            source=source,
-            subject=subject,
-            agent=agent,
-            model=model,
-            made_by=made_by.value if made_by else None,
-            since=_time(since),
-            until=_time(until),
-            limit=limit,
-            offset=offset,
-        )
-        result = await ix.search(hub.identity, q)
-        if as_json:
-            out.print_json(json.dumps(result.to_dict()))
-            return
-        rows = [
-            [h.time[:19].replace("T", " "), h.type.removeprefix("creative."), h.creator, _made_by(h)]
-            + [h.subject, h.title, h.snippet]
-            for h in result.hits
-        ]
-        title = f"{len(result.hits)} hit(s) ({result.mode}){' -- more with --offset' if result.more else ''}"
-        columns = ["time (UTC)", "type", "creator", "made by", "subject", "title", "snippet"]
-        out.print(_table(title, columns, rows))
-
-    run_async(_with_index(log, index, as_, token, refresh, main))
+    q = SearchQuery(
+        text=query,
+        topic=topic,
+        area=area,
+        type=type,
+        creator=creator,
+        source=source,
+        subject=subject,
+        agent=agent,
+        model=model,
+        made_by=made_by.value if made_by else None,
+        since=_time(since),
+        until=_time(until),
+        limit=limit,
+        offset=offset,
+    )
+    result = await ix.search(hub.identity, q)
+    rows = [
+        [h.time[:19].replace("T", " "), h.type.removeprefix("creative."), h.creator, _made_by(h)]
+        + [h.subject, h.title, h.snippet]
+        for h in result.hits
+    ]
+    title = f"{len(result.hits)} hit(s) ({result.mode}){' -- more with --offset' if result.more else ''}"
+    columns = ["time (UTC)", "type", "creator", "made by", "subject", "title", "snippet"]
+    return result.to_dict(), _table(title, columns, rows)
 
 
 def reindex_cmd(
@@ -180,121 +223,83 @@ def reindex_cmd(
     run_async(with_hub(log, None, main, trusted=True))
 
 
-def activity_cmd(
+@_index_query
+async def activity_cmd(
+    ix: HubIndex,
+    hub: Hub,
     by: Annotated[str, typer.Option(help="area, creator, type, topic or source.")] = "area",
     bucket: Annotated[str, typer.Option(help="hour, day, week, month or year.")] = "day",
     area: Annotated[str | None, typer.Option(help="Only this area.")] = None,
     creator: Annotated[str | None, typer.Option(help="Only this principal.")] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    log: LogOpt = DEFAULT_LOG,
-    index: IndexOpt = None,
-    refresh: RefreshOpt = True,
-    as_: AsOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Answer:
     """Activity over time: events per day / week / month, per area or creator (with a bar per row)."""
-
-    async def main(ix: HubIndex, hub: Hub) -> None:
-        rows = await ix.activity(
-            hub.identity,
-            by=by,
-            bucket=bucket,
-            area=area,
-            creator=creator,
-            since=_time(since),
-            until=_time(until),
-        )
-        if as_json:
-            out.print_json(json.dumps([r.to_dict() for r in rows]))
-            return
-        top = max((r.count for r in rows), default=1)
-        table = [[r.bucket, r.key, str(r.count), "█" * max(1, round(30 * r.count / top))] for r in rows]
-        out.print(_table(f"activity per {bucket} and {by}", [bucket, by, "events", ""], table))
-
-    run_async(_with_index(log, index, as_, token, refresh, main))
+    rows = await ix.activity(
+        hub.identity,
+        by=by,
+        bucket=bucket,
+        area=area,
+        creator=creator,
+        since=_time(since),
+        until=_time(until),
+    )
+    top = max((r.count for r in rows), default=1)
+    table = [[r.bucket, r.key, str(r.count), "█" * max(1, round(30 * r.count / top))] for r in rows]
+    return [r.to_dict() for r in rows], _table(
+        f"activity per {bucket} and {by}", [bucket, by, "events", ""], table
+    )
 
 
-def collaborators_cmd(
+@_index_query
+async def collaborators_cmd(
+    ix: HubIndex,
+    hub: Hub,
     principal: Annotated[str | None, typer.Argument(help="Only pairs with this principal.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many pairs.")] = 30,
-    log: LogOpt = DEFAULT_LOG,
-    index: IndexOpt = None,
-    refresh: RefreshOpt = True,
-    as_: AsOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Answer:
     """Who works with whom: shared subjects, forks, contributions and feedback between principals."""
-
-    async def main(ix: HubIndex, hub: Hub) -> None:
-        pairs = await ix.collaborators(hub.identity, principal=principal, limit=limit)
-        if as_json:
-            out.print_json(json.dumps([p.to_dict() for p in pairs]))
-            return
-        cols = ["a", "b", "weight", "subjects", "forks", "contributions", "feedback", "e.g."]
-        rows = [
-            [p.a, p.b, *(str(x) for x in (p.weight, p.subjects, p.forks, p.contributions, p.feedback))]
-            + [", ".join(p.examples)]
-            for p in pairs
-        ]
-        out.print(_table("who works with whom", cols, rows))
-
-    run_async(_with_index(log, index, as_, token, refresh, main))
+    pairs = await ix.collaborators(hub.identity, principal=principal, limit=limit)
+    cols = ["a", "b", "weight", "subjects", "forks", "contributions", "feedback", "e.g."]
+    rows = [
+        [p.a, p.b, *(str(x) for x in (p.weight, p.subjects, p.forks, p.contributions, p.feedback))]
+        + [", ".join(p.examples)]
+        for p in pairs
+    ]
+    return [p.to_dict() for p in pairs], _table("who works with whom", cols, rows)
 
 
-def links_cmd(
+@_index_query
+async def links_cmd(
+    ix: HubIndex,
+    hub: Hub,
     event: Annotated[str | None, typer.Argument(help="Only links from or to this event id.")] = None,
     rel: Annotated[str | None, typer.Option(help="Only this relation (mentions, same-as, on, ...).")] = None,
     cross_source: Annotated[
         bool, typer.Option("--cross-source", help="Only links between different sources.")
     ] = False,
     limit: Annotated[int, typer.Option(help="At most this many links.")] = 100,
-    log: LogOpt = DEFAULT_LOG,
-    index: IndexOpt = None,
-    refresh: RefreshOpt = True,
-    as_: AsOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Answer:
     """Cross-source links: commits naming papers, stories citing commits, forks, feedback targets."""
-
-    async def main(ix: HubIndex, hub: Hub) -> None:
-        found = await ix.links(hub.identity, id=event, rel=rel, cross_source=cross_source, limit=limit)
-        if as_json:
-            out.print_json(json.dumps([x.to_dict() for x in found]))
-            return
-        rows = [
-            [x.from_type.removeprefix("creative."), x.from_title, x.rel, x.ref or x.to_id, x.to_title or ""]
-            for x in found
-        ]
-        out.print(_table("links", ["from", "title", "rel", "to", "to title"], rows))
-
-    run_async(_with_index(log, index, as_, token, refresh, main))
+    found = await ix.links(hub.identity, id=event, rel=rel, cross_source=cross_source, limit=limit)
+    rows = [
+        [x.from_type.removeprefix("creative."), x.from_title, x.rel, x.ref or x.to_id, x.to_title or ""]
+        for x in found
+    ]
+    return [x.to_dict() for x in found], _table("links", ["from", "title", "rel", "to", "to title"], rows)
 
 
-def contributions_cmd(
+@_index_query
+async def contributions_cmd(
+    ix: HubIndex,
+    hub: Hub,
     to: Annotated[str | None, typer.Option(help="Only proposals to this peer's hub.")] = None,
-    log: LogOpt = DEFAULT_LOG,
-    index: IndexOpt = None,
-    refresh: RefreshOpt = True,
-    as_: AsOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Answer:
     """Open contributions: proposals still waiting for the owner's accept or reject."""
-
-    async def main(ix: HubIndex, hub: Hub) -> None:
-        found = await ix.open_contributions(hub.identity, to=to)
-        if as_json:
-            out.print_json(json.dumps([c.to_dict() for c in found]))
-            return
-        rows = [[c.time[:19].replace("T", " "), c.creator, c.to, c.title, c.id] for c in found]
-        cols = ["time (UTC)", "from", "to", "title", "id"]
-        out.print(_table(f"{len(found)} open contribution(s)", cols, rows))
-
-    run_async(_with_index(log, index, as_, token, refresh, main))
+    found = await ix.open_contributions(hub.identity, to=to)
+    rows = [[c.time[:19].replace("T", " "), c.creator, c.to, c.title, c.id] for c in found]
+    cols = ["time (UTC)", "from", "to", "title", "id"]
+    return [c.to_dict() for c in found], _table(f"{len(found)} open contribution(s)", cols, rows)
 
 
 def register(app: typer.Typer) -> None:
