@@ -34,9 +34,8 @@ from .base import (
     arxiv_paper_id,
     doi_paper_id,
     link,
-    make_event,
     normalize_arxiv_id,
-    with_mapped,
+    paper_event,
 )
 
 __all__ = ["API_URL", "PAGE_DELAY", "ArxivSource", "parse_feed"]
@@ -131,7 +130,6 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
         extra["pdf"] = pdf
     if doi:
         extra["links"] = [link("same-as", doi_paper_id(doi), f"doi:{doi}")]
-    with_mapped(extra, principals, *authors)
     data = Paper(
         title=title,
         authors=authors,
@@ -143,14 +141,14 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
         url=url,
         extra=extra,
     )
-    return make_event(
-        "creative.metadata.paper",
+    return paper_event(
+        data,
         id=arxiv_paper_id(arxiv_id),
-        source="arxiv",
+        writer=ARXIV,
         subject=f"arXiv:{arxiv_id}",
-        data=data,
-        creator=ARXIV,  # the authors are claims of the material: data.authors, never the writer
         time=when,
+        principals=principals,
+        claims=authors,
     )
 
 

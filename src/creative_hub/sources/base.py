@@ -33,7 +33,7 @@ from anyascii import anyascii
 from ..errors import ValidationError
 from ..event import Event
 from ..origins import source_id
-from ..schemas import Payload
+from ..schemas import Paper, Payload
 
 __all__ = [
     "Item",
@@ -47,6 +47,7 @@ __all__ = [
     "find_refs",
     "link",
     "make_event",
+    "paper_event",
     "normalize_arxiv_id",
     "normalize_doi",
     "slug",
@@ -288,6 +289,31 @@ def make_event(
         creator=creator,
         hub="shared",
         visibility="public",
+    )
+
+
+def paper_event(
+    paper: Paper,
+    *,
+    id: str,
+    writer: str,
+    subject: str,
+    time: datetime | None,
+    principals: Principals,
+    claims: Iterable[str | None],
+) -> Event:
+    """A paper a bibliographic source found, written by that source's principal
+    (``writer``, also its ``source``): the authors are claims of the material, in
+    ``data.authors`` and mapped in ``data.extra``, never the writer."""
+    with_mapped(paper.extra, principals, *claims)
+    return make_event(
+        "creative.metadata.paper",
+        id=id,
+        source=writer,
+        subject=subject,
+        data=paper,
+        creator=writer,
+        time=time,
     )
 
 

@@ -28,10 +28,9 @@ from .base import (
     arxiv_paper_id,
     doi_paper_id,
     link,
-    make_event,
     normalize_arxiv_id,
     normalize_doi,
-    with_mapped,
+    paper_event,
 )
 
 try:
@@ -136,7 +135,6 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
         extra["links"] = links
     if odd_doi:
         extra["doi_field"] = odd_doi
-    with_mapped(extra, principals, *authors, *(a for a in raw_authors if isinstance(a, str)))
     data = Paper(
         title=title,
         authors=authors,
@@ -157,14 +155,14 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
         eid = source_id("bibtex", "arxiv", arxiv_id, entry.key)
     else:
         eid = source_id("bibtex", "key", entry.key, title)
-    return make_event(
-        "creative.metadata.paper",
+    return paper_event(
+        data,
         id=eid,
-        source=BIBTEX,  # never the file's name: the same entry in another file is the same event
+        writer=BIBTEX,  # also the source, never the file's name: the same entry in another file is one event
         subject=f"doi:{doi}" if doi else f"arXiv:{arxiv_id}" if arxiv_id else f"bibtex:{entry.key}",
-        data=data,
-        creator=BIBTEX,  # the authors are claims of the material: data.authors, never the writer
         time=when,
+        principals=principals,
+        claims=[*authors, *(a for a in raw_authors if isinstance(a, str))],
     )
 
 

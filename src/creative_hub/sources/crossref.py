@@ -32,9 +32,8 @@ from .base import (
     checked,
     doi_paper_id,
     link,
-    make_event,
     normalize_doi,
-    with_mapped,
+    paper_event,
 )
 
 __all__ = ["API_URL", "CrossrefSource", "parse_response", "work_event"]
@@ -125,7 +124,6 @@ def _work_event(work: Any, ref: str, principals: Principals) -> Item:
     if cites:
         extra["links"] = cites[:MAX_CITES]
     venue = next((v for v in work.get("container-title") or [] if isinstance(v, str)), None)
-    with_mapped(extra, principals, *authors)
     data = Paper(
         title=re.sub(r"\s+", " ", titles[0]).strip(),
         authors=authors,
@@ -136,14 +134,14 @@ def _work_event(work: Any, ref: str, principals: Principals) -> Item:
         url=work.get("URL") if isinstance(work.get("URL"), str) else f"https://doi.org/{doi}",
         extra=extra,
     )
-    return make_event(
-        "creative.metadata.paper",
+    return paper_event(
+        data,
         id=doi_paper_id(doi),
-        source="crossref",
+        writer=CROSSREF,
         subject=f"doi:{doi}",
-        data=data,
-        creator=CROSSREF,  # the authors are claims of the material: data.authors, never the writer
         time=when,
+        principals=principals,
+        claims=authors,
     )
 
 
