@@ -316,18 +316,7 @@ class Registry:
         await self.refresh()
         if principal in self.principals:
             raise ValidationError("principal", f"{principal!r} is already registered")
-        key = self.keystore.get(principal) or self.keystore.create(principal)
-        await self._record(
-            _RegistryRecord(
-                action="principal",
-                principal=principal,
-                time=time.time(),
-                kind=kind,
-                name=name or principal,
-                public_key=public_key_b64(key),
-            )
-        )
-        return self.principals[principal]
+        return await self._register(principal, kind, name or principal)
 
     async def ensure_source(self, principal: str) -> Principal:
         """The source principal ``principal`` (``creative_hub.origins.SOURCE_PRINCIPALS``),
@@ -348,14 +337,18 @@ class Registry:
                     "source's: revoke that principal, or ingest with your own token",
                 )
             return known
+        return await self._register(principal, "source", f"{principal} (source)")
+
+    async def _register(self, principal: str, kind: str, name: str) -> Principal:
+        """Record ``principal`` with the public half of its key pair (made now if the keystore has none)."""
         key = self.keystore.get(principal) or self.keystore.create(principal)
         await self._record(
             _RegistryRecord(
                 action="principal",
                 principal=principal,
                 time=time.time(),
-                kind="source",
-                name=f"{principal} (source)",
+                kind=kind,
+                name=name,
                 public_key=public_key_b64(key),
             )
         )
