@@ -163,12 +163,15 @@ class LocalModel:
             self.stop()
             raise
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Return once the server answers; LocalModelMissing if ``proc`` (default: the one
+        ``launch`` started) exits first, or after ``timeout`` seconds."""
+        proc = proc or self.proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-1500:] if self.log else ""
-                raise LocalModelMissing(f"the model server exited with {self.proc.returncode}: {tail}")
+                raise LocalModelMissing(f"the model server exited with {proc.returncode}: {tail}")
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
                     return

@@ -11,12 +11,9 @@ agent tests talk to it over HTTP exactly as to any endpoint.
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from ...agents.llm import LLMConfig
 from ...localmodel import LocalModel, LocalModelMissing, gguf_path
@@ -47,17 +44,7 @@ class LLMServer(Server):
         return self.model.command()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServerError(f"model server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise ServerError(f"the model server on {self.url} never answered")
+        self.model.wait_ready(STARTUP_TIMEOUT, self.proc)  # start() reports the log's tail on failure
 
     def config(self, **kw: Any) -> LLMConfig:
         """Settings for ``LLMClient``: this server, provider ``local``, generous timeouts (busy CI)."""
