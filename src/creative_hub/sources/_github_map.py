@@ -156,6 +156,19 @@ def commit_event(repo: str, c: Mapping[str, Any], principals: Principals, branch
     return _event("creative.engineering.commit", ["commit", sha], repo, repo, data, who, when)
 
 
+def _revision(
+    kind: str, obj: Mapping[str, Any], data: Any, act: str, principals: Principals, subject: str, thread: str
+) -> Event:
+    """One revision of a pull request or an issue (``kind``): an event per update and action,
+    in the item's thread, written by ``github`` (the author's login only reaches the claims)."""
+    updated = obj.get("updated_at")
+    key = [kind, str(obj["number"]), str(updated), act]
+    claims = (principals, (obj.get("user") or {}).get("login"))
+    ev = _event(f"creative.engineering.{kind}", key, data.repo, subject, data, claims, updated)
+    ev.correlationid = thread
+    return ev
+
+
 @_per_item
 def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals: Principals) -> Item:
     """One revision of a pull request."""
@@ -183,18 +196,9 @@ def pull_event(repo: str, pr: Mapping[str, Any], action: str | None, principals:
         action=act,
         extra={"links": find_refs(f"{pr['title']}\n{pr.get('body') or ''}")} if pr.get("body") else {},
     )
-    login = (pr.get("user") or {}).get("login")
-    ev = _event(
-        "creative.engineering.pull_request",
-        ["pull_request", str(number), str(pr.get("updated_at")), act],
-        repo,
-        f"{repo}/pull/{number}",
-        data,
-        (principals, login),
-        pr.get("updated_at"),
+    return _revision(
+        "pull_request", pr, data, act, principals, f"{repo}/pull/{number}", thread_id(repo, "pull", number)
     )
-    ev.correlationid = thread_id(repo, "pull", number)
-    return ev
 
 
 @_per_item
@@ -245,18 +249,9 @@ def issue_event(repo: str, issue: Mapping[str, Any], action: str | None, princip
         url=issue.get("html_url"),
         action=act,
     )
-    login = (issue.get("user") or {}).get("login")
-    ev = _event(
-        "creative.engineering.issue",
-        ["issue", str(number), str(issue.get("updated_at")), act],
-        repo,
-        f"{repo}/issues/{number}",
-        data,
-        (principals, login),
-        issue.get("updated_at"),
+    return _revision(
+        "issue", issue, data, act, principals, f"{repo}/issues/{number}", thread_id(repo, "issue", number)
     )
-    ev.correlationid = thread_id(repo, "issue", number)
-    return ev
 
 
 def _comment(
@@ -346,9 +341,7 @@ def _push(
     deleted = payload.get("deleted") is True or payload.get("after") == _ZERO_SHA
     if kind is not None and (created or deleted):
         items.append(
-            _ref_event(
-                repo, html, short, kind, "create" if created else "delete", (principals, sender)
-            )
+            _ref_event(repo, html, short, kind, "create" if created else "delete", (principals, sender))
         )
     branch = short if kind == "branch" else None
     items += [commit_event(repo, c, principals, branch) for c in payload.get("commits") or []]
