@@ -27,8 +27,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .mentions import Mention, Sentence, Turn
+
+if TYPE_CHECKING:
+    from spacy.tokens import Token
 
 __all__ = ["KIN", "Entity", "animate", "resolve"]
 
@@ -293,10 +297,17 @@ def _merge_by_grammar(
                 if head and not head.pronoun and head.entity >= 0:
                     groups.union(head.entity, here.entity)
             # Naming and the copula: "X was called Y", "a dog, called Y", "she was a witch", "became queen".
-            if tok.dep_ in ("oprd", "attr", "acomp") and here and not here.pronoun and here.entity >= 0:
+            if (
+                (tok.dep_ in ("oprd", "attr", "acomp") or _but_instead(tok))
+                and here
+                and not here.pronoun
+                and here.entity >= 0
+            ):
                 verb = tok.head
                 if any(c.dep_ == "neg" for c in verb.children):
                     continue
+                if any(c.dep_ == "det" and c.lower_ == "no" for c in tok.children):
+                    continue  # "he was no frog": what he is not
                 if verb.lemma_ not in ("call", "name", "be", "become", "turn"):
                     continue
                 subj = next((c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")), None)
@@ -309,6 +320,20 @@ def _merge_by_grammar(
                 elif other is not None and other.pronoun:
                     here.relative_who = True  # linked once pronouns are resolved (see _merge_copula)
                     other.conj = [here]
+
+
+def _but_instead(tok: Token) -> bool:
+    """ "He was no frog but a king's son": the parser hangs the second noun on the verb."""
+    verb = tok.head
+    return (
+        tok.dep_ == "conj"
+        and verb.lemma_ == "be"
+        and any(c.dep_ == "cc" and c.lower_ == "but" for c in verb.children)
+        and any(
+            c.dep_ == "attr" and any(d.dep_ == "det" and d.lower_ == "no" for d in c.children)
+            for c in verb.children
+        )
+    )
 
 
 def _role_noun(mentions: list[Mention], key: str, sent: int) -> Mention | None:
