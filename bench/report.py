@@ -149,8 +149,8 @@ def path_rows(peers: dict[str, Any]) -> list[str]:
         return []
     out = [
         "| engine | `Hub.publish`, batched | `Hub.publish`, one per call | `hub.subscribe` consume + ack "
-        "| `Hub.replay` | peer's path |",
-        "|---|---|---|---|---|---|",
+        "| `hub.subscribe` batches (`fetch` + one `ack`) | `Hub.replay` | peer's path |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in ENGINES:
         f = by_engine.get(e)
@@ -161,6 +161,7 @@ def path_rows(peers: dict[str, Any]) -> list[str]:
             f"| {NAMES[e]} | {_path_cell(f.get('publish'), peer, name, True)} "
             f"| {_path_cell(f.get('publish_single'), peer, name, False)} "
             f"| {_path_cell(f.get('consume'), peer, name, True)} "
+            f"| {_path_cell(f.get('consume_batches'), peer, name, True)} "
             f"| {_path_cell(f.get('replay'), peer, name, True)} "
             f"| {f.get('paths', {}).get(peer, '')} |"
         )
