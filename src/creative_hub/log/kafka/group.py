@@ -427,11 +427,8 @@ class KafkaSubscription(SubscriptionBase):
         now = time.monotonic()
         self._active_until = now + self.ack_timeout
         out: list[Delivery] = []
-        while now >= self._next_due and len(out) < most:
-            d = self._due(now)
-            if d is None:
-                break
-            out.append(d)
+        if now >= self._next_due:
+            out.extend(self._due(now, most))
         ready, parts = self._ready, self._parts
         if not ready or len(out) >= most:
             self._maybe_drained()
@@ -464,25 +461,31 @@ class KafkaSubscription(SubscriptionBase):
             self._want_pause = False
             self._drained.set()
 
-    def _due(self, now: float) -> Delivery | None:
-        """A delivery whose ack deadline passed, handed out again; recomputes the next deadline."""
-        found: KafkaDelivery | None = None
+    def _due(self, now: float, most: int) -> list[KafkaDelivery]:
+        """Up to ``most`` deliveries whose ack deadline passed, handed out again (per partition
+        in offset order); recomputes the next deadline.
+
+        One pass over what is out however many are due: a batch that timed out
+        whole costs one pass, not one per record (a window of 8,000 took 0.65 s
+        of the event loop when each redelivery rescanned it).
+        """
+        found: list[KafkaDelivery] = []
         nxt = math.inf
         for part in self._parts.values():
             for o in part.out.values():
-                if o.due <= now and found is None:
-                    found = o
+                if o.due <= now and len(found) < most:
+                    found.append(o)
                 elif o.due < nxt:
-                    nxt = o.due
-        if found is None:
-            self._next_due = nxt
-            return None
-        d = found
-        d.delivery_count += 1
-        d._done = False  # handed out again (after a nack or its ack timeout)
-        d.due = now + self.ack_timeout
-        self._next_due = min(nxt, d.due)
-        return d
+                    nxt = o.due  # due ones beyond ``most`` make it <= now: the next take gets them
+        if found:
+            again = now + self.ack_timeout
+            for d in found:
+                d.delivery_count += 1
+                d._done = False  # handed out again (after a nack or its ack timeout)
+                d.due = again
+            nxt = min(nxt, again)
+        self._next_due = nxt
+        return found
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack them all; the acked offsets go out with the next commit (every COMMIT_EVERY s)."""
