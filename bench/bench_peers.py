@@ -164,12 +164,15 @@ async def bench_engine(engine: str, url: str, a: argparse.Namespace, extra: dict
             ("publish", hub_pub, n),
             ("publish_single", hub_one, single_n),
             ("consume", hub_con, n),
-            ("consume_batches", hub_bat, n),
         ):
-            seconds = await best({"hub": hub_side, **extra.get(measure, {})}, rounds)
+            sides = {"hub": hub_side}
+            if measure == "consume":  # the batch API in the same rounds, alternating with the others
+                sides["hub_batches"] = hub_bat
+            sides.update(extra.get(measure, {}))
+            seconds = await best(sides, rounds)
             figures[measure] = {k: count / v for k, v in seconds.items()}
-        # the batch API beside the same run's raw and peer consume figures
-        figures["consume_batches"].update({k: v for k, v in figures["consume"].items() if k != "hub"})
+        consume = figures["consume"]
+        figures["consume_batches"] = {**consume, "hub": consume.pop("hub_batches")}
     finally:
         await log.close()
     return figures

@@ -6,7 +6,10 @@ over them.  A consumer that handles records in order acks what it finished
 in one call -- ``await batch.ack()`` for all of it, ``await batch.ack(upto=n)``
 for the first ``n`` -- and the engine settles that in one round (its
 ``ack_many``: one commit per partition on Kafka, one XACK per partition on
-Redis, one write of acks on SQLite, the +ACKs written in one go on NATS).
+Redis, one write of acks on SQLite, the +ACKs written in one go on NATS --
+not one AckAll for a prefix: the group's consumers ack explicitly, since a
+member may ack records out of order, and AckAll would ack every earlier
+record of the partition with it).
 What is not acked comes back to the group: at once (or after ``delay``) with
 ``await batch.nack()``, else after the ack timeout -- every record of the
 batch at the same time, since the batch was handed out at once.
