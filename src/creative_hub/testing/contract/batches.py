@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ...errors import ValidationError
+from ...errors import LogClosed, ValidationError
 from ...log import Delivery, Log, Subscription
 from .support import WAIT, eventually, make_entries, new_topic
 
@@ -100,3 +100,20 @@ class BatchRules:
             await sub.ack_many(again)
             with pytest.raises(TimeoutError):
                 await sub.fetch(timeout=2.5)
+
+    async def test_batches_end_when_the_subscription_closes(self, log: Log) -> None:
+        # The loop over batches() ends (no error) once the subscription is
+        # closed; fetch() on a closed subscription is LogClosed.
+        topic = new_topic()
+        entries = make_entries(3)
+        await log.append(topic, entries)
+        seen: list[str] = []
+        async with log.subscribe(topic, "closing", ack_timeout=30) as sub:
+            async for batch in sub.batches(10, timeout=WAIT):
+                seen += [d.id for d in batch]
+                await batch.ack()
+                if len(seen) >= len(entries):
+                    await sub.close()
+            with pytest.raises(LogClosed):
+                await sub.fetch(timeout=1.0)
+        assert sorted(seen) == sorted(e.id for e in entries)
