@@ -109,6 +109,18 @@ def _across_speech(s: Sentence | None, m: Mention, n: Mention) -> bool:
     return s is not None and any(s.quoted(s.doc[j]) for j in range(m.token + 1, n.token))
 
 
+def _in_relative(s: Sentence | None, n: Mention) -> bool:
+    """The pronoun sits in a relative clause on some noun: it need not be the sentence's subject."""
+    if s is None:
+        return False
+    tok = s.doc[n.token]
+    while tok.head.i != tok.i:
+        if tok.dep_ == "relcl":
+            return True
+        tok = tok.head
+    return False
+
+
 def _genders(mentions: list[Mention], ents: dict[int, Entity], sents: dict[int, Sentence]) -> None:
     """Vote: the first he/she/they after a noun subject, in the same sentence, before any other noun.
 
@@ -132,6 +144,8 @@ def _genders(mentions: list[Mention], ents: dict[int, Entity], sents: dict[int, 
                         break  # "said the cock: so they all four went on" says nothing of the cock
                     if _across_speech(sents.get(m.sent), m, n):
                         break  # "said the little man, ‘...’ ‘...,’ said she": the reply is the other one
+                    if _in_relative(sents.get(m.sent), n):
+                        break  # "the woman would listen to nothing that he had to say": another one
                     if n.role in ("subj", "speaker") or n.surface.lower().endswith("self"):
                         ents[m.entity].gender[n.pronoun] += 1
                     break

@@ -41,6 +41,7 @@ PRONOUNS = {
     "she": "she", "her": "she", "hers": "she", "herself": "she",
     "they": "they", "them": "they", "their": "they", "themselves": "they",
 }  # fmt: skip
+DEMONSTRATIVE = frozenset({"this", "that", "these", "those"})
 INDEFINITE = frozenset({"a", "an", "one", "some", "another"})
 SUBJECT = frozenset({"nsubj", "nsubjpass", "agent", "csubj", "expl"})
 
@@ -218,6 +219,8 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
         key = lemma
         surface = " ".join([*mods[-2:], word.lower()])
     dets = [c.lower_ for c in tok.lefts if c.dep_ in ("det", "poss", "predet", "nummod")]
+    if not dets and a > s.start and doc[a - 1].lower_ in DEMONSTRATIVE:
+        dets = [doc[a - 1].lower_]  # "that dwarf came in": the parser may hang "that" elsewhere
     if (
         not proper
         and not quoted

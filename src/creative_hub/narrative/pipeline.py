@@ -124,12 +124,16 @@ def _characters(
         # Alive by its own mentions: named as a speaker or the one spoken to, "who", a proper
         # name that acts, or steadily "he"/"she" -- a pronoun resolved to it is not enough.
         noun_acts = sum(m.role in ("subj", "speaker") for m in nouns)
+        acting = {m.sent for m in nouns if m.role == "subj"}
         alive = (
             any(m.role in ("speaker", "addressee") for m in nouns)
             or (any(m.relative_who for m in nouns) and noun_acts >= 1)
             or (any(m.proper for m in nouns) and acts >= 2)
             or (sum(view.gender.values()) >= 1 and noun_acts >= 3)
             or (noun_acts >= 2 and any(id(m) in kin_owner or m.says for m in nouns))
+            # "the parson met them, and when he saw the procession he said": it acts under its
+            # own name and speaks, as "he", in that same sentence
+            or any(m.pronoun and m.role == "speaker" and m.sent in acting for m in outside)
         )
         # Called to in speech ("‘Little duck, little duck, dost thou see’") and acting twice.
         called = noun_acts >= 2 and any(m.role == "vocative" and not m.proper for m in ms)
