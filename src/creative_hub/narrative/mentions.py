@@ -339,6 +339,20 @@ def _turn(doc: Doc, s: Sentence, by_token: dict[int, Mention]) -> Turn:
                 for g in c.children:
                     if g.i in by_token:
                         turn.addressee = turn.addressee or by_token[g.i]
+        went = tok.head
+        if (
+            turn.addressee is None
+            and tok.dep_ == "conj"
+            and went.pos_ == "VERB"
+            and not any(c.dep_ == "dobj" for c in went.children)
+        ):
+            # "the wolf ran to a baker and said": the one gone to is the one spoken to (not in
+            # "he led her to a chamber and said", where "to" says where the object went)
+            for c in went.children:
+                if c.dep_ == "prep" and c.lower_ == "to" and c.i < tok.i:
+                    to = next((g for g in c.children if g.dep_ == "pobj" and g.i in by_token), None)
+                    if to is not None and not by_token[to.i].pronoun and by_token[to.i] is not turn.speaker:
+                        turn.addressee = by_token[to.i]
         if turn.speaker is not None:
             break
     if turn.addressee is not None:
