@@ -41,6 +41,7 @@ PRONOUNS = {
     "she": "she", "her": "she", "hers": "she", "herself": "she",
     "they": "they", "them": "they", "their": "they", "themselves": "they",
 }  # fmt: skip
+ARTICLES = frozenset({"the", "a", "an"})
 DEMONSTRATIVE = frozenset({"this", "that", "these", "those"})
 INDEFINITE = frozenset({"a", "an", "one", "some", "another"})
 SUBJECT = frozenset({"nsubj", "nsubjpass", "agent", "csubj", "expl"})
@@ -396,6 +397,8 @@ def _vocative(doc: Doc, s: Sentence, tok: Token) -> bool:
     edges_after = {",", "!", "?", ".", "’", "”", '"', ";"}
     if before not in edges_before or after not in edges_after:
         return False
+    if any(doc[j].dep_ == "det" and doc[j].lower_ in ARTICLES for j in range(a, tok.i)):
+        return False  # one calls out "Wind!" or "my dear", never "the wind": that names a thing
     if (
         doc[a - 1].text in (",",)
         and a >= 2
