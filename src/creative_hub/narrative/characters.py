@@ -298,9 +298,20 @@ def _merge_by_grammar(
     for s in sentences:
         doc = s.doc
         for tok in doc[s.start : s.end]:
-            if s.quoted(tok):
-                continue
             here = by_token.get((s.index, tok.i))
+            if s.quoted(tok):
+                # In speech only a name in apposition to a description: "‘My wife Ilsabill ...’"
+                head = by_token.get((s.index, tok.head.i)) if tok.dep_ == "appos" else None
+                if (
+                    here
+                    and here.proper
+                    and head
+                    and not head.proper
+                    and not head.pronoun
+                    and head.entity >= 0
+                ):
+                    groups.union(head.entity, here.entity)
+                continue
             if here is None and tok.dep_ == "acomp" and tok.head.lemma_ in ("become", "turn"):
                 # "she really became queen": the parser may read a bare role noun as an adjective;
                 # it is the one the story calls "the queen" (the nearest such mention, after first)
