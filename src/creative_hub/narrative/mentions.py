@@ -251,8 +251,14 @@ def _role(tok: Token) -> str:
     verb = tok.head
     if dep in ("nsubjpass",) and verb.lemma_ in ("call", "name"):
         return "named"  # "the boy was called Hansel" names him; he does nothing
-    if dep in ("dobj", "attr") and verb.pos_ == "VERB" and not any(c.dep_ in SUBJECT for c in verb.children):
-        return "subj"  # "there dwelt a poor wood-cutter": an inverted subject
+    if (
+        dep in ("dobj", "attr")
+        and verb.pos_ in ("VERB", "AUX")
+        and not any(c.dep_ in SUBJECT and c.dep_ != "expl" for c in verb.children)
+    ):
+        # "there dwelt a poor wood-cutter", "there was once an old goat": the one brought in
+        # is the subject ("there" only holds its place)
+        return "subj"
     if dep == "pobj" and tok.head.lower_ == "of" and tok.head.head.lower_ in ("one", "some", "all", "each"):
         tok = tok.head.head  # "one of the messengers came": the messengers act
         dep = tok.dep_
