@@ -452,6 +452,9 @@ def _resolve_pronouns(mentions: list[Mention], ents: dict[int, Entity], groups: 
                 score -= LIVELY  # alive only by pronouns resolved to it before: one guess feeds the next
             if m.possessor is not None or r is m.possessor:
                 continue
+            ns = m.not_same
+            if ns is not None and ns.entity >= 0 and groups.find(ns.entity) == groups.find(r.entity):
+                continue  # "the frog followed her": not the frog (that would be "herself")
             if score > best_score:
                 best, best_score = r, score
         if best is not None:

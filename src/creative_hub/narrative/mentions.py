@@ -75,6 +75,9 @@ class Mention:
     token: int = -1  #: index of the head token in its doc
     entity: int = -1  #: the entity it is resolved to
     conj: list[Mention] = field(default_factory=list)  #: "Hansel and Gretel"
+    #: "the frog followed her": the subject of the clause whose object this (not reflexive)
+    #: pronoun is -- never the one it stands for (that would be "herself")
+    not_same: Mention | None = None
 
 
 @dataclass
@@ -167,6 +170,11 @@ def read_doc(
                     owned = owned.head
                 if owned.dep_ == "pobj" and owned.head.dep_ == "prep" and owned.head.head.i in by_token:
                     by_token[owned.head.head.i].votes.append(m.pronoun)
+            if m.pronoun and not tok.lower_.endswith(("self", "selves")) and tok.dep_ in ("dobj", "dative"):
+                # (not after a preposition: "he took it with him" is himself)
+                subj = _clause_subject(tok.head)
+                if subj is not None and subj.i in by_token and subj.i < tok.i:
+                    m.not_same = by_token[subj.i]
             if tok.dep_ == "conj" and tok.head.i in by_token:
                 by_token[tok.head.i].conj.append(m)
                 m.role = by_token[tok.head.i].role
@@ -178,6 +186,20 @@ def read_doc(
         if s.quotes and any(s.quoted(t) for t in doc[s.start : s.end]):
             turns.append(_turn(doc, s, by_token))
     return sents, mentions, turns
+
+
+def _clause_subject(verb: Token) -> Token | None:
+    """The subject of a verb, or of the verb it is coordinated with ("hopped in and followed")."""
+    for _ in range(4):
+        if verb.pos_ not in ("VERB", "AUX"):
+            return None
+        subj = next((c for c in verb.children if c.dep_ in ("nsubj", "nsubjpass")), None)
+        if subj is not None:
+            return subj
+        if verb.dep_ != "conj":
+            return None
+        verb = verb.head
+    return None
 
 
 def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -> Mention | None:
