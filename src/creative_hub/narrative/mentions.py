@@ -212,7 +212,17 @@ def _mention(doc: Doc, s: Sentence, tok: Token, lower_words: set[str], i: int) -
             i, s.index, s.scene, "", tok.text, False, PRONOUNS[low] == "they", PRONOUNS[low],
             _role(tok), False, False, True, token=tok.i,
         )  # fmt: skip
-    if tok.pos_ not in ("NOUN", "PROPN") or tok.dep_ in ("compound", "flat") or not tok.text[:1].isalpha():
+    # "the eldest wanted to go": an adjective with "the", as a subject, stands for someone
+    nominal = (
+        tok.pos_ == "ADJ"
+        and tok.dep_ in ("nsubj", "nsubjpass")
+        and any(c.dep_ == "det" and c.lower_ == "the" for c in tok.children)
+    )
+    if (
+        (tok.pos_ not in ("NOUN", "PROPN") and not nominal)
+        or tok.dep_ in ("compound", "flat")
+        or not tok.text[:1].isalpha()
+    ):
         return None
     a, b = _hyphen_span(doc, tok)
     if a <= tok.head.i < b and tok.head.i != tok.i:
