@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .kin import kin_kind
 from .mentions import Mention, Sentence, Turn
 
 if TYPE_CHECKING:
     from spacy.tokens import Token
 
-__all__ = ["KIN", "Entity", "animate", "resolve"]
+__all__ = ["Entity", "animate", "resolve"]
 
 WINDOW = 3  # sentences back a pronoun looks for its antecedent
 LIVELY = 3.0  # see _resolve_pronouns
@@ -182,14 +183,6 @@ def resolve(
     return ents, groups
 
 
-# English kinship terms (a closed class, like the pronouns): who someone's father or mother is
-# follows from whose children they are ("a wood-cutter with ... his two children" ... "their father").
-CHILDREN = frozenset({"child", "children", "son", "sons", "daughter", "daughters"})
-FATHER = frozenset({"father", "stepfather"})
-MOTHER = frozenset({"mother", "stepmother"})
-KIN = CHILDREN | FATHER | MOTHER | frozenset({"wife", "husband", "brother", "sister", "brothers", "sisters"})
-
-
 def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups) -> None:
     rel: dict[tuple[int, str], int] = {}
     # A named possessor ("the miller's daughter") before a pronoun ("his daughter", which may
@@ -200,16 +193,7 @@ def _merge_kin(mentions: list[Mention], ents: dict[int, Entity], groups: _Groups
     for m in owned:
         if m.pronoun or m.quoted or m.entity < 0 or m.possessor is None or m.possessor.entity < 0:
             continue
-        key = m.key.split("-")[-1]
-        kind = (
-            "children"
-            if key in CHILDREN
-            else "father"
-            if key in FATHER
-            else "mother"
-            if key in MOTHER
-            else key
-        )
+        kind = kin_kind(m.key.split("-")[-1])
         parent, kin = groups.find(m.possessor.entity), groups.find(m.entity)
         if kind == "children":
             if parent_of.setdefault(kin, parent) != parent:

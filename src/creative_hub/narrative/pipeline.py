@@ -14,7 +14,8 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .characters import KIN, Entity, _Groups, animate, resolve
+from .characters import Entity, _Groups, animate, resolve
+from .kin import KIN
 from .layout import Layout, SceneLayout, lay_out
 from .mentions import Mention, Sentence, Turn, read_doc
 from .model import Character, Outline, Part, PlotPoint, Scene
