@@ -174,22 +174,9 @@ async def search_cmd(
     offset: Annotated[int, typer.Option(help="Skip this many hits (paging).")] = 0,
 ) -> Answer:
     """Search every topic you may read: full text (bm25), filters, snippets."""
-    q = SearchQuery(
-        text=query,
-        topic=topic,
-        area=area,
-        type=type,
-        creator=creator,
-        source=source,
-        subject=subject,
-        agent=agent,
-        model=model,
-        made_by=made_by.value if made_by else None,
-        since=_time(since),
-        until=_time(until),
-        limit=limit,
-        offset=offset,
-    )
+    # the times take ages here (7d); the query itself takes epoch seconds or ISO 8601
+    own = {"made_by": made_by.value if made_by else None, "since": _time(since), "until": _time(until)}
+    q = SearchQuery.from_params(query, {**locals(), **own})
     result = await ix.search(hub.identity, q)
     rows = [
         [h.time[:19].replace("T", " "), h.type.removeprefix("creative."), h.creator, _made_by(h)]

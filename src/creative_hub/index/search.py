@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -66,6 +67,23 @@ class SearchQuery:
     offset: int = 0
     raw: bool = False
     mode: Mode = "auto"
+
+    @classmethod
+    def from_params(cls, text: str, params: Mapping[str, Any]) -> SearchQuery:
+        """The query a face's search parameters spell: ``text``, then each of
+        ``FACE_PARAMS`` from ``params`` (the face's ``locals()``).
+
+        The HTTP route, the MCP tool and the CLI command declare these
+        parameters their own way (OpenAPI, the tool's schema, ``--help``) but
+        name them after the fields, so their mapping is written once, here."""
+        return cls(text=text, **{name: params[name] for name in FACE_PARAMS})
+
+
+#: The filters and paging every search face takes, named as SearchQuery's fields.
+FACE_PARAMS = (
+    "topic", "area", "type", "creator", "source", "subject", "agent", "model", "made_by",
+    "since", "until", "limit", "offset",
+)  # fmt: skip
 
 
 @dataclass(slots=True)

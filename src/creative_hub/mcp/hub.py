@@ -270,23 +270,7 @@ def build_hub_server(state: HubState) -> MCPServer:
         """Full-text search over every event you may read, ranked by bm25, with filters and snippets;
         agent, model and made_by find work by who made it and how."""
         ix = await state.fresh()
-        q = SearchQuery(
-            text=query,
-            area=area,
-            type=type,
-            creator=creator,
-            source=source,
-            subject=subject,
-            topic=topic,
-            agent=agent,
-            model=model,
-            made_by=made_by,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
-        r = await ix.search(state.caller().identity, q)
+        r = await ix.search(state.caller().identity, SearchQuery.from_params(query, locals()))
         return SearchOut(hits=[HitOut(**h.to_dict()) for h in r.hits], more=r.more, mode=r.mode)
 
     @server.tool()

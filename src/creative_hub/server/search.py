@@ -56,23 +56,7 @@ async def search_route(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Full-text search (bm25, snippets) over what the caller may read, with filters."""
-    query = SearchQuery(
-        text=q,
-        topic=topic,
-        area=area,
-        type=type,
-        creator=creator,
-        source=source,
-        subject=subject,
-        agent=agent,
-        model=model,
-        made_by=made_by,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
-    return (await ix.search(hub.identity, query)).to_dict()
+    return (await ix.search(hub.identity, SearchQuery.from_params(q, locals()))).to_dict()
 
 
 @router.get("/v1/search/related/{event_id}")
