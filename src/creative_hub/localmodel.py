@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import httpx
 
 from .agents.llm import LLMConfig
 from .errors import HubError
+from .processes import stop_process
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -193,15 +193,8 @@ class LocalModel:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time.  Safe twice."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         self.proc = None
 
     def __enter__(self) -> LocalModel:

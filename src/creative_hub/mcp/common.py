@@ -107,30 +107,26 @@ class HubState:
         return identify
 
 
-def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the hub's errors into MCP tool errors with the hub's message."""
+def _translating(error: type[Exception]) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """A decorator that re-raises the hub's errors as ``error`` with the hub's message."""
 
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except HubError as e:
-            raise ToolError(str(e)) from e
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except HubError as e:
+                raise error(str(e)) from e
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the hub's errors into MCP resource errors with the hub's message."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except HubError as e:
-            raise ResourceError(str(e)) from e
-
-    return wrapper
+tool_errors = _translating(ToolError)
+"""Turn the hub's errors into MCP tool errors with the hub's message."""
+resource_errors = _translating(ResourceError)
+"""Turn the hub's errors into MCP resource errors with the hub's message."""
 
 
 class EventOut(BaseModel):

@@ -9,6 +9,8 @@ per group, not how often an event was delivered again.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 __all__ = ["Metrics"]
@@ -17,63 +19,38 @@ __all__ = ["Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "creative_hub_http_requests",
-            "HTTP requests by method and status",
-            ["method", "status"],
-            registry=self.registry,
+        # every name is creative_hub_<name> (the namespace), e.g. creative_hub_consumer_lag
+        counter = functools.partial(Counter, namespace="creative_hub", registry=self.registry)
+        gauge = functools.partial(Gauge, namespace="creative_hub", registry=self.registry)
+        per_group = ["topic", "group"]
+        self.requests = counter("http_requests", "HTTP requests by method and status", ["method", "status"])
+        self.published = counter("published_events", "Events published through the HTTP API", ["topic"])
+        self.rate_limited = counter(
+            "rate_limited_requests", "Requests refused with 429 by the per-token rate limit"
         )
-        self.published = Counter(
-            "creative_hub_published_events",
-            "Events published through the HTTP API",
-            ["topic"],
-            registry=self.registry,
-        )
-        self.rate_limited = Counter(
-            "creative_hub_rate_limited_requests",
-            "Requests refused with 429 by the per-token rate limit",
-            registry=self.registry,
-        )
-        self.stream_clients = Gauge(
-            "creative_hub_stream_clients", "Server-Sent Events clients connected", registry=self.registry
-        )
-        self.stream_events = Counter(
-            "creative_hub_stream_events",
-            "Events sent to Server-Sent Events clients",
-            registry=self.registry,
-        )
-        self.stream_dropped = Counter(
-            "creative_hub_stream_dropped_clients",
+        self.stream_clients = gauge("stream_clients", "Server-Sent Events clients connected")
+        self.stream_events = counter("stream_events", "Events sent to Server-Sent Events clients")
+        self.stream_dropped = counter(
+            "stream_dropped_clients",
             "Server-Sent Events clients disconnected for falling too far behind (slow consumers)",
-            registry=self.registry,
         )
-        self.lag = Gauge(
-            "creative_hub_consumer_lag",
-            "Events a consumer group has not acked",
-            ["topic", "group"],
-            registry=self.registry,
-        )
-        self.pending = Gauge(
-            "creative_hub_consumer_pending",
+        self.lag = gauge("consumer_lag", "Events a consumer group has not acked", per_group)
+        self.pending = gauge(
+            "consumer_pending",
             "Events delivered to a group member and not acked yet (redelivered if never acked)",
-            ["topic", "group"],
-            registry=self.registry,
+            per_group,
         )
-        self.skipped = Gauge(
-            "creative_hub_consumer_skipped_events",
+        self.skipped = gauge(
+            "consumer_skipped_events",
             "Events retention removed before the group got them (reported as gaps; counted ones)",
-            ["topic", "group"],
-            registry=self.registry,
+            per_group,
         )
-        self.gaps = Gauge(
-            "creative_hub_consumer_gaps",
+        self.gaps = gauge(
+            "consumer_gaps",
             "Gaps reported to the group: runs of events retention removed before it got them",
-            ["topic", "group"],
-            registry=self.registry,
+            per_group,
         )
-        self.dead_letters = Gauge(
-            "creative_hub_dead_letters", "Events in dead-letter topics", ["topic"], registry=self.registry
-        )
+        self.dead_letters = gauge("dead_letters", "Events in dead-letter topics", ["topic"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,9 +16,9 @@ import stat
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
-from .base import Item, ItemError
+from .base import Item, ItemError, Principals
 
-__all__ = ["MAX_FILE", "read_bounded"]
+__all__ = ["MAX_FILE", "FileSource", "read_bounded"]
 
 MAX_FILE = 64 * 1024 * 1024  # bytes of one calendar, BibTeX, saved API response ...
 
@@ -50,3 +50,25 @@ async def parse_each(
             continue
         for item in parse(raw, str(path)):
             yield item
+
+
+class FileSource:
+    """A source over files named on the command line: each read within ``MAX_FILE``
+    and parsed by ``parse``; stateless, since the items' ids make re-runs safe."""
+
+    name: str
+
+    def __init__(self, files: Sequence[Path], *, principals: Principals | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        self.principals = principals or Principals()
+
+    def iter_items(self) -> AsyncIterator[Item]:
+        """Every item of every file, in order."""
+        return parse_each(self.files, self.parse)
+
+    def parse(self, raw: bytes, where: str) -> Iterable[Item]:
+        """The items of one file's bytes (``where``: its path, for ids and errors)."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> None:
+        """Stateless: ids make re-runs safe."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..origins import source_id
 from ..schemas import Paper
-from ._files import parse_each
+from ._files import FileSource
 from .base import (
     Item,
     ItemError,
@@ -174,18 +173,10 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-class BibtexSource:
+class BibtexSource(FileSource):
     """Entries of BibTeX files."""
 
     name = "bibtex"
 
-    def __init__(self, files: Sequence[Path], *, principals: Principals | None = None) -> None:
-        self.files = [Path(f) for f in files]
-        self.principals = principals or Principals()
-
-    def iter_items(self) -> AsyncIterator[Item]:
-        """Every entry of every file, in order."""
-        return parse_each(self.files, lambda raw, where: parse_bibtex(_text(raw), where, self.principals))
-
-    def checkpoint(self) -> None:
-        """Stateless: ids make re-runs safe."""
+    def parse(self, raw: bytes, where: str) -> Iterable[Item]:
+        return parse_bibtex(_text(raw), where, self.principals)

@@ -38,7 +38,7 @@ ItemError for that event; the rest of the calendar goes in.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..origins import source_id
 from ..schemas import Phase, Session
-from ._files import parse_each
+from ._files import FileSource
 from ._recurrence import expand
 from .base import Item, ItemError, Principals, checked, make_event, with_mapped
 
@@ -327,24 +327,16 @@ def _ceremony(c: Any, ref: str, where: str, principals: Principals, owner: str |
     )
 
 
-class CalendarSource:
+class CalendarSource(FileSource):
     """Events of iCalendar files."""
 
     name = "calendar"
 
-    def __init__(self, files: Sequence[Path], *, principals: Principals | None = None) -> None:
-        self.files = [Path(f) for f in files]
-        self.principals = principals or Principals()
-
-    def iter_items(self) -> AsyncIterator[Item]:
-        """Every VEVENT of every file."""
-        return parse_each(self.files, lambda raw, where: parse_calendar(raw, where, self.principals))
-
-    def checkpoint(self) -> None:
-        """Stateless: ids make re-runs safe."""
+    def parse(self, raw: bytes, where: str) -> Iterable[Item]:
+        return parse_calendar(raw, where, self.principals)
 
 
-class CeremonySource:
+class CeremonySource(FileSource):
     """Ceremonies of YAML/JSON files."""
 
     name = "ceremony"
@@ -352,15 +344,8 @@ class CeremonySource:
     def __init__(
         self, files: Sequence[Path], *, owner: str | None = None, principals: Principals | None = None
     ) -> None:
-        self.files = [Path(f) for f in files]
+        super().__init__(files, principals=principals)
         self.owner = owner
-        self.principals = principals or Principals()
 
-    def iter_items(self) -> AsyncIterator[Item]:
-        """Every ceremony of every file."""
-        return parse_each(
-            self.files, lambda raw, where: parse_ceremonies(raw, where, self.principals, self.owner)
-        )
-
-    def checkpoint(self) -> None:
-        """Stateless: ids make re-runs safe."""
+    def parse(self, raw: bytes, where: str) -> Iterable[Item]:
+        return parse_ceremonies(raw, where, self.principals, self.owner)

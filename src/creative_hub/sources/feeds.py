@@ -25,7 +25,7 @@ import html
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -271,14 +271,8 @@ class _Fetched:
     def checkpoint(self) -> None:
         """Stateless: ids make re-runs safe."""
 
-
-class FeedSource(_Fetched):
-    """Entries of RSS / Atom feeds, from URLs or files."""
-
-    name = "feed"
-
     async def iter_items(self) -> AsyncIterator[Item]:
-        """Every entry of every feed."""
+        """The items of every target, in order; one that cannot be read is an ItemError."""
         client = self.client or guarded_client(self.limits)
         try:
             for target in self.targets:
@@ -286,31 +280,31 @@ class FeedSource(_Fetched):
                 if isinstance(got, ItemError):
                     yield got
                     continue
-                where = str(target) if isinstance(target, Path) else got[0]
-                for item in parse_feed(got[1], where, self.principals):
+                for item in self._parse(target, *got):
                     yield item
         finally:
             if self.client is None:
                 await client.aclose()
 
+    def _parse(self, target: str | Path, url: str, body: bytes) -> Iterable[Item]:
+        """The items of one target read from ``url`` (a file: URI for a file)."""
+        raise NotImplementedError
+
+
+class FeedSource(_Fetched):
+    """Entries of RSS / Atom feeds, from URLs or files."""
+
+    name = "feed"
+
+    def _parse(self, target: str | Path, url: str, body: bytes) -> Iterable[Item]:
+        return parse_feed(body, str(target) if isinstance(target, Path) else url, self.principals)
+
 
 class PageSource(_Fetched):
-    """Single web pages, from URLs or saved HTML files."""
+    """Single web pages, from URLs or saved HTML files: one event per page."""
 
     name = "page"
 
-    async def iter_items(self) -> AsyncIterator[Item]:
-        """One event per page."""
-        client = self.client or guarded_client(self.limits)
-        try:
-            for target in self.targets:
-                got = await _read(target, client, self.limits)
-                saved = isinstance(target, Path) or not re.match(r"^https?://", str(target))
-                yield (
-                    got
-                    if isinstance(got, ItemError)
-                    else parse_page(got[1], got[0], self.principals, saved=saved)
-                )
-        finally:
-            if self.client is None:
-                await client.aclose()
+    def _parse(self, target: str | Path, url: str, body: bytes) -> Iterable[Item]:
+        saved = isinstance(target, Path) or not re.match(r"^https?://", str(target))
+        return [parse_page(body, url, self.principals, saved=saved)]

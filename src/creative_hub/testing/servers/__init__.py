@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 
+from ...processes import stop_process
+
 __all__ = ["SERVER_MODULES", "Server", "ServerError", "free_port", "start_server", "wait_for_port"]
 
 SERVER_MODULES = {
@@ -129,14 +131,8 @@ class Server:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.resume()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.resume()  # a paused (SIGSTOP) one would act on SIGTERM only once resumed
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
