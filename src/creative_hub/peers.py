@@ -31,6 +31,8 @@ from .schemas import Comment, Decision, Proposed
 
 __all__ = ["PeerHub"]
 
+MAX_DRAFT_CHAIN = 1000  # revisions of a draft followed back to find the fork it started from
+
 
 class PeerHub:
     """The peer-hub operations of ``hub.principal``."""
@@ -104,10 +106,24 @@ class PeerHub:
             hub=self.me,
             visibility=PUBLIC,
             supersedes=draft_id,
+            forkedfrom=await self._forked_from(draft),
             causationid=draft_id,
             correlationid=prior.event.correlationid if prior else None,
         )
         return await self._publish_mirrored(event)
+
+    async def _forked_from(self, draft: Event) -> str | None:
+        """What a draft, or the earlier draft it revises, was forked from: its publication says so
+        (the fork draft is private; without this a published fork looks like new work)."""
+        event: Event = draft
+        for _ in range(MAX_DRAFT_CHAIN):
+            if event.forkedfrom or not event.supersedes:
+                return event.forkedfrom
+            try:
+                event = (await self._own(event.supersedes, "drafts")).event
+            except NotFound:  # folded by compaction (a fork itself never is)
+                return None
+        return None
 
     async def _publish_mirrored(self, event: Event) -> Receipt:
         """Publish to my hub and put the very same event (id, body, signature)

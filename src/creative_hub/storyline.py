@@ -151,6 +151,29 @@ class _Cast:
         c = self.by_name.get(n.lower())
         return c.name if c else self.add(n)
 
+    def find(self, n: str) -> str | None:
+        c = self.by_name.get(n.lower())
+        return c.name if c else None
+
+    @property
+    def known(self) -> set[str]:
+        return {c.name for c in self.chars}
+
+
+def _actor(cast: _Cast, actor: str | None, listed: list[str]) -> str | None:
+    """A plot point's actor as a character of the story.
+
+    With the point's ``characters`` given, the actor names one only if the
+    cast knows that name or alias: otherwise it is how the sentence put its
+    subject ("Hansel and Gretel", "the two of them"), kept as written, never a
+    new character.  Without them (a person publishing ``{"actor": "Ida"}``),
+    the actor is the character."""
+    if not actor:
+        return None
+    if not listed:
+        return cast.name(actor)
+    return cast.find(actor) or actor
+
 
 def build(story: str, events: Iterable[Event]) -> Storyline:
     """The storyline of ``story`` from its narrative events (any order, revisions resolved)."""
@@ -196,8 +219,11 @@ def build(story: str, events: Iterable[Event]) -> Storyline:
         d = _data(e)
         if not e.type.endswith(".plot_point"):
             continue
-        actor = d.get("actor") if isinstance(d.get("actor"), str) and d.get("actor") else None
-        chars = [cast.name(n) for n in ([actor] if actor else []) + _names(d.get("characters"))]
+        raw_actor = d.get("actor") if isinstance(d.get("actor"), str) and d.get("actor") else None
+        listed = [cast.name(n) for n in _names(d.get("characters"))]
+        actor = _actor(cast, raw_actor, listed)
+        chars = [actor] if actor and actor in cast.known else []
+        chars += listed
         part = _extra(d, "part")
         at = d.get("scene")
         pt_scene = scene_for(str(at), None, part if isinstance(part, str) else None) if at else None
@@ -208,7 +234,7 @@ def build(story: str, events: Iterable[Event]) -> Storyline:
             order=len(line.points),
             summary=summary,
             evidence=(evidence if isinstance(evidence, str) and evidence else summary)[:MAX_EVIDENCE],
-            actor=cast.name(actor) if actor else None,
+            actor=actor,
             characters=list(dict.fromkeys(chars)),
             scene=pt_scene.key if pt_scene else None,
             part=(part if isinstance(part, str) else None) or (pt_scene.part if pt_scene else None),
@@ -239,8 +265,10 @@ def from_outline(story: str, outline: Mapping[str, Any], title: str | None = Non
     raw = [p for p in outline.get("plot_points") or [] if isinstance(p, Mapping)]
     raw.sort(key=lambda p: int(p["order"]) if isinstance(p.get("order"), int) else 0)
     for n, p in enumerate(raw):
-        actor = p.get("actor") if isinstance(p.get("actor"), str) and p.get("actor") else None
-        chars = [cast.name(x) for x in ([actor] if actor else []) + _names(p.get("characters"))]
+        raw_actor = p.get("actor") if isinstance(p.get("actor"), str) and p.get("actor") else None
+        listed = [cast.name(x) for x in _names(p.get("characters"))]
+        actor = _actor(cast, raw_actor, listed)
+        chars = ([actor] if actor and actor in cast.known else []) + listed
         part = p.get("part")
         part_title = parts[part] if isinstance(part, int) and 0 <= part < len(parts) else part
         key = str(p.get("scene") or n + 1)
@@ -251,7 +279,7 @@ def from_outline(story: str, outline: Mapping[str, Any], title: str | None = Non
                 order=n,
                 summary=summary,
                 evidence=str(p.get("evidence") or summary)[:MAX_EVIDENCE],
-                actor=cast.name(actor) if actor else None,
+                actor=actor,
                 characters=list(dict.fromkeys(chars)),
                 scene=key,
                 part=part_title if isinstance(part_title, str) else None,

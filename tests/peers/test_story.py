@@ -129,6 +129,26 @@ async def test_a_story_worked_end_to_end(cast: Cast) -> None:
     assert {c1.id, f1.id, f2.id} <= {n.id for n in seen_by_bob.nodes}
 
 
+async def test_a_published_fork_names_what_it_was_forked_from(cast: Cast) -> None:
+    """bob forks alice's scene, revises his draft twice and publishes: his published work says
+    ``forkedfrom`` alice's (the fork is public once he shares it), and anyone's lineage of it
+    reaches her scene -- without a trace of his drafts."""
+    alice, bob = await cast.peer(cast.alice), await cast.peer(cast.bob)
+    data = {"story": cast.alice, "title": "The wood", "text": "v1"}
+    p1 = await alice.publish((await alice.draft(FRAGMENT, f"story:{cast.alice}", data)).id)
+    f1 = await bob.fork(p1.id)
+    f2 = await bob.revise(f1.id, {"text": "darker"})
+    f3 = await bob.revise(f2.id, {"text": "darker still"})
+    b1 = await bob.publish(f3.id)
+    out = (await cast.hub.get(b1.id, f"peer.{cast.bob}.published")).event
+    assert (out.forkedfrom, out.supersedes, out.data["text"]) == (p1.id, f3.id, "darker still")
+    own = await bob.publish((await bob.draft(FRAGMENT, f"story:{cast.bob}", data)).id)
+    assert (await cast.hub.get(own.id)).event.forkedfrom is None, "his own work is no fork"
+    seen = await lineage(cast.hub.acting(cast.carol, authenticated=True), b1.id)
+    ids = {n.id for n in seen.nodes}
+    assert p1.id in ids and not ids & {f1.id, f2.id, f3.id}
+
+
 async def test_drafts_stay_private_on_every_read_path(cast: Cast) -> None:
     alice, bob = await cast.peer(cast.alice), await cast.peer(cast.bob)
     secret = await alice.draft(FRAGMENT, "story:secret", {"story": "s", "title": "Secret title", "text": "x"})

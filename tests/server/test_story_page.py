@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -37,13 +38,30 @@ def tab(browser: Browser, live: LiveServer) -> Any:  # noqa: F811
         context.close()
 
 
-@pytest.fixture(scope="module")
-def grimm(live: LiveServer) -> dict[str, dict[str, Any]]:
-    """The three gold tales, ingested from their files; their storylines as the API gives them."""
+def _tales() -> list[Path]:
     here = Path(__file__).resolve().parents[2]
     fixtures = Path(os.environ.get("CREATIVE_HUB_FIXTURES", here.parent / "shared" / "fixtures"))
     files = sorted((fixtures / "story-gold").glob("*.txt"))
     assert len(files) == 3
+    return files
+
+
+@pytest.fixture(scope="module")
+def outlines() -> dict[str, dict[str, Any]]:
+    """What ``creative-hub story outline --json`` finds in each gold tale, read from the file alone."""
+    out = {}
+    for f in _tales():
+        cmd = [sys.executable, "-m", "creative_hub", "story", "outline", "--json", str(f)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        out[f.stem] = json.loads(done.stdout)
+    return out
+
+
+@pytest.fixture(scope="module")
+def grimm(live: LiveServer) -> dict[str, dict[str, Any]]:
+    """The three gold tales, ingested from their files; their storylines as the API gives them."""
+    files = _tales()
     cmd = [sys.executable, "-m", "creative_hub", "ingest", "story", *map(str, files), "--log", live.log_url]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -68,10 +86,17 @@ def _placed(story: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_grimm_storylines_one_line_per_character(tab: Tab, grimm: dict[str, dict[str, Any]]) -> None:
+def test_grimm_storylines_one_line_per_character(
+    tab: Tab, grimm: dict[str, dict[str, Any]], outlines: dict[str, dict[str, Any]]
+) -> None:
     for stem, story in grimm.items():
         placed = _placed(story)
         assert placed, f"{stem}: the outline placed no character in a scene"
+        # The lines are the characters the outline found (each in some scene), no more, no fewer:
+        # a plot point's wording of its actor ("Hansel and Gretel") is not one more character.
+        outline = outlines[stem]
+        in_scenes = {c for p in outline["parts"] for sc in p["scenes"] for c in sc["characters"]}
+        assert sorted(placed) == sorted(c["name"] for c in outline["characters"] if c["name"] in in_scenes)
         tab.open(f"#/story/{story['story']}")
         chart = tab.page.locator("#storyline svg")
         expect(chart).to_be_visible()
@@ -88,6 +113,7 @@ def test_clicking_a_character_highlights_its_journey(tab: Tab, grimm: dict[str, 
     story = next(s for stem, s in grimm.items() if "hansel" in stem)
     who = max(_placed(story), key=lambda c: sum(c in p["characters"] for p in story["plot_points"]))
     mine = [p for p in story["plot_points"] if who in p["characters"]]
+    assert mine, f"{who} has no plot point: nothing to highlight"
     tab.open(f"#/story/{story['story']}")
     chart = tab.page.locator("#storyline svg")
     expect(chart.locator("path.char-line")).to_have_count(len(_placed(story)))
@@ -165,4 +191,44 @@ def test_the_story_page_fits_a_phone(tab: Tab, grimm: dict[str, dict[str, Any]])
     tab.shot("story-narrow")
     tab.open("#/stories")
     expect(tab.page.locator("#stories a", has_text=story["title"])).to_be_visible()
+    assert tab.errors == []
+
+
+def test_revisions_and_forks_of_a_story(tab: Tab, live: LiveServer) -> None:
+    """alice publishes a scene, accepts bob's change to it (a revision), carol forks and publishes it:
+    the story page lists the revision and the fork, who made each and of what, and draws the newest
+    text; the draft that never went out stays out of everyone else's page."""
+    story = f"lamp-{uuid.uuid4().hex[:6]}"
+    frag = {"story": story, "title": "The lamp", "text": "A lamp in the wood.", "order": 0, "scene": "1",
+            "characters": ["Ida"]}  # fmt: skip
+    body = {"type": "creative.narrative.fragment", "subject": f"story:{story}", "data": frag}
+    draft = post(live, "alice", "/v1/peers/alice/drafts", body)
+    published = post(live, "alice", f"/v1/drafts/{draft['id']}/publish", None)
+    change = {"on": published["id"], "title": "A brighter lamp", "changes": {"text": "A blazing lamp."}}
+    proposal = post(live, "bob", "/v1/peers/alice/contributions", change)
+    accepted = post(live, "alice", f"/v1/contributions/{proposal['id']}/accept", {"reason": "yes"})
+    revision = next(r for r in accepted if r["topic"].startswith("peer.alice.published"))
+    fork = post(live, "carol", f"/v1/events/{revision['id']}/fork", {})
+    carols = post(live, "carol", f"/v1/drafts/{fork['id']}/publish", None)
+    secret = {**body, "data": {**frag, "title": "Unsent", "text": "Nobody reads this.", "scene": "9"}}
+    post(live, "alice", "/v1/peers/alice/drafts", secret)
+
+    view = httpx.get(live.url + f"/v1/stories/{story}", timeout=30).json()
+    changes = {(r["relation"], r["creator"], r["of"]) for r in view["revisions"]}
+    assert ("revision", "alice", published["id"]) in changes
+    assert ("fork", "carol", revision["id"]) in changes
+    assert len(view["revisions"]) == 2, "a publication whose draft nobody else sees is no change"
+    mine = httpx.get(live.url + f"/v1/stories/{story}", headers=live.headers("alice"), timeout=30).json()
+    assert ("published", "alice", draft["id"]) in {
+        (r["relation"], r["creator"], r["of"]) for r in mine["revisions"]
+    }
+    assert "Unsent" not in str(view)
+    tab.open(f"#/story/{story}")
+    items = tab.page.locator("#revisions li")
+    expect(items.filter(has_text="fork")).not_to_have_count(0)
+    expect(items.filter(has_text="revision")).not_to_have_count(0)
+    expect(items.filter(has_text="carol")).not_to_have_count(0)
+    expect(tab.page.locator(f"#revisions a[href='#/event/{carols['id']}']")).to_have_count(1)
+    assert "A blazing lamp." in str(view["scenes"]) and "A lamp in the wood." not in str(view["scenes"])
+    tab.shot("story-revisions")
     assert tab.errors == []

@@ -66,17 +66,33 @@ def _insight(e: Event) -> dict[str, Any]:
     }
 
 
-def _change(e: Event) -> dict[str, Any]:
-    d = e.data if isinstance(e.data, dict) else {}
-    return {
-        "id": e.id,
-        "type": e.type,
-        "relation": "revision" if e.supersedes else "fork",
-        "of": e.supersedes or e.forkedfrom,
-        "creator": e.creator,
-        "time": _time(e),
-        "title": d.get("title") or d.get("summary") or e.subject,
-    }
+def _changes(events: list[Event]) -> list[dict[str, Any]]:
+    """Who changed what: forks (``forkedfrom``, a published fork included), revisions of an event
+    the caller sees, drafts that went out (``published``, for the owner who sees the draft).
+    A publication whose draft the caller may not read is the work itself, not a change."""
+    by_id = {e.id: e for e in events}
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        before = by_id.get(e.supersedes or "")
+        if e.forkedfrom:
+            relation, of = "fork", e.forkedfrom
+        elif before is None:
+            continue
+        elif before.visibility == "private" and e.visibility != "private":
+            relation, of = "published", before.id
+        else:
+            relation, of = "revision", before.id
+        d = e.data if isinstance(e.data, dict) else {}
+        out[e.id] = {
+            "id": e.id,
+            "type": e.type,
+            "relation": relation,
+            "of": of,
+            "creator": e.creator,
+            "time": _time(e),
+            "title": d.get("title") or d.get("summary") or e.subject,
+        }
+    return list(out.values())
 
 
 @router.get("/v1/stories")
@@ -128,7 +144,7 @@ async def story(
     events = [e for _, e in reversed(found)]
     view = build(story, events).to_dict()
     view["insights"] = [_insight(e) for e in events if e.type == "creative.narrative.insight"]
-    view["revisions"] = [_change(e) for e in events if e.supersedes or e.forkedfrom]
+    view["revisions"] = _changes(events)
     view["topics"] = sorted({t for t, _ in found})
     view["events"] = len(events)
     return view
