@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,14 @@ def test_replay_since_with_a_limit_counts_what_it_keeps(db: Path, tmp_path: Path
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["f2"]
 
 
-def test_the_utc_column_is_utc(db: Path) -> None:
-    table = cli(db, "replay", "creative.narrative")
+def test_the_utc_column_is_utc(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a zone that is neither UTC nor the event's own: local time would show 18:00 here.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        table = cli(db, "replay", "creative.narrative")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert "2001-02-03 09:00:00" in table and "2001-02-03 10:00:00" not in table
     assert "2026-12-01 12:00:00" in table

@@ -3,16 +3,18 @@
 Each test draws inputs built to hurt -- recurrence rules that never match or
 never end, mbox files with giant or unterminated header lines, documents
 nested thousands deep, folders of links out and devices, HTTP servers on
-loopback that trickle, bloat, loop redirects or point inside -- and checks
-the rule of ``sources.base``: every input ends (pytest-timeout would catch a
-hang; no timing is asserted) as events or per-item errors that say which
-limit was hit.  The servers are real (``http.server`` on 127.0.0.1/127.0.0.2),
-never mocked.
+loopback that trickle (the body or the headers), bloat (plain or as a gzip
+bomb), loop redirects or point inside -- and checks the rule of
+``sources.base``: every input ends (pytest-timeout would catch a hang; no
+timing is asserted) as events or per-item errors that say which limit was
+hit.  The servers are real (``http.server`` on 127.0.0.1/127.0.0.2), never
+mocked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import threading
@@ -285,6 +287,18 @@ class _Hostile:
                 if self.stop.is_set():
                     return
                 r.wfile.write(b"<p>" * 4096)
+        elif kind == "gzip":  # a few KiB on the wire, 16 MiB once inflated
+            r.send_response(200)
+            r.send_header("Content-Encoding", "gzip")
+            r.send_header("Content-Length", str(len(_BOMB)))
+            r.end_headers()
+            r.wfile.write(_BOMB)
+        elif kind == "slow-headers":  # the status line, then a header a byte at a time, forever
+            r.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.stop.is_set():
+                r.wfile.write(b"a")
+                r.wfile.flush()
+                time.sleep(0.1)
         elif kind == "liar":  # says 10 bytes, sends more, closes
             r.send_response(200)
             r.send_header("Content-Length", "10")
@@ -313,12 +327,14 @@ def hostile() -> Iterator[_Hostile]:
     server.close()
 
 
+_BOMB = gzip.compress(b"<p>" * (16 * 2**20 // 3))
+_KINDS = ["loop", "inside", "trickle", "slow-headers", "bloat", "gzip", "liar", "status", "fine"]
 _LIMITS = FetchLimits(trusted=("127.0.0.2",), deadline=0.5, max_bytes=64 * 1024, max_redirects=3)
 
 
 @settings(FUZZ, max_examples=examples(15))
-@given(st.lists(st.tuples(st.sampled_from(["loop", "inside", "trickle", "bloat", "liar", "status", "fine"]),
-                          st.integers(0, 299)), min_size=1, max_size=4))  # fmt: skip
+@given(st.lists(st.tuples(st.sampled_from(_KINDS), st.integers(0, 299)), min_size=1, max_size=4))
+@example([("gzip", 0), ("slow-headers", 0), ("fine", 0)])
 def test_hostile_servers_end_within_the_limits(hostile: _Hostile, urls: list[tuple[str, int]]) -> None:
     targets: list[str | Path] = [f"{hostile.url}/{kind}/{n}" for kind, n in urls]
 
@@ -331,7 +347,9 @@ def test_hostile_servers_end_within_the_limits(hostile: _Hostile, urls: list[tup
         "loop": "more than 3 redirects",
         "inside": "not a public address",
         "trickle": "took longer than 0.5 s",
+        "slow-headers": "took longer than 0.5 s",
         "bloat": "over the 65536-byte limit",
+        "gzip": "over the 65536-byte limit",
     }
     for (kind, _), item in zip(urls, items, strict=True):
         if kind in why:

@@ -8,6 +8,8 @@ or not), a server trickling a byte at a time, a scheme that is not http(s).
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +36,7 @@ Handler = Callable[[BaseHTTPRequestHandler, threading.Event], None]
 class Server:
     """A ThreadingHTTPServer on ``host`` whose GETs run ``routes[path](request, stop)``."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, port: int = 0) -> None:
         self.routes: dict[str, Handler] = {}
         self.stop = threading.Event()
         outer = self
@@ -52,7 +55,7 @@ class Server:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), H)
+        self.server = ThreadingHTTPServer((host, port), H)
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -159,14 +162,25 @@ async def test_a_redirect_inside_is_refused_at_that_hop(
     assert page.data["title"] == "Public"  # and never "Internal admin"
 
 
+def _gzip_bomb(r: BaseHTTPRequestHandler, stop: threading.Event) -> None:
+    # 64 MiB of feed once inflated, 64 KiB on the wire: the cap counts what is inflated.
+    _send(r, 200, _BOMB, Content_Type="application/rss+xml", Content_Encoding="gzip")
+
+
+_BOMB = gzip.compress(b"<rss><channel>" + b" " * (64 * 2**20), compresslevel=9)
+
+
 async def test_bodies_past_the_cap_stop(hub: Hub, outside: Server) -> None:
     outside.routes["/declared"] = _huge(declare=True)
     outside.routes["/streamed"] = _huge(declare=False)
+    outside.routes["/gzip"] = _gzip_bomb
     limits = FetchLimits(trusted=("127.0.0.2",), max_bytes=2**20)
-    s = await ingest(hub, FeedSource([f"{outside.url}/declared", f"{outside.url}/streamed"], limits=limits))
-    declared, streamed = (e.reason for e in s.skipped)
+    urls = [f"{outside.url}/{p}" for p in ("declared", "streamed", "gzip")]
+    s = await ingest(hub, FeedSource(urls, limits=limits))
+    declared, streamed, bomb = (e.reason for e in s.skipped)
     assert "over the 1048576-byte limit (Content-Length 209715200" in declared
     assert "over the 1048576-byte limit (stopped reading at " in streamed and "--max-bytes" in streamed
+    assert len(_BOMB) < 2**20 and "over the 1048576-byte limit (stopped reading at " in bomb
 
 
 async def test_a_trickling_server_meets_the_deadline(hub: Hub, outside: Server) -> None:
@@ -189,3 +203,39 @@ def test_the_cli_refuses_inside_and_takes_allow_private(tmp_path: Path, inside: 
     assert "not a public address" in r.stderr and "nothing ingested" in r.stderr
     r = run(f"{inside.url}/admin", "--allow-private", "--max-bytes", "64k", "--timeout", "10s")
     assert r.returncode == 0 and "page: 1 ingested" in r.stdout
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    hub: Hub, stored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DNS rebinding: a name answers a public address when checked, then an inside one.
+    # The guard must connect to the address it checked and never resolve the name again
+    # (a second lookup, by the loop or by the system's resolver, reaches inside or fails).
+    outside = Server("127.0.0.2")
+    port = int(outside.url.rsplit(":", 1)[1])
+    try:
+        inside = Server("127.0.0.1", port)  # the same port, inside
+    except OSError:
+        outside.close()
+        pytest.skip(f"port {port} is taken on 127.0.0.1")
+    outside.routes["/page"] = lambda r, stop: _send(r, 200, b"<html><title>Public</title></html>")
+    inside.routes["/page"] = lambda r, stop: _send(r, 200, PAGE)
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers = iter(["127.0.0.2"])  # the first answer; any later one is the rebound address
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.test":
+            return await real(host, port, *args, **kwargs)
+        return await real(next(answers, "127.0.0.1"), port, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    try:
+        limits = FetchLimits(trusted=("127.0.0.2",))
+        s = await ingest(hub, PageSource([f"http://rebind.test:{port}/page"], limits=limits))
+    finally:
+        outside.close()
+        inside.close()
+    assert (s.ingested, s.skipped) == (1, []), s.skipped
+    (page,) = await stored("creative.metadata")
+    assert page.data["title"] == "Public"  # never "Internal admin"

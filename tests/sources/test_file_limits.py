@@ -24,6 +24,8 @@ from creative_hub.sources.feeds import FeedSource, PageSource
 from creative_hub.sources.github_payloads import PayloadSource
 from creative_hub.sources.ingest import ingest
 from creative_hub.sources.mail import MailSource
+from creative_hub.sources.notebooks import NotebookSource
+from creative_hub.sources.stories import StorySource
 
 pytestmark = pytest.mark.sqlite
 
@@ -37,6 +39,8 @@ SOURCES: dict[str, Callable[[list[Path]], Source]] = {
     "page": lambda paths: PageSource(paths),
     "mail": lambda paths: MailSource(paths),
     "github": lambda paths: PayloadSource(paths, event="push"),
+    "story": lambda paths: StorySource(paths),
+    "notebook": lambda paths: NotebookSource(paths),
 }
 
 
@@ -58,3 +62,28 @@ async def test_a_file_past_the_cap_is_one_error(hub: Hub, tmp_path: Path) -> Non
     s = await ingest(hub, FeedSource([big], limits=FetchLimits(max_bytes=1024)))
     (e,) = s.skipped
     assert e.reason == "cannot read: over 1024 bytes, the limit for one file (--max-bytes raises it)"
+
+
+@pytest.mark.parametrize("name", ["story", "notebook"])
+async def test_folders_of_stories_and_notebooks_read_no_links_out_and_no_devices(
+    hub: Hub, tmp_path: Path, name: str
+) -> None:
+    # Like `ingest folder`: a link out of the folder would publish a file nobody put there.
+    # The folder itself may lie under a hidden one (~/.local/...): only names below it count.
+    suffix = ".md" if name == "story" else ".ipynb"
+    root = tmp_path / ".config" / "work"
+    root.mkdir(parents=True)
+    (root / f"mine{suffix}").write_bytes(b"\x00 read, and refused")
+    (root / f"alias{suffix}").symlink_to(root / f"mine{suffix}")  # a link inside: read
+    outside = tmp_path / f"private{suffix}"
+    outside.write_bytes(b"\x00 not read")
+    (root / f"out{suffix}").symlink_to(outside)
+    (root / f"zero{suffix}").symlink_to("/dev/zero")
+    os.mkfifo(root / f"pipe{suffix}")
+    s = await ingest(hub, SOURCES[name]([root]))
+    assert s.ingested == 0
+    reasons = {Path(e.ref).name: e.reason for e in s.skipped}
+    assert reasons[f"out{suffix}"] == f"a link out of the folder (to {outside}): left out"
+    assert reasons[f"zero{suffix}"].startswith("a link out of the folder (to /dev/zero)")
+    assert f"pipe{suffix}" not in reasons  # not a file: not listed, and nothing blocked on it
+    assert {f"mine{suffix}", f"alias{suffix}"} <= set(reasons)  # read (and refused as no story/notebook)

@@ -157,3 +157,25 @@ async def test_header_and_message_caps_while_parsing(
     big.write_bytes(b"From: a@example.org\nMessage-ID: <big@example.org>\n\n" + b"body line\n" * 10_000)
     s = await ingest(hub, MailSource([big]))
     assert [(e.ref, e.reason) for e in s.skipped] == [(str(big), "message over 65536 bytes: left out")]
+
+
+async def test_a_hostile_mbox_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    # The caps hold while parsing, not after: an 8 MiB header line and an 8 MiB body are
+    # never held (before, a 100 MB header took 1.2 GB). Python allocations are measured.
+    import tracemalloc
+
+    huge_header = b"From: a@example.org\nMessage-ID: <h@example.org>\nX-Pad: " + b"a" * (8 * 2**20)
+    long_body = b"From: b@example.org\nMessage-ID: <b@example.org>\n\n" + b"line\n" * (8 * 2**20 // 5)
+    box = tmp_path / "hostile.mbox"
+    box.write_bytes(
+        b"From a@example.org Mon Jan  1 00:00:00 2024\n" + huge_header + b"\n\nbody\n"
+        b"From b@example.org Mon Jan  1 00:00:00 2024\n" + long_body
+    )
+    tracemalloc.start()
+    try:
+        items = [i async for i in MailSource([box]).iter_items()]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [type(i).__name__ for i in items] == ["ItemError", "Event"]
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB while reading a 16 MiB mbox"

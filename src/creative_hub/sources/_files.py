@@ -1,11 +1,15 @@
-"""Reading a file named on the command line: regular files only, and not past a size cap.
+"""Reading files named on the command line, or found in a folder: regular files only, bounded.
 
 ``creative-hub ingest calendar /dev/zero`` read forever and a FIFO blocked
 the open; a source reads a whole document to parse it, so the document is
 bounded.  Both refusals are ``OSError``s with a ``strerror`` a person can
 act on, so every source's existing ``except OSError`` reports them per file.
+A folder's walk (stories, notebooks) follows a link only to a file inside
+the folder, as ``ingest folder`` does: a link out would publish a file
+nobody put there.
 
     raw = read_bounded(Path("team.ics"))           # bytes, at most MAX_FILE
+    for f in files_under(Path("book"), "*.md"): ...  # Path, or an ItemError for a link out
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .base import Item, ItemError, Principals
 
-__all__ = ["MAX_FILE", "FileSource", "read_bounded"]
+__all__ = ["MAX_FILE", "FileSource", "files_under", "parse_each", "read_bounded"]
 
 MAX_FILE = 64 * 1024 * 1024  # bytes of one calendar, BibTeX, saved API response ...
 
@@ -35,6 +39,29 @@ def read_bounded(path: Path, limit: int = MAX_FILE) -> bytes:
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"over {limit} bytes, the limit for one file")
     return data
+
+
+def files_under(root: Path, pattern: str = "*") -> Iterator[Path | ItemError]:
+    """The files under ``root`` matching ``pattern``, in path order, hidden names below it left out.
+
+    A link counts only when its target is a file inside ``root``; a link out of it
+    (to ``/etc/passwd``, ``/dev/zero``), broken or looping, is an ItemError.  A
+    device, FIFO or socket is no file: not listed."""
+    base = root.resolve()
+    for f in sorted(root.rglob(pattern)):
+        if any(part.startswith(".") for part in f.relative_to(root).parts):
+            continue
+        if f.is_symlink():
+            try:
+                target = f.resolve(strict=True)
+            except (OSError, RuntimeError):
+                yield ItemError(str(f), "a broken or looping link: left out")
+                continue
+            if not target.is_relative_to(base):
+                yield ItemError(str(f), f"a link out of the folder (to {target}): left out")
+                continue
+        if f.is_file():
+            yield f
 
 
 async def parse_each(

@@ -62,6 +62,7 @@ from ..event import Event
 from ..hub import Hub
 from ..origins import is_source_principal, personal, source_id
 from ..schemas import Cell, Fragment, Output
+from ._files import files_under, read_bounded
 from .base import Item, ItemError, link, make_event
 
 __all__ = ["MAX_FILE_BYTES", "NOTEBOOKS", "Known", "NotebookSource", "notebook_events", "strip_ansi"]
@@ -507,14 +508,10 @@ class NotebookSource:
         self.owner = owner
         self.known = known or Known()
 
-    def _files(self) -> Iterable[Path]:
+    def _files(self) -> Iterable[Path | ItemError]:
         for p in self.paths:
             if p.is_dir():
-                yield from sorted(
-                    f
-                    for f in p.rglob("*.ipynb")
-                    if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)
-                )
+                yield from files_under(p, "*.ipynb")
             else:
                 yield p
 
@@ -527,11 +524,11 @@ class NotebookSource:
                 "notebook", "reading notebooks needs nbformat: pip install 'creative-hub[jupyter]'"
             ) from None
         for path in self._files():
+            if isinstance(path, ItemError):
+                yield path
+                continue
             try:
-                if path.stat().st_size > MAX_FILE_BYTES:
-                    yield ItemError(str(path), f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-                    continue
-                raw = path.read_bytes()
+                raw = read_bounded(path, MAX_FILE_BYTES)  # a regular file, not past the cap
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue

@@ -32,6 +32,7 @@ from ..event import Event
 from ..narrative import Outline, outline
 from ..origins import source_id
 from ..schemas import ArcStep, CharacterArc, Fragment, Payload, PlotPoint
+from ._files import files_under, read_bounded
 from .base import Item, ItemError, Principals, commit_id, link, make_event, slug, with_mapped
 
 __all__ = ["STORIES", "StorySource", "story_events"]
@@ -184,20 +185,21 @@ class StorySource:
         self.principals = principals or Principals()
         self.owner = owner
 
-    def _files(self) -> Iterable[Path]:
+    def _files(self) -> Iterable[Path | ItemError]:
         for p in self.paths:
             if p.is_dir():
-                yield from sorted(
-                    f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)
-                )
+                yield from files_under(p)
             else:
                 yield p
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """Per file, its scenes, then plot points, then character arcs."""
         for path in self._files():
+            if isinstance(path, ItemError):
+                yield path
+                continue
             try:
-                raw = path.read_bytes()
+                raw = read_bounded(path, MAX_FILE)
             except OSError as e:
                 yield ItemError(str(path), f"cannot read: {e.strerror}")
                 continue
