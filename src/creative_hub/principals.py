@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -64,12 +64,13 @@ _PRINCIPAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TOKEN = re.compile(r"^chub_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})$")
 
 Kind = Literal["person", "agent"]
+Action = Literal["principal", "token", "revoke-token", "revoke-principal"]
 
 
 class _RegistryRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One change to the registry, as stored in ``system.registry``."""
 
-    action: Literal["principal", "token", "revoke-token", "revoke-principal"]
+    action: Action
     principal: str
     time: float
     token_mac: str | None = None  # HMAC-SHA256 of the secret part with the keystore's key, hex
@@ -294,7 +295,9 @@ class Registry:
                     tok.revoked = True
             p.tokens = 0
 
-    async def _record(self, rec: _RegistryRecord) -> None:
+    async def _record(self, action: Action, principal: str, **fields: Any) -> None:
+        """Append one change (``fields``: the record's others) to ``system.registry``, stamped now."""
+        rec = _RegistryRecord(action=action, principal=principal, time=time.time(), **fields)
         event = registry_event(rec)
         entry = Entry(event.id, "registry", encode_event(event), digest(event), "hub")
         await self.log.append(REGISTRY_TOPIC, [entry])
@@ -339,19 +342,14 @@ class Registry:
             return known
         return await self._register(principal, "source", f"{principal} (source)")
 
-    async def _register(self, principal: str, kind: str, name: str) -> Principal:
-        """Record ``principal`` with the public half of its key pair (made now if the keystore has none)."""
-        key = self.keystore.get(principal) or self.keystore.create(principal)
-        await self._record(
-            _RegistryRecord(
-                action="principal",
-                principal=principal,
-                time=time.time(),
-                kind=kind,
-                name=name,
-                public_key=public_key_b64(key),
-            )
-        )
+    async def _register(
+        self, principal: str, kind: str, name: str, public_key: str | None = None
+    ) -> Principal:
+        """Record ``principal`` with ``public_key``, else the public half of its key pair
+        here (made now if the keystore has none)."""
+        if public_key is None:
+            public_key = public_key_b64(self.keystore.get(principal) or self.keystore.create(principal))
+        await self._record("principal", principal, kind=kind, name=name, public_key=public_key)
         return self.principals[principal]
 
     async def issue_token(self, principal: str, *, expires: str | datetime | timedelta | None = None) -> str:
@@ -378,16 +376,7 @@ class Registry:
             )
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        await self._record(
-            _RegistryRecord(
-                action="token",
-                principal=principal,
-                time=time.time(),
-                token_id=token_id,
-                token_mac=self._mac(secret),
-                expires=ends,
-            )
-        )
+        await self._record("token", principal, token_id=token_id, token_mac=self._mac(secret), expires=ends)
         return f"chub_{token_id}_{secret}"
 
     async def revoke(self, principal: str, token: str | None = None) -> int:
@@ -401,17 +390,11 @@ class Registry:
                 raise NotFound(f"{principal!r} has no token {token_id!r}")
             if tok.revoked:
                 return 0
-            await self._record(
-                _RegistryRecord(
-                    action="revoke-token", principal=principal, time=time.time(), token_id=token_id
-                )
-            )
+            await self._record("revoke-token", principal, token_id=token_id)
             return 1
         live = [tid for tid, t in self._tokens.items() if t.principal == principal and not t.revoked]
         for tid in live:
-            await self._record(
-                _RegistryRecord(action="revoke-token", principal=principal, time=time.time(), token_id=tid)
-            )
+            await self._record("revoke-token", principal, token_id=tid)
         return len(live)
 
     async def authenticate(self, token: str) -> str:
@@ -455,17 +438,8 @@ class Registry:
                     "principal", f"{principal!r} from {origin or 'a remote hub'} has another key than ours"
                 )
             return known
-        await self._record(
-            _RegistryRecord(
-                action="principal",
-                principal=principal,
-                time=time.time(),
-                kind=kind if kind in ("person", "agent") else "person",
-                name=name or principal,
-                public_key=public_key,
-            )
-        )
-        return self.principals[principal]
+        kind = kind if kind in ("person", "agent") else "person"
+        return await self._register(principal, kind, name or principal, public_key)
 
     def public_key(self, principal: str) -> str | None:
         p = self.principals.get(principal)

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
+from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel, Field
@@ -82,6 +83,11 @@ class HubState:
         """The index, caught up with the log (at most once a second)."""
         await self.index.refresh(self.hub)
         return self.index
+
+    def server(self, name: str, instructions: str, **options: Any) -> MCPServer:
+        """An MCP server over this state, with ``middleware()``: every message it
+        handles is handled as its caller (``options``: MCPServer's others)."""
+        return MCPServer(name, instructions=instructions, middleware=[self.middleware()], **options)
 
     def middleware(self) -> ServerMiddleware[Any]:
         """A server middleware that sets ``caller()`` from the HTTP request, if any."""

@@ -135,11 +135,10 @@ def _time(e: Event) -> str | None:
 
 def build_github_server(hub_state: HubState) -> MCPServer:
     """The ``creative-hub-github`` MCP server over ``state``."""
-    server = MCPServer(
+    server = hub_state.server(
         "creative-hub-github",
-        instructions="GitHub work in the hub: repos, commits, pull requests, reviews, issues, and the papers "
+        "GitHub work in the hub: repos, commits, pull requests, reviews, issues, and the papers "
         "and stories they link to.",
-        middleware=[hub_state.middleware()],
     )
 
     async def events(

@@ -220,9 +220,9 @@ def _node(d: dict[str, Any]) -> LineageNodeOut:
 
 def build_hub_server(state: HubState) -> MCPServer:
     """The ``creative-hub`` MCP server over ``state`` (hub, index, caller)."""
-    server = MCPServer(
+    server = state.server(
         "creative-hub",
-        instructions=(
+        (
             "An event hub of creative work: code, stories, ceremonies, feedback, contributions, papers. "
             "Search with search_events, open an event with get_event, trace it with lineage, see who does "
             "what with activity and related, ask why_changed for the decisions behind a revision. "
@@ -230,7 +230,6 @@ def build_hub_server(state: HubState) -> MCPServer:
             "pages with a 'next' URI; subscribe to one and read 'next' when it is updated. "
             "Private drafts are visible to their owner only."
         ),
-        middleware=[state.middleware()],
         subscriptions=LiveBus(),
     )
     install(server, state, Live(state.hub))

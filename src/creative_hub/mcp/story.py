@@ -217,11 +217,9 @@ def _current(found: list[tuple[str, Event]]) -> list[tuple[str, Event]]:
 
 def build_story_server(state: HubState) -> MCPServer:
     """The ``creative-hub-story`` MCP server over ``state``."""
-    server = MCPServer(
+    server = state.server(
         "creative-hub-story",
-        instructions="Stories in the hub: list them, outline one, read a scene, "
-        "follow a timeline or a character.",
-        middleware=[state.middleware()],
+        "Stories in the hub: list them, outline one, read a scene, follow a timeline or a character.",
     )
 
     async def story_events(story: str) -> list[tuple[str, Event]]:

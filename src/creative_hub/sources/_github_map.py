@@ -83,14 +83,22 @@ GITHUB = "github"  # the source principal that writes (and signs) what GitHub re
 
 
 def _event(
-    type_: str, key: list[str], repo: str, subject: str, data: Any, claims: Claims, when: Any
+    type_: str,
+    key: list[str],
+    repo: str,
+    subject: str,
+    data: Any,
+    claims: Claims,
+    when: Any,
+    thread: str | None = None,
 ) -> Event:
     """An event written by ``github``; ``claims`` (the principals map and the
-    names GitHub gives for who did it) only ever reach ``data.extra.mapped``."""
+    names GitHub gives for who did it) only ever reach ``data.extra.mapped``;
+    ``thread``: the conversation it belongs to (its correlationid)."""
     principals, *names = claims
     assert isinstance(principals, Principals)
     with_mapped(data.extra, principals, *(n for n in names if isinstance(n, str)))
-    return make_event(
+    ev = make_event(
         type_,
         id=source_id("github", repo, *key),
         source=f"github:{repo}",
@@ -99,6 +107,8 @@ def _event(
         creator=GITHUB,
         time=_time(when),
     )
+    ev.correlationid = thread
+    return ev
 
 
 def infer_action(obj: Mapping[str, Any]) -> str:
@@ -164,9 +174,7 @@ def _revision(
     updated = obj.get("updated_at")
     key = [kind, str(obj["number"]), str(updated), act]
     claims = (principals, (obj.get("user") or {}).get("login"))
-    ev = _event(f"creative.engineering.{kind}", key, data.repo, subject, data, claims, updated)
-    ev.correlationid = thread
-    return ev
+    return _event(f"creative.engineering.{kind}", key, data.repo, subject, data, claims, updated, thread)
 
 
 @_per_item
@@ -218,7 +226,7 @@ def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Princ
         url=r.get("html_url"),
         extra={"links": [link("on", thread, f"{repo}#{number}")]},
     )
-    ev = _event(
+    return _event(
         "creative.engineering.review",
         ["review", str(r["id"]), state],
         repo,
@@ -226,9 +234,8 @@ def review_event(repo: str, number: int, r: Mapping[str, Any], principals: Princ
         data,
         (principals, login),
         r.get("submitted_at"),
+        thread,
     )
-    ev.correlationid = thread
-    return ev
 
 
 @_per_item
@@ -277,7 +284,7 @@ def _comment(
     path = "pull" if kind == "pull" else "issues"
     if c.get("updated_at") and c.get("updated_at") != c.get("created_at"):
         extra["updated_at"] = c["updated_at"]  # an edit: the revision is in the id, the time stays
-    ev = _event(
+    return _event(
         "creative.feedback.comment",
         [key, str(c["id"]), str(c.get("updated_at"))],
         repo,
@@ -285,9 +292,8 @@ def _comment(
         Comment(on=thread, text=body, extra=extra),
         (principals, login),
         c.get("created_at") or c.get("updated_at"),  # when it was said
+        thread,
     )
-    ev.correlationid = thread
-    return ev
 
 
 @_per_item
