@@ -237,6 +237,9 @@ async def test_without_a_grant_nothing_about_drafts(hub: Hub, llm: LLMClient, le
         assert SECRET not in str(e.data)
     audit = [s.event async for s in hub.acting("alice", authenticated=True).replay("peer.alice.audit")]
     assert not [a for a in audit if a.data["reader"].startswith("story-")], "no draft was read"
+    # Nor did anything land in alice's own drafts (where the hub keeps work made from drafts).
+    hers = [s.event async for s in hub.acting("alice", authenticated=True).replay("peer.alice.drafts")]
+    assert [e.id for e in hers] == drafts, "the agents added nothing to alice's drafts"
 
 
 @pytest.mark.parametrize("engine", engine_params(["sqlite"]), indirect=True)

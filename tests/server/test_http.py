@@ -242,6 +242,15 @@ def test_asyncapi_document(live: LiveServer) -> None:
     data_ref = msg["payload"]["properties"]["data"]["$ref"]
     fragment_schema = _resolve(doc, data_ref)
     assert {"story", "title", "text"} <= set(fragment_schema["required"])
+    # the insight agents' events: in the story's topic, and in a peer's feedback stream (where the
+    # continuity check, and any insight about a peer's story, is posted)
+    for channel in ("creative.narrative", "peer.feedback"):
+        assert "creative.narrative.insight" in doc["channels"][channel]["messages"], channel
+    insight = _resolve(
+        doc,
+        doc["components"]["messages"]["creative.narrative.insight"]["payload"]["properties"]["data"]["$ref"],
+    )
+    assert {"story", "kind"} <= set(insight["required"])
 
     def check_refs(node: Any) -> None:  # every reference resolves inside the document
         if isinstance(node, dict):

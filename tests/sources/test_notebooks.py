@@ -79,14 +79,22 @@ async def test_every_shared_notebook_in_order_with_outputs_summarised(hub: Hub, 
         if cell["cell_type"] == "code":
             assert data["source"] == "".join(cell["source"])
             assert data.get("execution_count") == cell["execution_count"]
-    # no image bytes anywhere in what the hub stored
+            # every output summarised, in order: its kind, and each rich output's MIME types
+            outputs = cell.get("outputs", [])
+            assert [o["output_type"] for o in data.get("outputs", [])] == [o["output_type"] for o in outputs]
+            for kept, o in zip(data.get("outputs", []), outputs, strict=True):
+                assert set(kept.get("mime") or {}) == set(o.get("data") or {})
+                if o["output_type"] == "error":
+                    assert (kept["ename"], kept["evalue"]) == (strip_ansi(o["ename"]), strip_ansi(o["evalue"]))
     bodies = [json.dumps(e.to_dict()) for e in chain]
+    assert not any("\\u001b" in b or "\x1b" in b for b in bodies), "an ANSI code was stored"
+    # no bytes of a binary output (images, PDFs...) anywhere in what the hub stored
     for cell in cells_of(raw):
         for o in cell.get("outputs", []):
-            png = o.get("data", {}).get("image/png")
-            if png:
-                needle = "".join(png)[:64]
-                assert not any(needle in b for b in bodies)
+            for mime, value in (o.get("data") or {}).items():
+                if mime.startswith(("image/", "application/pdf")) and mime != "image/svg+xml":
+                    needle = "".join(value).strip()[:64]
+                    assert needle and not any(needle in b for b in bodies), mime
 
 
 async def test_outputs_language_and_parts(hub: Hub) -> None:

@@ -2,7 +2,8 @@
 
 One channel per shared-hub topic (``creative.<area>``) carrying the messages
 of its area's types, and four parametrised channels for every peer's hub
-(``peer.{peer}.drafts`` / ``published`` / ``contributions`` / ``feedback``).
+(``peer.{peer}.drafts`` / ``published`` / ``contributions`` / ``feedback``; the
+feedback stream also carries the story insight agents' ``creative.narrative.insight``).
 A channel's address is its Server-Sent Events path; operations are
 ``receive`` (subscribe to the stream) and ``send`` (``POST /v1/events``).
 Each message is a CloudEvent (structured JSON) whose ``data`` is the type's
@@ -31,6 +32,8 @@ PEER_STREAMS = {
     "feedback": "Comments and suggestions on a peer's work",
 }
 PEER_AREAS = {"contributions": ["contributions"], "feedback": ["feedback"]}  # other streams: any area
+#: types a stream carries beyond its areas: the insight agents post on the owner's feedback stream
+PEER_EXTRA = {"feedback": ["creative.narrative.insight"]}
 
 
 def _rewrite_refs(node: Any, names: dict[str, str]) -> Any:
@@ -135,6 +138,7 @@ def asyncapi_document(host: str = "127.0.0.1:8080") -> dict[str, Any]:
     for stream, description in PEER_STREAMS.items():
         wanted = PEER_AREAS.get(stream)
         of = [t for t in types if (t.split(".")[1] in wanted if wanted else t.split(".")[1] != "system")]
+        of += [t for t in PEER_EXTRA.get(stream, []) if t in types and t not in of]
         add(f"peer.{stream}", f"/v1/topics/peer.{{peer}}.{stream}/stream", description, of, params=True)
     return {
         "asyncapi": "3.0.0",
