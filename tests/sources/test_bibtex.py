@@ -107,3 +107,27 @@ async def test_resolver_dois_jr_names_and_entries_sharing_a_doi(hub: Hub, stored
     odd = papers["not-a-doi"].data
     assert "doi" not in odd and odd["extra"]["doi_field"] == "https://example.org/paper"
     assert (await ingest(hub, BibtexSource([f]))).already == 4
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "10.1145/1013115.1013148",
+        "doi:10.1145/1013115.1013148",
+        "DOI: 10.1145/1013115.1013148",
+        "http://doi.acm.org/10.1145/1013115.1013148",
+        "https://doi.org/10.1145/1013115.1013148",
+        "https://dx.doi.org/10.1145%2F1013115.1013148",
+        "https://dl.acm.org/doi/pdf/10.1145/1013115.1013148",
+        "doi.org/10.1145/1013115.1013148",  # no scheme, as people paste it
+        "dx.doi.org/10.1145/1013115.1013148",
+        "info:doi/10.1145/1013115.1013148",  # the OpenURL form (Zotero, link resolvers)
+        "urn:doi:10.1145/1013115.1013148",
+    ],
+)
+def test_every_way_of_writing_a_doi_names_the_one_work(written: str) -> None:
+    from creative_hub.sources.base import normalize_doi
+
+    assert normalize_doi(written) == "10.1145/1013115.1013148"
+    # A suffix that itself starts with "10." is part of the DOI, not a host to strip.
+    assert normalize_doi("10.1000/10.5555/ABC") == "10.1000/10.5555/abc"

@@ -186,6 +186,29 @@ async def test_a_tzid_with_no_vtimezone_resolves_through_iana(hub: Hub, stored, 
     assert e.data["extra"]["occurrences"] == ["2024-07-04T10:00:00+02:00", "2024-07-05T17:00:00+09:00"]
 
 
+async def test_windows_and_vendor_tzids_with_no_vtimezone_resolve(hub: Hub, stored, tmp_path: Path) -> None:
+    # Outlook/Exchange write Windows zone names, old Lightning/Sunbird a vendor path before the
+    # IANA name; without a VTIMEZONE both were refused as "not defined in the calendar".
+    ics = tmp_path / "invites.ics"
+    ics.write_bytes(
+        _ics(
+            "UID:exchange\r\nSUMMARY:Jour fixe\r\nDTSTART;TZID=W. Europe Standard Time:20260910T140000\r\n"
+            "DTEND;TZID=W. Europe Standard Time:20260910T150000\r\nRRULE:FREQ=WEEKLY;COUNT=2",
+            "UID:lightning\r\nSUMMARY:Moz\r\nDTSTART;TZID=/mozilla.org/20050126_1/America/New_York:20260105T100000",
+            "UID:nowhere\r\nSUMMARY:Unknown\r\nDTSTART;TZID=Nowhere Standard Time:20260105T100000",
+        )
+    )
+    s = await ingest(hub, CalendarSource([ics]))
+    assert s.ingested == 2
+    assert [e.reason for e in s.skipped] == [
+        "DTSTART: time zone 'Nowhere Standard Time' is not defined in the calendar (no VTIMEZONE)"
+    ]
+    exchange, lightning = (e.data for e in await stored("creative.ceremony"))
+    assert (exchange["start"], exchange["end"]) == ("2026-09-10T14:00:00+02:00", "2026-09-10T15:00:00+02:00")
+    assert exchange["extra"]["occurrences"] == ["2026-09-10T14:00:00+02:00", "2026-09-17T14:00:00+02:00"]
+    assert lightning["start"] == "2026-01-05T10:00:00-05:00"
+
+
 async def test_recurrence_expansion_is_capped_and_says_so(hub: Hub, stored, tmp_path: Path) -> None:
     # 150 bytes that never match (February 30th, every hour) walked to the year 9999 before.
     ics = tmp_path / "hostile.ics"

@@ -381,6 +381,26 @@ def load_data_create(push_body: bytes) -> dict[str, Any]:
     }
 
 
+async def test_a_push_to_an_existing_branch_keeps_what_each_commit_changed(
+    hub: Hub, stored, client: httpx.AsyncClient
+) -> None:
+    # go-playground/webhooks' push: no branch made, one commit adding and modifying files.
+    body = (DATA / "push_added_and_modified.payload.json").read_bytes()
+    assert (await post(client, "push", body)).json()["stored"] == 1  # the commit; no ref event
+    (commit,) = await stored("creative.engineering")
+    c = commit.data
+    assert (c["sha"], c["branch"], c["repo"]) == (
+        "fd489864e7642b48eaad6e3f155c10e46810ec72",
+        "master",
+        "binkkatal/sample_app",
+    )
+    assert c["files"] == [".razorops.yaml", "app/controllers/application_controller.rb"]
+    assert c["extra"]["added"] == [".razorops.yaml"] and "removed" not in c["extra"]
+    assert c["extra"]["modified"] == ["app/controllers/application_controller.rb"]
+    assert c["committer"] == {"name": "binkkatal", "email": "binkkatal.r@gmail.com", "login": "binkkatal"}
+    assert commit.time is not None and commit.time.isoformat() == "2018-06-29T19:34:13+05:30"
+
+
 async def test_a_deleted_tag_leaves_a_trace_once(
     hub: Hub, stored, client: httpx.AsyncClient, fixtures_dir: Path
 ) -> None:

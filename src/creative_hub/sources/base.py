@@ -200,7 +200,8 @@ def normalize_arxiv_id(text: str) -> str:
 
 
 _DOI_PREFIX = re.compile(
-    r"^(?:doi:\s*|https?://[^/\s]+/(?:doi/(?:abs/|full/|pdf/)?)?)(?=10\.)", re.IGNORECASE
+    r"^(?:(?:info:doi/|urn:doi:|doi:)\s*|(?:https?://|(?!10\.))[^/\s]+/(?:doi/(?:abs/|full/|pdf/)?)?)(?=10\.)",
+    re.IGNORECASE,
 )
 
 
@@ -208,7 +209,8 @@ def normalize_doi(text: str) -> str:
     """``https://doi.org/10.1371/JOURNAL.pone.0033693`` -> ``10.1371/journal.pone.0033693``.
 
     Any resolver URL whose path is the DOI (doi.org, dx.doi.org, doi.acm.org,
-    ``https://dl.acm.org/doi/10...``), a ``doi:`` prefix and %-escapes go;
+    ``https://dl.acm.org/doi/10...``; with or without its scheme), a ``doi:``,
+    ``info:doi/`` or ``urn:doi:`` prefix and %-escapes go;
     DOIs are case-insensitive, so the id derived from one is too."""
     t = unquote(text.strip())
     t = _DOI_PREFIX.sub("", t)

@@ -31,13 +31,16 @@ An all-day event (``DTSTART;VALUE=DATE``) keeps its days (``all_day``,
 count and time window (``_recurrence``); a cut list says so in
 ``extra["occurrences_capped"]``.  A moved occurrence keeps its RECURRENCE-ID
 and its RANGE (``THISANDFUTURE``).  A ``TZID`` the file does not define
-resolves through the IANA database; one that is no IANA zone either is an
+resolves through the IANA database (so do Windows names as Outlook and
+Exchange write them, and vendor paths such as
+``/mozilla.org/20050126_1/Europe/Berlin``); one that names no zone is an
 ItemError for that event; the rest of the calendar goes in.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
@@ -56,6 +59,12 @@ try:
     import yaml
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError('The calendar sources need: pip install "creative-hub[sources]"') from e
+try:  # Windows zone name -> IANA, as icalendar resolves them (CLDR's windowsZones)
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON as _WINDOWS_ZONES
+except ImportError:  # pragma: no cover - an icalendar without the table
+    _WINDOWS_ZONES = {}
+# icalendar warns when it strips a vendor prefix from a TZID; the zone is checked here.
+_GUESSED_TZID: type[Warning] = getattr(icalendar, "GloballyUniqueTZIDGuessed", UserWarning)
 
 __all__ = ["CalendarSource", "CeremonySource", "parse_calendar", "parse_ceremonies"]
 
@@ -66,7 +75,7 @@ CEREMONY = "ceremony"  # ... and ceremonies of YAML/JSON files
 def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
     """A timezone-aware datetime from a DTSTART/DTEND value, or ValueError saying why not."""
     tzid = prop.params.get("TZID") if prop is not None else None
-    if tzid and tzid not in defined and not _iana(tzid):
+    if tzid and tzid not in defined and not _named_zone(tzid):
         # icalendar caches zones across calendars: check this calendar defines it.
         raise ValueError(f"{what}: time zone {tzid!r} is not defined in the calendar (no VTIMEZONE)")
     if isinstance(value, datetime):
@@ -112,6 +121,16 @@ def _iana(name: str) -> bool:
         return False
 
 
+def _named_zone(tzid: str) -> bool:
+    """A TZID that names its zone without a VTIMEZONE: IANA (``Europe/Berlin``), a Windows
+    name as Outlook and Exchange write it (``W. Europe Standard Time``, CLDR's mapping), or
+    a vendor path ending in an IANA name (``/mozilla.org/20050126_1/Europe/Berlin``)."""
+    if _iana(tzid) or tzid in _WINDOWS_ZONES:
+        return True
+    parts = tzid.strip("/").split("/")
+    return tzid.startswith("/") and any(_iana("/".join(parts[-n:])) for n in (3, 2) if len(parts) > n)
+
+
 def _address(value: Any) -> str:
     return str(value).removeprefix("mailto:").removeprefix("MAILTO:")
 
@@ -120,7 +139,9 @@ def parse_calendar(raw: bytes, where: str, principals: Principals | None = None)
     """Session events of one iCalendar document, one per VEVENT."""
     principals = principals or Principals()
     try:
-        cal = icalendar.Calendar.from_ical(raw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _GUESSED_TZID)
+            cal = icalendar.Calendar.from_ical(raw)
     except ValueError as e:
         yield ItemError(where, f"not an iCalendar file: {e}")
         return
