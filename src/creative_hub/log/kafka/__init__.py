@@ -5,7 +5,8 @@
 ``prefix`` (prepended to Kafka topics and groups), ``timeout`` (seconds per
 request and per produce, default 10), ``session_timeout`` / ``min_session``
 (group sessions, seconds), ``dedup_window`` (ids per topic, default 100k),
-``linger_ms``, ``malloc_trim`` (seconds between handing librdkafka's freed
+``linger_ms`` (librdkafka's; the writer sends each produce round at once,
+so it only batches records queued while no round waits), ``malloc_trim`` (seconds between handing librdkafka's freed
 buffers back to the OS, default 10, 0: never; see ``malloc.py``), and
 ``client.<librdkafka key>`` for anything else (TLS, SASL).
 ``kafka://user:password@host`` sets SASL credentials.  Redpanda speaks the

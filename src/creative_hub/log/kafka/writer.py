@@ -10,8 +10,9 @@ share broker round trips (group commit).  Each round:
 2. **plans** -- an id already in the index (or earlier in the round) is a
    duplicate, or an IdConflict if its digest differs; a call with a conflict
    fails whole and nothing of it is produced;
-3. **produces** the rest with the idempotent producer (``acks=all``) and waits
-   for every delivery report;
+3. **produces** the rest with the idempotent producer (``acks=all``), sends
+   them at once (no ``linger.ms`` wait: the round is whole), and waits for
+   every delivery report;
 4. records the new ids and positions in the index.
 
 What this guarantees: an id is stored once per topic against retries from
@@ -131,6 +132,7 @@ class Producer:
         self.producer = ck.Producer(conf)
         self.fatal: ck.KafkaError | None = None
         self._stop = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="ch-kafka-producer", daemon=True)
         self._thread.start()
 
@@ -142,8 +144,22 @@ class Producer:
             logger.debug("kafka producer: %s", err)
 
     def _serve(self) -> None:
+        # A round is produced whole before it is waited for, so librdkafka's linger
+        # (batching records that may still come) only delays it: measured 8.1 ms of
+        # waiting per 500-record round, against ~3 ms once sent at once.  While
+        # anything is queued or in flight this thread serves it with ``flush``, which
+        # sends queued records at once whatever ``linger.ms`` says, and returns when
+        # every one is delivered (or after 0.1 s, to look at ``_stop``).  Idle, it
+        # sleeps on ``_wake`` (set by ``produce`` once a round is queued) and polls
+        # now and then for error callbacks.
+        producer, wake = self.producer, self._wake
         while not self._stop:
-            self.producer.poll(0.1)
+            if len(producer):
+                producer.flush(0.1)
+            else:
+                wake.wait(0.1)
+                wake.clear()
+                producer.poll(0)
 
     async def produce(self, topic: str, entries: Sequence[Entry]) -> _Round:
         """Produce ``entries`` in order; returns when every one is acked or failed."""
@@ -163,7 +179,9 @@ class Producer:
                     produce(topic, e.body, key, headers=headers, on_delivery=done)
                     break
                 except BufferError:  # local queue full: let the poll thread drain it
+                    self._wake.set()
                     await asyncio.sleep(0.005)
+        self._wake.set()  # the round is queued: send it now (see _serve)
         await rnd.future
         return rnd
 
@@ -172,6 +190,7 @@ class Producer:
             self.producer.flush(timeout)
         finally:
             self._stop = True
+            self._wake.set()
             self._thread.join()
 
 
