@@ -6,8 +6,9 @@
 request and per produce, default 10), ``session_timeout`` / ``min_session``
 (group sessions, seconds), ``dedup_window`` (ids per topic, default 100k),
 ``linger_ms`` (librdkafka's; the writer sends each produce round at once,
-so it only batches records queued while no round waits), ``malloc_trim`` (seconds between handing librdkafka's freed
-buffers back to the OS, default 10, 0: never; see ``malloc.py``), and
+so it only batches records queued while no round waits), ``malloc_trim``
+(seconds between handing librdkafka's freed buffers back to the OS, default
+10, 0: never; see ``malloc.py``), and
 ``client.<librdkafka key>`` for anything else (TLS, SASL).
 ``kafka://user:password@host`` sets SASL credentials.  Redpanda speaks the
 same protocol: point the URL at it, nothing else changes.
