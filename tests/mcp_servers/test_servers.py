@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import httpx2
 import pytest
 import uvicorn
@@ -385,3 +386,31 @@ async def test_http_transport_with_bearer_tokens(world: World) -> None:
                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
             )
             assert r.status_code == 401
+
+
+async def test_mounted_alone_the_mcp_endpoints_refuse_in_the_problem_shape(world: World) -> None:
+    """mount() on an app without the hub's own auth: the MCP wrapper checks the bearer token
+    and answers 401 as the REST API does (RFC 9457 problem details), with WWW-Authenticate."""
+    from starlette.applications import Starlette
+
+    from creative_hub.mcp.http import mount
+
+    app = Starlette()
+    ix = HubIndex(str(world.db) + ".index.db")
+    mount(app, world.hub, index=ix, allow_anonymous=False)
+    transport = httpx.ASGITransport(app=app)
+    cases = [
+        ({}, "this hub needs a token"),
+        ({"Authorization": "Basic eDp5"}, "use 'Authorization: Bearer <token>'"),
+        ({"Authorization": "Bearer chub_0000000000000000_not-a-real-token"}, "invalid or revoked token"),
+    ]
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        for headers, detail in cases:
+            r = await client.post("/mcp/hub/", headers=headers, json={"jsonrpc": "2.0", "id": 1})
+            assert r.status_code == 401, (headers, r.text)
+            assert r.headers["www-authenticate"] == 'Bearer realm="creative-hub"'
+            assert r.headers["content-type"] == "application/problem+json"
+            problem = {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail}
+            assert r.json() == problem
+    ix.close()
+

@@ -11,18 +11,10 @@ Agent2Agent gateway.  Importing this package registers the
 
 from __future__ import annotations
 
+from .context import AgentContext
 from .payloads import Award, Bid, Note, Result, Task
-from .runtime import (
-    Agent,
-    AgentContext,
-    AgentRunner,
-    AgentSettings,
-    AgentStats,
-    Permanent,
-    RunnerState,
-    agent,
-    ensure_principal,
-)
+from .runtime import AgentRunner, AgentStats, RunnerState, ensure_principal
+from .spec import Agent, AgentSettings, Permanent, agent
 
 __all__ = [
     "Agent",

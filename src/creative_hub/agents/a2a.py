@@ -77,10 +77,11 @@ from .. import topics
 from ..errors import AccessDenied
 from ..hub import Hub
 from ..principals import check_principal_id
+from .context import AgentContext
 from .patterns.orchestrator import Orchestrator, WorkFn, worker
 from .payloads import Result
 from .payloads import Task as HubTask
-from .runtime import Agent, AgentContext, AgentSettings
+from .spec import Agent, AgentSettings
 
 __all__ = ["A2AAgent", "A2AGateway", "a2a_job", "a2a_worker"]
 

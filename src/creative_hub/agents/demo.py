@@ -25,7 +25,9 @@ from pathlib import Path
 
 from ..hub import Hub
 from ..ledger import EffectLedger
-from .runtime import Agent, AgentContext, AgentRunner, AgentSettings
+from .context import AgentContext
+from .runtime import AgentRunner
+from .spec import Agent, AgentSettings
 
 __all__ = ["CrashPoint", "effect_counts", "parse_args", "record_effect", "serve", "settings_from"]
 

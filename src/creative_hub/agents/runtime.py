@@ -63,23 +63,13 @@ from ..ledger import EffectLedger
 from ..log import GroupLag
 from .context import AgentContext
 from .provenance import Provenance
-from .spec import DEFAULT_GRACE, Agent, AgentSettings, Permanent, agent
+from .spec import DEFAULT_GRACE, Agent, Permanent
 from .tracing import otel_span
 
 if TYPE_CHECKING:
     from .llm import LLMClient
 
-__all__ = [
-    "Agent",
-    "AgentContext",
-    "AgentRunner",
-    "AgentSettings",
-    "AgentStats",
-    "Permanent",
-    "RunnerState",
-    "agent",
-    "ensure_principal",
-]
+__all__ = ["AgentRunner", "AgentStats", "RunnerState", "agent_lags", "ensure_principal"]
 
 logger = logging.getLogger(__name__)
 

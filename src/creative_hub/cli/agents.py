@@ -28,7 +28,8 @@ import typer
 from rich.table import Table
 
 from ..agents.llm import LLMClient, LLMConfig
-from ..agents.runtime import Agent, AgentRunner, agent_lags
+from ..agents.runtime import AgentRunner, agent_lags
+from ..agents.spec import Agent
 from ..errors import ValidationError
 from ..hub import Hub
 from ..ledger import EffectLedger

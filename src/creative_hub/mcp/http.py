@@ -16,7 +16,6 @@ app's lifespan so they start and stop with it (nothing else to call).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from ..errors import AccessDenied
 from ..hub import Hub
 from ..index import HubIndex
 from ..server.deps import close_index, index_for
+from ..server.problems import problem
 from .common import PRINCIPAL_SCOPE_KEY, HubState
 
 __all__ = ["MCP_PREFIX", "mount"]
@@ -54,38 +54,26 @@ class _BearerAuth:
         if auth:
             kind, _, token = auth.partition(" ")
             if kind.lower() != "bearer" or not token.strip():
-                await _unauthorized(send, "use 'Authorization: Bearer <token>'")
+                await _unauthorized(scope, receive, send, "use 'Authorization: Bearer <token>'")
                 return
             try:
                 principal = await self.hub.registry.authenticate(token.strip())
             except AccessDenied:
-                await _unauthorized(send, "invalid or revoked token")
+                await _unauthorized(scope, receive, send, "invalid or revoked token")
                 return
             scope[PRINCIPAL_SCOPE_KEY] = (principal, True)
         elif self.allow_anonymous:
             scope[PRINCIPAL_SCOPE_KEY] = (ANONYMOUS, False)
         else:
-            await _unauthorized(send, "this hub needs a token")
+            await _unauthorized(scope, receive, send, "this hub needs a token")
             return
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(send: Send, detail: str) -> None:
-    body = json.dumps(
-        {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"www-authenticate", b'Bearer realm="creative-hub"'),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _unauthorized(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+    """A 401 in the problem-details shape the REST API answers with."""
+    headers = {"WWW-Authenticate": 'Bearer realm="creative-hub"'}
+    await problem(401, "Unauthorized", detail, headers=headers)(scope, receive, send)
 
 
 def _builders() -> dict[str, Callable[[HubState], MCPServer]]:

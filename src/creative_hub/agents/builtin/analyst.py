@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...event import Event
+from ..context import AgentContext
 from ..llm import LLMError
-from ..runtime import Agent, AgentContext, AgentSettings
+from ..spec import Agent, AgentSettings
 from .library import SHARED_TOPICS, WORK_TYPES
 from .text import _field, event_text, event_title, key_terms, sentences, summarise, terms
 

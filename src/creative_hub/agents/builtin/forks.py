@@ -20,7 +20,8 @@ from ...access import Identity
 from ...errors import HubError
 from ...event import Event, derive_id
 from ...topics import published
-from ..runtime import Agent, AgentContext, AgentSettings
+from ..context import AgentContext
+from ..spec import Agent, AgentSettings
 from .library import SHARED_TOPICS, WORK_TYPES, Library
 from .text import event_text, event_title, terms
 

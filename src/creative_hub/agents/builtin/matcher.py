@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...event import Event, derive_id
-from ..runtime import Agent, AgentContext, AgentSettings
+from ..context import AgentContext
+from ..spec import Agent, AgentSettings
 from .forks import _peer
 from .library import SHARED_TOPICS, WORK_TYPES, Library
 from .text import _field, event_text, event_title, terms

@@ -39,8 +39,8 @@ from ...errors import IdConflict
 from ...event import Event, derive_id
 from ...hub import Hub
 from ...log import check_topic
+from ..context import AgentContext
 from ..payloads import Note
-from ..runtime import AgentContext
 
 __all__ = ["Blackboard", "Conflict", "Entry", "board_topic"]
 

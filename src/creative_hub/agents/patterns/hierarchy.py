@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..context import AgentContext
 from ..payloads import Result, Task
-from ..runtime import Agent, AgentContext, AgentSettings
+from ..spec import Agent, AgentSettings
 from .orchestrator import Orchestrator, worker
 
 __all__ = ["LEAF", "TOP", "Hierarchy", "supervisor"]

@@ -35,8 +35,9 @@ import msgspec
 from ...event import Event, derive_id
 from ...hub import Hub
 from ...log import check_topic
+from ..context import AgentContext
 from ..payloads import Award, Bid, Result, Task
-from ..runtime import Agent, AgentContext, AgentSettings, Permanent
+from ..spec import Agent, AgentSettings, Permanent
 from .orchestrator import JobTopics, Orchestrator, WorkFn, task_of
 
 __all__ = ["Auctioneer", "MarketTopics", "bidder", "market_topics"]

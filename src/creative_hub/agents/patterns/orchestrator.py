@@ -35,8 +35,9 @@ from ...errors import ValidationError
 from ...event import Event, derive_id
 from ...hub import Hub, Receipt
 from ...log import check_topic
+from ..context import AgentContext
 from ..payloads import Result, Task
-from ..runtime import Agent, AgentContext, AgentSettings, Permanent
+from ..spec import Agent, AgentSettings, Permanent
 
 __all__ = ["JobTopics", "Orchestrator", "WorkFn", "check_job", "job_topics", "task_of", "worker"]
 

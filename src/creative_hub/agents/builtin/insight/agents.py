@@ -45,8 +45,9 @@ from ....event import Event, derive_id
 from ....schemas import Finding, Insight
 from ....storyline import Point, Storyline
 from ....topics import creative, drafts, peer
+from ...context import AgentContext
 from ...llm import LLMBadResponse
-from ...runtime import Agent, AgentContext, AgentSettings
+from ...spec import Agent, AgentSettings
 from . import prompts
 from .reader import StoryEvents, StoryReader, story_of
 
