@@ -3,8 +3,8 @@
 A prompt shows the story as numbered plot points (``P1``, ``P2`` ...: who
 did what, in the story's own words); the schema asks for short fields and
 point numbers, so even a 135M model's constrained answer parses, and every
-claim maps back to plot point events.  Numbers outside the list, empty
-strings and repeats are dropped here, never trusted.
+claim maps back to plot point events.  Numbers outside the list, strings
+with no word in them and repeats are dropped here, never trusted.
 
     shown = pick(points, 24)                     # evenly over the story, first and last kept
     prompt = morals_prompt(line, shown)
@@ -13,6 +13,7 @@ strings and repeats are dropped here, never trusted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,8 +145,26 @@ def _items(data: Any, key: str) -> list[dict[str, Any]]:
     return [x for x in found if isinstance(x, dict)] if isinstance(found, list) else []
 
 
+_WORD = re.compile(r"[^\W\d_]{2}")  # two letters in a row, in any script
+_LIST_MARK = re.compile(r"^\W*(?:\d+\W*)?|\W+$")  # "#1. " before a value, "," after it
+
+
 def _str(x: Any, limit: int = 200) -> str:
-    return " ".join(x.split())[:limit] if isinstance(x, str) else ""
+    """A reply's text field, spaces folded; "" when it holds no word ("[{", "20", "--"):
+    the schema makes a small model's reply parse, not its strings mean something."""
+    text = " ".join(x.split())[:limit] if isinstance(x, str) else ""
+    return text if _WORD.search(text) else ""
+
+
+def _values(raw: Any) -> list[str]:
+    """Single values from a reply's list ("#1. courage, honesty" -> courage, honesty)."""
+    out: list[str] = []
+    for x in raw if isinstance(raw, list) else []:
+        for part in _str(x, 120).split(","):
+            v = _str(_LIST_MARK.sub("", part.strip()), 40).lower()
+            if v and v not in out:
+                out.append(v)
+    return out
 
 
 def _pt(n: Any, shown: Sequence[Point]) -> Point | None:
@@ -160,7 +179,7 @@ def parse_morals(data: Any, shown: Sequence[Point]) -> list[Finding]:
         pts = list({p.id: p for p in pts}.values())
         if not lesson or any(f.statement == lesson for f in out):
             continue
-        values = list(dict.fromkeys(v for v in (_str(x, 40).lower() for x in m.get("values") or []) if v))
+        values = _values(m.get("values"))
         out.append(
             Finding(
                 statement=lesson,
