@@ -232,3 +232,47 @@ def test_revisions_and_forks_of_a_story(tab: Tab, live: LiveServer) -> None:
     assert "A blazing lamp." in str(view["scenes"]) and "A lamp in the wood." not in str(view["scenes"])
     tab.shot("story-revisions")
     assert tab.errors == []
+
+
+def test_insights_on_the_story_page(tab: Tab, live: LiveServer) -> None:
+    """An insight about the story (as an agent publishes one: model, provider, inputs) is on the page
+    with its provenance, and its flagged finding sits on the plot point it names."""
+    story = f"oven-{uuid.uuid4().hex[:6]}"
+    frag = {"story": story, "title": "The oven", "text": "Gretel pushed the witch.", "order": 0,
+            "scene": "1", "characters": ["Gretel", "witch"]}  # fmt: skip
+    post(live, "carol", "/v1/events", {"type": "creative.narrative.fragment", "subject": f"story:{story}",
+                                       "data": frag})  # fmt: skip
+    point = {
+        "story": story,
+        "summary": "Gretel pushed the witch into the oven.",
+        "actor": "Gretel",
+        "scene": "1",
+    }
+    (pp,) = post(live, "carol", "/v1/events", {"type": "creative.narrative.plot_point",
+                                               "subject": f"story:{story}", "data": point})  # fmt: skip
+    finding = {"statement": "P1 needs: an oven", "plot_points": [pp["id"]], "established": False,
+               "flag": "unexplained_turn", "evidence": ["Gretel pushed the witch."]}  # fmt: skip
+    insight = {
+        "type": "creative.narrative.insight",
+        "subject": f"story:{story}",
+        "model": "SmolLM2-135M-Instruct",
+        "modelprovider": "local",
+        "inputs": pp["id"],
+        "data": {
+            "story": story,
+            "kind": "causal",
+            "summary": "1 key plot point checked",
+            "findings": [finding],
+        },
+    }
+    (made,) = post(live, "carol", "/v1/events", insight)
+    tab.open(f"#/story/{story}")
+    card = tab.page.locator("#insights .card[data-kind='causal']")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("P1 needs: an oven")
+    expect(card).to_contain_text("local/SmolLM2-135M-Instruct")
+    expect(card).to_contain_text("from 1 input")
+    expect(card.locator(f"a[href='#/event/{made['id']}']")).to_have_count(1)  # its lineage
+    flag = tab.page.locator(f"#plot-points li[data-id='{pp['id']}'] .flag.unexplained_turn")
+    expect(flag).to_contain_text("P1 needs: an oven")
+    assert tab.errors == []
