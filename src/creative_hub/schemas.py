@@ -481,6 +481,14 @@ class Cursor(Payload, kw_only=True):
     position: str
 
 
+class WebhookDelivery(Payload, kw_only=True):
+    """A webhook delivery handled (kept in ``system.webhooks.github``), so a redelivery
+    of the same ``X-GitHub-Delivery`` stores nothing, whichever process receives it."""
+
+    delivery: NonEmpty  #: GitHub's delivery GUID
+    event: NonEmpty  #: the X-GitHub-Event name
+
+
 PAYLOADS: dict[str, type[Payload]] = {
     "creative.engineering.commit": Commit,
     "creative.engineering.pull_request": PullRequest,
@@ -516,6 +524,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "creative.system.draft_read": DraftRead,
     "creative.system.retention": RetentionSet,
     "creative.system.cursor": Cursor,
+    "creative.system.webhook_delivery": WebhookDelivery,
     "creative.system.principal": RegistryChange,
     "creative.system.token": RegistryChange,
     "creative.system.token_revoked": RegistryChange,

@@ -2,7 +2,8 @@
 
 A hub with principals and tokens, a grant and a granted read (its audit
 record), events, a draft and its revision, a dead letter, a compaction
-archive and a retention setting runs on a broker of its own; then a plain
+archive, a retention setting and a GitHub webhook delivery (its GUID kept)
+runs on a broker of its own; then a plain
 client of that broker (sqlite3, redis-py, confluent-kafka, nats-py) reads
 every record of every topic, and the CNCF SDK parses each as a CloudEvent.
 Nothing in them lets a broker reader use a token: the registry keeps a
@@ -75,7 +76,26 @@ async def populate(url: str, keys: Path) -> dict[str, str]:
         from creative_hub.lineage import compact
 
         await compact(hub, "peer.alice.drafts")  # the archive of what it folds
+        await github_delivery(hub)  # its GUID, kept so a redelivery stores nothing
         return tokens
+
+
+async def github_delivery(hub: Hub) -> None:
+    import httpx
+
+    from creative_hub.sources.github import sign, webhook_app
+
+    body = (Path(__file__).parents[1] / "sources" / "data" / "github" / "delete.payload.json").read_bytes()
+    headers = {
+        "X-GitHub-Event": "delete",
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": sign("s3cret", body),
+    }
+    transport = httpx.ASGITransport(app=webhook_app(hub, "s3cret"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+        r = await c.post("/webhooks/github", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
 
 
 def sqlite_records(url: str) -> dict[str, list[bytes]]:
@@ -193,6 +213,8 @@ async def test_every_record_of_every_topic_parses_with_the_sdk(
         "creative.system.compaction",
         "creative.narrative.fragment",
         "creative.feedback.comment",
+        "creative.engineering.ref",
+        "creative.system.webhook_delivery",
     }
     if engine == "kafka":
         expected.add("creative.system.retention")  # Kafka keeps retention settings in a topic

@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from ..errors import IdConflict, ValidationError
+from ..event import Event, encode_event, now
 from ..hub import Hub
 from ..log import Entry, Log
 from ..topics import system as system_topic
@@ -148,10 +149,17 @@ class _Deliveries:
         return delivery in self.seen
 
     async def record(self, log: Log, delivery: str, event: str) -> None:
-        """Once its events are stored (a failed delivery may be redelivered)."""
-        body = json.dumps({"delivery": delivery, "event": event, "time": time.time()}).encode()
+        """Once its events are stored (a failed delivery may be redelivered).
+
+        A ``creative.system.webhook_delivery`` CloudEvent like every record on every
+        topic (earlier versions wrote bare JSON, still read: only the record id counts)."""
+        note = Event(
+            id=delivery, source="/hub/webhooks/github", type="creative.system.webhook_delivery",
+            subject=f"github:{event}", time=now(), data={"delivery": delivery, "event": event},
+            creator="hub", partitionkey="github",
+        )  # fmt: skip
         same = hashlib.blake2b(delivery.encode(), digest_size=16).hexdigest()  # a re-record is a duplicate
-        await log.append(DELIVERIES_TOPIC, [Entry(delivery, "github", body, same, "hub")])
+        await log.append(DELIVERIES_TOPIC, [Entry(delivery, "github", encode_event(note), same, "hub")])
         self.seen.add(delivery)
 
 
