@@ -14,14 +14,14 @@ shared topic) counts once.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import combinations
 from typing import Any, Literal
 
 from ..access import Identity, can_read
 from ..errors import ValidationError
-from .search import SearchQuery, _filters, iso
+from .search import Row, SearchQuery, _filters, iso
 from .store import IndexStore
 
 __all__ = [
@@ -50,17 +50,14 @@ Time = float | str | datetime | None
 
 
 @dataclass(slots=True)
-class ActivityRow:
+class ActivityRow(Row):
     bucket: str  #: e.g. 2026-11-24 (day), 2026-W47 (week), 2026-11 (month)
     key: str  #: the area / creator / type / topic / source
     count: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(slots=True)
-class Pair:
+class Pair(Row):
     """Two principals and what they did together (undirected; a < b)."""
 
     a: str
@@ -72,12 +69,9 @@ class Pair:
     feedback: int = 0  #: comments / suggestions by one on the other's events
     examples: list[str] = field(default_factory=list)  #: a few shared subjects
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(slots=True)
-class Link:
+class Link(Row):
     """A link from one event to another (``extra["links"]``, forks, feedback targets)."""
 
     from_id: str
@@ -91,12 +85,9 @@ class Link:
     to_source: str | None = None
     to_title: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(slots=True)
-class OpenContribution:
+class OpenContribution(Row):
     id: str
     creator: str
     to: str
@@ -104,9 +95,6 @@ class OpenContribution:
     on: str | None
     subject: str
     time: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _scope(

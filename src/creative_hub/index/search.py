@@ -24,11 +24,14 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..access import ALL, Identity, can_read_event, read_scope
 from ..errors import NotFound, ValidationError
 from .store import IndexStore, meta_token
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["Hit", "Related", "SearchQuery", "SearchResult", "fts_query", "related", "search"]
 
@@ -41,6 +44,15 @@ RANK_WINDOW = 5000
 Mode = Literal["auto", "fts", "hybrid"]
 _TOKEN = re.compile(r'-?"[^"]*"|\S+')
 _WORD = re.compile(r"\w", re.UNICODE)
+
+
+class Row:
+    """A result row (each subclass a dataclass): ``to_dict()`` is the JSON the faces answer."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(cast("DataclassInstance", self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +99,7 @@ FACE_PARAMS = (
 
 
 @dataclass(slots=True)
-class Hit:
+class Hit(Row):
     """One search result."""
 
     id: str
@@ -105,9 +117,6 @@ class Hit:
     model: str = ""  #: provenance: the model that made it ("" if none declared)
     modelprovider: str = ""  #: who served the model, or offline
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(slots=True)
 class SearchResult:
@@ -120,7 +129,7 @@ class SearchResult:
 
 
 @dataclass(slots=True)
-class Related:
+class Related(Row):
     """A neighbour of an event, and why."""
 
     id: str
@@ -132,9 +141,6 @@ class Related:
     title: str
     score: float
     why: list[str] = field(default_factory=list)  #: link:<rel>, same subject, similar text, semantic
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def to_ms(value: float | str | datetime | None, name: str) -> int | None:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..access import can_read_event, needs_grant
@@ -160,28 +160,18 @@ class Broadcaster:
         await asyncio.gather(*(f.task for f in feeds if f.task is not None), return_exceptions=True)
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Stream:
     """The ASGI response of one SSE client: history after ``start``, then live."""
 
-    def __init__(
-        self,
-        *,
-        broadcaster: Broadcaster,
-        hub: Hub,
-        topic: str,
-        client: Client,
-        history: AsyncIterator[StoredEvent],
-        first: StoredEvent | None,
-        metrics: Metrics,
-    ) -> None:
-        self.broadcaster = broadcaster
-        self.hub = hub
-        self.topic = topic
-        self.client = client
-        self.history = history
-        self.first = first
-        self.metrics = metrics
-        self.gone = False  # the client went away, or we dropped it
+    broadcaster: Broadcaster
+    hub: Hub
+    topic: str
+    client: Client
+    history: AsyncIterator[StoredEvent]
+    first: StoredEvent | None
+    metrics: Metrics
+    gone: bool = field(default=False, init=False)  # the client went away, or we dropped it
 
     @classmethod
     async def open(
