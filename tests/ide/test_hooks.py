@@ -252,3 +252,11 @@ def test_a_pull_publishes_our_merge_not_other_peoples_commits(hub: HubProcess, t
     assert r.returncode == 0, r.stderr
     # bob's two commits are new; our commit, our merge and main pointing at it were there
     assert "git: 2 ingested, 3 already there, 0 skipped" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_hook_loads_no_http_client_before_the_commit_returns() -> None:
+    """What a commit waits for is the hook's Python start: the HTTP client (a fifth of that import
+    time, measured) is loaded by the detached flush, after git has its answer."""
+    code = "import sys, creative_hub.ide.hooks; print(sorted(m for m in sys.modules if 'httpx' in m))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip() == "[]"

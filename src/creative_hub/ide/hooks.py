@@ -38,14 +38,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..event import Event
 from ..origins import personal
 from ..sources.base import ItemError, Principals
 from ..sources.git import _FORMAT, GitSource, git, repo_name
+
+if TYPE_CHECKING:  # loaded by the flush alone: a commit does not wait for its import
+    import httpx
 
 __all__ = ["HOOKS", "MARKER", "Spool", "flush", "install", "record", "uninstall"]
 
@@ -319,6 +320,8 @@ def flush(repo: Path, *, url: str | None = None, token: str | None = None, wait:
     One flush runs at a time (``wait=False``: leave it to the one running,
     which looks again for events spooled meanwhile before it stops).
     """
+    import httpx  # here, not at the top: the hook forks its flush before this runs
+
     url, token = _settings(repo, url, token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     spool = Spool(repo)
@@ -358,6 +361,8 @@ def _flusher(spool: Spool, wait: bool) -> Iterator[bool]:
 
 
 def _send(http: httpx.Client, spool: Spool, result: Flushed, url: str) -> None:
+    import httpx  # loaded by flush() already
+
     with spool.locked():
         pending = spool.read()
     if not pending:
