@@ -219,3 +219,15 @@ def test_the_sdk_s_extensions_round_trip_through_the_hub() -> None:
     for name in ("traceparent", "tracestate", "myextension"):
         assert back.get_extension(name) == ce.get_extension(name)
     assert back.get_data() == ce.get_data()
+
+
+def test_the_readme_names_the_content_types_the_brokers_really_carry() -> None:
+    # The README once left out the "; charset=utf-8" the Kafka header carries.
+    from pathlib import Path
+
+    from creative_hub.log.kafka.names import CONTENT_TYPE as KAFKA
+    from creative_hub.log.nats.engine import CONTENT_TYPE as NATS
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f"`content-type: {KAFKA.decode()}`" in readme
+    assert f"`Content-Type: {NATS}`" in readme
