@@ -34,6 +34,7 @@ from urllib.parse import unquote
 import msgspec
 
 from .errors import ValidationError
+from .event import is_json_media
 
 __all__ = ["HTTP_PREFIX", "KAFKA_PREFIX", "NATS_PREFIX", "is_binary", "structured_body", "to_structured"]
 
@@ -41,7 +42,6 @@ HTTP_PREFIX = "ce-"  # CloudEvents HTTP protocol binding 1.0.2
 KAFKA_PREFIX = "ce_"  # CloudEvents Kafka protocol binding 1.0.2
 NATS_PREFIX = "ce-"  # CloudEvents NATS protocol binding 1.0.1
 MAX_ATTRIBUTES = 64  # ce- headers one message may carry
-_JSON_MEDIA = ("application/json",)
 
 Header = tuple[str, str | bytes | None]
 
@@ -61,10 +61,6 @@ def _text(name: str, value: str | bytes | None) -> str:
         except UnicodeDecodeError as e:
             raise ValidationError(name, f"header value is not UTF-8 (byte {e.start})") from None
     return value
-
-
-def _is_json(media: str) -> bool:
-    return media in _JSON_MEDIA or media.endswith("+json")
 
 
 def to_structured(
@@ -91,11 +87,11 @@ def to_structured(
             content_type = _text(name, raw).strip()
     if "specversion" not in attrs:
         raise ValidationError("specversion", f"binary mode needs a {prefix}specversion header")
-    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    media = content_type or "application/json"
     if content_type:
-        attrs["datacontenttype"] = media
+        attrs["datacontenttype"] = content_type  # as sent, parameters too
     if data:
-        if not _is_json(media):
+        if not is_json_media(media):
             raise ValidationError(
                 "datacontenttype",
                 f"{media!r}: only JSON data is accepted (application/json or a +json type)",

@@ -73,6 +73,7 @@ __all__ = [
     "digest",
     "encode_event",
     "encode_stamped",
+    "is_json_media",
     "new_id",
     "parse_event",
     "parse_new_event",
@@ -426,6 +427,13 @@ def _unknown_type(type_: str) -> str:
     return f"unknown type {type_!r}; {parts[1]} has {', '.join(kinds)}"
 
 
+def is_json_media(media: str) -> bool:
+    """``application/json`` or a ``+json`` type, in any case, with or without parameters
+    (``application/json; charset=utf-8``, as SDKs and frameworks write it)."""
+    base = media.split(";", 1)[0].strip().lower()
+    return base == "application/json" or base.endswith("+json")
+
+
 def validate_event(event: Event) -> Event:
     """Check the attributes and payload of a complete event (id and source set)."""
     if event.specversion != "1.0":
@@ -439,10 +447,10 @@ def validate_event(event: Event) -> Event:
     schema = PAYLOADS.get(event.type)
     if schema is None:
         raise ValidationError("type", _unknown_type(event.type))
-    if event.datacontenttype is not None and not (
-        event.datacontenttype == "application/json" or event.datacontenttype.endswith("+json")
-    ):
-        raise ValidationError("datacontenttype", f"must be application/json, got {event.datacontenttype!r}")
+    if event.datacontenttype is not None and not is_json_media(event.datacontenttype):
+        raise ValidationError(
+            "datacontenttype", f"must be application/json or a +json type, got {event.datacontenttype!r}"
+        )
     if event.visibility is not None and event.visibility not in ("public", "private"):
         raise ValidationError("visibility", f"must be 'public' or 'private', got {event.visibility!r}")
     if event.hub is not None and event.hub != "shared" and not _PEER_ID.fullmatch(event.hub):

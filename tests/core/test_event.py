@@ -231,3 +231,19 @@ def test_the_readme_names_the_content_types_the_brokers_really_carry() -> None:
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     assert f"`content-type: {KAFKA.decode()}`" in readme
     assert f"`Content-Type: {NATS}`" in readme
+
+
+@pytest.mark.parametrize(
+    "media",
+    ["application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json; charset=UTF-8"],
+)
+def test_a_json_media_type_with_parameters_is_json_and_kept_as_sent(media: str) -> None:
+    # SDKs and frameworks write "application/json; charset=utf-8" (RFC 2046 parameters):
+    # it was refused as "must be application/json".
+    from creative_hub.bindings import HTTP_PREFIX, to_structured
+
+    ev = parse_event(good(datacontenttype=media))
+    assert ev.datacontenttype == media and json.loads(encode_event(ev))["datacontenttype"] == media
+    headers = [("ce-specversion", "1.0"), ("ce-id", "b1"), ("ce-source", "/x"), ("Content-Type", media)]
+    attrs = to_structured(headers, json.dumps(FRAGMENT).encode(), prefix=HTTP_PREFIX)
+    assert attrs["datacontenttype"] == media  # binary mode: the same, as sent

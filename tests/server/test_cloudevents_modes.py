@@ -116,3 +116,15 @@ def test_binary_mode_refuses_what_is_not_a_json_event_naming_the_attribute(live:
             assert r.status_code == 422, (headers, r.text)
             assert r.json()["field"] == field, r.json()
             assert c.get(f"/v1/events/{base['ce-id']}").status_code == 404  # nothing written
+
+
+def test_json_with_a_charset_parameter_round_trips_in_both_modes(live: LiveServer) -> None:
+    media = "application/json; charset=utf-8"  # as many SDKs and frameworks write it
+    with live.client("alice") as c:
+        for convert in (ce_http.to_binary, ce_http.to_structured):
+            sent = sdk_event(datacontenttype=media)
+            msg = convert(sent, JSONFormat())
+            r = c.post("/v1/events", headers=msg.headers, content=msg.body)
+            assert r.status_code == 201, (convert.__name__, r.text)
+            got = JSONFormat().read(CloudEvent, httpx.Response(200, json=stored(c, sent.get_id())).content)
+            assert got.get_datacontenttype() == media and got.get_data() == sent.get_data()
