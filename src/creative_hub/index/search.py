@@ -284,20 +284,21 @@ def _made(q: SearchQuery) -> tuple[list[str], list[Any]]:
 _COLS = "d.rowid, d.id, d.topic, d.position, d.type, d.creator, d.source, d.subject, d.time_ms, d.title"
 
 
+def _fields(row: Any) -> dict[str, Any]:
+    """The fields of a result (a Hit, a Related) that a ``_COLS`` row holds."""
+    return {
+        "id": row[1],
+        "topic": row[2],
+        "type": row[4],
+        "creator": row[5],
+        "subject": row[7],
+        "time": iso(row[8]),
+        "title": row[9],
+    }
+
+
 def _hit(row: Any, snippet: str, score: float) -> Hit:
-    return Hit(
-        id=row[1],
-        topic=row[2],
-        position=row[3],
-        type=row[4],
-        creator=row[5],
-        source=row[6],
-        subject=row[7],
-        time=iso(row[8]),
-        title=row[9],
-        snippet=snippet,
-        score=score,
-    )
+    return Hit(**_fields(row), position=row[3], source=row[6], snippet=snippet, score=score)
 
 
 def _dedupe(hits: list[Hit]) -> list[Hit]:
@@ -420,16 +421,7 @@ def related(
             return
         r = found.get(row[1])
         if r is None:
-            r = found[row[1]] = Related(
-                id=row[1],
-                topic=row[2],
-                type=row[4],
-                creator=row[5],
-                subject=row[7],
-                time=iso(row[8]),
-                title=row[9],
-                score=0.0,
-            )
+            r = found[row[1]] = Related(**_fields(row), score=0.0)
         r.score += score
         if why not in r.why:
             r.why.append(why)
