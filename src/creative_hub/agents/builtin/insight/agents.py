@@ -36,7 +36,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -47,11 +48,11 @@ from ....storyline import Point, Storyline
 from ....topics import creative, drafts, peer
 from ...context import AgentContext
 from ...llm import LLMBadResponse
-from ...spec import Agent, AgentSettings
+from ...spec import Agent, AgentSettings, Handler
 from . import prompts
 from .reader import StoryEvents, StoryReader, story_of
 
-__all__ = ["INSIGHT_SETTINGS", "causal_check", "continuity", "morals", "story_insight"]
+__all__ = ["INSIGHT_SETTINGS", "StoryAgentOptions", "causal_check", "continuity", "morals", "story_insight"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,15 @@ INSIGHT_SETTINGS = AgentSettings(ack_timeout=600.0, max_attempts=2, concurrency=
 MAX_PROMPT_KEPT = 8000  # characters of the prompt kept in the event (what the model was asked)
 
 Ask = Callable[[Storyline, Sequence[Point]], str]
+
+
+class StoryAgentOptions(TypedDict, total=False):
+    """What each insight agent takes besides its id; all optional."""
+
+    topics: Sequence[str]  #: where it reads stories (default: creative.narrative)
+    drafts_of: Sequence[str]  #: peers whose drafts it reads too (through their grants)
+    max_points: int  #: plot points shown to the model (default: DEFAULT_MAX_POINTS)
+    settings: AgentSettings | None  #: default: INSIGHT_SETTINGS
 
 
 def _topics(topics: Sequence[str], drafts_of: Sequence[str]) -> list[str]:
@@ -101,13 +111,34 @@ async def _ask(ctx: AgentContext, prompt: str, schema: dict[str, Any], max_token
 
 
 class _Insights:
-    """What the three agents share: the reader, the model check, publishing."""
+    """What the three agents share: their options, the reader, the model check, publishing."""
 
-    def __init__(self, agent_id: str, kind: str, topics: list[str], max_points: int) -> None:
-        self.agent_id, self.kind, self.max_points = agent_id, kind, max_points
-        self.reader = StoryReader(topics)
+    def __init__(self, agent_id: str, kind: str, options: StoryAgentOptions) -> None:
+        unknown = options.keys() - StoryAgentOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"{agent_id}: unexpected keyword argument(s) {', '.join(sorted(unknown))}")
+        self.agent_id, self.kind = agent_id, kind
+        self.topics = _topics(options.get("topics", ("creative.narrative",)), options.get("drafts_of", ()))
+        self.max_points = options.get("max_points", DEFAULT_MAX_POINTS)
+        self.settings = options.get("settings") or INSIGHT_SETTINGS
+        self.reader = StoryReader(self.topics)
         self.published: set[str] = set()
         self.warned = False
+
+    def agent(
+        self, handle: Handler, types: Sequence[str], description: str, schema: dict[str, Any], **config: Any
+    ) -> Agent:
+        """The agent running ``handle`` with these options."""
+        return Agent(
+            id=self.agent_id,
+            handler=handle,
+            topics=self.topics,
+            types=tuple(types),
+            description=description,
+            settings=self.settings,
+            config={"needs_model": True, "kind": self.kind, "schema": schema, "max_points": self.max_points}
+            | config,
+        )
 
     def has_model(self, ctx: AgentContext) -> bool:
         if ctx.llm is not None and ctx.llm.configured:
@@ -153,22 +184,21 @@ class _Insights:
         self.published.add(item.id)
 
 
-def _story_agent(
-    id: str,
-    kind: str,
-    ask: Ask,
-    schema: dict[str, Any],
-    parse: Callable[[Any, Sequence[Point]], list[Finding]],
-    summarise: Callable[[list[Finding]], str],
-    max_tokens: int,
-    description: str,
-    topics: Sequence[str],
-    drafts_of: Sequence[str],
-    max_points: int,
-    settings: AgentSettings | None,
-) -> Agent:
-    subscribed = _topics(topics, drafts_of)
-    shared = _Insights(id, kind, subscribed, max_points)
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One story-wide question: how it is asked, how the answer is read and summed up."""
+
+    kind: str
+    ask: Ask
+    schema: dict[str, Any]
+    parse: Callable[[Any, Sequence[Point]], list[Finding]]
+    summarise: Callable[[list[Finding]], str]
+    max_tokens: int
+    description: str
+
+
+def _story_agent(id: str, reading: _Reading, options: StoryAgentOptions) -> Agent:
+    shared = _Insights(id, reading.kind, options)
 
     async def handle(ctx: AgentContext, event: Event) -> None:
         story = story_of(event)
@@ -184,28 +214,15 @@ def _story_agent(
             return
         shown = prompts.pick(line.points, shared.max_points)
         inputs = [p.id for p in shown]
-        if _insight_id(id, story, kind, inputs) in shared.published:
+        if _insight_id(id, story, reading.kind, inputs) in shared.published:
             return
-        prompt = ask(line, shown)
-        findings = parse(await _ask(ctx, prompt, schema, max_tokens), shown)
-        await shared.publish(
-            ctx, se, findings=findings, inputs=inputs, summary=summarise(findings), prompt=prompt
-        )
+        prompt = reading.ask(line, shown)
+        findings = reading.parse(await _ask(ctx, prompt, reading.schema, reading.max_tokens), shown)
+        summary = reading.summarise(findings)
+        await shared.publish(ctx, se, findings=findings, inputs=inputs, summary=summary, prompt=prompt)
 
-    return Agent(
-        id=id,
-        handler=handle,
-        topics=subscribed,
-        types=STORY_TYPES,
-        description=description,
-        settings=settings or INSIGHT_SETTINGS,
-        config={
-            "needs_model": True,
-            "kind": kind,
-            "schema": schema,
-            "max_points": max_points,
-            "max_tokens": max_tokens,
-        },
+    return shared.agent(
+        handle, STORY_TYPES, reading.description, reading.schema, max_tokens=reading.max_tokens
     )
 
 
@@ -227,49 +244,29 @@ def _causal_summary(findings: list[Finding]) -> str:
     )
 
 
-def morals(
-    id: str = "story-morals",
-    *,
-    topics: Sequence[str] = ("creative.narrative",),
-    drafts_of: Sequence[str] = (),
-    max_points: int = DEFAULT_MAX_POINTS,
-    settings: AgentSettings | None = None,
-) -> Agent:
+_MORALS = _Reading(
+    "morals", prompts.morals_prompt, prompts.MORALS_SCHEMA, prompts.parse_morals, _morals_summary, 320,
+    "the lessons and values a story encodes, with the plot points that carry them",
+)  # fmt: skip
+_CAUSAL = _Reading(
+    "causal", prompts.causal_prompt, prompts.CAUSAL_SCHEMA, prompts.parse_causal, _causal_summary, 360,
+    "checks that a story establishes what its key plot points need",
+)  # fmt: skip
+
+
+def morals(id: str = "story-morals", **options: Unpack[StoryAgentOptions]) -> Agent:
     """The morals agent: the lessons and values a story encodes, with the plot points that carry them."""
-    return _story_agent(
-        id, "morals", prompts.morals_prompt, prompts.MORALS_SCHEMA, prompts.parse_morals, _morals_summary,
-        320, "the lessons and values a story encodes, with the plot points that carry them",
-        topics, drafts_of, max_points, settings,
-    )  # fmt: skip
+    return _story_agent(id, _MORALS, options)
 
 
-def causal_check(
-    id: str = "story-causal",
-    *,
-    topics: Sequence[str] = ("creative.narrative",),
-    drafts_of: Sequence[str] = (),
-    max_points: int = DEFAULT_MAX_POINTS,
-    settings: AgentSettings | None = None,
-) -> Agent:
+def causal_check(id: str = "story-causal", **options: Unpack[StoryAgentOptions]) -> Agent:
     """The causal check: key plot points' preconditions, unexplained turns, unresolved setups."""
-    return _story_agent(
-        id, "causal", prompts.causal_prompt, prompts.CAUSAL_SCHEMA, prompts.parse_causal, _causal_summary,
-        360, "checks that a story establishes what its key plot points need",
-        topics, drafts_of, max_points, settings,
-    )  # fmt: skip
+    return _story_agent(id, _CAUSAL, options)
 
 
-def continuity(
-    id: str = "story-continuity",
-    *,
-    topics: Sequence[str] = ("creative.narrative",),
-    drafts_of: Sequence[str] = (),
-    max_points: int = DEFAULT_MAX_POINTS,
-    settings: AgentSettings | None = None,
-) -> Agent:
+def continuity(id: str = "story-continuity", **options: Unpack[StoryAgentOptions]) -> Agent:
     """The continuity check: each new fragment or revision against the story so far, as feedback."""
-    subscribed = _topics(topics, drafts_of)
-    shared = _Insights(id, "continuity", subscribed, max_points)
+    shared = _Insights(id, "continuity", options)
 
     async def handle(ctx: AgentContext, event: Event) -> None:
         story = story_of(event)
@@ -306,19 +303,11 @@ def continuity(
             ctx, se, findings=findings, inputs=inputs, summary=summary, prompt=prompt, on=event.id
         )
 
-    return Agent(
-        id=id,
-        handler=handle,
-        topics=subscribed,
-        types=("creative.narrative.fragment",),
-        description="checks each new fragment or revision against the story so far",
-        settings=settings or INSIGHT_SETTINGS,
-        config={
-            "needs_model": True,
-            "kind": "continuity",
-            "schema": prompts.CONTINUITY_SCHEMA,
-            "max_points": max_points,
-        },
+    return shared.agent(
+        handle,
+        ("creative.narrative.fragment",),
+        "checks each new fragment or revision against the story so far",
+        prompts.CONTINUITY_SCHEMA,
     )
 
 
