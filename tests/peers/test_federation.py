@@ -11,10 +11,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from creative_hub.errors import AccessDenied, ValidationError
 from creative_hub.event import decode_event, encode_event
-from creative_hub.federation import Follower
+from creative_hub.federation import FEDERATION_TOPIC, Follower
 from creative_hub.hub import Hub
 from creative_hub.log import Entry, open_log
 from creative_hub.peers import PeerHub
@@ -101,6 +103,12 @@ async def test_follow_a_peer_hub_over_http(remote: tuple[Hub, str], tmp_path: Pa
         ids = [s.event.id async for s in hub_b.replay("peer.alice.published")]
         assert ids == [*published, newest]
         assert (await Follower(hub_b, url, "alice").run_once()).fetched == 0
+        # The cursors are kept as CloudEvents, like every record on every topic (issue 24).
+        cursors = [r.body async for r in log_b.read(FEDERATION_TOPIC)]
+        assert cursors
+        for body in cursors:
+            ce = JSONFormat().read(CloudEvent, body)
+            assert ce.get_type() == "creative.system.cursor" and ce.get_data()["remote"] == url
     finally:
         await log_b.close()
 
