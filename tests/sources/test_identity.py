@@ -215,3 +215,35 @@ async def test_github_webhook_redelivered_under_another_guid(hub: Hub, fixtures_
             stored.append((r.json()["stored"], r.json()["duplicates"]))
     assert stored == [(1, 0), (0, 1)]
     assert json.loads(body)["pull_request"]["number"] == 2
+
+
+async def test_maildir_message_read_then_filed_and_one_without_a_message_id(
+    hub: Hub, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    # A mail client moves a message from new/ to cur/ once read, renamed with its flags
+    # (":2,S"), and may file it in another Maildir: the same message, already there.
+    box = mailbox.Maildir(tmp_path / "inbox", create=True)
+    eml = (fixtures_dir / "email" / "gmail_reply.eml").read_bytes()
+    no_id = (
+        b"From: Ada <ada@example.org>\nTo: bo@example.org\nSubject: no id\n"
+        b"Date: Mon, 1 Jan 2024 10:00:00 +0000\n\nhi\n"
+    )
+    keys = [box.add(eml), box.add(no_id)]
+    box.close()
+    first = await ingest(hub, MailSource([tmp_path / "inbox"]))
+    assert (first.ingested, first.skipped) == (2, []), first
+    box = mailbox.Maildir(tmp_path / "inbox", create=False)
+    for key in keys:
+        msg = box.get_message(key)
+        msg.set_subdir("cur")
+        msg.add_flag("S")
+        box[key] = msg  # rewritten under cur/ with its flags
+    box.close()
+    filed = mailbox.Maildir(tmp_path / "archive", create=True)
+    filed.add(eml)
+    filed.add(no_id)
+    filed.close()
+    assert not list((tmp_path / "inbox" / "new").iterdir())
+    for where in ("inbox", "archive"):
+        s = await ingest(hub, MailSource([tmp_path / where]))
+        assert (s.ingested, s.already, s.skipped) == (0, 2, []), (where, s)
