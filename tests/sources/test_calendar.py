@@ -195,18 +195,69 @@ async def test_windows_and_vendor_tzids_with_no_vtimezone_resolve(hub: Hub, stor
             "UID:exchange\r\nSUMMARY:Jour fixe\r\nDTSTART;TZID=W. Europe Standard Time:20260910T140000\r\n"
             "DTEND;TZID=W. Europe Standard Time:20260910T150000\r\nRRULE:FREQ=WEEKLY;COUNT=2",
             "UID:lightning\r\nSUMMARY:Moz\r\nDTSTART;TZID=/mozilla.org/20050126_1/America/New_York:20260105T100000",
+            "UID:slash\r\nSUMMARY:Slash\r\nDTSTART;TZID=/Europe/Stockholm:20260105T100000",
             "UID:nowhere\r\nSUMMARY:Unknown\r\nDTSTART;TZID=Nowhere Standard Time:20260105T100000",
         )
     )
     s = await ingest(hub, CalendarSource([ics]))
-    assert s.ingested == 2
+    assert s.ingested == 3
     assert [e.reason for e in s.skipped] == [
         "DTSTART: time zone 'Nowhere Standard Time' is not defined in the calendar (no VTIMEZONE)"
     ]
-    exchange, lightning = (e.data for e in await stored("creative.ceremony"))
+    exchange, lightning, slash = (e.data for e in await stored("creative.ceremony"))
+    assert slash["start"] == "2026-01-05T10:00:00+01:00"
     assert (exchange["start"], exchange["end"]) == ("2026-09-10T14:00:00+02:00", "2026-09-10T15:00:00+02:00")
     assert exchange["extra"]["occurrences"] == ["2026-09-10T14:00:00+02:00", "2026-09-17T14:00:00+02:00"]
     assert lightning["start"] == "2026-01-05T10:00:00-05:00"
+
+
+async def test_an_exchange_invite_with_no_uid_is_known_by_its_content(
+    hub: Hub, stored, tmp_path: Path
+) -> None:
+    # A real Microsoft CDO (Exchange) invite with no UID (RFC 5545 requires one; it was
+    # dropped whole: "VEVENT has no UID"). Its content names it, all but DTSTAMP, which
+    # every export stamps anew.
+    ics = DATA / "exchange_cdo_invite_without_uid.ics"
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (1, [])
+    (e,) = await stored("creative.ceremony")
+    d = e.data
+    assert d["title"] == "Sprint 25 Daily Standup" and d["start"] == "2015-07-03T10:00:00+02:00"
+    assert d["extra"]["no_uid"] is True and "uid" not in d["extra"]
+    weekdays = d["extra"]["occurrences"]  # BYDAY=MO, TU, WE, TH, FR until 2015-07-22 08:00 UTC
+    assert (len(weekdays), weekdays[0], weekdays[-1]) == (
+        14,
+        "2015-07-03T10:00:00+02:00",
+        "2015-07-22T10:00:00+02:00",
+    )
+    again = tmp_path / "exported-again.ics"
+    again.write_bytes(ics.read_bytes().replace(b"DTSTAMP:20150703T071009Z", b"DTSTAMP:20260101T000000Z"))
+    assert (await ingest(hub, CalendarSource([again]))).already == 1
+    edited = tmp_path / "standup.ics"
+    edited.write_bytes(ics.read_bytes().replace(b"Sprint 25", b"Sprint 26"))  # no UID to link: another
+    assert (await ingest(hub, CalendarSource([edited]))).ingested == 1
+
+
+async def test_a_rule_that_cannot_be_expanded_keeps_its_event(hub: Hub, stored) -> None:
+    # RFC 7529's examples: non-Gregorian calendars (RSCALE) and SKIP, which dateutil cannot
+    # expand. The events were dropped ("unknown parameter 'RSCALE'"); they keep their rule.
+    s = await ingest(hub, CalendarSource([DATA / "rfc7529_rscale_rules.ics"]))
+    assert (s.ingested, s.skipped) == (4, [])
+    chinese, *_ = (e.data for e in await stored("creative.ceremony"))
+    assert chinese["title"] == "Chinese New Year" and chinese["start_date"] == "2013-02-10"
+    assert chinese["recurrence"] == "RSCALE=CHINESE;FREQ=YEARLY"
+    assert chinese["extra"]["occurrences"] == ["2013-02-10"]  # DTSTART, always one
+    assert "RSCALE" in chinese["extra"]["occurrences_not_expanded"]
+
+
+async def test_an_event_with_no_summary_is_kept_untitled(hub: Hub, stored, tmp_path: Path) -> None:
+    # SUMMARY is optional in RFC 5545 (a blocked slot, a quick entry): the event is not lost.
+    ics = tmp_path / "busy.ics"
+    ics.write_bytes(_ics("UID:busy-1\r\nDTSTART:20260105T090000Z\r\nDTEND:20260105T100000Z"))
+    s = await ingest(hub, CalendarSource([ics]))
+    assert (s.ingested, s.skipped) == (1, [])
+    (e,) = await stored("creative.ceremony")
+    assert e.data["title"] == "(no title)" and e.data["extra"]["untitled"] is True
 
 
 async def test_recurrence_expansion_is_capped_and_says_so(hub: Hub, stored, tmp_path: Path) -> None:

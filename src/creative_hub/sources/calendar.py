@@ -2,8 +2,10 @@
 
 Each VEVENT, and each ceremony in a YAML/JSON file, becomes a
 ``creative.ceremony.session`` event.  Ids come from the iCalendar UID (plus
-RECURRENCE-ID for a moved occurrence) or the ceremony's ``id``, never from
-the file: the same calendar saved elsewhere is the same events.  They are
+RECURRENCE-ID for a moved occurrence; an event with no UID, as Microsoft CDO
+writes some, from its own lines but DTSTAMP) or the ceremony's ``id``, never
+from the file: the same calendar saved elsewhere is the same events.  An
+event with no SUMMARY is kept as "(no title)" (``extra.untitled``).  They are
 written by ``calendar`` / ``ceremony`` (or the person who ran the ingest); an
 organizer or host is a claim, kept in ``data.extra``.
 
@@ -29,7 +31,9 @@ An all-day event (``DTSTART;VALUE=DATE``) keeps its days (``all_day``,
 ``start_date``, ``end_date``), never a midnight in some zone.  Occurrences
 (RRULE + RDATE - EXDATE) are listed in ``extra["occurrences"]``, bounded in
 count and time window (``_recurrence``); a cut list says so in
-``extra["occurrences_capped"]``.  A moved occurrence keeps its RECURRENCE-ID
+``extra["occurrences_capped"]``, and a rule dateutil cannot expand (RFC
+7529's ``RSCALE``) keeps its event, with why in
+``extra["occurrences_not_expanded"]``.  A moved occurrence keeps its RECURRENCE-ID
 and its RANGE (``THISANDFUTURE``).  A ``TZID`` the file does not define
 resolves through the IANA database (so do Windows names as Outlook and
 Exchange write them, and vendor paths such as
@@ -39,6 +43,7 @@ ItemError for that event; the rest of the calendar goes in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,6 +75,7 @@ __all__ = ["CalendarSource", "CeremonySource", "parse_calendar", "parse_ceremoni
 
 CALENDAR = "calendar"  # the source principal that writes (and signs) iCalendar events, and their `source`
 CEREMONY = "ceremony"  # ... and ceremonies of YAML/JSON files
+UNTITLED = "(no title)"  # the title of a VEVENT with no SUMMARY (data.extra.untitled says so)
 
 
 def _aware(value: Any, prop: Any, what: str, defined: set[str]) -> datetime:
@@ -128,7 +134,7 @@ def _named_zone(tzid: str) -> bool:
     if _iana(tzid) or tzid in _WINDOWS_ZONES:
         return True
     parts = tzid.strip("/").split("/")
-    return tzid.startswith("/") and any(_iana("/".join(parts[-n:])) for n in (3, 2) if len(parts) > n)
+    return tzid.startswith("/") and any(_iana("/".join(parts[-n:])) for n in (3, 2) if len(parts) >= n)
 
 
 def _address(value: Any) -> str:
@@ -159,16 +165,33 @@ def parse_calendar(raw: bytes, where: str, principals: Principals | None = None)
             yield ItemError(ref, f"malformed VEVENT (a property repeated or of the wrong kind: {e})")
 
 
+def _content_key(ev: Any) -> str:
+    """What names a VEVENT that has no UID: its own lines, all but DTSTAMP (every export
+    stamps it anew), so the same event exported twice is one, and an edited one is another."""
+    lines = sorted(str(line) for line in ev.content_lines() if not str(line).upper().startswith("DTSTAMP"))
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _lenient_rule(rrule: Any) -> Any:
+    """An RRULE icalendar could not read, read again without whitespace (Microsoft CDO
+    writes ``BYDAY=MO, TU, WE``); else as it was (expansion then says why not)."""
+    if rrule is None or isinstance(rrule, icalendar.vRecur) or not isinstance(rrule, str):
+        return rrule
+    try:
+        return icalendar.vRecur.from_ical("".join(rrule.split()))
+    except ValueError:
+        return rrule
+
+
 def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[str]) -> Item:
     uid = str(ev.get("UID") or "")
+    # RFC 5545 requires a UID, yet real exports lack it (Microsoft CDO invites); SUMMARY
+    # is optional (a blocked slot).  Neither loses the event.
+    ident = uid or _content_key(ev)
     title = str(ev.get("SUMMARY") or "").strip()
-    if not uid:
-        return ItemError(ref, "VEVENT has no UID")
-    if not title:
-        return ItemError(ref, f"VEVENT {uid} has no SUMMARY")
     start_prop = ev.get("DTSTART")
     if start_prop is None:
-        return ItemError(ref, f"VEVENT {uid} has no DTSTART")
+        return ItemError(ref, f"VEVENT {uid} has no DTSTART" if uid else "VEVENT has no DTSTART")
     all_day = not isinstance(start_prop.dt, datetime)
     start: datetime | None = None
     end: datetime | None = None
@@ -202,9 +225,12 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     org_name = (
         str(organizer.params.get("CN")) if organizer is not None and organizer.params.get("CN") else None
     )
-    rrule = ev.get("RRULE")
+    rrule = _lenient_rule(ev.get("RRULE"))
     recurrence = rrule.to_ical().decode() if rrule is not None else None
-    extra: dict[str, Any] = {"uid": uid, "attendees": people}
+    extra: dict[str, Any] = {"uid": uid} if uid else {"no_uid": True}
+    extra["attendees"] = people
+    if not title:
+        title, extra["untitled"] = UNTITLED, True
     if org_email:
         extra["organizer"] = {"email": org_email, **({"name": org_name} if org_name else {})}
     if isinstance(start_prop.dt, datetime) and start_prop.dt.tzinfo is None:
@@ -212,10 +238,15 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     if recurrence or ev.get("RDATE") is not None:
         first: date | None = start_date if all_day else start
         assert first is not None
-        got = expand(first, rrule, ev.get("RDATE"), ev.get("EXDATE"))
-        extra["occurrences"] = [d.isoformat() for d in got.occurrences]
-        if got.capped:
-            extra["occurrences_capped"] = got.capped
+        try:
+            got = expand(first, rrule, ev.get("RDATE"), ev.get("EXDATE"))
+        except (ValueError, TypeError) as e:  # RFC 7529's RSCALE/SKIP, a rule dateutil cannot read
+            extra["occurrences"] = [first.isoformat()]  # DTSTART is always one
+            extra["occurrences_not_expanded"] = f"the rule was kept but not expanded: {e}"
+        else:
+            extra["occurrences"] = [d.isoformat() for d in got.occurrences]
+            if got.capped:
+                extra["occurrences_capped"] = got.capped
     for name, key in (("RDATE", "rdates"), ("EXDATE", "exdates")):
         values = [_stamp(v) for v in _listed(ev.get(name))]
         if values:
@@ -241,9 +272,9 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     )
     return make_event(
         "creative.ceremony.session",
-        id=source_id("ical", uid, rid.dt.isoformat() if rid is not None else ""),
+        id=source_id("ical", ident, rid.dt.isoformat() if rid is not None else ""),
         source=CALENDAR,
-        subject=f"ical:{uid}",
+        subject=f"ical:{ident}",
         data=data,
         creator=CALENDAR,  # the organizer is a claim of the calendar: data.extra.organizer
         # The envelope needs an instant to sort by; the payload keeps the day itself.
