@@ -32,8 +32,7 @@ from .base import (
     ItemError,
     Principals,
     arxiv_paper_id,
-    doi_paper_id,
-    link,
+    doi_link,
     normalize_arxiv_id,
     paper_event,
 )
@@ -129,7 +128,7 @@ def _entry(el: ET.Element, ref: str, principals: Principals) -> Item:
     if pdf:
         extra["pdf"] = pdf
     if doi:
-        extra["links"] = [link("same-as", doi_paper_id(doi), f"doi:{doi}")]
+        extra["links"] = [doi_link("same-as", doi)]
     data = Paper(
         title=title,
         authors=authors,

@@ -40,9 +40,11 @@ __all__ = [
     "ItemError",
     "Principals",
     "Source",
+    "arxiv_link",
     "arxiv_paper_id",
     "checked",
     "commit_id",
+    "doi_link",
     "doi_paper_id",
     "find_refs",
     "link",
@@ -246,6 +248,16 @@ def link(rel: str, id: str, ref: str) -> dict[str, str]:
     return {"rel": rel, "id": id, "ref": ref}
 
 
+def doi_link(rel: str, doi: str) -> dict[str, str]:
+    """A link to the paper with this DOI (``doi:<doi>``), by the id the CrossRef connector gives it."""
+    return link(rel, doi_paper_id(doi), f"doi:{doi}")
+
+
+def arxiv_link(rel: str, arxiv_id: str) -> dict[str, str]:
+    """A link to the paper with this arXiv id (``arXiv:<id>``), by the id the arXiv connector gives it."""
+    return link(rel, arxiv_paper_id(arxiv_id), f"arXiv:{arxiv_id}")
+
+
 def find_refs(text: str, rel: str = "mentions") -> list[dict[str, str]]:
     """Links to the papers an arbitrary text names by arXiv id or DOI, in order, once each."""
     found: list[dict[str, str]] = []
@@ -254,12 +266,12 @@ def find_refs(text: str, rel: str = "mentions") -> list[dict[str, str]]:
         aid = m.group(1)
         if aid not in seen:
             seen.add(aid)
-            found.append(link(rel, arxiv_paper_id(aid), f"arXiv:{aid}"))
+            found.append(arxiv_link(rel, aid))
     for m in _DOI_IN_TEXT.finditer(text):
         doi = normalize_doi(m.group(1))
         if doi not in seen:
             seen.add(doi)
-            found.append(link(rel, doi_paper_id(doi), f"doi:{doi}"))
+            found.append(doi_link(rel, doi))
     return found
 
 

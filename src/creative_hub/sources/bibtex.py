@@ -24,9 +24,8 @@ from .base import (
     Item,
     ItemError,
     Principals,
-    arxiv_paper_id,
-    doi_paper_id,
-    link,
+    arxiv_link,
+    doi_link,
     normalize_arxiv_id,
     normalize_doi,
     paper_event,
@@ -123,9 +122,9 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     when = datetime(int(year), month or 1, 1, tzinfo=UTC) if dated and year else None
     links = []
     if doi:
-        links.append(link("same-as", doi_paper_id(doi), f"doi:{doi}"))
+        links.append(doi_link("same-as", doi))
     if arxiv_id:
-        links.append(link("same-as", arxiv_paper_id(arxiv_id), f"arXiv:{arxiv_id}"))
+        links.append(arxiv_link("same-as", arxiv_id))
     extra: dict[str, Any] = {"key": entry.key, "entry_type": entry.entry_type}
     for k in ("publisher", "volume", "number", "pages", "keywords", "isbn", "issn"):
         if _clean(fields.get(k)):

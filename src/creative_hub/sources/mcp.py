@@ -40,10 +40,9 @@ from .base import (
     Item,
     ItemError,
     Principals,
-    arxiv_paper_id,
-    doi_paper_id,
+    arxiv_link,
+    doi_link,
     find_refs,
-    link,
     make_event,
     slug,
     with_mapped,
@@ -194,9 +193,9 @@ class McpSource:
         rest = {k: v for k, v in obj.items() if k not in known}
         links = []
         if isinstance(obj.get("doi"), str):
-            links.append(link("same-as", doi_paper_id(obj["doi"]), f"doi:{obj['doi']}"))
+            links.append(doi_link("same-as", obj["doi"]))
         if isinstance(obj.get("arxiv_id"), str):
-            links.append(link("same-as", arxiv_paper_id(obj["arxiv_id"]), f"arXiv:{obj['arxiv_id']}"))
+            links.append(arxiv_link("same-as", obj["arxiv_id"]))
         extra = {
             **rest,
             "mcp": {"server": self.server_name, "call": call.label},
