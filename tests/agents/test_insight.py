@@ -305,3 +305,46 @@ def test_model_cli_serves_the_local_model(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)  # waits, and closes the pipes
     assert proc.returncode == 0
+
+
+async def test_agent_run_starts_the_local_model_and_stops_it(tmp_path: Path) -> None:
+    """``creative-hub agent run creative_hub.agents.builtin:morals`` with no endpoint configured
+    starts the local model itself, publishes a provenanced insight, and on Ctrl-C stops the model."""
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    story = f"tom-{uuid.uuid4().hex[:6]}"
+    async with Hub.connect(db) as hub:  # keys beside the file: the CLI finds them there too
+        await hub.publish(tale(story, "alice"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREATIVE_HUB_LLM_")}
+    env["COLUMNS"] = "300"
+    cmd = [
+        sys.executable,
+        "-m",
+        "creative_hub",
+        "agent",
+        "run",
+        "creative_hub.agents.builtin:morals",
+        "--log",
+        db,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        head = "".join(proc.stdout.readline() for _ in range(2))
+        url = re.search(r"(http://127\.0\.0\.1:\d+/v1)", head)
+        assert "starting the local model" in head and url, head
+        async with Hub.connect(db) as hub:
+
+            async def published() -> bool:
+                return bool(await insights(hub, "creative.narrative", story))
+
+            await until(published, "a morals insight from agent run", WAIT)
+            (made,) = await insights(hub, "creative.narrative", story)
+        assert (made.creator, made.modelprovider, made.model) == ("story-morals", "local", DEFAULT_ALIAS)
+        assert made.data["kind"] == "morals" and len(made.input_ids) == sum(len(p) for _, _, p in SCENES)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, rest
+    assert re.search(r"story-morals: .* 1 published", rest), rest
+    with pytest.raises(httpx.TransportError):  # the model went with it
+        httpx.get(url.group(1) + "/models", timeout=5)
