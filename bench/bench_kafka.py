@@ -13,8 +13,9 @@ Three measures (throughputs: best of ``--rounds``):
   batches of ``--batch`` and committing each batch asynchronously; timed from
   the first record to the last, so group joins are not counted;
 * **latency**: one record published, then handled (ping-pong, so nothing
-  queues), p50 and p99: ``append`` -> ``sub.next()`` + ack vs produce ->
-  a raw consumer's poll on another thread.
+  queues), p50 and p99: ``append`` -> ``sub.next()`` + ack vs produce +
+  ``flush`` (sent at once, as the engine sends each round) -> a raw
+  consumer's poll on another thread.
 
 Records are ~200-byte CloudEvents over 16 keys, on topics of 4 partitions.
 The broker is the test harness's (Apache Kafka 4.x, KRaft, loopback).
@@ -146,8 +147,8 @@ async def engine_publish(log: KafkaLog, topic: str, entries: list[Entry], batch:
 def raw_publish_batches(bootstrap: str, topic: str, entries: list[Entry], batch: int, calls: Calls) -> None:
     """Produce ``batch`` records and wait for all their delivery reports, then the next batch.
 
-    Waiting by polling (not ``flush``, which sends at once) keeps ``linger.ms``
-    in force, as it is for the hub's producer."""
+    Waiting with ``flush`` (which sends at once, whatever ``linger.ms`` says),
+    as the hub's producer does with each produce round."""
     p = ck.Producer(producer_conf(bootstrap))
     p.list_topics(topic, timeout=10)
     left = [0]
@@ -163,8 +164,8 @@ def raw_publish_batches(bootstrap: str, topic: str, entries: list[Entry], batch:
                 headers = [("content-type", CONTENT_TYPE), ("ch-id", e.id.encode()),
                            ("ch-digest", e.digest.encode())]  # fmt: skip
                 p.produce(topic, e.body, e.key.encode(), headers=headers, on_delivery=delivered)
-            while left[0] > 0:
-                p.poll(0.05)
+            p.flush()
+            assert left[0] == 0, "a record without its delivery report"
     p.flush()
 
 
@@ -265,7 +266,7 @@ def raw_latency(bootstrap: str, topic: str, n: int) -> list[float]:
             key = f"{KEYS[i % len(KEYS)]}-{i}".encode()
             t = time.perf_counter()
             p.produce(topic, e.body, key, headers=[("content-type", CONTENT_TYPE)])
-            p.poll(0)
+            p.flush()  # sent at once, as the hub sends each produce round (no linger.ms wait)
             if not arrived.wait(10):
                 raise RuntimeError("raw latency: record not received")
             out.append(received[key] - t)

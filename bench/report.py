@@ -209,7 +209,7 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += [
             f"Kafka publish against raw confluent-kafka that keeps each record's partition and "
             f"offset (a delivery callback per record, as the hub's receipts need): raw "
-            f"{_rate(rr)} events/s, hub {_rate(hub)} (**{hub / rr:.2f}x**).",
+            f"{_rate(rr)} events/s, hub {_rate(hub)} ({_ratio(hub / rr, 0.9)}).",
             "",
         ]
     http, index = results.get("http"), results.get("index")
