@@ -1,6 +1,7 @@
 """Where the Kafka engine's publish path spends a ``Hub.publish`` call: a timeline, not a profile.
 
     .venv/bin/python bench/kafka_waits.py [--events 20000] [--batch 500] [--rounds 3] [--json PATH]
+                                          [--options client.compression.type=none]
 
 ``Hub.publish`` is called with ``--batch`` dict events at a time, one call after
 the other (as ``bench_peers.py`` does), on a private Kafka broker.  Each call is
@@ -128,12 +129,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--options", default="", help="more URL options, e.g. client.compression.type=none")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = KafkaServer(Path(tmp) / "kafka")
         server.start()
         try:
-            out = asyncio.run(run(a, server.url))
+            url = server.url + (f"&{a.options}" if a.options else "")
+            out = asyncio.run(run(a, url))
         finally:
             server.stop()
     print(f"Hub.publish on Kafka, {a.batch} events per call: {out['events_per_s']:,.0f} events/s, "
