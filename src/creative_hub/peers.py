@@ -154,23 +154,15 @@ class PeerHub:
     ) -> Receipt:
         """Propose a change to ``to``'s published work ``on``."""
         base = (await self.hub.get(on, self._topic("published", to))).event
-        return await self._one(
-            Event(
-                type="creative.contributions.proposed",
-                subject=base.subject,
-                hub=to,
-                visibility=PUBLIC,
-                causationid=causation,
-                data=Proposed(
-                    to=to,
-                    title=title,
-                    description=description,
-                    content=content,
-                    on=on,
-                    changes=dict(changes or {}),
-                ),
-            )
+        proposal = Proposed(
+            to=to,
+            title=title,
+            description=description,
+            content=content,
+            on=on,
+            changes=dict(changes or {}),
         )
+        return await self._one(_reply("creative.contributions.proposed", base, to, causation, proposal))
 
     async def _decide(
         self, contribution_id: str, kind: str, reason: str | None
@@ -183,14 +175,8 @@ class PeerHub:
                 raise ValidationError(
                     "contribution", f"{contribution_id!r} was already decided ({s.event.type})"
                 )
-        decision = Event(
-            type=f"creative.contributions.{kind}",
-            subject=prop.subject,
-            hub=self.me,
-            visibility=PUBLIC,
-            causationid=contribution_id,
-            data=Decision(contribution=contribution_id, reason=reason),
-        )
+        data = Decision(contribution=contribution_id, reason=reason)
+        decision = _reply(f"creative.contributions.{kind}", prop, self.me, contribution_id, data)
         return prop, decision, await self._one(decision)
 
     async def accept(self, contribution_id: str, reason: str | None = None) -> tuple[Receipt, Receipt]:
@@ -220,16 +206,8 @@ class PeerHub:
         """A comment on any event I may read, in its owner's feedback stream."""
         target = (await self.hub.get(on)).event
         owner = target.hub if target.hub and target.hub != "shared" else "shared"
-        return await self._one(
-            Event(
-                type="creative.feedback.comment",
-                subject=target.subject,
-                hub=owner,
-                visibility=PUBLIC,
-                causationid=on,
-                data=Comment(on=on, text=text, rating=rating),
-            )
-        )
+        comment = Comment(on=on, text=text, rating=rating)
+        return await self._one(_reply("creative.feedback.comment", target, owner, on, comment))
 
     async def follow(
         self, peer: str, group: str, *, ack_timeout: float = 30.0, start: Start = Start.EARLIEST
@@ -259,3 +237,9 @@ class PeerHub:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _reply(type_: str, to: Event, hub: str, cause: str | None, data: Any) -> Event:
+    """A public event in ``hub``'s streams about what ``to`` is about, caused by ``cause``
+    (a proposal on published work, the owner's decision on it, a comment)."""
+    return Event(type=type_, subject=to.subject, hub=hub, visibility=PUBLIC, causationid=cause, data=data)
