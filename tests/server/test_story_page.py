@@ -176,6 +176,13 @@ def test_a_live_story_updates_without_reload(tab: Tab, live: LiveServer) -> None
     expect(tab.page.locator("#plot-points li")).to_have_count(1, timeout=10_000)
     expect(tab.page.locator("#storyline path.char-line[data-character='Ida']")).to_have_count(1)
     assert tab.page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    # The continuity check posts on the writer's feedback stream: the page follows that one too.
+    feedback = "/v1/topics/peer.carol.feedback/stream"
+    for _ in range(100):
+        if any(feedback in u for u in tab.requests):
+            break
+        tab.page.wait_for_timeout(100)
+    assert any(feedback in u for u in tab.requests), "the page does not follow carol's feedback"
     tab.shot("story-live")
     assert tab.errors == []
 

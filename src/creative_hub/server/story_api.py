@@ -17,11 +17,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from ..errors import NotFound
+from ..errors import NotFound, ValidationError
 from ..event import Event
 from ..hub import Hub
 from ..index import HubIndex
+from ..log.base import check_topic
 from ..storyline import build
+from ..topics import peer as peer_topic
 from .deps import hub_for, index_for
 
 __all__ = ["router"]
@@ -44,6 +46,14 @@ async def _index(request: Request) -> HubIndex:
 
 
 IndexDep = Annotated[HubIndex, Depends(_index)]
+
+
+def _feedback_of(writer: str) -> str | None:
+    """``peer.<writer>.feedback``, if the writer's id makes a topic name."""
+    try:
+        return check_topic(peer_topic(writer, "feedback"))
+    except ValidationError:
+        return None
 
 
 def _time(e: Event) -> str | None:
@@ -146,5 +156,10 @@ async def story(
     view["insights"] = [_insight(e) for e in events if e.type == "creative.narrative.insight"]
     view["revisions"] = _changes(events)
     view["topics"] = sorted({t for t, _ in found})
+    # What a page following the story listens to: where its events are, and the feedback streams of
+    # its writers, where the continuity check posts (before the first such insight exists).
+    writers = {e.creator for e in events if e.creator and e.type != "creative.narrative.insight"}
+    feedback = {t for t in map(_feedback_of, writers) if t}
+    view["follow"] = sorted({*view["topics"], *feedback})
     view["events"] = len(events)
     return view

@@ -42,7 +42,7 @@ async function pageStory(view, story) {
     }
     title.textContent = ui.data.title;
     drawStory(body, ui);
-    for (const t of ui.data.topics) follow(t);
+    for (const t of ui.data.follow || ui.data.topics) follow(t);
   };
   let pending = null;
   const reload = () => {
