@@ -131,3 +131,46 @@ def test_every_way_of_writing_a_doi_names_the_one_work(written: str) -> None:
     assert normalize_doi(written) == "10.1145/1013115.1013148"
     # A suffix that itself starts with "10." is part of the DOI, not a host to strip.
     assert normalize_doi("10.1000/10.5555/ABC") == "10.1000/10.5555/abc"
+
+
+JABREF = Path(__file__).parent / "data" / "jabref"
+
+
+async def test_jabref_files_in_utf_16_with_or_without_a_bom_are_the_same_entries(hub: Hub, stored) -> None:
+    # JabRef saves in the encoding a person picks: UTF-16 little- or big-endian, with or
+    # without a byte-order mark. They were "not BibTeX: a binary file (NUL bytes)".
+    first = await ingest(hub, BibtexSource([JABREF / "tiny-LE-withBOM.bib"]))
+    assert (first.ingested, first.skipped) == (1, [])
+    (e,) = await stored("creative.metadata")
+    assert e.data["title"] == "Investigation of the best suture pattern to close a stuffed Christmas turkey"
+    assert e.data["doi"] == "10.1136/vr.d6221" and e.data["authors"][-1] == "M. Wilke"
+    again = await ingest(hub, BibtexSource([JABREF / "tiny-BE-noBOM.bib"]))  # another encoding: the same
+    assert (again.ingested, again.already, again.skipped) == (0, 1, [])
+
+
+async def test_an_entry_with_no_citation_key_is_kept(hub: Hub, stored, tmp_path: Path) -> None:
+    # JabRef writes "@article{," for entries imported without a key (here in UTF-16BE);
+    # bibtexparser refused the block ("an unclosed brace or a missing comma?").
+    s = await ingest(hub, BibtexSource([JABREF / "encoding-utf-16BE-with-header.bib"]))
+    assert (s.ingested, s.skipped) == (1, [])
+    two = tmp_path / "keyless.bib"
+    two.write_text("@book{,\n  title = {One}\n}\n@misc{ ,\n  title = {Two}, doi = {10.1000/two}\n}\n")
+    s = await ingest(hub, BibtexSource([two]))
+    assert (s.ingested, s.skipped) == (2, [])
+    umlaut, one, doi = (e.data for e in await stored("creative.metadata"))
+    assert umlaut["title"] == "Ü ist ein Umlaut" and umlaut["extra"]["key"] == ""
+    assert (one["title"], doi["doi"]) == ("One", "10.1000/two")
+    assert (await ingest(hub, BibtexSource([two]))).already == 2
+
+
+async def test_windows_1252_files_decode_as_windows_1252(hub: Hub, stored, tmp_path: Path) -> None:
+    # Old Windows exports: JabRef's "% Encoding: windows-1252" header, or none. Curly quotes
+    # and the euro sign are 0x80-0x9f there, C1 control characters in Latin-1.
+    body = "@misc{k%d,\n  title = {Caf\u00e9 \u201cquoted\u201d \u2013 5 \u20ac},\n}\n"
+    declared, bare = tmp_path / "declared.bib", tmp_path / "bare.bib"
+    declared.write_bytes(("% Encoding: windows-1252\n\n" + body % 1).encode("cp1252"))
+    bare.write_bytes((body % 2).encode("cp1252"))
+    s = await ingest(hub, BibtexSource([declared, bare]))
+    assert (s.ingested, s.skipped) == (2, [])
+    titles = {e.data["title"] for e in await stored("creative.metadata")}
+    assert titles == {"Caf\u00e9 \u201cquoted\u201d \u2013 5 \u20ac"}

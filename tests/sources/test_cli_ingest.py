@@ -106,7 +106,7 @@ def test_ingest_and_verify_speak_json_for_scripts(tmp_path: Path) -> None:
     again = json.loads(run(db, "bibtex", str(bib), "--json").stdout)
     assert (again["ingested"], again["already"], again["ids"]) == (0, 2, first["ids"])
     junk = tmp_path / "junk.bib"
-    junk.write_bytes(b"\xff\xfe\x00 not text")
+    junk.write_bytes(b"\x00\x01\x02 not text \xff")  # (\xff\xfe first would be a UTF-16 mark)
     r = run(db, "bibtex", str(junk), "--json")
     assert r.returncode == 6  # every item failed: nothing ingested
     failed = json.loads(r.stdout)

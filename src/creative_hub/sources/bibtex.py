@@ -11,6 +11,7 @@ A block the parser cannot read is an ItemError with its line.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -72,7 +73,7 @@ def parse_bibtex(text: str, where: str, principals: Principals | None = None) ->
     """Paper events from BibTeX text, in file order; unreadable blocks as ItemErrors."""
     principals = principals or Principals()
     library = bibtexparser.parse_string(  # type: ignore[attr-defined]
-        text, append_middleware=[mw.LatexDecodingMiddleware(), mw.SeparateCoAuthors()]
+        _keyed(text), append_middleware=[mw.LatexDecodingMiddleware(), mw.SeparateCoAuthors()]
     )
     if not any(type(b).__name__ != "ImplicitComment" for b in library.blocks) and text.strip():
         # Nothing but free text: not BibTeX at all (a binary file, the wrong file named).
@@ -88,7 +89,8 @@ def parse_bibtex(text: str, where: str, principals: Principals | None = None) ->
             yield _entry(block, f"{where}:{line}", where, principals)
         else:
             error = getattr(block, "error", None)
-            first = (getattr(block, "raw", "") or "").strip().splitlines()[:1]
+            raw = re.sub(_NO_KEY_MARK + r"\d+", "", getattr(block, "raw", "") or "")
+            first = raw.strip().splitlines()[:1]
             yield ItemError(
                 f"{where}:{line}",
                 f"unreadable BibTeX block {first[0][:60] if first else ''!r}: "
@@ -99,8 +101,9 @@ def parse_bibtex(text: str, where: str, principals: Principals | None = None) ->
 def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     fields = {f.key.lower(): f.value for f in entry.fields}
     title = _clean(fields.get("title"))
+    key = "" if entry.key.startswith(_NO_KEY_MARK) else entry.key
     if not title:
-        return ItemError(f"{ref} @{entry.entry_type}{{{entry.key}}}", "entry has no title")
+        return ItemError(f"{ref} @{entry.entry_type}{{{key}}}", "entry has no title")
     raw_authors = fields.get("author") or []
     if isinstance(raw_authors, str):
         raw_authors = [raw_authors]
@@ -125,7 +128,7 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
         links.append(doi_link("same-as", doi))
     if arxiv_id:
         links.append(arxiv_link("same-as", arxiv_id))
-    extra: dict[str, Any] = {"key": entry.key, "entry_type": entry.entry_type}
+    extra: dict[str, Any] = {"key": key, "entry_type": entry.entry_type}
     for k in ("publisher", "volume", "number", "pages", "keywords", "isbn", "issn"):
         if _clean(fields.get(k)):
             extra[k] = _clean(fields.get(k))
@@ -148,28 +151,72 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     # event.  Two entries (two keys) for one DOI or arXiv id are two events, each linked
     # same-as to the one work.
     if doi:
-        eid = source_id("bibtex", "doi", doi, entry.key)
+        eid = source_id("bibtex", "doi", doi, key)
     elif arxiv_id:
-        eid = source_id("bibtex", "arxiv", arxiv_id, entry.key)
+        eid = source_id("bibtex", "arxiv", arxiv_id, key)
     else:
-        eid = source_id("bibtex", "key", entry.key, title)
+        eid = source_id("bibtex", "key", key, title)
     return paper_event(
         data,
         id=eid,
         writer=BIBTEX,  # also the source, never the file's name: the same entry in another file is one event
-        subject=f"doi:{doi}" if doi else f"arXiv:{arxiv_id}" if arxiv_id else f"bibtex:{entry.key}",
+        subject=f"doi:{doi}" if doi else f"arXiv:{arxiv_id}" if arxiv_id else f"bibtex:{key or title}",
         time=when,
         principals=principals,
         claims=[*authors, *(a for a in raw_authors if isinstance(a, str))],
     )
 
 
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_DECLARED = re.compile(rb"^%\s*Encoding:\s*([A-Za-z0-9._-]+)")  # JabRef's first line
+
+
 def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Old exports are often Latin-1; BibTeX itself is byte-oriented.
-        return raw.decode("latin-1")
+    """A BibTeX file's text, in the encoding it was saved in.
+
+    BibTeX itself is byte-oriented and reference managers save in the encoding
+    a person picks: a byte-order mark says which (JabRef writes UTF-16 and UTF-8
+    with one); UTF-16 without one shows in the NULs of its ASCII; JabRef's
+    ``% Encoding: windows-1252`` first line names it; else UTF-8, else
+    Windows-1252 (old Windows exports; Latin-1 would turn its quotes and euro
+    sign into control characters)."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return raw[len(bom) :].decode(codec, "replace")
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(0) * 3 >= len(head):  # ASCII in UTF-16: every other byte NUL
+        little = head[1::2].count(0) > head[0::2].count(0)
+        return raw.decode("utf-16-le" if little else "utf-16-be", "replace")
+    declared = _DECLARED.match(raw)
+    codecs_to_try = ["utf-8", "cp1252"]
+    if declared:
+        try:
+            codecs_to_try.insert(0, codecs.lookup(declared.group(1).decode()).name)
+        except LookupError:
+            pass
+    for codec in codecs_to_try:
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")  # every byte is a character: never fails
+
+
+_NO_KEY = re.compile(r"(@(?!(?:comment|string|preamble)\b)[A-Za-z]+\s*\{)\s*,", re.IGNORECASE)
+_NO_KEY_MARK = "creative-hub-no-key-"
+
+
+def _keyed(text: str) -> str:
+    """``@article{,`` (JabRef's entry imported without a citation key) with a placeholder
+    key bibtexparser can read, one per entry; ``_entry`` gives it back as no key."""
+    count = iter(range(1, 1 << 62))
+    return _NO_KEY.sub(lambda m: f"{m.group(1)}{_NO_KEY_MARK}{next(count)},", text)
 
 
 class BibtexSource(FileSource):
