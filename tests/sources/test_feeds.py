@@ -133,3 +133,14 @@ async def test_a_real_german_atom_feed_gives_its_author_to_every_entry(hub: Hub,
     assert {e.data["extra"]["author"] for e in entries} == {"heise online"}
     assert {e.creator for e in entries} == {"feeds"}  # the author is a claim; the feeds source wrote it
     assert entries[0].data["title"] == "Java-Anwendungsserver: Red Hat gibt WildFly 10 frei"
+
+
+async def test_a_feed_with_whitespace_before_its_xml_declaration_is_whole(hub: Hub, stored) -> None:
+    # SWR2's podcast feed (via rbren/rss-parser) starts with a newline before <?xml ...?>,
+    # as feeds written by templates often do: feedparser calls that not well-formed, and its
+    # one entry was left out as "may be cut short".
+    s = await ingest(hub, FeedSource([Path(__file__).parent / "data" / "podcast_leading_newline.rss"]))
+    assert (s.ingested, s.skipped) == (1, [])
+    (e,) = await stored("creative.metadata")
+    assert e.data["title"] == "Ostafrika stellt sich auf die nächste Heuschreckenplage ein"
+    assert e.data["extra"]["entry_id"] == "c88fbba9-c228-4724-bf41-8c193b72491c"

@@ -19,6 +19,7 @@ ItemError saying so.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import hashlib
 import html
@@ -73,9 +74,20 @@ def _when(parsed: Any) -> datetime | None:
     return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
+def _leading_space_dropped(raw: bytes) -> bytes:
+    """The document without whitespace before its first ``<`` (after a UTF-8 BOM): feeds
+    written by templates often start with a newline, which XML forbids before
+    ``<?xml ...?>``, and feedparser then calls the whole feed not well-formed."""
+    bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
+    body = raw[len(bom) :]
+    rest = body.lstrip(b" \t\r\n")
+    return bom + rest if rest is not body and rest.startswith(b"<") else raw
+
+
 def parse_feed(raw: bytes, where: str, principals: Principals | None = None) -> Iterator[Item]:
     """Webpage events of a feed document's entries, in document order."""
     principals = principals or Principals()
+    raw = _leading_space_dropped(raw)
     try:
         # A stream, not bytes: given bytes, feedparser first tries them as a local file name.
         d = feedparser.parse(io.BytesIO(raw))
