@@ -179,3 +179,48 @@ async def test_a_hostile_mbox_is_read_in_bounded_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert [type(i).__name__ for i in items] == ["ItemError", "Event"]
     assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB while reading a 16 MiB mbox"
+
+
+def _encoded_word(text: str, label: str, codec: str) -> str:
+    import base64
+
+    return f"=?{label}?B?{base64.b64encode(text.encode(codec)).decode()}?="
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "codec"),
+    [
+        ("朱镕基", "gb2312", "gb18030"),  # labelled GB2312, written in GBK (as most Chinese mailers do)
+        ("똠방각하", "ks_c_5601-1987", "cp949"),  # Korean Outlook: the label of EUC-KR, the bytes of CP949
+        ("①会議のお知らせ", "shift_jis", "cp932"),  # Japanese Windows: NEC special characters
+        ("“quoted” – 5 €", "iso-8859-1", "cp1252"),  # Western Windows: curly quotes in "Latin-1"
+    ],
+)
+def test_charset_labels_mean_what_mailers_write_under_them(text: str, label: str, codec: str) -> None:
+    # The WHATWG Encoding Standard's reading of these labels (what browsers and mail
+    # clients do): the strict codec refused them ("bytes that are not valid gb2312").
+    from creative_hub.sources.mail import decode_header
+
+    assert decode_header(_encoded_word(text, label, codec), "Subject") == text
+
+
+def test_iso_2022_jp_with_windows_characters() -> None:
+    # Japanese Outlook writes ISO-2022-JP with NEC's row 13 (circled numbers): CP50220.
+    from creative_hub.sources.mail import decode_header
+
+    jis = b"\x1b$B-!2q5D\x1b(B 10:00"  # ①会議 10:00
+    word = "=?ISO-2022-JP?B?" + __import__("base64").b64encode(jis).decode() + "?="
+    assert decode_header(word, "Subject") == "①会議 10:00"
+    # Any bytes: text, or UnicodeDecodeError (decode_header's "not valid" ItemError), never else.
+    import random
+
+    from creative_hub.sources._charsets import decode
+
+    rng = random.Random(19)
+    for _ in range(2000):
+        junk = bytes(rng.choice(b"\x1b$B(IJ@!-~\x80\xff\x00 ") for _ in range(rng.randint(0, 12)))
+        for label in ("iso-2022-jp", "gb2312", "shift_jis", "ks_c_5601-1987"):
+            try:
+                assert isinstance(decode(junk, label), str)
+            except UnicodeDecodeError:
+                pass

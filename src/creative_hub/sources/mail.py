@@ -39,6 +39,7 @@ from ..errors import ValidationError
 from ..event import derive_id
 from ..origins import source_id
 from ..schemas import Message
+from . import _charsets as charsets
 from .base import Item, ItemError, Principals, find_refs, link, make_event
 
 __all__ = [
@@ -81,7 +82,7 @@ def decode_header(value: str, name: str) -> str:
             continue
         cs = (charset or "ascii").lower()
         try:
-            out.append(chunk.decode("utf-8" if cs in ("unknown-8bit", "utf8") else cs))
+            out.append(charsets.decode(chunk, "utf-8" if cs in ("unknown-8bit", "utf8") else cs))
         except LookupError:
             raise ValueError(f"{name}: unknown charset {charset!r}") from None
         except UnicodeDecodeError as e:
