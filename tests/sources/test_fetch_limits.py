@@ -131,6 +131,12 @@ def test_public_and_private_addresses() -> None:
     for a in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254", "100.100.100.200",
               "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "224.0.0.1"):  # fmt: skip
         assert not is_public(a), a
+    # IPv6 forms that carry an IPv4 address a gateway reaches for us: NAT64 (64:ff9b::/96, as
+    # DNS64 answers in IPv6-only clouds), 6to4, IPv4-compatible; and deprecated site-local.
+    for a in ("64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:7f00:1::1",
+              "2002:a9fe:a9fe::1", "::127.0.0.1", "fec0::1"):  # fmt: skip
+        assert not is_public(a), a
+    assert is_public("64:ff9b::5db8:d822") and is_public("2002:5db8:d822::1")  # 93.184.216.34
 
 
 async def test_a_url_inside_is_refused_unless_allowed(hub: Hub, stored, inside: Server) -> None:

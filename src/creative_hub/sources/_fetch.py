@@ -5,10 +5,11 @@ URL is attacker-supplied.  What keeps a fetch from reaching inside or running aw
 
 - **Where**: the host is resolved first and every address must be public
   (not loopback, private, link-local -- the 169.254.169.254 metadata service
-  --, shared, multicast, reserved or unspecified; IPv4-mapped IPv6 checked
-  as IPv4).  The connection then goes to the address that was checked (the
-  name is not resolved a second time, so DNS cannot change its answer in
-  between), with the name kept for Host, SNI and the certificate.  This
+  --, shared, multicast, reserved or unspecified; an IPv6 address carrying
+  an IPv4 one -- mapped, NAT64, 6to4 -- checked as that IPv4).  The
+  connection then goes to the address that was checked (the name is not
+  resolved a second time, so DNS cannot change its answer in between), with
+  the name kept for Host, SNI and the certificate.  This
   runs in the connection layer (an httpcore network backend), so every
   redirect hop is checked too; proxies from the environment are not used
   (a proxy would resolve the name itself).  ``allow_private`` opts out.
@@ -79,12 +80,29 @@ class PrivateAddress(httpcore.ConnectError):
     """The host resolves to an address that is not public."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+_LOCAL_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # RFC 8215: NAT64 for local use only
+    ipaddress.ip_network("fec0::/10"),  # site-local: deprecated (RFC 3879), still routed inside some sites
+)
+
+
 def is_public(address: str) -> bool:
     """True for a globally routable unicast address (``8.8.8.8``), False for
-    ``127.0.0.1``, ``10.0.0.1``, ``169.254.169.254``, ``::1``, ``::ffff:127.0.0.1`` ..."""
+    ``127.0.0.1``, ``10.0.0.1``, ``169.254.169.254``, ``::1``, ``::ffff:127.0.0.1`` ...
+
+    An IPv6 address that carries an IPv4 one a gateway would reach on our behalf
+    (IPv4-mapped, NAT64 as DNS64 answers in IPv6-only clouds, 6to4, IPv4-compatible)
+    is judged by that IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in n for n in _LOCAL_V6):
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _NAT64 or int(ip) >> 32 == 0 < int(ip)):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # the last 32 bits
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
