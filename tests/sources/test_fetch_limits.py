@@ -43,7 +43,7 @@ class Server:
 
         class H(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                route = outer.routes.get(self.path)
+                route = outer.routes.get(self.path.split("?", 1)[0])
                 try:
                     if route is None:
                         self.send_error(404)
@@ -245,3 +245,21 @@ async def test_the_connection_goes_to_the_address_that_was_checked(
     assert (s.ingested, s.skipped) == (1, []), s.skipped
     (page,) = await stored("creative.metadata")
     assert page.data["title"] == "Public"  # never "Internal admin"
+
+
+async def test_arxiv_and_crossref_answers_are_bounded_too(hub: Hub, outside: Server) -> None:
+    # The API's address is the person's choice (--api-url); what it sends is still capped
+    # in size and in time (it was read whole, with only a per-read timeout).
+    from creative_hub.sources.arxiv import ArxivSource
+    from creative_hub.sources.crossref import CrossrefSource
+
+    outside.routes["/big"] = _huge(declare=False)
+    outside.routes["/big/works/10.1000/x"] = _huge(declare=True)
+    outside.routes["/slow"] = _trickle
+    limits = FetchLimits(max_bytes=2**20, deadline=1.0, allow_private=True)
+    s = await ingest(hub, ArxivSource(ids=["2101.00001"], api_url=f"{outside.url}/big", limits=limits))
+    assert "over the 1048576-byte limit (stopped reading at " in s.skipped[0].reason
+    s = await ingest(hub, ArxivSource(ids=["2101.00001"], api_url=f"{outside.url}/slow", limits=limits))
+    assert s.skipped[0].reason == "took longer than 1 s in all (a slow or trickling server)"
+    s = await ingest(hub, CrossrefSource(dois=["10.1000/x"], api_url=f"{outside.url}/big", limits=limits))
+    assert "over the 1048576-byte limit (Content-Length 209715200)" in s.skipped[0].reason

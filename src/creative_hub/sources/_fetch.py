@@ -40,11 +40,13 @@ import httpcore
 import httpx
 
 __all__ = [
+    "API_LIMITS",
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BYTES",
     "FetchLimits",
     "FetchRefused",
     "PrivateAddress",
+    "api_get",
     "fetch",
     "guarded_client",
     "is_public",
@@ -218,5 +220,40 @@ async def _follow(
     raise FetchRefused(f"more than {limits.max_redirects} redirects")
 
 
-def _too_big(detail: str, limits: FetchLimits) -> str:
-    return f"the response is over the {limits.max_bytes}-byte limit ({detail}; --max-bytes raises it)"
+API_LIMITS = FetchLimits(max_bytes=32 * 1024 * 1024, deadline=120.0, allow_private=True)
+"""Bounds on a call to an API the ingest is configured with (arXiv, CrossRef): its
+address is the person's choice (``--api-url``), its answer is still capped in size and time."""
+
+
+async def api_get(
+    client: httpx.AsyncClient,
+    url: str,
+    limits: FetchLimits = API_LIMITS,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of one GET, redirects followed by the client; the body streamed and
+    capped, the whole request within one deadline; FetchRefused past a limit or on failure."""
+    try:
+        async with asyncio.timeout(limits.deadline):
+            async with client.stream("GET", url, params=params, headers=headers) as r:
+                declared = r.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limits.max_bytes:
+                    raise FetchRefused(_too_big(f"Content-Length {int(declared)}", limits, ""))
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > limits.max_bytes:
+                        raise FetchRefused(_too_big(f"stopped reading at {len(body)} bytes", limits, ""))
+                return r.status_code, bytes(body)
+    except TimeoutError:
+        raise FetchRefused(
+            f"took longer than {limits.deadline:g} s in all (a slow or trickling server)"
+        ) from None
+    except httpx.HTTPError as e:
+        raise FetchRefused(f"request failed: {e}") from None
+
+
+def _too_big(detail: str, limits: FetchLimits, hint: str = "; --max-bytes raises it") -> str:
+    return f"the response is over the {limits.max_bytes}-byte limit ({detail}{hint})"

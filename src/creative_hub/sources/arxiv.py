@@ -26,6 +26,7 @@ import httpx
 
 from ..errors import ValidationError
 from ..schemas import Paper
+from ._fetch import API_LIMITS, FetchLimits, FetchRefused, api_get
 from ._files import read_bounded
 from .base import (
     Item,
@@ -167,6 +168,7 @@ class ArxivSource:
         api_url: str = API_URL,
         client: httpx.AsyncClient | None = None,
         page_delay: float = PAGE_DELAY,
+        limits: FetchLimits = API_LIMITS,
     ) -> None:
         if not (query or ids or files):
             raise ValidationError("arxiv", "give a query, ids or files")
@@ -178,6 +180,7 @@ class ArxivSource:
         self.api_url = api_url
         self.client = client
         self.page_delay = page_delay
+        self.limits = limits  #: each API answer's size and time
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """Entries of every file, then of every API page."""
@@ -205,18 +208,18 @@ class ArxivSource:
                     params["id_list"] = ",".join(self.ids)
                 ref = f"{self.api_url}?start={start}"
                 try:
-                    r = await client.get(self.api_url, params=params)
-                except httpx.HTTPError as e:
-                    yield ItemError(ref, f"request failed: {e}")
+                    status, body = await api_get(client, self.api_url, self.limits, params=params)
+                except FetchRefused as e:
+                    yield ItemError(ref, str(e))
                     return
-                if r.status_code != 200:
-                    yield ItemError(ref, f"HTTP {r.status_code}: {r.text[:200]}")
+                if status != 200:
+                    yield ItemError(ref, f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
                     return
                 entries = 0
-                for item in parse_feed(r.content, ref, self.principals):
+                for item in parse_feed(body, ref, self.principals):
                     entries += 1
                     yield item
-                total = _total(r.content)
+                total = _total(body)
                 start += PAGE_SIZE
                 if entries == 0 or self.ids or (total is not None and start >= total):
                     return

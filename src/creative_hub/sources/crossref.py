@@ -24,6 +24,7 @@ import httpx
 
 from ..errors import ValidationError
 from ..schemas import Paper
+from ._fetch import API_LIMITS, FetchLimits, FetchRefused, api_get
 from ._files import read_bounded
 from .base import (
     Item,
@@ -161,6 +162,7 @@ class CrossrefSource:
         principals: Principals | None = None,
         api_url: str = API_URL,
         client: httpx.AsyncClient | None = None,
+        limits: FetchLimits = API_LIMITS,
     ) -> None:
         if not (dois or query or files):
             raise ValidationError("crossref", "give DOIs, a query or files")
@@ -172,6 +174,7 @@ class CrossrefSource:
         self.principals = principals or Principals()
         self.api_url = api_url.rstrip("/")
         self.client = client
+        self.limits = limits  #: each API answer's size and time
 
     async def iter_items(self) -> AsyncIterator[Item]:
         """Works from the files, then each DOI, then the query."""
@@ -196,17 +199,17 @@ class CrossrefSource:
                 requests.append((f"{self.api_url}/works", {"query": self.query, "rows": str(self.rows)}))
             for url, params in requests:
                 try:
-                    r = await client.get(url, params=params, headers=headers)
-                except httpx.HTTPError as e:
-                    yield ItemError(url, f"request failed: {e}")
+                    status, body = await api_get(client, url, self.limits, params=params, headers=headers)
+                except FetchRefused as e:
+                    yield ItemError(url, str(e))
                     continue
-                if r.status_code == 404:
+                if status == 404:
                     yield ItemError(url, "no such DOI at CrossRef (404)")
                     continue
-                if r.status_code != 200:
-                    yield ItemError(url, f"HTTP {r.status_code}: {r.text[:200]}")
+                if status != 200:
+                    yield ItemError(url, f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
                     continue
-                for item in parse_response(r.content, url, self.principals):
+                for item in parse_response(body, url, self.principals):
                     yield item
         finally:
             if self.client is None:
