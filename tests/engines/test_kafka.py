@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +30,7 @@ from creative_hub.log import Entry, Log, Retention, open_log
 from creative_hub.log.kafka import KafkaLog
 from creative_hub.testing.contract import WAIT, make_entries, new_topic
 from creative_hub.testing.servers.kafka import KafkaServer
-from creative_hub.testing.worker import record_effect
+from creative_hub.testing.worker import assert_effects_once, hung_on, spawn, survive
 
 pytestmark = pytest.mark.kafka
 
@@ -84,49 +83,22 @@ async def test_sigkilled_member_mid_batch_is_redelivered_to_the_survivor(
     ledger = EffectLedger(ledger_path)
     survivor = klog.subscribe(topic, group, consumer="survivor", ack_timeout=2)
     await survivor.__aenter__()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "creative_hub.testing.worker",
-            kafka_url,
-            topic,
-            group,
-            str(ledger_path),
-            str(marker),
-            "--ack-timeout",
-            "2",
-            "--hang-after",
-            "3",
-        ],
-    )
-    redelivered: list[str] = []
+    proc = spawn(kafka_url, topic, group, ledger_path, marker, hang_after=3)
     try:
         # Survivor works too, but holds back until the worker has hung, so
         # that the worker surely owns partitions with events left.
         await klog.append(topic, entries)
-        deadline = time.monotonic() + WAIT
-        while not marker.exists():
-            assert proc.poll() is None, f"worker exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "worker never reached its 4th event"
-            await asyncio.sleep(0.05)
-        hung_on = marker.read_text()
+        hung = await hung_on(proc, marker, WAIT)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        while len(ledger.handled(group)) < len(entries):
-            d = await survivor.next(timeout=WAIT)
-            if not record_effect(ledger, group, d.id, "survivor"):
-                redelivered.append(d.id)
-            await d.ack()
+        redelivered = await survive(survivor, ledger, group, len(entries), timeout=WAIT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         await survivor.close()
-    effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
-    assert {i for i, _ in effects} == {e.id for e in entries}
-    assert all(c == 1 for _, c in effects), "an effect happened twice"
-    assert hung_on in redelivered, "the un-acked event was not redelivered"
+    assert_effects_once(ledger, (e.id for e in entries))
+    assert hung in redelivered, "the un-acked event was not redelivered"
     ledger.close()
 
 

@@ -11,9 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from creative_hub.log.nats import NatsLog
 from creative_hub.log.nats.names import escape, parse_url, stream_name, subject_of, token
 from creative_hub.testing.contract import WAIT, make_entries, new_topic
 from creative_hub.testing.servers.nats import NatsCluster, NatsServer
-from creative_hub.testing.worker import record_effect
+from creative_hub.testing.worker import assert_effects_once, hung_on, spawn, survive
 
 pytestmark = pytest.mark.nats
 
@@ -86,29 +83,9 @@ async def test_consumer_sigkilled_mid_batch_is_redelivered_and_handled_once(
     await nlog.append(topic, entries)
     ledger_path, marker = tmp_path / "ledger.db", tmp_path / "marker"
     ledger = EffectLedger(ledger_path)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "creative_hub.testing.worker",
-            nats_url,
-            topic,
-            group,
-            str(ledger_path),
-            str(marker),
-            "--ack-timeout",
-            "2",
-            "--hang-after",
-            "5",
-        ],
-    )
+    proc = spawn(nats_url, topic, group, ledger_path, marker, hang_after=5)
     try:
-        deadline = time.monotonic() + WAIT
-        while not marker.exists():
-            assert proc.poll() is None, f"worker exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "worker never reached its 6th event"
-            await asyncio.sleep(0.05)
-        hung_on = marker.read_text()
+        hung = await hung_on(proc, marker, WAIT)
         lag = await nlog.lag(topic, group)
         assert lag.pending > 1, "the worker should hold a batch of un-acked deliveries"
         os.kill(proc.pid, signal.SIGKILL)
@@ -117,18 +94,10 @@ async def test_consumer_sigkilled_mid_batch_is_redelivered_and_handled_once(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    counts: dict[str, int] = {}
     async with nlog.subscribe(topic, group, consumer="survivor", ack_timeout=2) as sub:
-        while len(ledger.handled(group)) < len(entries):
-            d = await sub.next(timeout=WAIT)
-            if d.id == hung_on:
-                counts[d.id] = d.delivery_count
-            record_effect(ledger, group, d.id, "survivor")
-            await d.ack()
-    effects = dict(ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall())
-    assert set(effects) == {e.id for e in entries}
-    assert set(effects.values()) == {1}, "an effect happened twice"
-    assert counts.get(hung_on, 0) >= 2, "the un-acked event came back as a redelivery"
+        redelivered = await survive(sub, ledger, group, len(entries), timeout=WAIT)
+    assert_effects_once(ledger, (e.id for e in entries))
+    assert redelivered.get(hung, 0) >= 2, "the un-acked event came back as a redelivery"
     assert (await nlog.lag(topic, group)).lag == 0
     ledger.close()
 

@@ -15,8 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 import zlib
 from collections import defaultdict
@@ -34,7 +32,7 @@ from creative_hub.log.redis import RedisLog
 from creative_hub.testing.contract import WAIT, eventually, make_entries, new_topic
 from creative_hub.testing.servers import free_port
 from creative_hub.testing.servers.redis import RedisServer
-from creative_hub.testing.worker import record_effect
+from creative_hub.testing.worker import assert_effects_once, hung_on, record_effect, spawn, survive
 
 pytestmark = pytest.mark.redis
 
@@ -109,38 +107,23 @@ async def test_sigkilled_member_mid_batch_is_redelivered_to_another_member(
     ledger = EffectLedger(ledger_path)
     survivor = rlog.subscribe(topic, group, consumer="survivor", ack_timeout=2)
     await survivor.__aenter__()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "creative_hub.testing.worker", redis_server.url, topic, group,
-         str(ledger_path), str(marker), "--ack-timeout", "2", "--hang-after", "3"],
-    )  # fmt: skip
-    redelivered: dict[str, int] = {}
+    proc = spawn(redis_server.url, topic, group, ledger_path, marker, hang_after=3)
     try:
         # The survivor is a member but does not fetch until the worker hangs,
         # so the worker surely owns partitions with events left.
         await rlog.append(topic, entries)
-        deadline = time.monotonic() + WAIT
-        while not marker.exists():
-            assert proc.poll() is None, f"worker exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "worker never reached its 4th event"
-            await asyncio.sleep(0.05)
-        hung_on = marker.read_text()
+        hung = await hung_on(proc, marker, WAIT)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        while len(ledger.handled(group)) < len(entries):
-            d = await survivor.next(timeout=WAIT)
-            if not record_effect(ledger, group, d.id, "survivor"):
-                redelivered[d.id] = d.delivery_count
-            await d.ack()
+        redelivered = await survive(survivor, ledger, group, len(entries), timeout=WAIT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         await survivor.close()
-    effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
-    assert {i for i, _ in effects} == {e.id for e in entries}
-    assert all(c == 1 for _, c in effects), "an effect happened twice"
-    assert hung_on in redelivered, "the un-acked event was not redelivered"
-    assert redelivered[hung_on] >= 2, "a redelivery must say so (delivery_count)"
+    assert_effects_once(ledger, (e.id for e in entries))
+    assert hung in redelivered, "the un-acked event was not redelivered"
+    assert redelivered[hung] >= 2, "a redelivery must say so (delivery_count)"
     ledger.close()
     # Nothing is left pending in Redis: the dead member's entries were claimed.
     assert (await rlog.lag(topic, group)).lag == 0
@@ -279,9 +262,7 @@ async def test_server_paused_publishers_and_consumers_resume_without_loss_or_dup
         await con_log.close()
     assert sorted(stored) == sorted(acked), "every acked publish stored, once"
     assert_per_key_order(stored, order_of(published))
-    effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
-    assert {i for i, _ in effects} == set(acked)
-    assert all(c == 1 for _, c in effects), "an effect happened twice"
+    assert_effects_once(ledger, acked)
     ledger.close()
 
 

@@ -26,7 +26,7 @@ from creative_hub.ledger import EffectLedger
 from creative_hub.log import Feature, Log, open_log
 from creative_hub.testing.contract import WAIT, new_topic
 from creative_hub.testing.servers import start_server
-from creative_hub.testing.worker import record_effect
+from creative_hub.testing.worker import assert_effects_once, record_effect, survive
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -129,10 +129,7 @@ async def test_consumer_paused_past_its_lease_acks_late_harmlessly(
         await wait_for_file(marker, worker, "worker")
         os.kill(worker.pid, signal.SIGSTOP)
         async with log.subscribe(topic, group, consumer="survivor", ack_timeout=2) as sub:
-            while len(ledger.handled(group)) < len(entries):
-                d = await sub.next(timeout=WAIT)
-                record_effect(ledger, group, d.id, "survivor")
-                await d.ack()
+            await survive(sub, ledger, group, len(entries), timeout=WAIT)
             os.kill(worker.pid, signal.SIGCONT)  # it wakes, acks late, goes on
             deadline = time.monotonic() + WAIT
             while worker.poll() is None and time.monotonic() < deadline:
@@ -148,9 +145,7 @@ async def test_consumer_paused_past_its_lease_acks_late_harmlessly(
             os.kill(worker.pid, signal.SIGCONT)
             worker.kill()
             worker.wait()
-    effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
-    assert {i for i, _ in effects} == {e.id for e in entries}
-    assert all(c == 1 for _, c in effects), "an effect happened twice"
+    assert_effects_once(ledger, (e.id for e in entries))
 
 
 async def test_publisher_killed_mid_batch_loses_no_acked_event(
@@ -342,9 +337,7 @@ async def test_slow_consumer_behind_retention_reports_the_gap(log: Log, log_url:
     h = history_of(count, published)
     h.read = handled
     report = h.check()
-    effects = dict(ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall())
-    assert all(c == 1 for c in effects.values()), "an effect happened twice"
-    assert set(effects) == set(handled)
+    assert_effects_once(ledger, handled)
     assert not report.unexpected and not report.duplicates and not report.nonmonotonic, str(report)
     assert told, "the consumer fell behind retention but no gap was reported"
     missing = published - set(handled)

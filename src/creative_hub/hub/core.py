@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..access import Identity, can_list, can_read, check_read, needs_grant
 from ..derived import ReadLog
@@ -22,8 +22,8 @@ from ..event import DEFAULT_MAX_EVENT_BYTES, Event
 from ..grants import GrantBook
 from ..ids import EventIds, default_ids_path
 from ..ledger import EffectLedger
-from ..log import GroupLag, Health, Log, Retention, Start, TopicInfo, deleter, open_log
-from ..log.base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, check_topic
+from ..log import GroupLag, Health, Log, Retention, TopicInfo, deleter, open_log
+from ..log.base import DEFAULT_ACK_TIMEOUT, SubscribeOptions, check_topic
 from ..principals import Keystore, Registry
 from . import publish as _publish
 from . import read as _read
@@ -187,25 +187,15 @@ class Hub:
             self._handed(events)
 
     def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-        validate: bool = True,
+        self, topic: str, group: str, *, validate: bool = True, **options: Unpack[SubscribeOptions]
     ) -> HubSubscription:
         """Join ``group`` on ``topic``: history first (unless start=LATEST), then live.
+        ``options`` as the log's (``SubscribeOptions``: consumer, ack_timeout, start, batch).
         Someone else's drafts: checked against the grants now, or -- when the hub's
         view of them is older than ``grants.REFRESH_AGE`` -- on first use."""
         if not needs_grant(self.identity, topic) or self.grants.fresh:
             check_read(self.identity, topic)
-        inner = self.log.subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
-        return HubSubscription(self, inner, validate=validate)
+        return HubSubscription(self, self.log.subscribe(topic, group, **options), validate=validate)
 
     async def handle(
         self,

@@ -10,7 +10,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import msgspec
 
@@ -19,7 +19,7 @@ from ..access import can_read, can_read_event, check_read, needs_grant
 from ..errors import NotFound
 from ..event import Event, decode_event
 from ..log import Record
-from ..log.base import check_topic
+from ..log.base import ReadOptions, ReadRange, check_topic
 
 if TYPE_CHECKING:
     from .core import Hub
@@ -50,16 +50,9 @@ def _decoded(topic: str, r: Record) -> StoredEvent | None:
         return None
 
 
-async def replay(
-    hub: Hub,
-    topic: str,
-    *,
-    after: str | None = None,
-    since: float | None = None,
-    limit: int | None = None,
-    follow: bool = False,
-) -> AsyncGenerator[StoredEvent, None]:
-    """Events of ``topic`` in log order (history; with ``follow``, then live).
+async def replay(hub: Hub, topic: str, **options: Unpack[ReadOptions]) -> AsyncGenerator[StoredEvent, None]:
+    """Events of ``topic`` in log order (history; with ``follow``, then live), as the
+    log's ``read(topic, **options)`` (``ReadOptions``: after, since, limit, follow).
 
     Someone else's drafts, read through grants, come filtered event by event
     (``limit`` then counts the events handed over) and audited for the owner
@@ -67,12 +60,12 @@ async def replay(
     """
     check_topic(topic)
     if needs_grant(hub.identity, topic):
-        async for granted in _replay_granted(hub, topic, after, since, limit, follow):
+        async for granted in _replay_granted(hub, topic, ReadRange(**options)):
             yield granted
         return
     check_read(hub.identity, topic)
     agent = hub.identity.agent
-    async for r in hub.log.read(topic, after=after, since=since, limit=limit, follow=follow):
+    async for r in hub.log.read(topic, **options):
         stored = _decoded(topic, r)
         if stored is None:
             continue
@@ -102,17 +95,16 @@ async def records(
         yield r
 
 
-async def _replay_granted(
-    hub: Hub, topic: str, after: str | None, since: float | None, limit: int | None, follow: bool
-) -> AsyncIterator[StoredEvent]:
+async def _replay_granted(hub: Hub, topic: str, span: ReadRange) -> AsyncIterator[StoredEvent]:
     grants = hub.grants
+    limit, follow = span.limit, span.follow
     await grants.refresh()
     check_read(hub.identity, topic)
     # History goes out in audited batches; live events (follow) one at a time.
     size = 1 if follow else min(limit or AUDIT_BATCH, AUDIT_BATCH)
     left = limit
     batch: list[StoredEvent] = []
-    async for r in hub.log.read(topic, after=after, since=since, follow=follow):
+    async for r in hub.log.read(topic, after=span.after, since=span.since, follow=follow):
         stored = _decoded(topic, r)
         if stored is None:
             continue

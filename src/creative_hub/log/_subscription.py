@@ -32,14 +32,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import ClassVar, Generic, Self, TypeVar, Unpack
 
 from ..errors import LogClosed, ValidationError
-from .base import DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH, Delivery, GapReporter, Start, check_topic
+from .base import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_BATCH,
+    Delivery,
+    GapReporter,
+    Record,
+    Start,
+    SubscribeOptions,
+    check_topic,
+)
 from .batch import Batch, Batches, check_max
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "LazyDelivery",
+    "LockedSubscription",
     "SubState",
     "SubscribeArgs",
     "Subscribes",
@@ -115,6 +126,28 @@ def check_subscribe(
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValidationError("batch", f"must be an integer >= 1, got {batch!r}")
     return SubscribeArgs(topic, group, consumer, float(ack_timeout), begin, batch)
+
+
+class LazyDelivery(Delivery):
+    """A Delivery that makes its Record on first use, with ``_make_record()`` (Redis, Kafka):
+    a handler that reads only ``body`` costs no decoding of ids, keys and positions."""
+
+    __slots__ = ("_rec",)
+    _rec: Record | None  #: None until asked for (the subclass's __init__ sets it so)
+
+    @property
+    def record(self) -> Record:
+        rec = self._rec
+        if rec is None:
+            rec = self._rec = self._make_record()
+        return rec
+
+    @record.setter
+    def record(self, value: Record) -> None:
+        self._rec = value
+
+    def _make_record(self) -> Record:
+        raise NotImplementedError
 
 
 class SubscriptionBase(GapReporter):
@@ -194,6 +227,14 @@ class SubscriptionBase(GapReporter):
             self._leaving = asyncio.ensure_future(self._close())
         await asyncio.shield(self._leaving)
 
+    def _cut_to(self, deadline: float | None, now: float, wait: float, timeout: float | None) -> float:
+        """``wait`` cut to a ``next(timeout)``'s ``deadline``; TimeoutError once it has passed."""
+        if deadline is None:
+            return wait
+        if now >= deadline:
+            raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
+        return min(wait, deadline - now)
+
     # -- the engine's part -------------------------------------------------------
     async def _join(self) -> None:
         """Join the group (a second call does nothing)."""
@@ -213,6 +254,40 @@ class SubscriptionBase(GapReporter):
         raise NotImplementedError
 
 
+class LockedSubscription(SubscriptionBase):
+    """A member that hands out under one lock (SQLite, NATS): ``next`` and ``next_batch``.
+
+    The engine makes ``_lock`` and writes, both called holding it,
+    ``_next_locked(timeout)`` (one delivery, waiting up to ``timeout``) and
+    ``_more_locked(out, max)`` (adds to ``out`` what is ready now, up to
+    ``max`` in all, without waiting).
+    """
+
+    _lock: asyncio.Lock
+
+    async def next(self, timeout: float | None = None) -> Delivery:
+        """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
+        if self.state is not SubState.OPEN:
+            await self._join()
+        async with self._lock:
+            return await self._next_locked(timeout)
+
+    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
+        """At least one delivery (waiting up to ``timeout``), then up to ``max`` ready now."""
+        if self.state is not SubState.OPEN:
+            await self._join()
+        async with self._lock:
+            out = [await self._next_locked(timeout)]
+            await self._more_locked(out, max)
+            return out
+
+    async def _next_locked(self, timeout: float | None) -> Delivery:
+        raise NotImplementedError
+
+    async def _more_locked(self, out: list[Delivery], max: int) -> None:
+        raise NotImplementedError
+
+
 S = TypeVar("S", bound=SubscriptionBase)
 
 
@@ -224,21 +299,9 @@ class Subscribes(Generic[S]):
             return MySubscription(self, args)
     """
 
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> S:
+    def subscribe(self, topic: str, group: str, **options: Unpack[SubscribeOptions]) -> S:
         """Join ``group`` on ``topic`` (see ``creative_hub.log.base.Log.subscribe``)."""
-        args = check_subscribe(
-            topic, group, consumer=consumer, ack_timeout=ack_timeout, start=start, batch=batch
-        )
-        return self._member(args)
+        return self._member(check_subscribe(topic, group, **options))
 
     def _member(self, args: SubscribeArgs) -> S:
         """The engine's group member for checked ``args`` (not joined yet)."""

@@ -54,7 +54,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict, Unpack, runtime_checkable
 
 from ..errors import ValidationError
 
@@ -74,10 +74,13 @@ __all__ = [
     "GroupLag",
     "Health",
     "Log",
+    "ReadOptions",
+    "ReadRange",
     "Record",
     "Retention",
     "Settler",
     "Start",
+    "SubscribeOptions",
     "Subscription",
     "TopicInfo",
     "check_topic",
@@ -269,6 +272,35 @@ class Start(StrEnum):
 
     EARLIEST = "earliest"  # the whole retained history, then live (catch-up)
     LATEST = "latest"  # only events appended after the group was created
+
+
+class ReadOptions(TypedDict, total=False):
+    """The keywords of ``read()`` (the log's and the hub's ``replay``); defaults in ReadRange."""
+
+    after: str | None  #: only records after this position (default None: from the start)
+    since: float | None  #: only records stored at or after this time, epoch seconds (default None)
+    limit: int | None  #: at most this many records (default None: no limit)
+    follow: bool  #: after the end, wait for new records instead of stopping (default False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadRange:
+    """One read's ReadOptions with the defaults filled in: ``ReadRange(**options)``."""
+
+    after: str | None = None
+    since: float | None = None
+    limit: int | None = None
+    follow: bool = False
+
+
+class SubscribeOptions(TypedDict, total=False):
+    """The keywords of ``subscribe()`` (the log's and the hub's); their defaults and
+    rules are ``creative_hub.log._subscription.check_subscribe``'s."""
+
+    consumer: str | None  #: this member's name (default None: one made up, unique per member)
+    ack_timeout: float  #: seconds before an un-acked delivery comes again (default DEFAULT_ACK_TIMEOUT)
+    start: Start  #: where a group that never acked begins (default Start.EARLIEST)
+    batch: int  #: records fetched per round trip (default DEFAULT_BATCH)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -495,36 +527,16 @@ class Log(Protocol):
         """
         ...
 
-    def read(
-        self,
-        topic: str,
-        *,
-        after: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-        follow: bool = False,
-    ) -> AsyncIterator[Record]:
-        """Yield the topic's records in log order.
+    def read(self, topic: str, **options: Unpack[ReadOptions]) -> AsyncIterator[Record]:
+        """Yield the topic's records in log order (``options``: see ReadOptions).
 
-        ``after``: only records after this position (``None``: from the start).
-        ``since``: only records stored at or after this time (epoch seconds).
-        ``follow``: after the end, wait for new records instead of stopping.
         A position already removed by retention raises PositionGone, never a
         silent jump.  A topic that does not exist yields nothing.
         """
         ...
 
-    def subscribe(
-        self,
-        topic: str,
-        group: str,
-        *,
-        consumer: str | None = None,
-        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-        start: Start = Start.EARLIEST,
-        batch: int = DEFAULT_BATCH,
-    ) -> Subscription:
-        """Join ``group`` on ``topic``.
+    def subscribe(self, topic: str, group: str, **options: Unpack[SubscribeOptions]) -> Subscription:
+        """Join ``group`` on ``topic`` (``options``: see SubscribeOptions).
 
         Each record reaches one member of the group.  A record not acked within
         ``ack_timeout`` seconds (the member crashed, hangs or was killed) is

@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..ledger import EffectLedger
-from ..log import open_log
+from ..log import Subscription, open_log
 
 
 def record_effect(ledger: EffectLedger, group: str, event_id: str, consumer: str) -> bool:
@@ -29,6 +33,50 @@ def record_effect(ledger: EffectLedger, group: str, event_id: str, consumer: str
         tx.execute("CREATE TABLE IF NOT EXISTS effects (id TEXT NOT NULL, consumer TEXT NOT NULL)")
         tx.execute("INSERT INTO effects (id, consumer) VALUES (?, ?)", (event_id, consumer))
         return True
+
+
+def assert_effects_once(ledger: EffectLedger, ids: Iterable[str]) -> None:
+    """The test effect (``record_effect``'s rows) happened for exactly ``ids``, each once."""
+    effects = dict(ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall())
+    assert set(effects) == set(ids), "the effects are not those of the events handled"
+    assert all(c == 1 for c in effects.values()), "an effect happened twice"
+
+
+def spawn(
+    url: str, topic: str, group: str, ledger: Path, marker: Path, *, hang_after: int, ack_timeout: float = 2.0
+) -> subprocess.Popen[bytes]:
+    """This module as a worker process that hangs after ``hang_after`` events (see the module doc)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, url, topic, group, str(ledger), str(marker),
+         "--ack-timeout", str(ack_timeout), "--hang-after", str(hang_after)],
+    )  # fmt: skip
+
+
+async def hung_on(proc: subprocess.Popen[bytes], marker: Path, timeout: float) -> str:
+    """The id of the event a ``spawn``ed worker hangs on, once it has written its marker."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"worker wrote no marker within {timeout}s")
+        await asyncio.sleep(0.05)
+    return marker.read_text()
+
+
+async def survive(
+    sub: Subscription, ledger: EffectLedger, group: str, count: int, *, timeout: float
+) -> dict[str, int]:
+    """As the member left after a worker died: handle (effect, then ack) what ``sub`` gets
+    until ``count`` ids are in the ledger.  Returns those whose effect was already done
+    (redelivered), each with its delivery count."""
+    redelivered: dict[str, int] = {}
+    while len(ledger.handled(group)) < count:
+        d = await sub.next(timeout=timeout)
+        if not record_effect(ledger, group, d.id, "survivor"):
+            redelivered[d.id] = d.delivery_count
+        await d.ack()
+    return redelivered
 
 
 async def main(argv: list[str] | None = None) -> None:

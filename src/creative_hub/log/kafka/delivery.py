@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import confluent_kafka as ck
 
-from ..base import Delivery, Record, Start
+from .._subscription import LazyDelivery
+from ..base import Record, Start
 from .names import message_record, retry
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ __all__ = [
 PartStart = tuple[int, "int | None", int, int, int, "tuple[int, int] | None"]
 
 
-class KafkaDelivery(Delivery):
+class KafkaDelivery(LazyDelivery):
     """A delivery of one Kafka message, made when the message arrives and handed out
     (and out again, on redelivery) as the same object; it is also its own token in
     its partition's ``out``.
@@ -50,7 +51,7 @@ class KafkaDelivery(Delivery):
     body.
     """
 
-    __slots__ = ("_m", "_rec", "_sub", "due", "off", "part")
+    __slots__ = ("_m", "_sub", "due", "off", "part")
 
     def __init__(self, m: ck.Message, part: Part, off: int, count: int, sub: KafkaSubscription) -> None:
         # Not Delivery.__init__: ack/nack go to the subscription, no closures per record.
@@ -64,19 +65,11 @@ class KafkaDelivery(Delivery):
         self.off = off
         self.due = 0.0  # monotonic time of redelivery, once handed out
 
-    @property
-    def record(self) -> Record:
-        rec = self._rec
-        if rec is None:
-            sub, p = self._sub, self.part.partition
-            fmt = sub._format
-            position = str(self.off) if fmt is None else f"{fmt[p][0]}{self.off}{fmt[p][1]}"
-            rec = self._rec = message_record(sub.topic, self._m, position)
-        return rec
-
-    @record.setter
-    def record(self, value: Record) -> None:
-        self._rec = value
+    def _make_record(self) -> Record:
+        sub, p = self._sub, self.part.partition
+        fmt = sub._format
+        position = str(self.off) if fmt is None else f"{fmt[p][0]}{self.off}{fmt[p][1]}"
+        return message_record(sub.topic, self._m, position)
 
     @property
     def body(self) -> bytes:

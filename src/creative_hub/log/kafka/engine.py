@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - older clients
 
 from ...errors import EngineUnavailable, LogClosed, LogError, NotFound, PositionGone, ValidationError
 from .._guard import Guard
+from .._reads import Reads
 from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
     Appended,
@@ -31,6 +32,7 @@ from ..base import (
     Feature,
     GroupLag,
     Health,
+    ReadRange,
     Record,
     Retention,
     TopicInfo,
@@ -59,7 +61,7 @@ __all__ = ["KafkaLog"]
 READ_WINDOW = 100_000  # ids a read remembers to skip a duplicate copy that slipped in
 
 
-class KafkaLog(Subscribes[KafkaSubscription]):
+class KafkaLog(Reads, Subscribes[KafkaSubscription]):
     """The Kafka-API engine (Apache Kafka, Redpanda).
 
     KafkaLog.from_url("kafka://127.0.0.1:9092")
@@ -303,21 +305,13 @@ class KafkaLog(Subscribes[KafkaSubscription]):
         task.add_done_callback(done)
 
     # -- read ------------------------------------------------------------------------
-    async def read(
-        self,
-        topic: str,
-        *,
-        after: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-        follow: bool = False,
-    ) -> AsyncIterator[Record]:
+    async def _records(self, topic: str, span: ReadRange) -> AsyncIterator[Record]:
         """Records in log order: offset order with one partition; with several, merged by
         (storage time, partition, offset), so the same range always reads in the same order.
         Records appended while following come as they arrive."""
-        check_topic(topic)
+        after, since, follow = span.after, span.since, span.follow
         self.check_open()
-        remaining = math.inf if limit is None else limit
+        remaining = math.inf if span.limit is None else span.limit
         if remaining <= 0:
             return
         n = await self._describe(topic)

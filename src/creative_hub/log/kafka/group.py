@@ -403,10 +403,7 @@ class KafkaSubscription(SubscriptionBase):
                     return out
                 now = time.monotonic()
                 wait = min(self._next_due - now, 1.0)
-                if deadline is not None:
-                    if now >= deadline:
-                        raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
-                    wait = min(wait, deadline - now)
+                wait = self._cut_to(deadline, now, wait, timeout)
                 self._wake.clear()
                 try:
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a

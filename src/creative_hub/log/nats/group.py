@@ -72,8 +72,8 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api
 
 from ...errors import EngineUnavailable, LogClosed
-from .._subscription import SubscribeArgs, SubscriptionBase, SubState
-from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from .._subscription import LockedSubscription, SubscribeArgs, SubState
+from ..base import Delivery, Gap, Record, Start, settle_others, unsettled
 from .client import ERR_WRONG_LAST_SEQUENCE, KV, META_GROUP, GroupHost, Topic, status_of
 from .names import LEASE_BUCKET, consumer_name, escape, record_of
 
@@ -121,7 +121,7 @@ class _Part:
     last_seen: int = 0  # newest stream seq received on this partition (or known delivered)
 
 
-class NatsSubscription(SubscriptionBase):
+class NatsSubscription(LockedSubscription):
     """A member of a consumer group on one topic of a NatsLog."""
 
     ENGINE = "NATS"
@@ -484,29 +484,17 @@ class NatsSubscription(SubscriptionBase):
             await msg.nak(delay=delay if delay > 0 else None)
 
     # -- handing out -----------------------------------------------------------
-    async def next(self, timeout: float | None = None) -> Delivery:
-        """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
-        if self.state is not SubState.OPEN:
-            await self._join()
-        async with self._lock:
-            return await self._next_locked(timeout)
-
-    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
-        """At least one delivery (waiting up to ``timeout``), then up to ``max`` already received."""
-        if self.state is not SubState.OPEN:
-            await self._join()
-        async with self._lock:
-            out = [await self._next_locked(timeout)]
-            while len(out) < max and not self._jumps:  # a possible gap is checked first
-                d = self._pop()
-                if d is None:
-                    break
-                out.append(d)
-            if len(out) > 1:
-                # What was taken may be worth a new pull request at once.
-                with self.log.guard(f"pull from {self.topic}"):
-                    await self._top_up(time.monotonic())
-            return out
+    async def _more_locked(self, out: list[Delivery], max: int) -> None:
+        """What is already received (``next_batch``), then a new pull if that took some."""
+        while len(out) < max and not self._jumps:  # a possible gap is checked first
+            d = self._pop()
+            if d is None:
+                break
+            out.append(d)
+        if len(out) > 1:
+            # What was taken may be worth a new pull request at once.
+            with self.log.guard(f"pull from {self.topic}"):
+                await self._top_up(time.monotonic())
 
     async def _next_locked(self, timeout: float | None) -> Delivery:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -531,10 +519,7 @@ class NatsSubscription(SubscriptionBase):
             if d is not None:
                 return d
             wait = max(self._next_maintain - now, 0.001)
-            if deadline is not None:
-                if now >= deadline:
-                    raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
-                wait = min(wait, deadline - now)
+            wait = self._cut_to(deadline, now, wait, timeout)
             self._event.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):  # not wait_for: see sqlite/engine.py's _wait_for_append

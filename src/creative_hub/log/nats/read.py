@@ -22,7 +22,8 @@ from nats.aio.subscription import Subscription as NatsSub
 from nats.js import api
 
 from ...errors import PositionGone, ValidationError
-from ..base import DEFAULT_BATCH, Record, check_topic
+from .._reads import Reads
+from ..base import DEFAULT_BATCH, ReadRange, Record
 from .client import NatsClient, State, Topic, Transient, status_of
 from .names import record_of
 
@@ -52,7 +53,7 @@ def _parse_position(position: str | None, name: str = "after") -> int:
     return value
 
 
-class NatsReader(NatsClient):
+class NatsReader(Reads, NatsClient):
     """``read()`` and the stream lookups it needs (also used by retention)."""
 
     async def _direct_get(self, t: Topic, req: dict[str, Any]) -> Msg | None:
@@ -75,19 +76,10 @@ class NatsReader(NatsClient):
     async def _stream_state(self, t: Topic) -> api.StreamState:
         return (await self.js.stream_info(t.stream)).state
 
-    def read(
-        self,
-        topic: str,
-        *,
-        after: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-        follow: bool = False,
-    ) -> AsyncIterator[Record]:
+    def _records(self, topic: str, span: ReadRange) -> AsyncIterator[Record]:
         """Records in log order, fetched in batches with DIRECT.GET (no consumer is created)."""
-        check_topic(topic)
-        cursor = _parse_position(after)
-        return self._read(topic, cursor, after is not None, since, limit, follow)
+        cursor = _parse_position(span.after)  # a bad position is refused at once, not on first use
+        return self._read(topic, cursor, span.after is not None, span.since, span.limit, span.follow)
 
     async def _read(
         self, topic: str, cursor: int, resume: bool, since: float | None, limit: int | None, follow: bool

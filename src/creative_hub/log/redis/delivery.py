@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._subscription import SubState
-from ..base import Delivery, Record
+from .._subscription import LazyDelivery, SubState
+from ..base import Record
 from .names import make_record
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisDelivery"]
 
 
-class RedisDelivery(Delivery):
+class RedisDelivery(LazyDelivery):
     """A Delivery whose ack is queued on its subscription (sent with the next batch).
 
     It keeps the stream entry's fields as Redis sent them and makes the Record
@@ -26,7 +26,7 @@ class RedisDelivery(Delivery):
     decoding of positions and keys, which is most of the consume path's work.
     """
 
-    __slots__ = ("_at", "_fields", "_part", "_rec", "_sid", "_sub")
+    __slots__ = ("_at", "_fields", "_part", "_sid", "_sub")
 
     def __init__(
         self, fields: list[bytes], delivery_count: int, sub: RedisSubscription, part: int, sid: bytes
@@ -41,16 +41,8 @@ class RedisDelivery(Delivery):
         self._part = part
         self._sid = sid  # the stream id as Redis sent it, for XACK without re-encoding
 
-    @property
-    def record(self) -> Record:
-        rec = self._rec
-        if rec is None:
-            rec = self._rec = make_record(self._sub.topic, self._sid, self._fields)
-        return rec
-
-    @record.setter
-    def record(self, value: Record) -> None:
-        self._rec = value
+    def _make_record(self) -> Record:
+        return make_record(self._sub.topic, self._sid, self._fields)
 
     @property
     def body(self) -> bytes:

@@ -102,6 +102,7 @@ from ...errors import (
     ValidationError,
 )
 from .._guard import Guard
+from .._reads import Reads
 from .._retry import DEFAULT_RETRY_ATTEMPTS, Backoff, call_with_retry
 from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
@@ -110,6 +111,7 @@ from ..base import (
     Feature,
     GroupLag,
     Health,
+    ReadRange,
     Record,
     Retention,
     TopicInfo,
@@ -209,7 +211,7 @@ class _State(Enum):
     CLOSED = "closed"  # closed; every use raises LogClosed
 
 
-class RedisLog(Subscribes[RedisSubscription]):
+class RedisLog(Reads, Subscribes[RedisSubscription]):
     """The Redis Streams engine (see the module docstring for the layout)."""
 
     engine = "redis"
@@ -383,23 +385,15 @@ class RedisLog(Subscribes[RedisSubscription]):
         raw = await self._retry(lambda: client.hget(f"{self.base(topic)}:meta", "partitions"))
         return None if raw is None else int(raw)
 
-    async def read(
-        self,
-        topic: str,
-        *,
-        after: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-        follow: bool = False,
-    ) -> AsyncIterator[Record]:
-        """Yield the topic's records in append order, merging its partitions by id."""
-        check_topic(topic)
+    async def _records(self, topic: str, span: ReadRange) -> AsyncIterator[Record]:
+        """The topic's records in append order, merging its partitions by id."""
+        after, follow = span.after, span.follow
         start = parse_position(after) if after is not None else (0, 0)
-        if since is not None:
-            ms = math.ceil(since * 1000)  # records stored at or after `since`
+        if span.since is not None:
+            ms = math.ceil(span.since * 1000)  # records stored at or after `since`
             start = max(start, (ms - 1, _MAX_SEQ) if ms > 0 else (0, 0))
         self._check_open()
-        remaining = math.inf if limit is None else limit
+        remaining = math.inf if span.limit is None else span.limit
         if remaining <= 0:
             return
         parts = await self.partitions(topic)

@@ -157,25 +157,10 @@ class RedisSubscription(SubscriptionBase):
             logger.warning("%r could not leave cleanly: %s", self, e)
 
     # -- iteration ---------------------------------------------------------
-    async def __anext__(self) -> Delivery:
-        if self._queue and self.state is SubState.OPEN:  # the fast path of next(), inlined
-            d = self._queue.popleft()
-            d._at = _monotonic()
-            self._outstanding[d._sid] = d
-            if len(self._queue) <= self._low_water and self._ahead is None:
-                self._fetch_ahead()
-                await asyncio.sleep(0)  # let it send the request now
-            return d
-        if self.state is SubState.CLOSED:
-            raise StopAsyncIteration
-        return await self._next_slow(None)
-
     async def next(self, timeout: float | None = None) -> Delivery:
         """The next delivery; raises TimeoutError if none comes within ``timeout`` s."""
         if self._queue and self.state is SubState.OPEN:
-            d = self._queue.popleft()
-            d._at = _monotonic()
-            self._outstanding[d._sid] = d
+            d = self._hand_out(self._queue.popleft())
             if len(self._queue) <= self._low_water and self._ahead is None:
                 self._fetch_ahead()
                 await asyncio.sleep(0)  # let it send the request now

@@ -67,6 +67,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...errors import EngineUnavailable, IdConflict, LogClosed, ValidationError
 from ...files import private_file
+from .._reads import Reads
 from .._subscription import SubscribeArgs, Subscribes
 from ..base import (
     DEFAULT_BATCH,
@@ -75,6 +76,7 @@ from ..base import (
     Feature,
     GroupLag,
     Health,
+    ReadRange,
     Record,
     Retention,
     TopicInfo,
@@ -146,7 +148,7 @@ class _Topic:
     partitions: int
 
 
-class SQLiteLog(Subscribes[SQLiteSubscription]):
+class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
     """The embedded engine.
 
     SQLiteLog("hub.db")                                  # or open_log("sqlite:///hub.db")
@@ -456,19 +458,11 @@ class SQLiteLog(Subscribes[SQLiteSubscription]):
             pass
 
     # -- read --------------------------------------------------------------
-    async def read(
-        self,
-        topic: str,
-        *,
-        after: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-        follow: bool = False,
-    ) -> AsyncIterator[Record]:
-        check_topic(topic)
+    async def _records(self, topic: str, span: ReadRange) -> AsyncIterator[Record]:
+        after, follow = span.after, span.follow
         cursor = parse_position(after)
         self._check_open()
-        remaining = limit if limit is not None else math.inf
+        remaining = span.limit if span.limit is not None else math.inf
         if remaining <= 0:
             return
 
@@ -476,7 +470,7 @@ class SQLiteLog(Subscribes[SQLiteSubscription]):
             t = self._lookup_topic(conn, topic)
             if t is None:
                 return None, cursor
-            return t, start_cursor(conn, topic, t.table, cursor, resume=after is not None, since=since)
+            return t, start_cursor(conn, topic, t.table, cursor, resume=after is not None, since=span.since)
 
         t, cursor = await self._read(start)
         while True:

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import LogClosed
-from .._subscription import SubscribeArgs, SubscriptionBase, SubState
-from ..base import DEFAULT_BATCH, Delivery, Gap, Record, Start, settle_others, unsettled
+from .._subscription import LockedSubscription, SubscribeArgs, SubState
+from ..base import Delivery, Gap, Record, Start, settle_others, unsettled
 
 if TYPE_CHECKING:
     from .engine import SQLiteLog
@@ -85,7 +85,7 @@ class _Flight:
     generation: int
 
 
-class SQLiteSubscription(SubscriptionBase):
+class SQLiteSubscription(LockedSubscription):
     """A member of a consumer group on one topic of a SQLiteLog."""
 
     ENGINE = "SQLite"
@@ -252,30 +252,19 @@ class SQLiteSubscription(SubscriptionBase):
             self._drop(part)
 
     # -- delivery ------------------------------------------------------------
-    async def next(self, timeout: float | None = None) -> Delivery:
-        if self.state is not SubState.OPEN:
-            await self._join()
-        async with self._lock:
-            return await self._next_locked(timeout)
-
-    async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[Delivery]:
-        """At least one delivery (waiting up to ``timeout``), then up to ``max`` ready now."""
-        if self.state is not SubState.OPEN:
-            await self._join()
-        async with self._lock:
-            out = [await self._next_locked(timeout)]
-            now = time.monotonic()
-            while len(out) < max:
-                d = self._due(now)
-                if d is None:
-                    break
-                out.append(d)
-            buffer = self._buffer
-            n = min(max - len(out), len(buffer))
-            if n > 0:
-                popleft = buffer.popleft
-                out.extend([popleft()[1] for _ in range(n)])
-            return out
+    async def _more_locked(self, out: list[Delivery], max: int) -> None:
+        """Redeliveries due now, then what is already fetched (``next_batch``)."""
+        now = time.monotonic()
+        while len(out) < max:
+            d = self._due(now)
+            if d is None:
+                break
+            out.append(d)
+        buffer = self._buffer
+        n = min(max - len(out), len(buffer))
+        if n > 0:
+            popleft = buffer.popleft
+            out.extend([popleft()[1] for _ in range(n)])
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
@@ -320,10 +309,7 @@ class SQLiteSubscription(SubscriptionBase):
                 wait = min(wait, next(iter(self._inflight.values())).due - now)
             if self._nacks:
                 wait = min(wait, self._nacks[0][0] - now)
-            if deadline is not None:
-                if now >= deadline:
-                    raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
-                wait = min(wait, deadline - now)
+            wait = self._cut_to(deadline, now, wait, timeout)
             await self.log._wait_for_append(self.topic, max(wait, 0.001))
 
     def _due(self, now: float) -> Delivery | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ...errors import LogClosed, ValidationError
 from ...log import Delivery, Log, Subscription
-from .support import WAIT, eventually, make_entries, new_topic
+from .support import WAIT, assert_each_once_in_key_order, eventually, topic_with
 
 
 async def _collect(sub: Subscription, n: int, max: int = 100) -> list[Delivery]:
@@ -26,9 +24,7 @@ class BatchRules:
         # Batches of at most `max`, never empty, every record once, each key
         # in append order; one batch.ack() settles the batch: nothing comes
         # back after the ack timeout and the lag drops to zero.
-        topic = new_topic()
-        entries = make_entries(45, keys=["k1", "k2", "k3"])
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 45, keys=["k1", "k2", "k3"])
         got: list[Delivery] = []
         async with log.subscribe(topic, "batches", ack_timeout=1.0) as sub:
             async for batch in sub.batches(7, timeout=WAIT):
@@ -47,19 +43,13 @@ class BatchRules:
                 return (await log.lag(topic, "batches")).lag == 0
 
             await eventually(lag_is_0, what="lag == 0 after every batch acked")
-        assert sorted(d.id for d in got) == sorted(e.id for e in entries)
-        for key in ("k1", "k2", "k3"):
-            ns = [json.loads(d.body)["n"] for d in got if d.key == key]
-            assert ns == sorted(ns), f"{key} out of order: {ns}"
-        assert all(d.delivery_count == 1 and d.topic == topic for d in got)
+        assert_each_once_in_key_order(got, entries, topic)
 
     async def test_batch_ack_of_a_prefix_redelivers_only_the_rest(self, log: Log) -> None:
         # One key, so a batch is in append order.  Ack the first half of the
         # first batch, nack the rest: the rest and the records not fetched yet
         # come, each once; the acked prefix never comes back.
-        topic = new_topic()
-        entries = make_entries(10)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 10)
         async with log.subscribe(topic, "prefix", ack_timeout=30) as sub:
             batch = await sub.fetch(10, timeout=WAIT)
             n = len(batch)
@@ -88,9 +78,7 @@ class BatchRules:
     async def test_unacked_batch_comes_back_once_after_ack_timeout(self, log: Log) -> None:
         # A batch nobody acks comes back after the ack timeout: every record,
         # each once (not once per fetch, not doubled), counted as redelivered.
-        topic = new_topic()
-        entries = make_entries(8, keys=["a", "b"])
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 8, keys=["a", "b"])
         async with log.subscribe(topic, "lapse", ack_timeout=1.0) as sub:
             first = await _collect(sub, len(entries))
             assert sorted(d.id for d in first) == sorted(e.id for e in entries)
@@ -104,9 +92,7 @@ class BatchRules:
     async def test_batches_end_when_the_subscription_closes(self, log: Log) -> None:
         # The loop over batches() ends (no error) once the subscription is
         # closed; fetch() on a closed subscription is LogClosed.
-        topic = new_topic()
-        entries = make_entries(3)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 3)
         seen: list[str] = []
         async with log.subscribe(topic, "closing", ack_timeout=30) as sub:
             async for batch in sub.batches(10, timeout=WAIT):

@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,12 +14,14 @@ import pytest
 
 from ...ledger import EffectLedger
 from ...log import Delivery, Log, Start
-from ..worker import record_effect
+from ..worker import assert_effects_once, hung_on, spawn, survive
 from .support import (
     WAIT,
+    assert_each_once_in_key_order,
     eventually,
     make_entries,
     new_topic,
+    topic_with,
 )
 
 
@@ -82,9 +82,7 @@ class GroupRules:
         assert len({m for m, _, _ in handled}) >= 2, "one member did all the work"
 
     async def test_unacked_delivery_comes_back_after_ack_timeout(self, log: Log) -> None:
-        topic = new_topic()
-        entry = make_entries(1)[0]
-        await log.append(topic, [entry])
+        topic, [entry] = await topic_with(log, 1)
         async with log.subscribe(topic, "g", ack_timeout=1.0) as sub:
             first = await sub.next(timeout=WAIT)
             assert first.id == entry.id and first.delivery_count == 1
@@ -96,9 +94,7 @@ class GroupRules:
                 await sub.next(timeout=2.5)
 
     async def test_nack_redelivers(self, log: Log) -> None:
-        topic = new_topic()
-        entry = make_entries(1)[0]
-        await log.append(topic, [entry])
+        topic, [entry] = await topic_with(log, 1)
         async with log.subscribe(topic, "g", ack_timeout=30) as sub:
             d = await sub.next(timeout=WAIT)
             await d.nack(0.2)
@@ -107,9 +103,7 @@ class GroupRules:
             await d2.ack()
 
     async def test_member_that_leaves_hands_unacked_to_the_group(self, log: Log) -> None:
-        topic = new_topic()
-        entries = make_entries(6)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 6)
         first = log.subscribe(topic, "g", consumer="first", ack_timeout=30)
         async with first:
             for _ in range(2):
@@ -134,46 +128,19 @@ class GroupRules:
         await log.append(topic, entries)
         ledger_path, marker = tmp_path / "ledger.db", tmp_path / "marker"
         ledger = EffectLedger(ledger_path)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "creative_hub.testing.worker",
-                log_url,
-                topic,
-                group,
-                str(ledger_path),
-                str(marker),
-                "--ack-timeout",
-                "2",
-                "--hang-after",
-                "3",
-            ],
-        )
+        proc = spawn(log_url, topic, group, ledger_path, marker, hang_after=3)
         try:
-            deadline = time.monotonic() + WAIT
-            while not marker.exists():
-                assert proc.poll() is None, f"worker exited with {proc.returncode}"
-                assert time.monotonic() < deadline, "worker never reached its 4th event"
-                await asyncio.sleep(0.05)
-            hung_on = marker.read_text()
+            hung = await hung_on(proc, marker, WAIT)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        redelivered: list[str] = []
         async with log.subscribe(topic, group, consumer="survivor", ack_timeout=2) as sub:
-            while len(ledger.handled(group)) < len(entries):
-                d = await sub.next(timeout=WAIT)
-                if not record_effect(ledger, group, d.id, "survivor"):
-                    redelivered.append(d.id)
-                await d.ack()
-        effects = ledger.connection.execute("SELECT id, count(*) FROM effects GROUP BY id").fetchall()
-        assert {i for i, _ in effects} == {e.id for e in entries}
-        assert all(c == 1 for _, c in effects), "an effect happened twice"
-        assert hung_on in redelivered, "the un-acked event was not redelivered"
+            redelivered = await survive(sub, ledger, group, len(entries), timeout=WAIT)
+        assert_effects_once(ledger, (e.id for e in entries))
+        assert hung in redelivered, "the un-acked event was not redelivered"
         ledger.close()
 
     async def test_new_group_catches_up_then_gets_live_records(self, log: Log) -> None:
@@ -194,9 +161,7 @@ class GroupRules:
         assert got == [e.id for e in history + live]
 
     async def test_group_resumes_after_its_last_ack(self, log: Log) -> None:
-        topic = new_topic()
-        entries = make_entries(8)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 8)
         async with log.subscribe(topic, "resumer", ack_timeout=30) as sub:
             for _ in range(5):
                 await (await sub.next(timeout=WAIT)).ack()
@@ -226,9 +191,7 @@ class GroupRules:
         assert got == [e.id for e in live]
 
     async def test_groups_are_independent(self, log: Log) -> None:
-        topic = new_topic()
-        entries = make_entries(3)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 3)
         for group in ("one", "two"):
             async with log.subscribe(topic, group, ack_timeout=30) as sub:
                 got: list[Delivery] = [await sub.next(timeout=WAIT) for _ in range(3)]
@@ -252,9 +215,7 @@ class GroupRules:
     # -- batches -----------------------------------------------------------------
     async def test_next_batch_keeps_key_order_and_max(self, log: Log) -> None:
         # Batches of at most `max`, never empty, every record once, each key in append order.
-        topic = new_topic()
-        entries = make_entries(45, keys=["k1", "k2", "k3"])
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 45, keys=["k1", "k2", "k3"])
         got: list[Delivery] = []
         async with log.subscribe(topic, "batches", ack_timeout=30) as sub:
             while len(got) < len(entries):
@@ -263,18 +224,12 @@ class GroupRules:
                 got.extend(batch)
                 await sub.ack_many(batch)
             assert all(d.done for d in got)
-        assert sorted(d.id for d in got) == sorted(e.id for e in entries)
-        for key in ("k1", "k2", "k3"):
-            ns = [json.loads(d.body)["n"] for d in got if d.key == key]
-            assert ns == sorted(ns), f"{key} out of order: {ns}"
-        assert all(d.delivery_count == 1 and d.topic == topic for d in got)
+        assert_each_once_in_key_order(got, entries, topic)
 
     async def test_ack_many_acks_them_all(self, log: Log) -> None:
         # One ack_many settles the whole batch: the lag drops to zero and
         # nothing comes back after the ack timeout; acking again is harmless.
-        topic = new_topic()
-        entries = make_entries(20, keys=["a", "b"])
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 20, keys=["a", "b"])
         async with log.subscribe(topic, "bulk", ack_timeout=1.0) as sub:
             got: list[Delivery] = []
             while len(got) < len(entries):
@@ -292,9 +247,7 @@ class GroupRules:
             await eventually(lag_is_0, what="lag == 0 after ack_many of everything")
 
     async def test_unacked_batch_member_comes_back_after_ack_timeout(self, log: Log) -> None:
-        topic = new_topic()
-        entries = make_entries(5)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 5)
         async with log.subscribe(topic, "g", ack_timeout=1.0) as sub:
             got: list[Delivery] = []
             while len(got) < len(entries):

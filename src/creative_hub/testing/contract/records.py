@@ -18,6 +18,7 @@ from .support import (
     make_entries,
     new_topic,
     read_all,
+    topic_with,
 )
 
 
@@ -41,9 +42,7 @@ class RecordRules:
         assert all(r.time_ms > 0 for r in records)
 
     async def test_read_after_position_resumes_exactly(self, log: Log) -> None:
-        topic = new_topic()
-        entries = make_entries(20, keys=["a", "b", "c"])
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 20, keys=["a", "b", "c"])
         records = await read_all(log, topic)
         assert sorted(r.id for r in records) == sorted(e.id for e in entries)
         for k in (0, 7, 19):

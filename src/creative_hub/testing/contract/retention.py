@@ -22,6 +22,7 @@ from .support import (
     make_entries,
     new_topic,
     read_all,
+    topic_with,
 )
 
 
@@ -277,9 +278,7 @@ class RetentionRules:
         if "delete" not in features(log):
             pytest.skip(f"{type(log).__name__} does not declare delete")
         delete = log.delete  # type: ignore[attr-defined]
-        topic = new_topic()
-        entries = make_entries(5)
-        await log.append(topic, entries)
+        topic, entries = await topic_with(log, 5)
         assert await delete(topic, [entries[1].id, entries[3].id, "no-such-id"]) == 2
         assert [r.id for r in await read_all(log, topic)] == [entries[i].id for i in (0, 2, 4)]
         assert (await log.topic_info(topic)).count == 3

@@ -10,11 +10,11 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from ...log import Entry, Log, Record
+from ...log import Delivery, Entry, Log, Record
 
 WAIT = 60.0  # seconds a test waits for something that should happen soon
 
@@ -66,6 +66,23 @@ def make_entries(n: int, *, keys: list[str] | None = None, tag: str = "") -> lis
         body = json.dumps({"id": eid, "key": key, "n": i, "tag": tag}).encode()
         out.append(Entry(eid, key, body, hashlib.sha256(body).hexdigest()[:32], creator=key))
     return out
+
+
+async def topic_with(log: Log, n: int, *, keys: list[str] | None = None) -> tuple[str, list[Entry]]:
+    """A new topic holding ``n`` fresh entries (``make_entries(n, keys=keys)``), and the entries."""
+    topic = new_topic()
+    entries = make_entries(n, keys=keys)
+    await log.append(topic, entries)
+    return topic, entries
+
+
+def assert_each_once_in_key_order(got: Sequence[Delivery], entries: Sequence[Entry], topic: str) -> None:
+    """``got`` is every entry once, each first delivered, each key's in append order."""
+    assert sorted(d.id for d in got) == sorted(e.id for e in entries)
+    for key in sorted({e.key for e in entries}):
+        ns = [json.loads(d.body)["n"] for d in got if d.key == key]
+        assert ns == sorted(ns), f"{key} out of order: {ns}"
+    assert all(d.delivery_count == 1 and d.topic == topic for d in got)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT, what: str = "") -> None:

@@ -24,10 +24,11 @@ import time
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
+from typing import Self
 
 from ...processes import stop_process
 
-__all__ = ["SERVER_MODULES", "Server", "ServerError", "free_port", "start_server", "wait_for_port"]
+__all__ = ["SERVER_MODULES", "Cluster", "Server", "ServerError", "free_port", "start_server", "wait_for_port"]
 
 SERVER_MODULES = {
     "redis": "creative_hub.testing.servers.redis",
@@ -106,6 +107,18 @@ class Server:
         """Start (or restart) on the same data directory; returns when it serves."""
         if self.running:
             return self
+        self.launch()
+        try:
+            self.wait_ready()
+        except Exception as e:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.kill()
+            raise ServerError(f"{self.name} did not start: {e}\n--- {self.log_path} ---\n{tail}") from e
+        return self
+
+    def launch(self) -> None:
+        """Start the process, its output to ``log_path``, without waiting for it to serve
+        (``start()`` waits; a cluster launches every node before it waits for any)."""
         out = open(self.log_path, "ab")  # handed to the child
         try:
             self.proc = subprocess.Popen(
@@ -119,13 +132,6 @@ class Server:
             )
         finally:
             out.close()
-        try:
-            self.wait_ready()
-        except Exception as e:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            self.kill()
-            raise ServerError(f"{self.name} did not start: {e}\n--- {self.log_path} ---\n{tail}") from e
-        return self
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit in time."""
@@ -155,6 +161,25 @@ class Server:
             os.kill(self.pid, signal.SIGCONT)
 
     def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Cluster:
+    """Several ``Server`` nodes started and stopped together (``with cluster:``)."""
+
+    nodes: Sequence[Server]
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

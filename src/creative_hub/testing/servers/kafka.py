@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import Server, ServerError, free_port, wait_for_port
+from . import Cluster, Server, ServerError, free_port, wait_for_port
 
 __all__ = ["KafkaCluster", "KafkaServer", "kafka_libs", "start", "start_cluster"]
 
@@ -232,7 +232,7 @@ class KafkaServer(Server):
         raise ServerError(f"kafka on {self.port} listens but serves no metadata after 60s")
 
 
-class KafkaCluster:
+class KafkaCluster(Cluster):
     """Three KRaft nodes, each broker and controller, replication 3 and min ISR 2.
 
     ``nodes[i]`` is a :class:`KafkaServer`: ``kill()`` one (SIGKILL) and the
@@ -248,7 +248,7 @@ class KafkaCluster:
         dirs = [self.workdir / f"node{i + 1}" for i in range(size)]
         controller_ports = [_ports(d)[1] for d in dirs]
         voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(controller_ports))
-        self.nodes = [
+        self.nodes: list[KafkaServer] = [
             KafkaServer(d, node_id=i + 1, voters=voters, cluster_id=cluster_id, replication=size)
             for i, d in enumerate(dirs)
         ]
@@ -263,26 +263,11 @@ class KafkaCluster:
 
     def start(self) -> KafkaCluster:
         """Start every node that is not running; returns when each lists all brokers."""
-        import subprocess
-
         # A controller quorum needs a majority before any node can register:
         # launch every process first, then wait for them together.
-        waiting = []
-        for node in self.nodes:
-            if not node.running:
-                out = open(node.log_path, "ab")
-                try:
-                    node.proc = subprocess.Popen(
-                        list(node.command()),
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        cwd=node.workdir,
-                        start_new_session=True,
-                    )
-                finally:
-                    out.close()
-                waiting.append(node)
+        waiting = [node for node in self.nodes if not node.running]
+        for node in waiting:
+            node.launch()
         try:
             for node in waiting:
                 node.wait_ready()
@@ -302,15 +287,6 @@ class KafkaCluster:
             time.sleep(0.2)
         raise ServerError(f"kafka cluster: fewer than {count} brokers registered after {timeout}s")
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> KafkaCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _broker_count(port: int) -> int:

@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import STARTUP_TIMEOUT, Server, ServerError, free_port, wait_for_port
+from . import STARTUP_TIMEOUT, Cluster, Server, ServerError, free_port, wait_for_port
 
 __all__ = ["NatsCluster", "NatsServer", "nats_server_binary", "start"]
 
@@ -183,7 +183,7 @@ class NatsServer(Server):
             time.sleep(0.05)
 
 
-class NatsCluster:
+class NatsCluster(Cluster):
     """``size`` JetStream nodes routed together on loopback, for fault tests."""
 
     def __init__(self, workdir: Path, size: int = 3, *, name: str = "hub-test") -> None:
@@ -223,15 +223,6 @@ class NatsCluster:
             node.wait_healthy()
         return self
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> NatsCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start(workdir: Path) -> Server:
