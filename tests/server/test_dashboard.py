@@ -25,6 +25,12 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
 
+# Playwright's default 5 s wait for an expectation is a timing assertion on a
+# 2-core CI machine that also runs a local model and four brokers: it failed
+# once in eight runs while another test ran the model.  A page that is wrong
+# still fails every expectation, only after 30 s instead of 5 s.
+expect.set_options(timeout=30_000)
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
