@@ -202,6 +202,20 @@ def test_bibtex(data: st.DataObject) -> None:
 
 
 @FUZZ
+@given(st.data(), st.sampled_from(["utf-8", "utf-16-le", "utf-16-be", "utf-16", "cp1252", "latin-1"]))
+def test_bibtex_bytes_in_any_encoding(data: st.DataObject, codec: str) -> None:
+    # The file's bytes are read as it was saved (BOM, UTF-16 NULs, JabRef's % Encoding line):
+    # any bytes give text, and entries or per-item errors.
+    entries = data.draw(st.lists(st.sampled_from(_bib_entries()), min_size=1, max_size=3, unique=True))
+    header = data.draw(st.sampled_from(["", "% Encoding: windows-1252\n", "% Encoding: nonsense\n"]))
+    seed = (header + "\n".join(entries)).encode(codec, "replace")
+    raw = data.draw(inputs([seed]))
+    text = bibtex._text(raw)
+    assert isinstance(text, str)
+    check_items(bibtex.parse_bibtex(text, "fuzz.bib"))
+
+
+@FUZZ
 @given(st.data())
 def test_bibtex_one_bad_entry_spares_the_others(data: st.DataObject) -> None:
     entries = data.draw(st.lists(st.sampled_from(_bib_entries()), min_size=3, max_size=5, unique=True))

@@ -92,6 +92,7 @@ _STARTS = [
 @example("FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30;COUNT=5", "DTSTART:20240101T100000Z")
 @example("FREQ=YEARLY;INTERVAL=10000", "DTSTART;VALUE=DATE:20240101")
 @example("FREQ=YEARLY;BYSETPOS=366", "DTSTART:20240101T100000Z")
+@example("FREQ=YEARLY;BYDAY=53SU;BYMONTH=2", "DTSTART:20240101T100000Z")  # IndexError inside dateutil
 def test_recurrence_ends_within_its_caps(rule: str, start: str) -> None:
     ics = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//fuzz//EN\r\nBEGIN:VEVENT\r\nUID:u\r\nSUMMARY:s\r\n"

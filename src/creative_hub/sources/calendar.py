@@ -240,7 +240,9 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
         assert first is not None
         try:
             got = expand(first, rrule, ev.get("RDATE"), ev.get("EXDATE"))
-        except (ValueError, TypeError) as e:  # RFC 7529's RSCALE/SKIP, a rule dateutil cannot read
+        # RFC 7529's RSCALE/SKIP, or a rule dateutil cannot read or stumbles on (IndexError on
+        # some BYSETPOS combinations): the event keeps its rule, unexpanded.
+        except (ValueError, TypeError, IndexError, KeyError) as e:
             extra["occurrences"] = [first.isoformat()]  # DTSTART is always one
             extra["occurrences_not_expanded"] = f"the rule was kept but not expanded: {e}"
         else:
