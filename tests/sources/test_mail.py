@@ -224,3 +224,13 @@ def test_iso_2022_jp_with_windows_characters() -> None:
                 assert isinstance(decode(junk, label), str)
             except UnicodeDecodeError:
                 pass
+
+
+async def test_an_outlook_msg_file_says_what_it_is(hub: Hub, tmp_path: Path) -> None:
+    # Outlook's "Save as" .msg is a compound file, not MIME: it gave "message ... has no From".
+    msg = tmp_path / "meeting.eml"
+    msg.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504)
+    s = await ingest(hub, MailSource([msg]))
+    assert [(e.ref, e.reason) for e in s.skipped] == [
+        (str(msg), "an Outlook .msg file, not an e-mail message: save it as .eml (MIME)")
+    ]

@@ -60,6 +60,7 @@ MAX_HEADER = 1024 * 1024  # bytes of one message's header block (RFC 5322 lines 
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one message; its body is only counted, never kept
 _LINE = 64 * 1024  # bytes read at a time while splitting (a longer line comes in pieces)
 _MSGID = re.compile(r"<[^<>\s]+>")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Microsoft compound file (Outlook .msg)
 
 
 def decode_header(value: str, name: str) -> str:
@@ -222,9 +223,12 @@ def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
         return
     try:
         with path.open("rb") as f:
-            head = f.read(5)
+            head = f.read(8)
+            if head == _OLE_MAGIC:  # Outlook's .msg (a compound file), often saved under .eml
+                yield str(path), "an Outlook .msg file, not an e-mail message: save it as .eml (MIME)"
+                return
             f.seek(0)
-            yield from _split(f, str(path), mbox=head == b"From " or path.suffix == ".mbox")
+            yield from _split(f, str(path), mbox=head[:5] == b"From " or path.suffix == ".mbox")
     except OSError as e:
         yield str(path), f"cannot read: {e.strerror}"
 
