@@ -234,3 +234,17 @@ async def test_an_outlook_msg_file_says_what_it_is(hub: Hub, tmp_path: Path) -> 
     assert [(e.ref, e.reason) for e in s.skipped] == [
         (str(msg), "an Outlook .msg file, not an e-mail message: save it as .eml (MIME)")
     ]
+
+
+async def test_a_folder_of_mail_reads_no_links_out(hub: Hub, fixtures_dir: Path, tmp_path: Path) -> None:
+    inbox = tmp_path / "saved"
+    inbox.mkdir()
+    (inbox / "reply.eml").write_bytes((fixtures_dir / "email" / "gmail_reply.eml").read_bytes())
+    private = tmp_path / "private.eml"
+    private.write_bytes(raw_messages(fixtures_dir)[0])
+    (inbox / "theirs.eml").symlink_to(private)  # would publish a message nobody filed here
+    s = await ingest(hub, MailSource([inbox]))
+    assert s.ingested == 1
+    assert [(e.ref, e.reason) for e in s.skipped] == [
+        (str(inbox / "theirs.eml"), f"a link out of the folder (to {private}): left out")
+    ]

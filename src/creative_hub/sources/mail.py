@@ -40,6 +40,7 @@ from ..event import derive_id
 from ..origins import source_id
 from ..schemas import Message
 from . import _charsets as charsets
+from ._files import files_under
 from .base import Item, ItemError, Principals, find_refs, link, make_event
 
 __all__ = [
@@ -215,8 +216,12 @@ def _messages(path: Path) -> Iterable[tuple[str, bytes | str]]:
                 with md.get_file(key) as f:
                     yield from _split(f, f"{path}/{key}", mbox=False)
             return
-        for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".eml", ".mbox")):
-            yield from _messages(child)
+        for child in files_under(path):  # a link out of the folder is not read (ingest folder's rule)
+            if isinstance(child, ItemError):
+                if child.ref.endswith((".eml", ".mbox")):
+                    yield child.ref, child.reason
+            elif child.suffix in (".eml", ".mbox"):
+                yield from _messages(child)
         return
     if path.exists() and not path.is_file():  # a FIFO would block the open, a device never end
         yield str(path), "not a regular file (a device, FIFO or socket)"
