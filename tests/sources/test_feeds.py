@@ -8,6 +8,7 @@ import pytest
 
 from creative_hub.hub import Hub
 from creative_hub.sources._fetch import FetchLimits
+from creative_hub.sources.base import ItemError
 from creative_hub.sources.feeds import FeedSource, PageSource
 from creative_hub.sources.ingest import ingest
 
@@ -144,3 +145,21 @@ async def test_a_feed_with_whitespace_before_its_xml_declaration_is_whole(hub: H
     (e,) = await stored("creative.metadata")
     assert e.data["title"] == "Ostafrika stellt sich auf die nächste Heuschreckenplage ein"
     assert e.data["extra"]["entry_id"] == "c88fbba9-c228-4724-bf41-8c193b72491c"
+
+
+@pytest.mark.parametrize(
+    ("declared", "codec", "title"),
+    [
+        ('<meta charset="shift_jis">', "cp932", "①会議のお知らせ"),  # Japanese Windows: NEC characters
+        ('<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">', "cp1252", "“Café” €"),
+        ("<meta charset='gb2312'>", "gb18030", "朱镕基讲话"),
+    ],
+)
+def test_a_page_in_the_charset_it_declares_as_browsers_read_it(declared: str, codec: str, title: str) -> None:
+    # Browsers read these labels as the supersets pages are written in (the WHATWG Encoding
+    # Standard); a strict codec failed and the whole page came out as Windows-1252 mojibake.
+    from creative_hub.sources.feeds import parse_page
+
+    html = f"<html><head>{declared}<title>{title}</title></head><body>x</body></html>"
+    page = parse_page(html.encode(codec), "https://example.org/p")
+    assert not isinstance(page, ItemError) and page.data.title == title

@@ -36,6 +36,7 @@ import httpx
 
 from ..origins import source_id
 from ..schemas import Webpage
+from . import _charsets as charsets
 from ._fetch import FetchLimits, FetchRefused, fetch, guarded_client
 from ._files import read_bounded
 from .base import Item, ItemError, Principals, find_refs, make_event, with_mapped
@@ -173,7 +174,7 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None, *, sa
     by its content, never by the file's path."""
     principals = principals or Principals()
     try:
-        soup = BeautifulSoup(raw, "html.parser")
+        soup = BeautifulSoup(_html_text(raw), "html.parser")
     except ParserRejectedMarkup as e:
         return ItemError(url, f"not an HTML page the parser can read: {e}")
 
@@ -230,6 +231,22 @@ def parse_page(raw: bytes, url: str, principals: Principals | None = None, *, sa
         creator=WEB,  # the author is a claim of the page: data.extra.author, never the writer
         time=published,
     )
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+
+
+def _html_text(raw: bytes) -> str | bytes:
+    """A page's text in the charset its ``<meta>`` declares, read as browsers read the label
+    (``shift_jis`` as CP932, ``iso-8859-1`` as Windows-1252: ``_charsets``); with a BOM, no
+    declaration or one that does not fit, the bytes, for BeautifulSoup to detect."""
+    declared = _META_CHARSET.search(raw[:4096])
+    if declared is None or raw.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw
+    try:
+        return charsets.decode(raw, declared.group(1).decode("ascii"))
+    except (LookupError, UnicodeDecodeError):
+        return raw
 
 
 def _join(base: str, link: str) -> str | None:
