@@ -30,9 +30,10 @@ URL is attacker-supplied.  What keeps a fetch from reaching inside or running aw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,15 +184,8 @@ async def fetch(
     client: httpx.AsyncClient, url: str, limits: FetchLimits, headers: dict[str, str] | None = None
 ) -> tuple[str, bytes]:
     """(final URL, body) of a 200 answer; FetchRefused for a limit, an HTTP error or a failed request."""
-    try:
-        async with asyncio.timeout(limits.deadline):
-            return await _follow(client, url, limits, headers or {})
-    except TimeoutError:
-        raise FetchRefused(
-            f"took longer than {limits.deadline:g} s in all (a slow or trickling server; --timeout)"
-        ) from None
-    except httpx.HTTPError as e:
-        raise FetchRefused(f"request failed: {e}") from None
+    async with _within(limits, "; --timeout"):
+        return await _follow(client, url, limits, headers or {})
 
 
 async def _follow(
@@ -207,16 +201,7 @@ async def _follow(
                 continue
             if r.status_code != 200:
                 raise FetchRefused(f"HTTP {r.status_code}")
-            declared = r.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limits.max_bytes:
-                raise FetchRefused(_too_big(f"Content-Length {int(declared)}", limits))
-            body = bytearray()
-            # aiter_bytes decompresses: the cap counts what would be kept, so a gzip bomb stops too.
-            async for chunk in r.aiter_bytes():
-                body += chunk
-                if len(body) > limits.max_bytes:
-                    raise FetchRefused(_too_big(f"stopped reading at {len(body)} bytes", limits))
-            return str(r.url), bytes(body)
+            return str(r.url), await _body(r, limits, "; --max-bytes raises it")
     raise FetchRefused(f"more than {limits.max_redirects} redirects")
 
 
@@ -235,25 +220,38 @@ async def api_get(
 ) -> tuple[int, bytes]:
     """(status, body) of one GET, redirects followed by the client; the body streamed and
     capped, the whole request within one deadline; FetchRefused past a limit or on failure."""
+    async with _within(limits, ""), client.stream("GET", url, params=params, headers=headers) as r:
+        return r.status_code, await _body(r, limits, "")
+
+
+@contextlib.asynccontextmanager
+async def _within(limits: FetchLimits, hint: str) -> AsyncIterator[None]:
+    """The request inside: within ``limits.deadline`` in all; a timeout or an httpx error is
+    FetchRefused (``hint``: the option that raises the deadline, if any)."""
     try:
         async with asyncio.timeout(limits.deadline):
-            async with client.stream("GET", url, params=params, headers=headers) as r:
-                declared = r.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limits.max_bytes:
-                    raise FetchRefused(_too_big(f"Content-Length {int(declared)}", limits, ""))
-                body = bytearray()
-                async for chunk in r.aiter_bytes():
-                    body += chunk
-                    if len(body) > limits.max_bytes:
-                        raise FetchRefused(_too_big(f"stopped reading at {len(body)} bytes", limits, ""))
-                return r.status_code, bytes(body)
+            yield
     except TimeoutError:
         raise FetchRefused(
-            f"took longer than {limits.deadline:g} s in all (a slow or trickling server)"
+            f"took longer than {limits.deadline:g} s in all (a slow or trickling server{hint})"
         ) from None
     except httpx.HTTPError as e:
         raise FetchRefused(f"request failed: {e}") from None
 
 
-def _too_big(detail: str, limits: FetchLimits, hint: str = "; --max-bytes raises it") -> str:
+async def _body(r: httpx.Response, limits: FetchLimits, hint: str) -> bytes:
+    """``r``'s body, refused (FetchRefused) once it is known to be over ``limits.max_bytes``."""
+    declared = r.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise FetchRefused(_too_big(f"Content-Length {int(declared)}", limits, hint))
+    body = bytearray()
+    # aiter_bytes decompresses: the cap counts what would be kept, so a gzip bomb stops too.
+    async for chunk in r.aiter_bytes():
+        body += chunk
+        if len(body) > limits.max_bytes:
+            raise FetchRefused(_too_big(f"stopped reading at {len(body)} bytes", limits, hint))
+    return bytes(body)
+
+
+def _too_big(detail: str, limits: FetchLimits, hint: str) -> str:
     return f"the response is over the {limits.max_bytes}-byte limit ({detail}{hint})"
