@@ -163,3 +163,40 @@ def test_a_page_in_the_charset_it_declares_as_browsers_read_it(declared: str, co
     html = f"<html><head>{declared}<title>{title}</title></head><body>x</body></html>"
     page = parse_page(html.encode(codec), "https://example.org/p")
     assert not isinstance(page, ItemError) and page.data.title == title
+
+
+BLOG = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">
+<id>tag:ana.example,2024:blog</id><title>Ana's blog</title><link href="https://ana.example/"/>
+<updated>2024-01-02T00:00:00Z</updated><author><name>Ana</name></author>
+<entry><id>tag:ana.example,2024:post-1</id><title>Post one</title><link href="https://ana.example/1"/>
+<updated>2024-01-02T00:00:00Z</updated><summary>Hello</summary></entry></feed>"""
+
+# A planet: the same entry, naming the feed it came from (RFC 4287 4.2.11 atom:source).
+PLANET = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">
+<id>tag:planet.example,2024:planet</id><title>Planet Example</title><link href="https://planet.example/"/>
+<updated>2024-01-03T00:00:00Z</updated>
+<entry><id>tag:ana.example,2024:post-1</id><title>Post one</title><link href="https://ana.example/1"/>
+<updated>2024-01-02T00:00:00Z</updated><summary>Hello</summary><author><name>Ana</name></author>
+<source><id>tag:ana.example,2024:blog</id><title>Ana's blog</title><link href="https://ana.example/"/></source>
+</entry></feed>"""
+
+# A digest that carries the entry without saying where it came from.
+DIGEST = PLANET.replace(b"planet", b"digest").replace(b"Planet", b"Digest").split(b"<source>")[0] + (
+    b"</entry></feed>"
+)
+
+
+async def test_the_same_entry_in_another_feed_is_no_false_change(hub: Hub, stored, tmp_path: Path) -> None:
+    # It was "already in the hub with other content (changed at the source?)": nothing changed.
+    for name, body in (("blog.atom", BLOG), ("planet.atom", PLANET), ("digest.atom", DIGEST)):
+        (tmp_path / name).write_bytes(body)
+    assert (await ingest(hub, FeedSource([tmp_path / "blog.atom"]))).ingested == 1
+    planet = await ingest(hub, FeedSource([tmp_path / "planet.atom"]))  # it names its origin: the same
+    assert (planet.ingested, planet.already, planet.skipped) == (0, 1, [])
+    digest = await ingest(hub, FeedSource([tmp_path / "digest.atom"]))  # as that feed carries it
+    assert (digest.ingested, digest.skipped) == (1, [])
+    blog, carried = await stored("creative.metadata")
+    assert blog.data["feed"] == "tag:ana.example,2024:blog"
+    assert carried.data["feed"] == "tag:digest.example,2024:digest"
+    post = "tag:ana.example,2024:post-1"
+    assert blog.data["extra"]["entry_id"] == carried.data["extra"]["entry_id"] == post

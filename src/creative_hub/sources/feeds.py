@@ -133,7 +133,14 @@ def _entry(
     if url is None:
         return ItemError(ref, f"entry link {link!r} is not a URL")
     key = entry.get("id") or url
+    # An entry a planet or digest carries names the feed it came from (Atom's <source>,
+    # RSS's <source url>): it is that feed's entry, the same event as the original's.
+    origin = entry.get("source") or {}
+    origin_feed = origin.get("id") or origin.get("href") or origin.get("link")
+    if isinstance(origin_feed, str) and origin_feed:
+        feed, feed_title = origin_feed, origin.get("title") or feed_title
     # dict.get: feedparser's own get("updated*") maps to "published*" with a DeprecationWarning.
+    revision = dict.get(entry, "updated") or entry.get("published") or ""
     published = _when(entry.get("published_parsed")) or _when(dict.get(entry, "updated_parsed"))
     summary = _plain(entry.get("summary"))
     extra: dict[str, Any] = {"entry_id": key}
@@ -157,7 +164,9 @@ def _entry(
     )
     return make_event(
         "creative.metadata.webpage",
-        id=source_id("feeds", key, dict.get(entry, "updated") or entry.get("published") or ""),
+        # The entry as its feed carries it: the same entry id in another feed (that does not
+        # name it as its origin) is another event, not a "change at the source".
+        id=source_id("feeds", feed or "", key, revision),
         source=f"feed:{feed}" if feed else FEEDS,
         subject=url,
         data=data,
