@@ -282,3 +282,26 @@ async def test_recurrence_expansion_is_capped_and_says_so(hub: Hub, stored, tmp_
     # Every thousandth year: the time window (2000 periods) ends before 100 are found.
     assert rare["occurrences"][:2] == ["2024-02-29", "3024-02-29"] and len(rare["occurrences"]) == 8
     assert rare["occurrences_capped"].startswith("expanded only up to ")
+
+
+async def test_an_edited_event_is_a_new_revision_not_a_skip(hub: Hub, stored, tmp_path: Path) -> None:
+    # The same UID exported again after an edit (RFC 5545: SEQUENCE goes up, LAST-MODIFIED
+    # moves) was skipped as "already in the hub with other content (changed at the source?)"
+    # and the new time was lost. An export that changed nothing (DTSTAMP only) adds 0.
+    first = "UID:standup\r\nSUMMARY:Standup\r\nDTSTART:20260105T090000Z\r\nLAST-MODIFIED:20260101T000000Z"
+    moved = (
+        "UID:standup\r\nSUMMARY:Standup\r\nDTSTART:20260105T100000Z\r\nSEQUENCE:1\r\n"
+        "LAST-MODIFIED:20260102T000000Z"
+    )
+    for name, ev in (("v1.ics", first), ("v2.ics", moved)):
+        (tmp_path / name).write_bytes(_ics(ev))
+    assert (await ingest(hub, CalendarSource([tmp_path / "v1.ics"]))).ingested == 1
+    again = tmp_path / "v1-again.ics"
+    again.write_bytes(_ics(first).replace(b"DTSTAMP:20240101T000000Z", b"DTSTAMP:20260103T000000Z"))
+    assert (await ingest(hub, CalendarSource([again]))).already == 1
+    s = await ingest(hub, CalendarSource([tmp_path / "v2.ics"]))
+    assert (s.ingested, s.skipped) == (1, [])
+    old, new = await stored("creative.ceremony")
+    assert (old.subject, new.subject) == ("ical:standup", "ical:standup")
+    assert (old.data["start"], new.data["start"]) == ("2026-01-05T09:00:00Z", "2026-01-05T10:00:00Z")
+    assert new.data["extra"]["sequence"] == 1

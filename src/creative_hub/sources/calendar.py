@@ -5,7 +5,8 @@ Each VEVENT, and each ceremony in a YAML/JSON file, becomes a
 RECURRENCE-ID for a moved occurrence; an event with no UID, as Microsoft CDO
 writes some, from its own lines but DTSTAMP) or the ceremony's ``id``, never
 from the file: the same calendar saved elsewhere is the same events.  An
-event with no SUMMARY is kept as "(no title)" (``extra.untitled``).  They are
+edited event (SEQUENCE up, LAST-MODIFIED moved) is a new revision, not a
+conflict.  An event with no SUMMARY is kept as "(no title)" (``extra.untitled``).  They are
 written by ``calendar`` / ``ceremony`` (or the person who ran the ingest); an
 organizer or host is a claim, kept in ``data.extra``.
 
@@ -172,6 +173,14 @@ def _content_key(ev: Any) -> str:
     return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]  # 128 bits
 
 
+def _sequence(value: Any) -> int:
+    """SEQUENCE as a number (0 when absent or not one)."""
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
 def _lenient_rule(rrule: Any) -> Any:
     """An RRULE icalendar could not read, read again without whitespace (Microsoft CDO
     writes ``BYDAY=MO, TU, WE``); else as it was (expansion then says why not)."""
@@ -228,6 +237,9 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
     rrule = _lenient_rule(ev.get("RRULE"))
     recurrence = rrule.to_ical().decode() if rrule is not None else None
     extra: dict[str, Any] = {"uid": uid} if uid else {"no_uid": True}
+    sequence = _sequence(ev.get("SEQUENCE"))
+    if sequence:
+        extra["sequence"] = sequence
     extra["attendees"] = people
     if not title:
         title, extra["untitled"] = UNTITLED, True
@@ -272,9 +284,15 @@ def _vevent(ev: Any, ref: str, where: str, principals: Principals, defined: set[
         recurrence=recurrence,
         extra=extra,
     )
+    # An edit is a new revision of the event (RFC 5545: SEQUENCE goes up, LAST-MODIFIED
+    # moves), not a conflict with the stored one; a re-export that changed nothing keeps both.
+    revision = [f"seq={sequence}"] if sequence else []
+    modified = ev.get("LAST-MODIFIED")
+    if modified is not None and hasattr(modified, "dt"):
+        revision.append(f"modified={modified.dt.isoformat()}")
     return make_event(
         "creative.ceremony.session",
-        id=source_id("ical", ident, rid.dt.isoformat() if rid is not None else ""),
+        id=source_id("ical", ident, rid.dt.isoformat() if rid is not None else "", *revision),
         source=CALENDAR,
         subject=f"ical:{ident}",
         data=data,
