@@ -174,3 +174,18 @@ async def test_windows_1252_files_decode_as_windows_1252(hub: Hub, stored, tmp_p
     assert (s.ingested, s.skipped) == (2, [])
     titles = {e.data["title"] for e in await stored("creative.metadata")}
     assert titles == {"Caf\u00e9 \u201cquoted\u201d \u2013 5 \u20ac"}
+
+
+async def test_an_edited_entry_is_a_new_revision_not_a_skip(hub: Hub, stored, tmp_path: Path) -> None:
+    # A typo fixed in a title and the file ingested again: it was "already in the hub with
+    # other content (changed at the source?)", and the fix never got in.
+    f = tmp_path / "refs.bib"
+    f.write_text("@article{k, title = {Quantm walks}, doi = {10.1000/qw}, year = {2020}}\n")
+    assert (await ingest(hub, BibtexSource([f]))).ingested == 1
+    f.write_text("@article{k, title = {Quantum walks}, doi = {10.1000/qw}, year = {2020}}\n")
+    s = await ingest(hub, BibtexSource([f]))
+    assert (s.ingested, s.skipped) == (1, [])
+    assert (await ingest(hub, BibtexSource([f]))).already == 1
+    old, new = await stored("creative.metadata")
+    assert (old.subject, new.subject) == ("doi:10.1000/qw", "doi:10.1000/qw")
+    assert new.data["title"] == "Quantum walks"

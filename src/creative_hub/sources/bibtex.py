@@ -12,11 +12,14 @@ A block the parser cannot read is an ItemError with its line.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from ..origins import source_id
 from ..schemas import Paper
@@ -149,13 +152,15 @@ def _entry(entry: Any, ref: str, where: str, principals: Principals) -> Item:
     )
     # Ids from what names the work, not from the file: the same entry in two files is one
     # event.  Two entries (two keys) for one DOI or arXiv id are two events, each linked
-    # same-as to the one work.
+    # same-as to the one work.  An edited entry is a new revision (what was read is part of
+    # its id), not a conflict with the one stored.
+    revision = hashlib.sha256(msgspec.json.encode(data)).hexdigest()[:16]
     if doi:
-        eid = source_id("bibtex", "doi", doi, key)
+        eid = source_id("bibtex", "doi", doi, key, revision)
     elif arxiv_id:
-        eid = source_id("bibtex", "arxiv", arxiv_id, key)
+        eid = source_id("bibtex", "arxiv", arxiv_id, key, revision)
     else:
-        eid = source_id("bibtex", "key", key, title)
+        eid = source_id("bibtex", "key", key, title, revision)
     return paper_event(
         data,
         id=eid,
