@@ -92,6 +92,24 @@ def assert_per_key_order(ids: list[str], order: dict[str, tuple[str, int]]) -> N
         assert ns == sorted(ns), f"key {key} out of publish order"
 
 
+async def test_member_joins_again_when_its_group_is_destroyed(rlog: RedisLog) -> None:
+    # The consumer group is destroyed under a live member (XGROUP DESTROY by an
+    # operator, a restore without it): its next read answers NOGROUP, and the
+    # member creates the group again and goes on -- it used to wait forever on
+    # the lock its own next() held.
+    topic = new_topic("redis")
+    first, later = make_entries(1), make_entries(1)
+    await rlog.append(topic, first)
+    async with rlog.subscribe(topic, "again", ack_timeout=30) as sub:
+        await (await sub.next(timeout=WAIT)).ack()
+        for p in range(await rlog.partitions(topic) or 0):
+            await rlog.client.xgroup_destroy(rlog.stream(topic, p), "again")
+        await rlog.append(topic, later)
+        got = await asyncio.wait_for(sub.next(timeout=WAIT), WAIT)
+    # Joined again from the start (the group's acks went with it): the first comes back.
+    assert got.id == first[0].id
+
+
 # -- faults ---------------------------------------------------------------------
 @pytest.mark.faults
 async def test_sigkilled_member_mid_batch_is_redelivered_to_another_member(

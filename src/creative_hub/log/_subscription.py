@@ -19,9 +19,13 @@ the contract suite) and builds the engine's subclass of ``SubscriptionBase``
 * ``close()``, which leaves in a task of its own: cancelling the caller does
   not abandon the leaving half-way (a later ``close()`` waits for it).
 
-The engine writes ``_join()`` (idempotent), ``next()``, ``next_batch()``,
-``ack_many()`` and ``_close()``.  Its driver calls go through a
-``_guard.Guard``, which also raises cancellations a driver swallowed.
+The engine writes ``_enter()`` (joining: ``_join()`` calls it once),
+``next()``, ``next_batch()``, ``ack_many()`` and ``_close()``;
+``LockedSubscription`` writes ``next()`` and ``next_batch()`` for a member
+that hands out under one lock (SQLite, NATS), and ``LazyDelivery`` is a
+delivery that decodes its record only when asked (Redis, Kafka).  The
+engine's driver calls go through a ``_guard.Guard``, which also raises
+cancellations a driver swallowed.
 """
 
 from __future__ import annotations
@@ -235,9 +239,19 @@ class SubscriptionBase(GapReporter):
             raise TimeoutError(f"no delivery on {self.topic} within {timeout}s")
         return min(wait, deadline - now)
 
-    # -- the engine's part -------------------------------------------------------
     async def _join(self) -> None:
-        """Join the group (a second call does nothing)."""
+        """Join the group: a second call does nothing, a call after ``close()`` is LogClosed.
+
+        (Kafka, whose member joins on a thread of its own, writes its own.)"""
+        if self.state is SubState.OPEN:
+            return
+        if self.state is SubState.CLOSED:
+            raise LogClosed("subscription")
+        await self._enter()
+
+    # -- the engine's part -------------------------------------------------------
+    async def _enter(self) -> None:
+        """Join the group (``_join`` calls it while the state is NEW)."""
         raise NotImplementedError
 
     async def next(self, timeout: float | None = None) -> Delivery:

@@ -145,11 +145,7 @@ class NatsSubscription(LockedSubscription):
         self._gtoken = escape(self.group)
 
     # -- joining ---------------------------------------------------------------
-    async def _join(self) -> None:
-        if self.state is SubState.OPEN:
-            return
-        if self.state is SubState.CLOSED:
-            raise LogClosed("subscription")
+    async def _enter(self) -> None:
         log = self.log
         log.check_open()
         t = await log.topic_of(self.topic, create=True)

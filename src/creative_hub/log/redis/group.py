@@ -95,7 +95,7 @@ class RedisSubscription(SubscriptionBase):
         self._max_block = min(MAX_BLOCK, log.options.socket_timeout / 2)
 
     # -- lifecycle ---------------------------------------------------------
-    async def _join(self) -> None:
+    async def _enter(self) -> None:
         async with self._lock:
             if self.state is SubState.NEW:
                 await self._join_locked()
@@ -301,11 +301,12 @@ class RedisSubscription(SubscriptionBase):
                     await self._join_again()
 
     async def _join_again(self) -> None:
+        """Create the group again and rejoin it (``_next_slow`` holds the lock)."""
         if self._renewer is not None:
             self._renewer.cancel()
         self._owned.clear()
         self._queue.clear()
-        await self._join()
+        await self._join_locked()
 
     def _budget(self, now: float, deadline: float | None) -> float:
         """How long the next fetch may block: until a deadline or some housekeeping is due."""

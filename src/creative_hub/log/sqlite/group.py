@@ -103,11 +103,7 @@ class SQLiteSubscription(LockedSubscription):
         self._lock = asyncio.Lock()
 
     # -- membership ----------------------------------------------------------
-    async def _join(self) -> None:
-        if self.state is SubState.OPEN:
-            return
-        if self.state is SubState.CLOSED:
-            raise LogClosed("subscription")
+    async def _enter(self) -> None:
         self.log._check_open()
         self.log._subs.add(self)
         topic, group, start = self.topic, self.group, self.start

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ...errors import LogClosed
 from ...ledger import EffectLedger
 from ...log import Delivery, Log, Start
 from ..worker import assert_effects_once, hung_on, spawn, survive
@@ -189,6 +190,18 @@ class GroupRules:
                 got.append(d.id)
                 await d.ack()
         assert got == [e.id for e in live]
+
+    async def test_closed_subscription_cannot_join_again(self, log: Log) -> None:
+        # Closing is final on every engine: entering the subscription again is
+        # LogClosed (Redis entered silently), and iterating it ends at once.
+        topic, _ = await topic_with(log, 1)
+        sub = log.subscribe(topic, "closed", ack_timeout=30)
+        async with sub:
+            await (await sub.next(timeout=WAIT)).ack()
+        with pytest.raises(LogClosed):
+            async with sub:
+                pass
+        assert [d async for d in sub] == []
 
     async def test_groups_are_independent(self, log: Log) -> None:
         topic, entries = await topic_with(log, 3)

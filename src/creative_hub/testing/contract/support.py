@@ -11,10 +11,12 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Unpack
 
 import pytest
 
 from ...log import Delivery, Entry, Log, Record
+from ...log.base import ReadOptions
 
 WAIT = 60.0  # seconds a test waits for something that should happen soon
 
@@ -96,9 +98,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT
         await asyncio.sleep(0.1)
 
 
-async def read_all(log: Log, topic: str, **kw: object) -> list[Record]:
-    """Every record ``log.read(topic, **kw)`` yields, as a list."""
-    return [r async for r in log.read(topic, **kw)]  # type: ignore[arg-type]
+async def read_all(log: Log, topic: str, **options: Unpack[ReadOptions]) -> list[Record]:
+    """Every record ``log.read(topic, **options)`` yields, as a list."""
+    return [r async for r in log.read(topic, **options)]
 
 
 async def holds(value: bool) -> bool:
