@@ -305,3 +305,13 @@ async def test_an_edited_event_is_a_new_revision_not_a_skip(hub: Hub, stored, tm
     assert (old.subject, new.subject) == ("ical:standup", "ical:standup")
     assert (old.data["start"], new.data["start"]) == ("2026-01-05T09:00:00Z", "2026-01-05T10:00:00Z")
     assert new.data["extra"]["sequence"] == 1
+
+
+async def test_an_edited_ceremony_is_a_new_revision(hub: Hub, stored, tmp_path: Path) -> None:
+    f = tmp_path / "circle.yaml"
+    f.write_text("id: circle\ntitle: Circle\nstart: 2026-12-21T17:00:00+01:00\nplace: The oak\n")
+    assert (await ingest(hub, CeremonySource([f]))).ingested == 1
+    f.write_text("id: circle\ntitle: Circle\nstart: 2026-12-21T17:00:00+01:00\nplace: The old oak\n")
+    s = await ingest(hub, CeremonySource([f]))
+    assert (s.ingested, s.skipped) == (1, [])  # was "changed at the source?", the edit lost
+    assert [e.data["place"] for e in await stored("creative.ceremony")] == ["The oak", "The old oak"]

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
+
 from ..origins import source_id
 from ..schemas import Phase, Session
 from ._files import FileSource
@@ -390,7 +392,8 @@ def _ceremony(c: Any, ref: str, where: str, principals: Principals, owner: str |
     key = str(c.get("id") or f"{title.strip()}@{start.isoformat()}")
     return make_event(
         "creative.ceremony.session",
-        id=source_id("ceremony", key),
+        # An edited ceremony is a new revision (what was read is part of its id), not a conflict.
+        id=source_id("ceremony", key, hashlib.sha256(msgspec.json.encode(data)).hexdigest()[:16]),
         source=CEREMONY,
         subject=f"ceremony:{key}",
         data=data,
