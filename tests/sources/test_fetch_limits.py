@@ -263,3 +263,22 @@ async def test_arxiv_and_crossref_answers_are_bounded_too(hub: Hub, outside: Ser
     assert s.skipped[0].reason == "took longer than 1 s in all (a slow or trickling server)"
     s = await ingest(hub, CrossrefSource(dois=["10.1000/x"], api_url=f"{outside.url}/big", limits=limits))
     assert "over the 1048576-byte limit (Content-Length 209715200)" in s.skipped[0].reason
+
+
+async def test_github_api_answers_are_bounded_too(hub: Hub, outside: Server) -> None:
+    # REST polling read every page whole with only a per-read timeout: a 200 MiB answer
+    # or a server trickling a byte at a time held the ingest without end.
+    from creative_hub.sources.github import GithubSource
+
+    outside.routes["/big/repos/o/r/commits"] = _huge(declare=False)
+    outside.routes["/big/repos/o/r/pulls"] = _huge(declare=True)
+    outside.routes["/slow/repos/o/r/commits"] = _trickle
+    limits = FetchLimits(max_bytes=2**20, deadline=1.0, allow_private=True)
+    s = await ingest(hub, GithubSource("o/r", api_url=f"{outside.url}/big", limits=limits))
+    reasons = {x.ref: x.reason for x in s.skipped}
+    assert "over the 1048576-byte limit (stopped reading at " in reasons["github:o/r/commits"]
+    assert "over the 1048576-byte limit (Content-Length 209715200)" in reasons["github:o/r/pulls"]
+    assert s.ingested == 0
+    s = await ingest(hub, GithubSource("o/r", api_url=f"{outside.url}/slow", limits=limits))
+    reasons = {x.ref: x.reason for x in s.skipped}
+    assert reasons["github:o/r/commits"] == "took longer than 1 s in all (a slow or trickling server)"

@@ -206,7 +206,7 @@ async def _follow(
 
 
 API_LIMITS = FetchLimits(max_bytes=32 * 1024 * 1024, deadline=120.0, allow_private=True)
-"""Bounds on a call to an API the ingest is configured with (arXiv, CrossRef): its
+"""Bounds on a call to an API the ingest is configured with (arXiv, CrossRef, GitHub): its
 address is the person's choice (``--api-url``), its answer is still capped in size and time."""
 
 
@@ -217,11 +217,15 @@ async def api_get(
     *,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
-) -> tuple[int, bytes]:
-    """(status, body) of one GET, redirects followed by the client; the body streamed and
-    capped, the whole request within one deadline; FetchRefused past a limit or on failure."""
+) -> httpx.Response:
+    """One GET, redirects followed by the client; the body streamed and capped, the whole
+    request within one deadline; FetchRefused past a limit or on failure.  The answer comes
+    back read (``.content``, ``.json()``, ``.links``, ``.headers`` for ETags and rate limits)."""
     async with _within(limits, ""), client.stream("GET", url, params=params, headers=headers) as r:
-        return r.status_code, await _body(r, limits, "")
+        body = await _body(r, limits, "")
+    # The body was decoded while it was counted: the copy carries it without the encoding.
+    kept = [(k, v) for k, v in r.headers.multi_items() if k not in ("content-encoding", "content-length")]
+    return httpx.Response(r.status_code, headers=kept, content=body, request=r.request)
 
 
 @contextlib.asynccontextmanager

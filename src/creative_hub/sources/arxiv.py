@@ -208,10 +208,11 @@ class ArxivSource:
                     params["id_list"] = ",".join(self.ids)
                 ref = f"{self.api_url}?start={start}"
                 try:
-                    status, body = await api_get(client, self.api_url, self.limits, params=params)
+                    answer = await api_get(client, self.api_url, self.limits, params=params)
                 except FetchRefused as e:
                     yield ItemError(ref, str(e))
                     return
+                status, body = answer.status_code, answer.content
                 if status != 200:
                     yield ItemError(ref, f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
                     return

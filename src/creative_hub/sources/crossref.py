@@ -199,10 +199,11 @@ class CrossrefSource:
                 requests.append((f"{self.api_url}/works", {"query": self.query, "rows": str(self.rows)}))
             for url, params in requests:
                 try:
-                    status, body = await api_get(client, url, self.limits, params=params, headers=headers)
+                    answer = await api_get(client, url, self.limits, params=params, headers=headers)
                 except FetchRefused as e:
                     yield ItemError(url, str(e))
                     continue
+                status, body = answer.status_code, answer.content
                 if status == 404:
                     yield ItemError(url, "no such DOI at CrossRef (404)")
                     continue

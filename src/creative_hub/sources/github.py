@@ -48,6 +48,7 @@ from ..event import Event, encode_event, now
 from ..hub import Hub
 from ..log import Entry, Log
 from ..topics import system as system_topic
+from ._fetch import API_LIMITS, FetchLimits, FetchRefused, api_get
 from ._github_map import GITHUB, commit_event, issue_event, pull_event, review_event, webhook_events
 from .base import Item, ItemError, Principals
 
@@ -277,6 +278,7 @@ class GithubSource:
         max_pages: int = 10,
         max_wait: float = DEFAULT_MAX_WAIT,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        limits: FetchLimits = API_LIMITS,
     ) -> None:
         if not re.match(r"^[\w.-]+/[\w.-]+$", repo):
             raise ValidationError("repo", f"{repo!r} is not owner/name")
@@ -289,6 +291,7 @@ class GithubSource:
         self.max_pages = max_pages
         self.max_wait = max_wait
         self.sleep = sleep
+        self.limits = limits  #: each answer capped in size and time (the API's address is the person's)
         self.requests = 0  #: API calls made (304s included)
         self.not_modified = 0  #: lists that had not changed since the last run
         self._etags: dict[str, str] = self._load()
@@ -330,7 +333,7 @@ class GithubSource:
             headers["If-None-Match"] = self._etags[url]
         for _ in range(3):
             self.requests += 1
-            r = await client.get(url, headers=headers)
+            r = await api_get(client, url, self.limits, headers=headers)
             if r.status_code == 304:
                 self.not_modified += 1
                 return None
@@ -399,7 +402,7 @@ class GithubSource:
                 except RateLimited as e:
                     yield ItemError(f"github:{self.repo}/{kind}", f"{e}; run again after that")
                     return
-                except (ValidationError, httpx.HTTPError) as e:
+                except (ValidationError, FetchRefused, httpx.HTTPError) as e:
                     yield ItemError(f"github:{self.repo}/{kind}", str(e))
         finally:
             if self.client is None:
