@@ -205,6 +205,35 @@ async def test_receipt_lost_before_a_restart_is_not_stored_twice(klog: Log, kafk
         await fresh.close()
 
 
+async def test_an_early_catch_up_serves_only_the_call_it_was_asked_for(kafka_url: str) -> None:
+    # Hub.publish names its first entry (will_append) so the writer asks the broker for
+    # the topic's ends while the hub prepares the rest.  A named call that never appends
+    # (it failed after naming) must not lend that early answer to a later call: a copy
+    # another process stored in between would go unseen and be stored twice.
+    topic = new_topic("kafka")
+    here, other = open_log(kafka_url), open_log(kafka_url)
+    await here.open()
+    await other.open()
+    try:
+        assert isinstance(here, KafkaLog)
+        await here.append(topic, make_entries(1))  # the writer exists
+        named, dup = make_entries(2)
+        here.will_append(topic, named)  # ... and that call fails: `named` is never appended
+        assert not (await other.append(topic, [dup]))[0].duplicate
+        again = await here.append(topic, [dup])  # a retry begun after the other's ack
+        assert again[0].duplicate
+        # The named call itself is answered from its early request, receipts as usual.
+        calls = make_entries(3)
+        here.will_append(topic, calls[0])
+        assert [r.duplicate for r in await here.append(topic, calls)] == [False] * 3
+        assert all(r.duplicate for r in await here.append(topic, calls))
+        ids = await read_ids(here, topic)
+        assert ids.count(dup.id) == 1 and len(ids) == len(set(ids)) == 5
+    finally:
+        await here.close()
+        await other.close()
+
+
 async def test_broker_down_at_open_fails_fast_naming_the_url() -> None:
     port = _closed_port()
     log = open_log(f"kafka://127.0.0.1:{port}?timeout=2")

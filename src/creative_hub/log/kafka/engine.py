@@ -293,6 +293,15 @@ class KafkaLog(Reads, Subscribes[KafkaSubscription]):
             self._spawn(self.apply_retention(topic))
         return result
 
+    def will_append(self, topic: str, first: Entry) -> None:
+        """A hint: a call is about to ``append`` entries to ``topic``, ``first`` (this very
+        object) first.  ``Hub.publish`` gives it once it has routed a call's first event;
+        the topic's writer asks for the ends its dedup catch-up needs now, overlapping the
+        caller's work (see ``writer``)."""
+        writer = self._writers.get(topic)
+        if writer is not None and not self.closed:
+            writer.expect(first)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -439,6 +448,14 @@ class KafkaLog(Reads, Subscribes[KafkaSubscription]):
             lows = await reader.call(reader.list_offsets, ktopics, OFFSET_EARLIEST, wait) if low else None
             highs = await reader.call(reader.list_offsets, ktopics, OFFSET_LATEST, wait) if high else None
         return {kt: ([] if lows is None else lows[kt], [] if highs is None else highs[kt]) for kt in ktopics}
+
+    def ask_ends(self, ktopic: str, partitions: int) -> asyncio.Future[dict[str, list[int]]] | None:
+        """The ListOffsets request for the ends of ``ktopic``'s partitions, sent now from the
+        lister's thread (see ``kafka_offsets``) and not awaited; None before the lister exists."""
+        reader = self._lister
+        if reader is None or self.closed:
+            return None
+        return reader.submit(reader.list_offsets, {ktopic: partitions}, OFFSET_LATEST, self.options.timeout)
 
     async def offsets_for_times(self, ktopic: str, partitions: int, ms: int) -> list[int]:
         """Per partition of ``ktopic``, the first offset stored at or after ``ms`` (-1: none)."""

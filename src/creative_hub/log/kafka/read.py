@@ -134,6 +134,11 @@ class Reader:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, fn, *args)
 
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``call`` without awaiting: the reader's thread starts on it now, while the
+        event loop goes on with what it is doing."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
     def list_offsets(self, ktopics: dict[str, int], spec: int, timeout: float) -> dict[str, list[int]]:
         """Per topic, per partition, the offset ``spec`` names (OFFSET_EARLIEST: the first
         retained, OFFSET_LATEST: the end), in one ListOffsets request for them all."""
