@@ -28,7 +28,7 @@ from ..event import (
     time_json,
     validate_event,
 )
-from ..log import Entry, Record
+from ..log import Entry, Feature, Record
 from ..origins import check_client_event
 from ..principals import sign_event
 from ..schemas import DeadLetter
@@ -119,16 +119,16 @@ async def publish(
     items = [events] if isinstance(events, (Event, Mapping)) else list(events)
     prepared: list[tuple[str, Event, Entry]] = []
     stamp = now()  # one publish, one time
-    # An engine that can start work for an append early (Kafka: its dedup catch-up) is told
-    # the first event's topic, so that work overlaps preparing the rest.  Looked up on the
-    # class: an engine's own method, never whatever a wrapper's __getattr__ makes up.
-    hint = getattr(type(hub.log), "will_append", None)
+    # An engine that can start work for an append early (Kafka: its dedup catch-up) declares
+    # Feature.APPEND_HINT and is told the first event's topic, so that work overlaps
+    # preparing the rest.
+    hint = hub.log.will_append if Feature.APPEND_HINT in hub.log.FEATURES else None  # type: ignore[attr-defined]
     for i, item in enumerate(items):
         try:
             routed, event, entry = hub.prepare(item, stamp)
             target = routed if topic is None else topic
             if hint is not None:
-                hint(hub.log, target, entry)  # the entry object this call's append starts with
+                hint(target, entry)  # the entry object this call's append starts with
                 hint = None
             if event.visibility == PRIVATE and not target.endswith(".drafts"):
                 raise ValidationError(

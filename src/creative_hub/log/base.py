@@ -250,6 +250,7 @@ class Feature(StrEnum):
     DELETE = "delete"  #: ``async delete(topic, ids) -> int``: single records removed by id
     ATOMIC_APPEND = "atomic_append"  #: a batch is stored whole or not at all
     GAP_COUNTS = "gap_counts"  #: gaps count the events they skipped
+    APPEND_HINT = "append_hint"  #: ``will_append(topic, first)``: told a call's first entry early
 
 
 class Deleter(Protocol):

@@ -72,7 +72,7 @@ class KafkaLog(Reads, Subscribes[KafkaSubscription]):
     engine = "kafka"
     # Gaps are counted (offsets are dense).  No DELETE: Kafka cannot remove single
     # records (folded revisions go with retention); appends are not atomic.
-    FEATURES = frozenset({Feature.GAP_COUNTS})
+    FEATURES = frozenset({Feature.GAP_COUNTS, Feature.APPEND_HINT})
 
     def __init__(self, options: KafkaOptions, url: str | None = None) -> None:
         self.options = options

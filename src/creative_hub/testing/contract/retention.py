@@ -273,6 +273,7 @@ class RetentionRules:
         assert isinstance(declared, frozenset), f"{type(log).__name__}.FEATURES is not declared"
         assert features(log) <= OPTIONAL_FEATURES, features(log) - OPTIONAL_FEATURES
         assert ("delete" in features(log)) == callable(getattr(log, "delete", None))
+        assert ("append_hint" in features(log)) == callable(getattr(log, "will_append", None))
 
     async def test_delete_removes_single_records_where_declared(self, log: Log) -> None:
         if "delete" not in features(log):

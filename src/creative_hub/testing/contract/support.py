@@ -21,7 +21,7 @@ from ...log.base import ReadOptions
 WAIT = 60.0  # seconds a test waits for something that should happen soon
 
 # What an engine may declare in its class's FEATURES (creative_hub.log.Feature values).
-OPTIONAL_FEATURES = frozenset({"delete", "atomic_append", "gap_counts"})
+OPTIONAL_FEATURES = frozenset({"delete", "atomic_append", "gap_counts", "append_hint"})
 
 # subscribe() arguments every engine refuses with a ValidationError naming the argument.
 BAD_SUBSCRIBE: list[tuple[str, dict[str, object]]] = [
