@@ -477,3 +477,139 @@ async def test_a_saved_delivery_and_the_webhook_store_the_same_events(
     s = await ingest(hub, PayloadSource([saved], principals=Principals({"Codertocat": "coder"})))
     assert (s.ingested, s.already, s.skipped) == (0, 2, [])
     assert s.ids == r.json()["ids"]
+
+
+def _at(push: dict[str, Any], pushed_at: int, **fields: Any) -> bytes:
+    """``push`` as GitHub would send it for a later push (``repository.pushed_at``, epoch seconds)."""
+    return json.dumps(
+        {**push, **fields, "repository": {**push["repository"], "pushed_at": pushed_at}}
+    ).encode()
+
+
+def _ref_delivery(name: str, push: dict[str, Any], ref: str, pushed_at: str | None) -> bytes:
+    """A ``create`` / ``delete`` delivery of branch ``ref`` (the repository as of ``pushed_at``, ISO)."""
+    repo = {**push["repository"], "pushed_at": pushed_at}
+    if pushed_at is None:
+        del repo["pushed_at"]
+    body = {
+        "ref": ref,
+        "ref_type": "branch",
+        "pusher_type": "user",
+        "repository": repo,
+        "sender": push["sender"],
+    }
+    return json.dumps(body).encode()
+
+
+async def test_a_branch_deleted_and_made_again_is_each_time_its_own_event(
+    hub: Hub, stored, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Issue 19: create, delete and re-create of `master` (same name, even the same SHA) are
+    three ref events; the create / delete deliveries of the same pushes, and a saved copy
+    of a delivery, add nothing (identity: the push's time and SHAs, not the ref name)."""
+    from creative_hub.sources.github_payloads import PayloadSource
+
+    made = json.loads((DATA / "push_with-new-branch.payload.json").read_bytes())  # pushed_at 1557933657
+    sha = made["after"]
+    gone = {
+        "before": sha,
+        "after": "0" * 40,
+        "created": False,
+        "deleted": True,
+        "commits": [],
+        "head_commit": None,
+    }
+    pushes = [_at(made, 1557933657), _at(made, 1557933700, **gone), _at(made, 1557933800)]
+    for n, body in enumerate(pushes):
+        assert (await post(client, "push", body, delivery=f"push-{n}")).status_code == 200
+    refs = [e for e in await stored("creative.engineering") if e.type == "creative.engineering.ref"]
+    assert [(e.data["ref"], e.data["action"]) for e in refs] == [
+        ("master", "created"),
+        ("master", "deleted"),
+        ("master", "created"),
+    ]
+    # GitHub's create / delete deliveries of the same pushes (pushed_at as ISO there): the same events.
+    for n, (name, when) in enumerate(
+        [
+            ("create", "2019-05-15T15:20:57Z"),
+            ("delete", "2019-05-15T15:21:40Z"),
+            ("create", "2019-05-15T15:23:20Z"),
+        ]
+    ):
+        r = await post(client, name, _ref_delivery(name, made, "master", when), delivery=f"ref-{n}")
+        assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1), (name, r.text)
+    # The last push saved and ingested again (`ingest github --payload`): already there.
+    saved = tmp_path / "push.json"
+    saved.write_bytes(pushes[2])
+    s = await ingest(
+        hub, PayloadSource([saved], event="push", principals=Principals({"Codertocat": "coder"}))
+    )
+    assert (s.ingested, s.already, s.skipped) == (0, 2, [])
+
+
+async def test_ref_deliveries_without_a_push_time_are_told_apart_by_their_content(
+    hub: Hub, stored, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """No `repository.pushed_at` (a trimmed or older payload): a push is known by its SHAs,
+    a create / delete delivery by its whole content; the same delivery twice still adds 0."""
+    from creative_hub.sources.github_payloads import PayloadSource
+
+    made = json.loads((DATA / "push_with-new-branch.payload.json").read_bytes())
+    del made["repository"]["pushed_at"]
+    moved = {**made, "after": "7" * 40, "commits": []}
+    for n, body in enumerate([made, {**made, "before": made["after"], "after": "0" * 40,
+                                     "created": False, "deleted": True, "commits": []}, moved]):  # fmt: skip
+        assert (await post(client, "push", json.dumps(body).encode(), delivery=f"p-{n}")).status_code == 200
+    refs = [e for e in await stored("creative.engineering") if e.type == "creative.engineering.ref"]
+    assert [e.data["action"] for e in refs] == ["created", "deleted", "created"]
+    first = _ref_delivery("delete", made, "topic", None)
+    again = json.loads(first)
+    again["sender"] = {**again["sender"], "login": "someone-else"}
+    for n, body in enumerate([first, json.dumps(again).encode()]):
+        assert (await post(client, "delete", body, delivery=f"d-{n}")).json()["stored"] == 1
+    saved = tmp_path / "delete.json"
+    saved.write_bytes(json.dumps(json.loads(first), indent=2).encode())  # saved pretty-printed
+    s = await ingest(
+        hub, PayloadSource([saved], event="delete", principals=Principals({"Codertocat": "coder"}))
+    )
+    assert (s.ingested, s.already, s.skipped) == (0, 1, [])
+
+
+async def test_form_encoded_deliveries_are_taken_like_json(
+    hub: Hub, stored, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Issue 19: `application/x-www-form-urlencoded` is GitHub's default content type for hooks
+    made through the API (and a choice in the UI): the JSON is the `payload` field, the
+    signature is over the body as sent; it stores what the JSON delivery stores."""
+    from urllib.parse import urlencode
+
+    body = (DATA / "push_with-new-branch.payload.json").read_bytes()
+    form = urlencode({"payload": body.decode()}).encode()
+    ctype = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = await post(client, "push", form, delivery="form-1", **ctype)
+    assert r.status_code == 200 and r.json()["stored"] == 2, r.text
+    r = await post(client, "push", body, delivery="json-1")  # the same push as JSON: already there
+    assert (r.json()["stored"], r.json()["duplicates"]) == (0, 2)
+    # The signature is over the form body as sent, not over the JSON inside it.
+    r = await post(client, "push", form, delivery="form-2", signature=sign(SECRET, body), **ctype)
+    assert r.status_code == 401
+    for bad, rule in [
+        (b"other=1", "payload"),
+        (form + b"&payload=%7B%7D", "payload"),
+        (b"payload=%FF%FE", "payload"),
+        (urlencode({"payload": "[" * 100_000 + "]" * 100_000}).encode(), "JSON"),
+    ]:
+        r = await post(client, "push", bad, delivery="form-bad", **ctype)
+        assert r.status_code == 400 and rule in r.json()["error"], r.text
+    assert (
+        await post(client, "push", body, delivery="plain", **{"Content-Type": "text/plain"})
+    ).status_code == 415
+    from creative_hub.sources.github_payloads import PayloadSource
+
+    saved = tmp_path / "form-push.json"  # a form delivery's body saved as sent
+    saved.write_bytes(form)
+    s = await ingest(
+        hub, PayloadSource([saved], event="push", principals=Principals({"Codertocat": "coder"}))
+    )
+    assert (s.ingested, s.already, s.skipped) == (0, 2, [])
+    assert len(await stored("creative.engineering")) == 2

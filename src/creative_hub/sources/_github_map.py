@@ -17,6 +17,8 @@ and a map of it to a principal is recorded in ``data.extra.mapped``.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ParamSpec
@@ -318,9 +320,33 @@ _ZERO_SHA = "0" * 40
 _REF_KINDS = {"refs/heads/": "branch", "refs/tags/": "tag"}
 
 
-def _ref_event(repo: str, html: str, ref: str, kind: str, name: str, who: Claims) -> Event:
-    """A branch or tag created / deleted.  A ``create`` delivery and the push that made
-    the same branch give the same event (same id, same data), so it is stored once."""
+def _pushed_at(repo_obj: Mapping[str, Any]) -> str | None:
+    """``repository.pushed_at`` as epoch seconds: the time of the push a ref change came with.
+
+    A push delivery gives it as an integer, a ``create`` / ``delete`` delivery of
+    the same push as an ISO time (GitHub's own examples agree to the second), so
+    both name the same change."""
+    value = repo_obj.get("pushed_at")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    when = _time(value) if isinstance(value, str) else None
+    return str(int(when.timestamp())) if when is not None else None
+
+
+def _canonical(payload: Mapping[str, Any]) -> str:
+    """A delivery's content, however it was saved (compact, pretty-printed, via the API)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _ref_event(
+    repo: str, html: str, ref: str, kind: str, name: str, who: Claims, occurrence: list[str]
+) -> Event:
+    """A branch or tag created / deleted.  Each creation and deletion is its own event,
+    told apart by ``occurrence`` (the push's time, else its SHAs or the delivery's content),
+    never by the ref name alone: a branch deleted and made again is three events.
+    A ``create`` delivery and the push that made the same branch name the same push
+    (same id, same data), so that one change is stored once."""
     data = Ref(
         repo=repo,
         ref=ref,
@@ -328,7 +354,7 @@ def _ref_event(repo: str, html: str, ref: str, kind: str, name: str, who: Claims
         action="created" if name == "create" else "deleted",
         url=f"{html}/tree/{ref}",
     )
-    return _event("creative.engineering.ref", [name, kind, ref], repo, repo, data, who, None)
+    return _event("creative.engineering.ref", [name, kind, ref, *occurrence], repo, repo, data, who, None)
 
 
 def _push(
@@ -346,9 +372,11 @@ def _push(
     created = payload.get("created") is True or payload.get("before") == _ZERO_SHA
     deleted = payload.get("deleted") is True or payload.get("after") == _ZERO_SHA
     if kind is not None and (created or deleted):
-        items.append(
-            _ref_event(repo, html, short, kind, "create" if created else "delete", (principals, sender))
-        )
+        name = "create" if created else "delete"
+        at = _pushed_at(repo_obj)
+        sha = payload.get("after") if created else payload.get("before")
+        occurrence = ["pushed", at] if at else ["sha", str(sha)]
+        items.append(_ref_event(repo, html, short, kind, name, (principals, sender), occurrence))
     branch = short if kind == "branch" else None
     items += [commit_event(repo, c, principals, branch) for c in payload.get("commits") or []]
     return items
@@ -392,7 +420,9 @@ def _webhook_events(name: str, payload: Mapping[str, Any], principals: Principal
         ref, kind = payload.get("ref"), payload.get("ref_type")
         if kind not in ("branch", "tag"):
             return [ItemError(name, f"ref_type {kind!r} is neither branch nor tag")]
-        return [_ref_event(repo, html, str(ref), kind, name, (principals, sender))]
+        at = _pushed_at(repo_obj)
+        occurrence = ["pushed", at] if at else ["delivery", _canonical(payload)]
+        return [_ref_event(repo, html, str(ref), kind, name, (principals, sender), occurrence)]
     if name == "fork":
         f = payload["forkee"]
         owner = f.get("owner") or {}

@@ -5,8 +5,11 @@ mounts; ``webhook_app(hub, secret)`` is a whole ASGI app around it (tests,
 or a standalone receiver).  The ``X-Hub-Signature-256`` HMAC-SHA256 of the
 raw body is checked with ``hmac.compare_digest`` before anything else: no
 signature, a wrong one, or only the legacy SHA-1 ``X-Hub-Signature`` is a
-401 and nothing is stored.  Only ``Content-Type: application/json`` is taken
-(415 otherwise).  Each ``X-GitHub-Delivery`` is handled once: the GUIDs
+401 and nothing is stored.  Both content types GitHub offers are taken:
+``application/json``, and ``application/x-www-form-urlencoded`` (the default
+for hooks made through the API), whose one ``payload`` field is the same JSON;
+the signature is over the body as sent either way, and the JSON inside a form
+is bounded like a JSON body (anything else is a 415).  Each ``X-GitHub-Delivery`` is handled once: the GUIDs
 handled are kept in the log (``system.webhooks.github``, seen by every
 receiver process), so a redelivery or a replayed capture stores nothing and
 says ``duplicate_delivery``.  Ids come from GitHub's own ids, so the same
@@ -40,6 +43,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -66,6 +70,7 @@ __all__ = [
     "DeliveryRefused",
     "GithubSource",
     "delivery_items",
+    "form_payload",
     "sign",
     "verify_signature",
     "webhook_app",
@@ -88,6 +93,7 @@ EVENTS = (
 )
 MAX_BODY = 25 * 1024 * 1024  # bytes: GitHub caps webhook payloads at 25 MB
 DELIVERIES_TOPIC = system_topic("webhooks.github")  # the X-GitHub-Delivery GUIDs handled
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"  # the two GitHub sends
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")  # GitHub sends a GUID
 DEFAULT_MAX_WAIT = 60.0  # seconds the poller waits for a rate limit to reset before giving up
 PER_PAGE = 100
@@ -130,6 +136,24 @@ def delivery_items(name: str, body: bytes, principals: Principals) -> list[Item]
         return webhook_events(name, payload, principals)
     except (KeyError, TypeError, ValueError) as e:
         raise DeliveryRefused(422, f"{name} payload is missing or has a malformed field: {e}") from None
+
+
+def form_payload(body: bytes) -> bytes:
+    """The JSON of a form-encoded delivery (``payload=<JSON, percent-encoded>``)."""
+    try:
+        fields = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            max_num_fields=8,
+            errors="strict",
+        )
+    except ValueError as e:  # non-ASCII bytes, bad escapes or UTF-8, too many fields
+        raise DeliveryRefused(400, f"form body: cannot read its payload field ({e})") from None
+    values = [v for k, v in fields if k == "payload"]
+    if len(values) != 1:
+        raise DeliveryRefused(400, f"form body: needs one payload field (the JSON), has {len(values)}")
+    return values[0].encode()
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -200,10 +224,8 @@ def webhook_route(
         if name not in EVENTS:
             return JSONResponse({"ignored": f"event {name!r} is not ingested"}, status_code=202)
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
-            return _error(
-                415, f"Content-Type {ctype or 'none'!r}: set the webhook's content type to application/json"
-            )
+        if ctype not in (JSON, FORM):
+            return _error(415, f"Content-Type {ctype or 'none'!r}: set the webhook's content type to {JSON}")
         if not _DELIVERY.match(delivery):
             return _error(400, "X-GitHub-Delivery: required, a GUID (letters, digits and '-')")
         target = hub or getattr(request.app.state, "hub", None)
@@ -215,7 +237,7 @@ def webhook_route(
                 status_code=200,
             )
         try:
-            items = delivery_items(name, body, people)
+            items = delivery_items(name, form_payload(body) if ctype == FORM else body, people)
         except DeliveryRefused as e:
             return _error(e.status, str(e))
         errors = [str(i) for i in items if isinstance(i, ItemError)]

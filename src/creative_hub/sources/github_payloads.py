@@ -6,6 +6,7 @@ Each file is one delivery, stored exactly as the webhook would store it
 - a raw body (``push.json``), its event name from ``--event`` or from a
   headers file beside it (``push.json.headers`` or ``push.headers``: the
   request's ``X-GitHub-Event: push`` line, or a JSON object of headers);
+- a form-encoded body as sent (``payload=...``, the webhook's other content type);
 - or a delivery as GitHub's API returns it
   (``GET /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}``: an object
   with ``request.headers`` and ``request.payload``), which names its event.
@@ -27,7 +28,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from .base import Item, ItemError, Principals
-from .github import EVENTS, MAX_BODY, DeliveryRefused, delivery_items
+from .github import EVENTS, MAX_BODY, DeliveryRefused, delivery_items, form_payload
 
 __all__ = ["PayloadSource"]
 
@@ -100,6 +101,11 @@ class PayloadSource:
         except ValueError as e:
             return [ItemError(ref, str(e))]
         name = self._event_name(path)
+        if body.startswith(b"payload="):
+            try:
+                body = form_payload(body)
+            except DeliveryRefused as e:
+                return [ItemError(ref, str(e))]
         try:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
