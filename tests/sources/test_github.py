@@ -479,6 +479,16 @@ async def test_a_saved_delivery_and_the_webhook_store_the_same_events(
     assert s.ids == r.json()["ids"]
 
 
+async def _saved_again(hub: Hub, path: Path, body: bytes, event: str) -> tuple[int, int, list[Any]]:
+    """``body`` saved at ``path`` and ingested with ``ingest github --payload``'s source:
+    (ingested, already there, skipped)."""
+    from creative_hub.sources.github_payloads import PayloadSource
+
+    path.write_bytes(body)
+    s = await ingest(hub, PayloadSource([path], event=event, principals=Principals({"Codertocat": "coder"})))
+    return s.ingested, s.already, list(s.skipped)
+
+
 def _at(push: dict[str, Any], pushed_at: int, **fields: Any) -> bytes:
     """``push`` as GitHub would send it for a later push (``repository.pushed_at``, epoch seconds)."""
     return json.dumps(
@@ -507,8 +517,6 @@ async def test_a_branch_deleted_and_made_again_is_each_time_its_own_event(
     """Issue 19: create, delete and re-create of `master` (same name, even the same SHA) are
     three ref events; the create / delete deliveries of the same pushes, and a saved copy
     of a delivery, add nothing (identity: the push's time and SHAs, not the ref name)."""
-    from creative_hub.sources.github_payloads import PayloadSource
-
     made = json.loads((DATA / "push_with-new-branch.payload.json").read_bytes())  # pushed_at 1557933657
     sha = made["after"]
     gone = {
@@ -539,12 +547,7 @@ async def test_a_branch_deleted_and_made_again_is_each_time_its_own_event(
         r = await post(client, name, _ref_delivery(name, made, "master", when), delivery=f"ref-{n}")
         assert (r.json()["stored"], r.json()["duplicates"]) == (0, 1), (name, r.text)
     # The last push saved and ingested again (`ingest github --payload`): already there.
-    saved = tmp_path / "push.json"
-    saved.write_bytes(pushes[2])
-    s = await ingest(
-        hub, PayloadSource([saved], event="push", principals=Principals({"Codertocat": "coder"}))
-    )
-    assert (s.ingested, s.already, s.skipped) == (0, 2, [])
+    assert await _saved_again(hub, tmp_path / "push.json", pushes[2], "push") == (0, 2, [])
 
 
 async def test_ref_deliveries_without_a_push_time_are_told_apart_by_their_content(
@@ -552,8 +555,6 @@ async def test_ref_deliveries_without_a_push_time_are_told_apart_by_their_conten
 ) -> None:
     """No `repository.pushed_at` (a trimmed or older payload): a push is known by its SHAs,
     a create / delete delivery by its whole content; the same delivery twice still adds 0."""
-    from creative_hub.sources.github_payloads import PayloadSource
-
     made = json.loads((DATA / "push_with-new-branch.payload.json").read_bytes())
     del made["repository"]["pushed_at"]
     moved = {**made, "after": "7" * 40, "commits": []}
@@ -567,12 +568,8 @@ async def test_ref_deliveries_without_a_push_time_are_told_apart_by_their_conten
     again["sender"] = {**again["sender"], "login": "someone-else"}
     for n, body in enumerate([first, json.dumps(again).encode()]):
         assert (await post(client, "delete", body, delivery=f"d-{n}")).json()["stored"] == 1
-    saved = tmp_path / "delete.json"
-    saved.write_bytes(json.dumps(json.loads(first), indent=2).encode())  # saved pretty-printed
-    s = await ingest(
-        hub, PayloadSource([saved], event="delete", principals=Principals({"Codertocat": "coder"}))
-    )
-    assert (s.ingested, s.already, s.skipped) == (0, 1, [])
+    pretty = json.dumps(json.loads(first), indent=2).encode()  # saved pretty-printed
+    assert await _saved_again(hub, tmp_path / "delete.json", pretty, "delete") == (0, 1, [])
 
 
 async def test_form_encoded_deliveries_are_taken_like_json(
@@ -604,12 +601,6 @@ async def test_form_encoded_deliveries_are_taken_like_json(
     assert (
         await post(client, "push", body, delivery="plain", **{"Content-Type": "text/plain"})
     ).status_code == 415
-    from creative_hub.sources.github_payloads import PayloadSource
-
-    saved = tmp_path / "form-push.json"  # a form delivery's body saved as sent
-    saved.write_bytes(form)
-    s = await ingest(
-        hub, PayloadSource([saved], event="push", principals=Principals({"Codertocat": "coder"}))
-    )
-    assert (s.ingested, s.already, s.skipped) == (0, 2, [])
+    # A form delivery's body saved as sent.
+    assert await _saved_again(hub, tmp_path / "form-push.json", form, "push") == (0, 2, [])
     assert len(await stored("creative.engineering")) == 2
