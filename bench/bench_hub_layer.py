@@ -66,12 +66,16 @@ def make_items(n: int) -> list[dict[str, Any]]:
 def layer_round(hub: Hub, items: list[dict[str, Any]], *, per_call: bool = False) -> tuple[float, float]:
     """(wall, CPU) seconds to prepare and access-check every item (Hub.publish
     less the append): one stamp for all, or with ``per_call`` one per event."""
-    who = hub.identity
     start, cpu = time.perf_counter(), time.process_time()
-    stamp = None if per_call else now()  # prepare() takes now() itself when given None
-    for item in items:
-        topic, event, _entry = hub.prepare(item, stamp)
-        check_write(who, topic, event.type)
+    if per_call:
+        for item in items:  # as Hub.publish of one event: the identity, now(), the one item
+            who = hub.identity
+            for topic, event, _entry in hub.prepare_many([item]):
+                check_write(who, topic, event.type)
+    else:
+        who = hub.identity
+        for topic, event, _entry in hub.prepare_many(items, now()):
+            check_write(who, topic, event.type)
     return time.perf_counter() - start, time.process_time() - cpu
 
 

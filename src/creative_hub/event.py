@@ -73,6 +73,7 @@ __all__ = [
     "digest",
     "encode_event",
     "encode_stamped",
+    "fill_new_event",
     "is_json_media",
     "new_id",
     "parse_event",
@@ -120,7 +121,9 @@ _EXT_KEY = "_extensions"  # the field's key inside msgspec: with '_' it is no va
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+# gc=False: the collector does not track events (their fields are JSON values, in
+# no cycle); every tracked object alive per event cost publish and consume time.
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """One event.  Build it with keywords; the hub fills in what is missing.
 
     Event(type="creative.narrative.fragment", subject="story:hansel",
@@ -567,14 +570,20 @@ def parse_new_event(obj: Mapping[str, Any], creator: str, *, keep_creator: bool 
         event = msgspec.convert(obj, Event)
     except msgspec.ValidationError as e:
         raise _msgspec_error(e) from None
+    return validate_event(fill_new_event(event, obj, creator))
+
+
+def fill_new_event(event: Event, obj: Mapping[str, Any], creator: str) -> Event:
+    """Set on ``event``, converted from the usual ``obj`` (see ``parse_new_event``),
+    what the hub fills in; not checked yet (``validate_event``)."""
     if "specversion" not in obj:
         event.specversion = _WRITTEN_SPECVERSION
     if "id" not in obj:
         event.id = new_id()
-    event.creator = mine or creator
+    event.creator = event.creator or creator
     if "source" not in obj:
         event.source = f"/peers/{event.creator}"
-    return validate_event(event)
+    return event
 
 
 def now() -> datetime:

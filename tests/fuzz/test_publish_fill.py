@@ -1,4 +1,5 @@
-"""What the hub fills in when a publisher's object lacks it (``event.parse_new_event``).
+"""What the hub fills in when a publisher's object lacks it (``event.parse_new_event``,
+and ``hub.publish.convert_new_events`` for a whole publish at once).
 
 The hub converts the usual object as it is and sets the missing attributes
 on the event (no copy: publish's hot path).  It must give exactly what the
@@ -18,7 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from creative_hub.errors import ValidationError
-from creative_hub.event import Event, encode_event, new_id, parse_event, parse_new_event
+from creative_hub.event import (
+    Event,
+    encode_event,
+    new_id,
+    parse_event,
+    parse_new_event,
+    validate_event,
+)
+from creative_hub.hub.publish import convert_new_events
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.fuzz]
 
@@ -118,3 +127,59 @@ def test_odd_creators_are_treated_as_the_plain_way_does(creator: object, keep_cr
         "data": {"story": "s", "title": "t", "text": ""},
     }
     assert outcome(obj, keep_creator, fast=True) == outcome(obj, keep_creator, fast=False)
+
+
+def batch_outcomes(objs: list[dict[str, Any]], keep_creator: bool) -> list[tuple[str, Any]]:
+    """What Hub.prepare_many does: the list converted at once, each converted event
+    validated; an object it leaves out (None) goes alone through parse_new_event."""
+    converted = convert_new_events(objs, PRINCIPAL, keep_creator=keep_creator)
+    out = []
+    for i, obj in enumerate(objs):
+        event = converted[i] if converted is not None else None
+        if event is None:
+            out.append(outcome(obj, keep_creator, fast=True))
+            continue
+        try:
+            validate_event(event)
+        except ValidationError as e:
+            out.append(("error", (e.field, e.rule)))
+            continue
+        if "id" not in obj:
+            event.id = "generated"
+        out.append(("event", encode_event(event)))
+    return out
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(st.lists(publisher_objects(), min_size=2, max_size=4), st.booleans())
+def test_a_whole_publish_converted_at_once_gives_what_each_gives_alone(
+    objs: list[dict[str, Any]], keep_creator: bool
+) -> None:
+    before = copy.deepcopy(objs)
+    batch = batch_outcomes(objs, keep_creator)
+    assert objs == before  # the publisher's objects are not changed
+    assert batch == [outcome(obj, keep_creator, fast=False) for obj in objs]
+
+
+GOOD = {"type": "creative.narrative.fragment", "data": {"story": "s", "title": "t", "text": ""}}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {**GOOD, "id": ""},  # converts; the check refuses it, as alone
+        {**GOOD, "source": ""},
+        {**GOOD, "specversion": "0.3"},
+        {**GOOD, "_extensions": {"ext": "x"}},  # the struct's own key: no attribute name
+        {**GOOD, "creator": "bob"},  # replaced unless kept
+        {**GOOD, "creator": ""},
+        {**GOOD, "creator": None},
+        {**GOOD, "ext1": "x"},  # another extension: taken alone
+        {**GOOD, "data": {"story": "s"}},
+        {**GOOD, "data": None},
+    ],
+)
+@pytest.mark.parametrize("keep_creator", [True, False])
+def test_odd_objects_in_a_batch_end_as_they_do_alone(odd: dict[str, Any], keep_creator: bool) -> None:
+    objs = [dict(GOOD), odd, dict(GOOD)]
+    assert batch_outcomes(objs, keep_creator) == [outcome(o, keep_creator, fast=False) for o in objs]

@@ -163,6 +163,7 @@ class Hub:
 
     # -- publish (publish.py) ------------------------------------------------
     prepare = _publish.prepare
+    prepare_many = _publish.prepare_many
     publish = _publish.publish
     append = _publish.append
     dead_letter = _publish.dead_letter

@@ -8,10 +8,12 @@ in one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from .. import topics
 from ..access import Identity, check_write
@@ -22,6 +24,7 @@ from ..event import (
     digest,
     encode_event,
     encode_stamped,
+    fill_new_event,
     new_id,
     now,
     parse_new_event,
@@ -37,7 +40,7 @@ from ..topics import PRIVATE, PUBLIC
 if TYPE_CHECKING:
     from .core import Hub
 
-__all__ = ["Receipt", "append", "dead_letter", "prepare", "publish"]
+__all__ = ["Receipt", "append", "dead_letter", "prepare", "prepare_many", "publish"]
 
 logger = logging.getLogger("creative_hub.hub")
 
@@ -71,6 +74,16 @@ def prepare(
         validate_event(event)
     else:
         raise ValidationError("event", f"must be an Event or a JSON object, got {type(item).__name__}")
+    topic, entry = _stamp(hub, event, stamp)
+    return topic, event, entry
+
+
+def _stamp(
+    hub: Hub, event: Event, stamp: datetime | None, stamp_json: bytes | None = None
+) -> tuple[str, Entry]:
+    """The rest of ``prepare`` for a checked event: the client's limits, the
+    defaults, time, signature, encoding; returns its topic and log entry.
+    ``stamp_json``: ``stamp`` encoded, when the caller stamps many events."""
     if not hub.trusted:
         check_client_event(event, hub.principal)  # sources' ids and `source` values are the hub's
     if event.partitionkey is None:
@@ -88,8 +101,10 @@ def prepare(
         body, dg = encode_event(event), digest(event)
     elif event.time is None and event.signature is None and event.specversion == "1.0":
         # Hot path: one encode gives the digest (without time) and the body.
-        stamp = stamp or now()
-        body, dg = encode_stamped(event, time_json(stamp))
+        if stamp is None:
+            stamp = now()
+            stamp_json = None
+        body, dg = encode_stamped(event, stamp_json or time_json(stamp))
         event.time = stamp
     else:
         if event.time is None:
@@ -98,7 +113,84 @@ def prepare(
     if len(body) > hub.max_event_bytes:
         raise PayloadTooLarge(len(body), hub.max_event_bytes)
     assert event.partitionkey is not None and event.creator is not None
-    return topics.route(event), event, Entry(event.id, event.partitionkey, body, dg, event.creator)
+    return topics.route(event), Entry(event.id, event.partitionkey, body, dg, event.creator)
+
+
+def prepare_many(
+    hub: Hub,
+    items: Sequence[Event | Mapping[str, Any]],
+    stamp: datetime | None = None,
+    *,
+    topic: str | None = None,
+    first: Callable[[str, Entry], object] | None = None,
+) -> list[tuple[str, Event, Entry]]:
+    """``prepare`` every item, in order, with the topic each is stored in
+    (``topic``: that one instead of the routed one); the first bad item
+    raises, with its index when there are several.  ``first`` is called
+    with the first item's topic and entry as soon as they are known.
+
+    The publisher's dicts are converted in one msgspec call
+    (``convert_new_events``); an object that does not fit takes
+    ``prepare`` alone, so every error is the one it gives."""
+    stamp = stamp or now()  # one publish, one time
+    stamp_json = time_json(stamp)
+    converted = (
+        convert_new_events(items, hub.principal, keep_creator=hub.trusted) if len(items) > 1 else None
+    )
+    prepared: list[tuple[str, Event, Entry]] = []
+    for i, item in enumerate(items):
+        try:
+            event = converted[i] if converted is not None else None
+            if event is None:
+                routed, event, entry = hub.prepare(item, stamp)
+            else:
+                validate_event(event)
+                routed, entry = _stamp(hub, event, stamp, stamp_json)
+            target = routed if topic is None else topic
+            if first is not None:
+                first(target, entry)  # the entry object this call's append starts with
+                first = None
+            if event.visibility == PRIVATE and not target.endswith(".drafts"):
+                raise ValidationError(
+                    "visibility",
+                    f"'private' would be stored in {target!r}, which others read: "
+                    "private work goes to your drafts ('hub' set to you, or POST /v1/peers/<you>/drafts)",
+                )
+            prepared.append((target, event, entry))
+        except ValidationError as e:
+            raise (e.at(i) if len(items) > 1 else e) from None
+    return prepared
+
+
+_EVENTS = list[Event]
+
+
+def convert_new_events(
+    items: Sequence[Any], creator: str, *, keep_creator: bool = False
+) -> list[Event | None] | None:
+    """``event.parse_new_event`` for a whole publish, its conversion in one msgspec
+    call (a call per object cost more than the conversion itself).
+
+    Each usual object (a dict of known attributes, no creator the hub
+    replaces) becomes its event filled in as ``parse_new_event`` fills it,
+    *not yet checked*: ``validate_event`` it, in order, for the same errors.
+    None in the list: take that object alone through ``parse_new_event``
+    (other extensions, a creator the hub replaces, not a dict).  None for
+    the list: some object does not convert; take each alone, so the error
+    is the one ``parse_new_event`` gives, naming the field.
+    """
+    try:
+        events = msgspec.convert(items, _EVENTS)
+    except (ValueError, TypeError):  # msgspec.ValidationError is a ValueError
+        return None
+    return [
+        None
+        if type(obj) is not dict
+        or event.extensions is not None  # an "_extensions" key: parse_new_event refuses it
+        or (event.creator is not None and not keep_creator)
+        else fill_new_event(event, obj, creator)
+        for obj, event in zip(items, events, strict=True)
+    ]
 
 
 async def publish(
@@ -117,28 +209,12 @@ async def publish(
     their owner, or refused (``creative_hub.derived``).
     """
     items = [events] if isinstance(events, (Event, Mapping)) else list(events)
-    prepared: list[tuple[str, Event, Entry]] = []
     stamp = now()  # one publish, one time
     # An engine that can start work for an append early (Kafka: its dedup catch-up) declares
     # Feature.APPEND_HINT and is told the first event's topic, so that work overlaps
     # preparing the rest.
     hint = hub.log.will_append if Feature.APPEND_HINT in hub.log.FEATURES else None  # type: ignore[attr-defined]
-    for i, item in enumerate(items):
-        try:
-            routed, event, entry = hub.prepare(item, stamp)
-            target = routed if topic is None else topic
-            if hint is not None:
-                hint(target, entry)  # the entry object this call's append starts with
-                hint = None
-            if event.visibility == PRIVATE and not target.endswith(".drafts"):
-                raise ValidationError(
-                    "visibility",
-                    f"'private' would be stored in {target!r}, which others read: "
-                    "private work goes to your drafts ('hub' set to you, or POST /v1/peers/<you>/drafts)",
-                )
-            prepared.append((target, event, entry))
-        except ValidationError as e:
-            raise (e.at(i) if len(items) > 1 else e) from None
+    prepared = hub.prepare_many(items, stamp, topic=topic, first=hint)
     by_topic: dict[str, list[int]] = {}
     who = hub.identity
     for i, (target, event, _) in enumerate(prepared):
