@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_hub_layer.py [--events 20000] [--rounds 5] [--profile] [--publish]
 
-``Hub.publish`` = for each event ``Hub.prepare`` (validate the attributes and
-the payload against its schema, stamp id/time/creator/source, route to a
-topic, encode the CloudEvent once with its content digest, sign when the
-creator has a key) + the access check of the write (``check_write``), then
-one ``log.append`` per topic.  This times the first two on the public entry
+``Hub.publish`` = ``Hub.prepare_many`` (the dicts converted in one call, then
+for each event: validate the attributes and the payload against its
+schema, stamp id/time/creator/source, route to a topic, encode the
+CloudEvent once with its content digest, sign when the creator has a key)
++ the access check of each write (``check_write``), then one
+``log.append`` per topic.  This times the first two on the public entry
 point's own code -- dicts in, log entries out -- without the engine, in
 microseconds per event, best of ``--rounds``:
 
@@ -16,7 +17,8 @@ microseconds per event, best of ``--rounds``:
 
 A round is one publish of ``--events`` events: like ``Hub.publish`` it
 stamps them with one time (``now()`` once per call); ``unsigned, one event
-per call`` adds that ``now()`` to every event, as single-event publishes pay.
+per call`` calls it per event, with ``Hub.identity`` and ``now()`` each
+time, as single-event publishes pay.
 
 ``--publish`` also times the whole ``Hub.publish`` (500 events per call)
 into a SQLite log, to see the layer's share end to end.
@@ -24,9 +26,10 @@ into a SQLite log, to see the layer's share end to end.
 The target (issue 23) is at most 3 us per unsigned event.  Each figure is
 the best of ``--rounds`` in wall time and, beside it, in CPU time of this
 process (steadier on a shared machine: time spent waiting for a core does
-not count).  ``--profile`` prints the cProfile of one unsigned round, the
-functions by own time: where the microseconds go (the profiler's own cost
-per call inflates small functions).  The log is a throwaway SQLite file
+not count).  ``--profile`` prints the garbage collector's collections in one unsigned
+round (their time per event) and the cProfile of another, the functions
+by own time: where the microseconds go (the profiler's own cost per call
+inflates small functions).  The log is a throwaway SQLite file
 that is opened but never appended to.
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import pstats
@@ -98,6 +102,29 @@ async def publish_us(tmp: str, n: int, rounds: int, batch: int = 500) -> tuple[f
     return wall / n * 1e6, cpu / n * 1e6
 
 
+def gc_share(hub: Hub, n: int) -> str:
+    """The garbage collector's collections during one unsigned round, and their time
+    per event (``gc.callbacks``): each object left tracked per event costs here."""
+    runs: dict[int, list[float]] = {}
+    started = [0.0]
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            runs.setdefault(info["generation"], []).append(time.perf_counter() - started[0])
+
+    items = make_items(n)
+    gc.callbacks.append(watch)
+    try:
+        layer_round(hub, items)
+    finally:
+        gc.callbacks.remove(watch)
+    parts = [f"gen{g}: {len(t)} ({sum(t) / n * 1e6:.2f} us/event)" for g, t in sorted(runs.items())]
+    total = sum(sum(t) for t in runs.values()) / n * 1e6
+    return f"garbage collector in one round: {', '.join(parts) or 'none'}; {total:.2f} us/event in all"
+
+
 def best_us(hub: Hub, n: int, rounds: int, *, per_call: bool = False) -> tuple[float, float]:
     """Best (wall, CPU) microseconds per event over ``rounds``."""
     wall = cpu = float("inf")
@@ -135,7 +162,7 @@ async def main(argv: list[str] | None = None) -> int:
                 prof.disable()
                 out = io.StringIO()
                 pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
-                profile_text = out.getvalue()
+                profile_text = gc_share(hub, a.events) + "\n" + out.getvalue()
 
         async with Hub.connect(url, principal="alice", keys=f"{tmp}/signed.keys") as hub:
             from creative_hub.principals import Keystore

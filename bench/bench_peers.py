@@ -15,7 +15,8 @@ same process, rounds alternating, best round of each side:
   (each entry's id back) and XREADGROUP + XACK; nats-py ``publish_async`` with
   every PubAck awaited and pull ``fetch`` + ack; confluent-kafka with a
   delivery report per record and ``consume`` + commit; sqlite3 inserting the
-  hub's rows and saving a cursor per batch (the functions of
+  hub's rows, and consuming with a lease and the delivered mark claimed per
+  batch and the commit after the handler (the functions of
   ``bench_<engine>.py``);
 * **FastStream 0.7.8**, each broker's best path, named in the output: Redis
   stream publishes through one pipeline per batch and a batch stream
@@ -522,8 +523,8 @@ async def sqlite_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     finally:
         await log.close()
     figures["paths"] = {
-        "raw": "sqlite3 inserting the hub's very rows, one transaction per batch; SELECT after a cursor + "
-        "UPDATE of the cursor per batch",
+        "raw": "sqlite3 inserting the hub's very rows, one transaction per batch; per batch a claim "
+        "(rows after the committed position, delivered mark and lease saved) and a commit after the handler",
         "eventsourcing": "eventsourcing 9.5 SQLite: an aggregate's domain events saved per batch "
         "(one save per event when single); replay: the notification log, each notification "
         "mapped to its domain event",

@@ -9,9 +9,10 @@ executemany; the hub gets the events as dicts (as the CLI and HTTP give
 them) and validates, stamps, encodes, routes, deduplicates and inserts.
 
 Consume: the engine's consumer group (``next_batch(--batch)`` + ``ack_many``,
-the commit written with the next fetch) vs raw sqlite3 reading ``--batch``
-rows after a cursor and writing the cursor in a transaction per batch, each
-over the file it just published (rounds alternate, best of three).  The
+the commit written with the next fetch) vs raw sqlite3 keeping what the
+group promises (``raw_consume``: per batch a claim with a lease and the
+delivered mark, then the commit after the handler: two write transactions),
+each over the file it just published (rounds alternate, best of three).  The
 ``hub consume`` row adds the hub's decoding and validation of every event
 (``HubSubscription.next_batch``), which raw does not do.
 
@@ -134,24 +135,55 @@ async def sweep(tmp: Path, sizes: list[int], cap: int) -> list[dict[str, object]
     return out
 
 
-def raw_consume(path: Path, n: int, batch: int) -> float:
-    """SELECT ``batch`` rows after the cursor, look at each body, save the cursor: per batch."""
+RAW_GROUP = """
+CREATE TABLE IF NOT EXISTS grp (name TEXT PRIMARY KEY, committed INTEGER NOT NULL,
+  delivered INTEGER NOT NULL, owner TEXT, lease_until REAL);
+INSERT OR REPLACE INTO grp VALUES ('g', 0, 0, NULL, NULL);
+"""
+
+
+def raw_consume(path: Path, n: int, batch: int, ack_timeout: float = 30.0) -> float:
+    """What the hub's group promises, in plain sqlite3, per batch of ``batch``:
+
+    1. claim: in one write transaction, read the rows after the committed
+       position and save the group's ``delivered`` mark with a lease
+       (owner, deadline) -- a consumer that dies leaves them to whoever
+       takes the lease after it ends, and they know those rows come again
+       (each row's delivery count: 2 if at or below ``delivered``);
+    2. the handler: look at each body;
+    3. commit after the handler: a second write transaction saves the
+       committed position and gives up the lease (only if it still holds it).
+
+    No decoding: the body stays bytes (the hub hands over decoded, checked events).
+    One consumer takes every row in order, so per-key order holds trivially.
+    """
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS cursor (grp TEXT PRIMARY KEY, pos INTEGER NOT NULL)")
-    conn.execute("INSERT OR REPLACE INTO cursor VALUES ('g', 0)")
-    got, cursor = 0, 0
+    conn.executescript(RAW_GROUP)
+    got = redelivered = 0
     started = time.perf_counter()
     while got < n:
-        rows = conn.execute(
-            "SELECT seq, id, key, body, time_ms FROM ev WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, batch)
-        ).fetchall()
-        for seq, _id, _key, body, _t in rows:
-            got += len(body) > 0
-            cursor = seq
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE cursor SET pos = ? WHERE grp = 'g'", (cursor,))
+        committed, delivered = conn.execute("SELECT committed, delivered FROM grp WHERE name = 'g'").fetchone()
+        rows = conn.execute(
+            "SELECT seq, id, key, body, time_ms FROM ev WHERE seq > ? ORDER BY seq LIMIT ?", (committed, batch)
+        ).fetchall()
+        if rows:
+            conn.execute(
+                "UPDATE grp SET delivered = max(delivered, ?), owner = 'c1', lease_until = ? WHERE name = 'g'",
+                (rows[-1][0], time.monotonic() + ack_timeout),
+            )
         conn.execute("COMMIT")
+        for seq, _id, _key, body, _t in rows:  # the handler
+            got += len(body) > 0
+            redelivered += seq <= delivered  # its delivery count is 2
+        if rows:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE grp SET committed = ?, owner = NULL, lease_until = NULL WHERE name = 'g' AND owner = 'c1'",
+                (rows[-1][0],),
+            )
+            conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
     return n / elapsed
