@@ -164,13 +164,17 @@ def raw_consume(path: Path, n: int, batch: int, ack_timeout: float = 30.0) -> fl
     started = time.perf_counter()
     while got < n:
         conn.execute("BEGIN IMMEDIATE")
-        committed, delivered = conn.execute("SELECT committed, delivered FROM grp WHERE name = 'g'").fetchone()
+        committed, delivered = conn.execute(
+            "SELECT committed, delivered FROM grp WHERE name = 'g'"
+        ).fetchone()
         rows = conn.execute(
-            "SELECT seq, id, key, body, time_ms FROM ev WHERE seq > ? ORDER BY seq LIMIT ?", (committed, batch)
+            "SELECT seq, id, key, body, time_ms FROM ev WHERE seq > ? ORDER BY seq LIMIT ?",
+            (committed, batch),
         ).fetchall()
         if rows:
             conn.execute(
-                "UPDATE grp SET delivered = max(delivered, ?), owner = 'c1', lease_until = ? WHERE name = 'g'",
+                "UPDATE grp SET delivered = max(delivered, ?), owner = 'c1', lease_until = ? "
+                "WHERE name = 'g'",
                 (rows[-1][0], time.monotonic() + ack_timeout),
             )
         conn.execute("COMMIT")
@@ -180,7 +184,8 @@ def raw_consume(path: Path, n: int, batch: int, ack_timeout: float = 30.0) -> fl
         if rows:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
-                "UPDATE grp SET committed = ?, owner = NULL, lease_until = NULL WHERE name = 'g' AND owner = 'c1'",
+                "UPDATE grp SET committed = ?, owner = NULL, lease_until = NULL "
+                "WHERE name = 'g' AND owner = 'c1'",
                 (rows[-1][0],),
             )
             conn.execute("COMMIT")
