@@ -119,11 +119,8 @@ def check_topic(topic: str) -> str:
 
 
 class Entry(msgspec.Struct, gc=False):
-    """One event as the log stores it.
-
-    A struct the garbage collector does not track (its fields are strings
-    and bytes, so it is in no cycle): made for every event published, and
-    each tracked object alive per event costs the collector time."""
+    """One event as the log stores it (untracked by the garbage collector: one is
+    made per event published, and its fields, strings and bytes, are in no cycle)."""
 
     id: str  #: the event id; the idempotency key within a topic
     key: str  #: partition key; events with the same key keep their order
