@@ -8,6 +8,12 @@ id with other content) is retried one event at a time, so one bad item costs
 only itself.  ``checkpoint()`` runs after each stored batch, so incremental
 state (the last IMAP UID) never runs ahead of what the hub holds.
 
+An id already in the hub with other content is a skip ("changed at the
+source?"), unless the source says the two are one thing: ``content_ids``
+(the id is the content's), or ``differs(stored, new)`` returning None (a copy
+of a mail message that only the transport changed); what ``differs`` returns
+otherwise is the skip's reason.
+
 Who writes: each source names its source principal as the events' creator
 (``arxiv``, ``feeds``, ...; ``creative_hub.origins``), registered with a key
 on first use so the hub signs as it; ``writer=`` (the person who ran the
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import IdConflict, ValidationError
+from ..errors import IdConflict, NotFound, ValidationError
 from ..event import Event
 from ..hub import Hub
 from ..origins import is_source_principal, personal
@@ -32,6 +38,8 @@ from .base import Item, ItemError, Source
 
 __all__ = ["DEFAULT_BATCH", "ListSource", "Summary", "ingest", "ingest_with_progress"]
 
+#: ``source.differs(stored, new)``: None when ``new`` is the stored thing again, else why not
+Differs = Callable[[Event, Event], str | None]
 DEFAULT_BATCH = 200  # events per publish: one transaction on SQLite, one round trip on brokers
 
 
@@ -92,6 +100,7 @@ async def ingest(
     names (registered with a key on first use)."""
     summary = Summary(source.name)
     content_ids = bool(getattr(source, "content_ids", False))
+    differs: Differs | None = getattr(source, "differs", None)
     writers: set[str] = set()
     pending: list[Event] = []
     async for item in source.iter_items():
@@ -103,12 +112,12 @@ async def ingest(
             await _ensure_writer(hub, item.creator, writers)
             pending.append(item)
             if len(pending) >= batch:
-                await _flush(hub, pending, summary, content_ids)
+                await _flush(hub, pending, summary, content_ids, differs)
                 source.checkpoint()
                 pending = []
         if on_item is not None:
             on_item(summary)
-    await _flush(hub, pending, summary, content_ids)
+    await _flush(hub, pending, summary, content_ids, differs)
     source.checkpoint()
     if on_item is not None:
         on_item(summary)
@@ -124,7 +133,9 @@ async def _ensure_writer(hub: Hub, creator: str | None, done: set[str]) -> None:
         await hub.registry.ensure_source(creator)
 
 
-async def _flush(hub: Hub, events: list[Event], summary: Summary, content_ids: bool = False) -> None:
+async def _flush(
+    hub: Hub, events: list[Event], summary: Summary, content_ids: bool = False, differs: Differs | None = None
+) -> None:
     if not events:
         return
     try:
@@ -132,7 +143,7 @@ async def _flush(hub: Hub, events: list[Event], summary: Summary, content_ids: b
     except (ValidationError, IdConflict):
         # Someone in the batch is bad: find out who, one at a time.
         for event in events:
-            await _publish_one(hub, event, summary, content_ids)
+            await _publish_one(hub, event, summary, content_ids, differs)
         return
     for r in receipts:
         summary.ids.append(r.id)
@@ -142,19 +153,21 @@ async def _flush(hub: Hub, events: list[Event], summary: Summary, content_ids: b
             summary.ingested += 1
 
 
-async def _publish_one(hub: Hub, event: Event, summary: Summary, content_ids: bool = False) -> None:
+async def _publish_one(
+    hub: Hub, event: Event, summary: Summary, content_ids: bool = False, differs: Differs | None = None
+) -> None:
     ref = event.subject or event.id
     try:
         (r,) = await hub.publish(event)
     except IdConflict:
-        if content_ids:
-            # The id is the content's: these bytes are in the hub, seen at another path.
+        why = None if content_ids else await _why_not_the_same(hub, event, differs)
+        if why is None:
+            # The id is the content's (these bytes, seen at another path), or the
+            # source knows the stored event for the same thing (a copy of a message).
             summary.ids.append(event.id)
             summary.already += 1
             return
-        summary.skipped.append(
-            ItemError(ref, f"id {event.id} is already in the hub with other content (changed at the source?)")
-        )
+        summary.skipped.append(ItemError(ref, why))
         return
     except ValidationError as e:
         summary.skipped.append(ItemError(ref, f"refused by the hub: {e}"))
@@ -164,6 +177,19 @@ async def _publish_one(hub: Hub, event: Event, summary: Summary, content_ids: bo
         summary.already += 1
     else:
         summary.ingested += 1
+
+
+async def _why_not_the_same(hub: Hub, event: Event, differs: Differs | None) -> str | None:
+    """None if the event stored under ``event.id`` is the same thing, else the skip's reason."""
+    if differs is not None:
+        try:
+            stored = (await hub.get(event.id)).event
+        except NotFound:
+            stored = None  # not readable here: say what is known
+        if stored is not None:
+            why = differs(stored, event)
+            return None if why is None else f"id {event.id} is already in the hub: {why}"
+    return f"id {event.id} is already in the hub with other content (changed at the source?)"
 
 
 async def ingest_with_progress(

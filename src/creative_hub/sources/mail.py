@@ -15,6 +15,17 @@ incremental: the highest UID stored per folder (with its UIDVALIDITY) is kept
 in ``state`` after each stored batch, and the next run asks only for UIDs above
 it.  The thread of a message is the first of its References, else the thread
 of the message it replies to when that one is in the same run, else its parent.
+
+Copies of one message are one message.  The Message-ID names it; what says a
+second copy is the *same* message is its From address, its Date (the instant)
+and its Subject (unfolded, spaces collapsed, case folded, a list's ``[tag]``
+in front left out).  Everything else can differ between copies and is not
+compared: headers the transport adds (Received, Return-Path, Delivered-To,
+List-*, Sender, Reply-To, Resent-*, X-*), line ends and folding, To/Cc (a list
+may personalise them), the thread (it depends on what else the run read), and
+the body (it is never read, and lists append footers to it).  A copy is
+"already there" (``message_differs``); another From, Date or Subject under a
+stored Message-ID is reported as another message reusing it.
 """
 
 from __future__ import annotations
@@ -25,8 +36,8 @@ import imaplib
 import json
 import mailbox as mailboxes
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from datetime import UTC
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -35,8 +46,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+import msgspec
+
 from ..errors import ValidationError
-from ..event import derive_id
+from ..event import Event, derive_id
 from ..origins import source_id
 from ..schemas import Message
 from . import _charsets as charsets
@@ -51,6 +64,7 @@ __all__ = [
     "ImapSource",
     "MailSource",
     "decode_header",
+    "message_differs",
     "message_event_id",
 ]
 
@@ -61,6 +75,8 @@ MAX_HEADER = 1024 * 1024  # bytes of one message's header block (RFC 5322 lines 
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one message; its body is only counted, never kept
 _LINE = 64 * 1024  # bytes read at a time while splitting (a longer line comes in pieces)
 _MSGID = re.compile(r"<[^<>\s]+>")
+# A subject's lead: list tags ("[dev]") and reply / forward markers ("Re:", "AW:", "Fwd[2]:").
+_SUBJECT_LEAD = re.compile(r"^(?:\s*(?:\[[^\[\]]{1,64}\]|\w{1,10}(?:\[\d+\])?:))*")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Microsoft compound file (Outlook .msg)
 
 
@@ -179,6 +195,49 @@ def message_event(raw: bytes, ref: str, principals: Principals, threader: _Threa
     )
 
 
+def _subject_key(subject: str) -> str:
+    """A subject as a copy of the message may show it: unfolded, case folded, the tags a
+    list puts in front (``[dev] Re: x``, ``Re: [dev] x``) left out, its reply markers kept."""
+    text = " ".join(subject.split())
+    lead = _SUBJECT_LEAD.match(text)
+    end = lead.end() if lead else 0
+    head = re.sub(r"\[[^\[\]]*\]", " ", text[:end])
+    return " ".join(f"{head} {text[end:]}".split()).casefold()
+
+
+def _copy_key(event: Event) -> dict[str, object]:
+    """What names a message's content (see the module doc), from its event."""
+    data = event.data if isinstance(event.data, Mapping) else msgspec.to_builtins(event.data)
+    sender = str(data.get("sender") or "")
+    extra = data.get("extra") or {}
+    date = data.get("date")
+    when: object = extra.get("unparsed_date") if isinstance(extra, Mapping) else None
+    if isinstance(date, str):
+        try:
+            when = datetime.fromisoformat(date).timestamp()
+        except ValueError:
+            when = date
+    elif isinstance(date, datetime):
+        when = date.timestamp()
+    return {
+        "From": (parseaddr(sender)[1] or sender).casefold(),
+        "Date": when,
+        "Subject": _subject_key(str(data.get("subject") or "")),
+    }
+
+
+def message_differs(stored: Event, new: Event) -> str | None:
+    """None when ``new`` is a copy of the stored message (the same From address, Date and
+    Subject); else which of them differ: another message reusing the Message-ID."""
+    a, b = _copy_key(stored), _copy_key(new)
+    differ = [name for name in a if a[name] != b[name]]
+    if not differ:
+        return None
+    verb = "differs" if len(differ) == 1 else "differ"
+    what = " and ".join(differ)
+    return f"another message uses Message-ID {new.subject}: its {what} {verb} from the stored one's"
+
+
 def message_event_id(message_id: str) -> str:
     """The event id of the message with this Message-ID, wherever it is filed."""
     return source_id("mail", message_id)
@@ -188,6 +247,7 @@ class MailSource:
     """Messages of mbox files, .eml files, and directories of them (or a Maildir)."""
 
     name = "mail"
+    differs = staticmethod(message_differs)  #: a copy of a stored message is already there
 
     def __init__(self, paths: Sequence[Path], *, principals: Principals | None = None) -> None:
         self.paths = [Path(p) for p in paths]
@@ -297,6 +357,7 @@ class ImapSource:
     """Message headers of IMAP folders, read-only, new UIDs only."""
 
     name = "imap"
+    differs = staticmethod(message_differs)  #: the same message in two folders is one
 
     def __init__(
         self,
