@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pytest
 from _fuzz_strategies import examples
@@ -36,7 +37,7 @@ from creative_hub.sources._recurrence import MAX_OCCURRENCES
 from creative_hub.sources.base import Item, ItemError, Principals
 from creative_hub.sources.feeds import PageSource
 from creative_hub.sources.folders import FolderSource
-from creative_hub.sources.github import DeliveryRefused, delivery_items
+from creative_hub.sources.github import DeliveryRefused, delivery_items, form_payload
 
 pytestmark = [
     pytest.mark.sqlite,
@@ -161,9 +162,12 @@ def _deep(kind: str, depth: int) -> list[Item]:
         return list(calendar.parse_ceremonies(b'{"a":' * depth + b"1" + b"}" * depth, "deep.json"))
     if kind == "ceremony-yaml":
         return list(calendar.parse_ceremonies(b"[" * depth + b"]" * depth, "deep.yaml"))
-    if kind == "github":
+    if kind in ("github", "github-form"):
+        body = b'{"a":' * depth + b"1" + b"}" * depth
         try:
-            return delivery_items("push", b'{"a":' * depth + b"1" + b"}" * depth, Principals())
+            if kind == "github-form":  # the webhook's other content type: the JSON is a form field
+                body = form_payload(b"payload=" + quote_from_bytes(body).encode())
+            return delivery_items("push", body, Principals())
         except DeliveryRefused as e:
             return [ItemError("delivery", str(e))]
     if kind == "bibtex":
@@ -183,13 +187,23 @@ def _deep(kind: str, depth: int) -> list[Item]:
 @settings(FUZZ, max_examples=examples(24))
 @given(
     st.sampled_from(
-        ["crossref", "ceremony-json", "ceremony-yaml", "github", "bibtex", "page", "feed", "ics"]
+        [
+            "crossref",
+            "ceremony-json",
+            "ceremony-yaml",
+            "github",
+            "github-form",
+            "bibtex",
+            "page",
+            "feed",
+            "ics",
+        ]
     ),
     st.sampled_from([10, 1_000, 20_000]),
 )
 def test_deep_documents_end_as_events_or_one_error(kind: str, depth: int) -> None:
     items = check_items(_deep(kind, depth))
-    if depth == 20_000 and kind in ("crossref", "ceremony-json", "ceremony-yaml", "github"):
+    if depth == 20_000 and kind in ("crossref", "ceremony-json", "ceremony-yaml", "github", "github-form"):
         (item,) = items
         assert isinstance(item, ItemError) and "deep" in item.reason
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from creative_hub.event import Event
 from creative_hub.hub import Hub
 from creative_hub.sources._github_map import thread_id
 from creative_hub.sources.base import Principals, commit_id
@@ -604,3 +605,19 @@ async def test_form_encoded_deliveries_are_taken_like_json(
     # A form delivery's body saved as sent.
     assert await _saved_again(hub, tmp_path / "form-push.json", form, "push") == (0, 2, [])
     assert len(await stored("creative.engineering")) == 2
+
+
+def test_an_odd_push_time_or_text_never_refuses_a_ref_change() -> None:
+    """`pushed_at` is only a hint: one GitHub never sends (text, a float) falls back to the
+    SHAs / the delivery's content, and any JSON string (a lone surrogate too) can be hashed."""
+    from creative_hub.sources._github_map import webhook_events
+
+    made = json.loads((DATA / "push_with-new-branch.payload.json").read_bytes())
+    for odd in ("yesterday", 1557933657.5, True, None):
+        push = {**made, "repository": {**made["repository"], "pushed_at": odd}}
+        (ref, _commit) = webhook_events("push", push, Principals())
+        assert isinstance(ref, Event) and ref.data.action == "created", (odd, ref)
+    create = json.loads(_ref_delivery("create", made, "topic", "not a time"))
+    create["description"] = "\ud800 a lone surrogate"
+    (ref,) = webhook_events("create", create, Principals())
+    assert isinstance(ref, Event) and ref.data.ref == "topic"

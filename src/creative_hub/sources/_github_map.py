@@ -325,17 +325,20 @@ def _pushed_at(repo_obj: Mapping[str, Any]) -> str | None:
 
     A push delivery gives it as an integer, a ``create`` / ``delete`` delivery of
     the same push as an ISO time (GitHub's own examples agree to the second), so
-    both name the same change."""
+    both name the same change.  Only a hint: anything else is None (never a refusal)."""
     value = repo_obj.get("pushed_at")
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    when = _time(value) if isinstance(value, str) else None
+    try:
+        when = _time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
     return str(int(when.timestamp())) if when is not None else None
 
 
 def _canonical(payload: Mapping[str, Any]) -> str:
     """A delivery's content, however it was saved (compact, pretty-printed, via the API)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))  # ASCII: lone surrogates too
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
