@@ -199,8 +199,8 @@ def github(
         list[Path] | None,
         typer.Option(
             "--payload",
-            help="Saved webhook deliveries: a JSON file or a folder of them (repeatable), "
-            "stored as the webhook would.",
+            help="Saved webhook deliveries: a JSON (or form-encoded payload=...) body, or a "
+            "folder of *.json files (repeatable), stored as the webhook would.",
         ),
     ] = None,
     event: Annotated[
