@@ -85,6 +85,21 @@ def through_mailman(raw: bytes) -> bytes:
     return join(added + out, body + b"\n-- \ndev mailing list\n")
 
 
+def dmarc_munged(raw: bytes) -> bytes:
+    """The copy a list delivers when the sender's domain publishes DMARC p=reject (Mailman's
+    and Google Groups' "munge From"): From is the list's own address, the author moves to
+    Reply-To (or X-Original-From)."""
+    out, body = fields(raw)
+    out = [f for f in out if name(f) != b"Reply-To"]
+    out = [
+        [b'From: "=?ISO-8859-1?Q?Herv=E9?= BOUTEMY via dev" <dev@maven.apache.org>']
+        if name(f) == b"From"
+        else f
+        for f in out
+    ]
+    return join([*out, [b"Reply-To: =?ISO-8859-1?Q?Herv=E9?= BOUTEMY <herve.boutemy@free.fr>"]], body)
+
+
 def redelivered(raw: bytes) -> bytes:
     """A re-delivered copy: another hop's Received and Resent-* headers on top."""
     hop = [
@@ -107,6 +122,7 @@ async def test_copies_of_one_message_are_already_there(hub: Hub, fixtures_dir: P
     for label, copy in [
         ("sent", the_sent_copy(listed)),
         ("mailman", through_mailman(listed)),
+        ("dmarc", dmarc_munged(listed)),
         ("redelivered", redelivered(listed)),
     ]:
         (tmp_path / f"{label}.eml").write_bytes(copy)
@@ -124,6 +140,24 @@ def message(
     if refs:
         lines.append(f"References: {refs}")
     return ("\n".join(lines) + "\n\nhello\n").encode()
+
+
+async def test_a_list_rewritten_from_stands_for_the_author_it_names(
+    hub: Hub, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """The munged copy read first, the author's own copy next: one message.  A munged copy
+    naming someone else as its author is another message."""
+    listed = the_list_copy(fixtures_dir)
+    (tmp_path / "dmarc.eml").write_bytes(dmarc_munged(listed))
+    first = await ingest(hub, MailSource([tmp_path / "dmarc.eml"]))
+    assert (first.ingested, first.skipped) == (1, []), first
+    (tmp_path / "sent.eml").write_bytes(the_sent_copy(listed))
+    s = await ingest(hub, MailSource([tmp_path / "sent.eml"]))
+    assert (s.ingested, s.already, s.skipped) == (0, 1, []), [str(e) for e in s.skipped]
+    other = edited(dmarc_munged(listed), b"Reply-To", b"Mallory <mallory@example.org>")
+    (tmp_path / "other.eml").write_bytes(edited(other, b"Cc", b"dev@maven.apache.org"))
+    s = await ingest(hub, MailSource([tmp_path / "other.eml"]))
+    assert len(s.skipped) == 1 and "its From differs" in s.skipped[0].reason, s
 
 
 async def test_a_reply_read_alone_is_the_reply_read_with_its_thread(hub: Hub, tmp_path: Path) -> None:

@@ -25,7 +25,10 @@ List-*, Sender, Reply-To, Resent-*, X-*), line ends and folding, To/Cc (a list
 may personalise them), the thread (it depends on what else the run read), and
 the body (it is never read, and lists append footers to it).  A copy is
 "already there" (``message_differs``); another From, Date or Subject under a
-stored Message-ID is reported as another message reusing it.
+stored Message-ID is reported as another message reusing it.  A From that a
+list rewrote to its own address (DMARC's "munge From": it equals the List-Post
+address) stands for the authors the copy names in X-Original-From, Reply-To
+or Cc (kept in ``data.extra.on_behalf_of``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ MAX_HEADER = 1024 * 1024  # bytes of one message's header block (RFC 5322 lines 
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one message; its body is only counted, never kept
 _LINE = 64 * 1024  # bytes read at a time while splitting (a longer line comes in pieces)
 _MSGID = re.compile(r"<[^<>\s]+>")
+_MAILTO = re.compile(r"<mailto:([^<>?\s]+)", re.I)  # List-Post: <mailto:dev@lists.example.org>
 # A subject's lead: list tags ("[dev]") and reply / forward markers ("Re:", "AW:", "Fwd[2]:").
 _SUBJECT_LEAD = re.compile(r"^(?:\s*(?:\[[^\[\]]{1,64}\]|\w{1,10}(?:\[\d+\])?:))*")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Microsoft compound file (Outlook .msg)
@@ -172,6 +176,9 @@ def message_event(raw: bytes, ref: str, principals: Principals, threader: _Threa
         extra["mapped"] = mapped
     if get.get("date") and date is None:
         extra["unparsed_date"] = get["date"]
+    behalf = _list_author(get, pairs, addr)
+    if behalf:
+        extra["on_behalf_of"] = behalf
     data = Message(
         message_id=mid,
         subject=subject,
@@ -205,6 +212,17 @@ def _subject_key(subject: str) -> str:
     return " ".join(f"{head} {text[end:]}".split()).casefold()
 
 
+def _list_author(get: Mapping[str, str], pairs: list[tuple[str, str]], sender: str) -> list[str]:
+    """Who a list sent a message for, when it rewrote From to its own address (DMARC's
+    "munge From", as Mailman and Google Groups do for p=reject senders): the addresses
+    of X-Original-From, Reply-To and Cc other than the list's.  [] for any other message."""
+    post = _MAILTO.findall(get.get("list-post", ""))
+    if not sender or sender.casefold() not in {p.casefold() for p in post}:
+        return []
+    named = [v for k, v in pairs if k in ("x-original-from", "reply-to", "cc")]
+    return [a for _, a in getaddresses(named) if a and a.casefold() != sender.casefold()]
+
+
 def _copy_key(event: Event) -> dict[str, object]:
     """What names a message's content (see the module doc), from its event."""
     data = event.data if isinstance(event.data, Mapping) else msgspec.to_builtins(event.data)
@@ -219,8 +237,10 @@ def _copy_key(event: Event) -> dict[str, object]:
             when = date
     elif isinstance(date, datetime):
         when = date.timestamp()
+    behalf = extra.get("on_behalf_of") if isinstance(extra, Mapping) else None
     return {
         "From": (parseaddr(sender)[1] or sender).casefold(),
+        "for": {str(a).casefold() for a in behalf} if isinstance(behalf, list) else set(),
         "Date": when,
         "Subject": _subject_key(str(data.get("subject") or "")),
     }
@@ -228,9 +248,16 @@ def _copy_key(event: Event) -> dict[str, object]:
 
 def message_differs(stored: Event, new: Event) -> str | None:
     """None when ``new`` is a copy of the stored message (the same From address, Date and
-    Subject); else which of them differ: another message reusing the Message-ID."""
+    Subject); else which of them differ: another message reusing the Message-ID.  A From
+    a list rewrote to its own address stands for the author it names (``on_behalf_of``)."""
     a, b = _copy_key(stored), _copy_key(new)
-    differ = [name for name in a if a[name] != b[name]]
+    differ = [name for name in ("Date", "Subject") if a[name] != b[name]]
+    authors: list[set[str]] = []  # who wrote it, as each copy says
+    for k in (a, b):
+        named = k["for"]
+        authors.append({str(x) for x in named} if isinstance(named, set) and named else {str(k["From"])})
+    if not authors[0] & authors[1]:
+        differ.insert(0, "From")
     if not differ:
         return None
     verb = "differs" if len(differ) == 1 else "differ"
