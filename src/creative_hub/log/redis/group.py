@@ -88,6 +88,7 @@ class RedisSubscription(SubscriptionBase):
         # Fetch ahead when this many fetched records are left to hand out
         # (half of a big fetch; never after small ones: live traffic).
         self._low_water = -1
+        self._busy = 0  # streams that brought records in the last fetch (its COUNT's share)
         self._rebalance_at = 0.0
         self._sweep_at = 0.0
         self._backoff = Backoff(base=0.05, cap=2.0)
@@ -330,9 +331,11 @@ class RedisSubscription(SubscriptionBase):
         """Send pending acks and read new records from ``readable``, in one round trip."""
         client = self._log.client
         keys = [self._streams[p] for p in readable]
-        # COUNT is per stream: split the batch over the partitions read, so one fetch brings about
-        # one batch (fewer records waiting in memory, which the garbage collector would scan).
-        count = -(-self.batch // len(readable))
+        # COUNT is per stream: split the batch over the streams that brought records last
+        # time (all read ones at first), so one fetch brings about one batch (fewer records
+        # waiting in memory) whether they are spread or all under one key -- one stream, which
+        # a split over every partition left at 1/8 of a batch per round trip.
+        count = -(-self.batch // (min(self._busy, len(readable)) or len(readable)))
         args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
         block = int(wait * 1000)
         if block > 0:
@@ -363,10 +366,13 @@ class RedisSubscription(SubscriptionBase):
         append, index = self._queue.append, self._index
         before = len(self._queue)
         # RESP3 (redis-py's default) answers with a map, RESP2 with pairs.
+        busy = 0
         for stream, entries in reply.items() if isinstance(reply, dict) else reply:
             p = index[stream]
+            busy += bool(entries)
             for sid, fields in entries:  # the consume hot path: Records are made when asked for
                 append(RedisDelivery(fields, 1, self, p, sid))
+        self._busy = busy
         # Big fetches mean a backlog: send the next fetch as soon as this
         # batch is being handed out (at most two batches are ever queued).
         fetched = len(self._queue) - before

@@ -100,6 +100,7 @@ class SQLiteSubscription(LockedSubscription):
         self._inflight: dict[int, _Flight] = {}
         self._nacks: list[tuple[float, int]] = []  # (due, seq) heap of nacked deliveries
         self._next_maintain = 0.0
+        self._busy = 0  # partitions that had records in the last fetch
         self._lock = asyncio.Lock()
 
     # -- membership ----------------------------------------------------------
@@ -361,7 +362,10 @@ class SQLiteSubscription(LockedSubscription):
         if not want:
             return
         log, topic, group, me = self.log, self.topic, self.group, self.consumer
-        per_part = max(self.batch // len(want), 16)
+        # Split the batch over the partitions that had records last time (all at first):
+        # records all under one key are in one partition, which an even split over every
+        # held one left at 1/8 of a batch per fetch.
+        per_part = max(self.batch // (min(self._busy, len(want)) or len(want)), 16)
         Seen = tuple[dict[int, _Fetched], int, bool]
 
         def look(conn: sqlite3.Connection, seen: Seen | None) -> Seen:
@@ -411,6 +415,7 @@ class SQLiteSubscription(LockedSubscription):
         if seen[2]:
             seen = await log._write(partial(look, seen=seen))
         fetched, trimmed, _ = seen
+        self._busy = sum(1 for _, rows, _ in fetched.values() if rows)
         due = time.monotonic() + self.ack_timeout
         batch: list[tuple[int, int, str, str, bytes, int]] = []
         for part, (db_delivered, rows, notices) in fetched.items():
