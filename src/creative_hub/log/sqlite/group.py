@@ -100,7 +100,7 @@ class SQLiteSubscription(LockedSubscription):
         self._inflight: dict[int, _Flight] = {}
         self._nacks: list[tuple[float, int]] = []  # (due, seq) heap of nacked deliveries
         self._next_maintain = 0.0
-        self._busy = 0  # partitions that had records in the last fetch
+        self._busy: set[int] = set()  # partitions that had records in the last fetch
         self._lock = asyncio.Lock()
 
     # -- membership ----------------------------------------------------------
@@ -362,10 +362,14 @@ class SQLiteSubscription(LockedSubscription):
         if not want:
             return
         log, topic, group, me = self.log, self.topic, self.group, self.consumer
-        # Split the batch over the partitions that had records last time (all at first):
+        # Split the batch over the partitions that had records last time, the others get an
+        # even share (so a fetch brings at most two batches, whose ack deadlines start now):
         # records all under one key are in one partition, which an even split over every
         # held one left at 1/8 of a batch per fetch.
-        per_part = max(self.batch // (min(self._busy, len(want)) or len(want)), 16)
+        even = max(self.batch // len(want), 16)
+        busy = self._busy & want.keys()
+        share = max(self.batch // len(busy), 16) if busy else even
+        limits = {p: share if p in busy else even for p in want}
         Seen = tuple[dict[int, _Fetched], int, bool]
 
         def look(conn: sqlite3.Connection, seen: Seen | None) -> Seen:
@@ -390,7 +394,7 @@ class SQLiteSubscription(LockedSubscription):
                     rows = conn.execute(
                         f"SELECT seq, id, key, body, time_ms FROM {t.table} "
                         "WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
-                        (part, max(cursor, trimmed), per_part),
+                        (part, max(cursor, trimmed), limits[part]),
                     ).fetchall()
                 notices: list[tuple[int, int, int]] = []
                 if seen is None:  # reading: is anything waiting for the writer?
@@ -415,7 +419,7 @@ class SQLiteSubscription(LockedSubscription):
         if seen[2]:
             seen = await log._write(partial(look, seen=seen))
         fetched, trimmed, _ = seen
-        self._busy = sum(1 for _, rows, _ in fetched.values() if rows)
+        self._busy = {part for part, (_, rows, _) in fetched.items() if rows}
         due = time.monotonic() + self.ack_timeout
         batch: list[tuple[int, int, str, str, bytes, int]] = []
         for part, (db_delivered, rows, notices) in fetched.items():
