@@ -50,11 +50,11 @@ PARTITIONS = 4
 CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
 
 
-def make_entries(n: int, tag: str) -> list[Entry]:
+def make_entries(n: int, tag: str, keys: list[str] = KEYS) -> list[Entry]:
     out = []
     for i in range(n):
         eid = uuid.uuid4().hex
-        key = KEYS[i % len(KEYS)]
+        key = keys[i % len(keys)]
         body = json.dumps(
             {"specversion": "1.0", "id": eid, "source": "/bench", "type": "creative.bench.tick",
              "partitionkey": key, "data": {"n": i, "tag": tag, "pad": "x" * 40}}
@@ -143,30 +143,45 @@ async def engine_publish(log: KafkaLog, topic: str, entries: list[Entry], batch:
     return time.perf_counter() - t
 
 
-# -- sweep: one batch at a time, waiting for its acks, both sides ------------------
-def raw_publish_batches(bootstrap: str, topic: str, entries: list[Entry], batch: int, calls: Calls) -> None:
-    """Produce ``batch`` records and wait for all their delivery reports, then the next batch.
-
-    Waiting with ``flush`` (which sends at once, whatever ``linger.ms`` says),
-    as the hub's producer does with each produce round."""
+# -- one call at a time, a receipt per record: the fair raw for Hub.publish ------------
+def raw_publish_calls(
+    bootstrap: str, topic: str, entries: list[Entry], batch: int, calls: Calls | None = None
+) -> float:
+    """Publish in calls of ``batch`` records as ``Hub.publish`` is called: each call produces
+    its records with a delivery callback per record bound to its index (the idiom of
+    confluent-kafka's examples) and returns only when every one of them is reported, with
+    its partition and offset kept (the receipt); then the next call.  Waits with ``flush``,
+    which sends at once whatever ``linger.ms`` says, as the engine sends each produce round.
+    Returns the seconds of all the calls (each also timed in ``calls``, if given)."""
     p = ck.Producer(producer_conf(bootstrap))
-    p.list_topics(topic, timeout=10)
-    left = [0]
+    p.list_topics(topic, timeout=10)  # metadata and connections first, as the engine has them
+    where: list[tuple[int, int] | None] = [None] * len(entries)
+    failed: list[ck.KafkaError] = []
 
-    def delivered(err: ck.KafkaError | None, msg: ck.Message) -> None:
-        left[0] -= 1
+    def report(i: int, err: ck.KafkaError | None, msg: ck.Message) -> None:
+        if err is None:
+            where[i] = (msg.partition() or 0, msg.offset() or 0)
+        else:
+            failed.append(err)
 
-    for i in range(0, len(entries), batch):
-        with calls.timed():
-            chunk = entries[i : i + batch]
-            left[0] = len(chunk)
-            for e in chunk:
-                headers = [("content-type", CONTENT_TYPE), ("ch-id", e.id.encode()),
-                           ("ch-digest", e.digest.encode())]  # fmt: skip
-                p.produce(topic, e.body, e.key.encode(), headers=headers, on_delivery=delivered)
-            p.flush()
-            assert left[0] == 0, "a record without its delivery report"
-    p.flush()
+    total = 0.0
+    for start in range(0, len(entries), batch):
+        t = time.perf_counter()
+        for i in range(start, min(start + batch, len(entries))):
+            e = entries[i]
+            headers = [("content-type", CONTENT_TYPE), ("ch-id", e.id.encode()),
+                       ("ch-digest", e.digest.encode())]  # fmt: skip
+            p.produce(topic, e.body, e.key.encode(), headers=headers,
+                      on_delivery=lambda err, msg, i=i: report(i, err, msg))  # fmt: skip
+        p.flush()  # the call's receipts: every record of it reported
+        took = time.perf_counter() - t
+        total += took
+        if calls is not None:
+            calls.seconds.append(took)
+        if failed:
+            raise RuntimeError(f"raw publish: {failed[0]}")
+    assert all(w is not None for w in where), "a record without its delivery report"
+    return total
 
 
 async def sweep(log: KafkaLog, bootstrap: str, sizes: list[int], cap: int) -> list[dict[str, object]]:
@@ -178,7 +193,7 @@ async def sweep(log: KafkaLog, bootstrap: str, sizes: list[int], cap: int) -> li
         async def raw(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
             topic = f"bench.sweepraw{b}x{k}{uuid.uuid4().hex[:4]}"
             create_topic(bootstrap, topic)
-            await asyncio.to_thread(raw_publish_batches, bootstrap, topic, data[k], b, calls)
+            await asyncio.to_thread(raw_publish_calls, bootstrap, topic, data[k], b, calls)
 
         async def hub(k: int, calls: Calls, b: int = b, data: list[list[Entry]] = data) -> None:
             topic = f"bench.sweephub{b}x{k}{uuid.uuid4().hex[:4]}"

@@ -14,7 +14,9 @@ same process, rounds alternating, best round of each side:
   receipt per event and a commit after the handler: redis-py pipelined XADD
   (each entry's id back) and XREADGROUP + XACK; nats-py ``publish_async`` with
   every PubAck awaited and pull ``fetch`` + ack; confluent-kafka with a
-  delivery report per record and ``consume`` + commit; sqlite3 inserting the
+  delivery report per record, in calls of ``--batch`` each waiting for all
+  its reports (as ``Hub.publish`` returns receipts), and ``consume`` +
+  commit; sqlite3 inserting the
   hub's rows, and consuming with a lease and the delivered mark claimed per
   batch and the commit after the handler (the functions of
   ``bench_<engine>.py``);
@@ -357,7 +359,7 @@ async def nats_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 async def kafka_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from faststream.kafka import KafkaBroker
 
-    from bench_kafka import create_topic, make_entries, raw_consume, raw_publish_reports
+    from bench_kafka import create_topic, make_entries, raw_consume, raw_publish_calls
     from creative_hub.testing.servers.kafka import KafkaServer
 
     n, batch, single_n = a.events, a.batch, min(a.events, a.single)
@@ -377,9 +379,9 @@ async def kafka_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         async def raw_pub(rnd: int) -> float:
             raw_topics.append(f"rawk{uuid.uuid4().hex[:8]}")
             await asyncio.to_thread(create_topic, boot, raw_topics[-1])
-            return await asyncio.to_thread(
-                raw_publish_reports, boot, raw_topics[-1], make_entries(n, f"r{rnd}")
-            )
+            # One key, as Hub.publish's events have (their creator's): one partition, as the hub's.
+            entries = make_entries(n, f"r{rnd}", keys=["bench"])
+            return await asyncio.to_thread(raw_publish_calls, boot, raw_topics[-1], entries, batch)
 
         async def raw_con(rnd: int) -> float:
             return await asyncio.to_thread(raw_consume, boot, raw_topics[rnd], n, batch)
@@ -417,7 +419,9 @@ async def kafka_run(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         }
         figures = await bench_engine("kafka", server.url, a, extra)
         figures["paths"] = {
-            "raw": "confluent-kafka, a delivery report per record kept (partition, offset), one flush; "
+            "raw": f"confluent-kafka in calls of {batch} like Hub.publish: a delivery report per record "
+            "kept (partition, offset), each call flushed and all its reports in before the next, "
+            "one key as the hub's events; "
             "consume(batch) + commit after the handler",
             "faststream": "aiokafka publish_batch (one partition, no keys, one RecordMetadata per batch); "
             "batch subscriber, auto-commit (its default)",
