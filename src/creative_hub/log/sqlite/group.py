@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import math
 import sqlite3
@@ -27,12 +28,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ...errors import LogClosed
 from .._subscription import LockedSubscription, SubscribeArgs, SubState
-from ..base import Delivery, Gap, Record, Start, settle_others, unsettled
+from ..base import Delivery, Gap, Start, settle_others
+from .flight import ACKED, NACKED, PENDING, HandOut, Row, Run, SQLiteDelivery
 
 if TYPE_CHECKING:
     from .engine import SQLiteLog
@@ -61,8 +64,7 @@ class _Part:
     prev_delivered: int  # the previous owner's high-water mark (for delivery counts)
     lease_deadline: float  # monotonic; renew before it, deliver nothing after it
     committed: int = 0
-    order: deque[int] = field(default_factory=deque)  # fetched, un-acked seqs, oldest first
-    acked: set[int] = field(default_factory=set)  # acked out of order, above `committed`
+    order: deque[Run] = field(default_factory=deque)  # fetched runs not wholly acked, oldest first
     saved: int = 0  # the committed position last written
     releasing: bool = False  # handing it to another member once all is acked
     db_delivered: int = 0  # ``delivered`` as this member last saw it in the file (retention moves it)
@@ -70,19 +72,10 @@ class _Part:
 
 # A fetch's findings for one partition: `delivered` in the file before it,
 # the records, and the gap notices taken (after, upto, count).
-_Fetched = tuple[int, list[tuple[int, str, str, bytes, int]], list[tuple[int, int, int]]]
+_Fetched = tuple[int, list[Row], list[tuple[int, int, int]]]
 
 
-@dataclass(slots=True)
-class _Flight:
-    """A delivery waiting for its ack (its deliveries' token)."""
-
-    seq: int
-    part: int
-    record: Record
-    count: int
-    due: float  # monotonic time to deliver it again
-    generation: int
+_ROW = attrgetter("_row")  # a delivery's row: sorting by it sorts by position
 
 
 class SQLiteSubscription(LockedSubscription):
@@ -95,10 +88,14 @@ class SQLiteSubscription(LockedSubscription):
         self.log = log
         self.max_pending = max(4 * self.batch, 1024)
         self._parts: dict[int, _Part] = {}
-        self._buffer: deque[tuple[int, Delivery]] = deque()
-        # Insertion-ordered, so the first entry is the oldest un-acked delivery.
-        self._inflight: dict[int, _Flight] = {}
-        self._nacks: list[tuple[float, int]] = []  # (due, seq) heap of nacked deliveries
+        # Fetched, not handed out yet: _buf[_pos:], in position order across partitions.
+        self._buf: list[SQLiteDelivery] = []
+        self._pos = 0
+        self._redo: deque[SQLiteDelivery] = deque()  # redeliveries waiting to be handed out
+        self._out: deque[HandOut] = deque()  # hand-outs not wholly settled, oldest (first due) first
+        self._nacks: list[tuple[float, int, SQLiteDelivery]] = []  # (due, tiebreak, delivery) heap
+        self._tick = itertools.count()
+        self._unacked = 0  # fetched records not acked (the buffer's too)
         self._next_maintain = 0.0
         self._busy: set[int] = set()  # partitions that had records in the last fetch
         self._lock = asyncio.Lock()
@@ -214,21 +211,188 @@ class SQLiteSubscription(LockedSubscription):
         self._next_maintain = time.monotonic() + min(self.ack_timeout / 3, 1.0)
 
     def _drop(self, part: int) -> None:
-        self._parts.pop(part, None)
-        self._buffer = deque((p, d) for p, d in self._buffer if p != part)
-        for seq in [seq for seq, f in self._inflight.items() if f.part == part]:
-            del self._inflight[seq]
+        """Forget a partition lost or given up: its deliveries' acks no longer count."""
+        s = self._parts.pop(part, None)
+        if s is None:
+            return
+        for run in s.order:
+            run.live = False
+            self._unacked -= run.left
+        self._buf, self._pos = [d for d in self._buf[self._pos :] if d._run.live], 0
+        self._redo = deque(d for d in self._redo if d._run.live)
 
-    async def _flush(self) -> None:
-        """Save committed positions that moved, fenced by the lease generation."""
+    # -- delivery ------------------------------------------------------------
+    async def _more_locked(self, out: list[Delivery], max: int) -> None:
+        """Redeliveries due now, then what is already fetched (``next_batch``)."""
+        now = time.monotonic()
+        start = len(out)
+        self._expire(now)
+        while len(out) < max:
+            d = self._pop_redo()
+            if d is None:
+                break
+            out.append(d)
+        pos = self._pos
+        n = min(max - len(out), len(self._buf) - pos)
+        if n > 0:
+            out.extend(self._buf[pos : pos + n])
+            self._pos = pos + n
+        if len(out) > start:
+            self._out.append(HandOut(now + self.ack_timeout, cast("list[SQLiteDelivery]", out[start:])))
+
+    def _take_one(self, now: float) -> SQLiteDelivery | None:
+        """One delivery to hand out now (a redelivery first), its deadline started."""
+        self._expire(now)
+        d = self._pop_redo()
+        if d is None:
+            if self._pos >= len(self._buf):
+                return None
+            d = self._buf[self._pos]
+            self._pos += 1
+        self._out.append(HandOut(now + self.ack_timeout, [d]))
+        return d
+
+    def _pop_redo(self) -> SQLiteDelivery | None:
+        """The next redelivery still wanted (not acked meanwhile through an older delivery)."""
+        while self._redo:
+            d = self._redo.popleft()
+            run = d._run
+            if run.state[d._i] == PENDING and run.is_current(d):
+                return d
+        return None
+
+    def _expire(self, now: float) -> None:
+        """Queue a new delivery for each record whose latest hand-out lapsed or whose nack is due."""
+        nacks, out, redo = self._nacks, self._out, self._redo
+        while nacks and nacks[0][0] <= now:
+            d = heapq.heappop(nacks)[2]
+            run = d._run
+            if run.state[d._i] == NACKED and run.is_current(d):
+                run.state[d._i] = PENDING
+                redo.append(self._again(d))
+        while out and out[0].due <= now:
+            for d in out.popleft().deliveries:
+                run = d._run
+                if not d._done and run.state[d._i] == PENDING and run.is_current(d):
+                    redo.append(self._again(d))
+
+    def _again(self, d: SQLiteDelivery) -> SQLiteDelivery:
+        run, i = d._run, d._i
+        count = d.delivery_count + 1
+        if run.counts is None:
+            run.counts = {}
+        run.counts[i] = count
+        return SQLiteDelivery(self, run, i, d._row, count)
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
+        mine: list[Delivery] = []
+        others: list[Delivery] = []
+        for d in deliveries:
+            if d._done:
+                continue
+            d._done = True
+            (mine if d._owner is self else others).append(d)
+        if mine:
+            self._acked(cast("list[SQLiteDelivery]", mine))
+        if others:
+            await settle_others(others)
+
+    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        self._acked(cast("Sequence[SQLiteDelivery]", deliveries))
+
+    def _acked(self, deliveries: Sequence[SQLiteDelivery]) -> None:
+        n = 0
+        for d in deliveries:
+            run = d._run
+            state, i = run.state, d._i
+            # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
+            if run.live and state[i] != ACKED:
+                state[i] = ACKED
+                run.left -= 1
+                n += 1
+        if not n:
+            return
+        self._unacked -= n
+        for s in self._parts.values():  # the committed positions move over what is acked in order
+            order = s.order
+            while order:
+                upto = order[0].acked_upto()
+                if upto is not None:
+                    s.committed = upto
+                if order[0].left:
+                    break
+                order.popleft()
+        out = self._out
+        while out and out[0].settled():  # forget hand-outs wholly settled
+            out.popleft()
+
+    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
+        d = cast(SQLiteDelivery, delivery)
+        run = d._run
+        if run.state[d._i] == PENDING and run.is_current(d):
+            run.state[d._i] = NACKED
+            heapq.heappush(self._nacks, (time.monotonic() + max(delay, 0.0), next(self._tick), d))
+
+    async def _next_locked(self, timeout: float | None) -> Delivery:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.state is SubState.CLOSED or self.log._closed:
+                raise LogClosed("subscription")
+            now = time.monotonic()
+            if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
+                await self._maintain()
+                now = time.monotonic()
+            d = self._take_one(now)
+            if d is not None:
+                return d
+            if self._unacked < self.max_pending:
+                await self._fetch()
+                d = self._take_one(time.monotonic())
+                if d is not None:
+                    return d
+            wait = min(self._next_maintain - now, self.log.poll_interval)
+            if self._out:
+                wait = min(wait, self._out[0].due - now)
+            if self._nacks:
+                wait = min(wait, self._nacks[0][0] - now)
+            wait = self._cut_to(deadline, now, wait, timeout)
+            await self.log._wait_for_append(self.topic, max(wait, 0.001))
+
+    async def _fetch(self) -> None:
+        """Fetch each held partition's next records, save how far deliveries went and the commits.
+
+        When commits wait to be saved or the last fetch brought records, one
+        write transaction saves the commits, reads the records, saves
+        ``delivered`` and takes the gap notices.  Otherwise (polling) the
+        records are read with a reader connection first; when some came (or
+        a gap notice waits), the write transaction first checks no retention
+        pass ran in between (else it reads again), so retention -- also a
+        write -- always sees exactly what members have fetched.
+        """
+        now = time.monotonic()
+        want = {
+            p: (s.cursor, s.generation)
+            for p, s in self._parts.items()
+            if not s.releasing and s.lease_deadline > now
+        }
         dirty = {
             p: (s.generation, s.committed, s.cursor) for p, s in self._parts.items() if s.committed != s.saved
         }
-        if not dirty:
+        if not want and not dirty:
             return
-        topic, group, me = self.topic, self.group, self.consumer
+        log, topic, group, me = self.log, self.topic, self.group, self.consumer
+        # Split the batch over the partitions that had records last time, the others get an
+        # even share (so a fetch brings at most two batches): records all under one key are
+        # in one partition, which an even split over every held one left at 1/8 of a batch.
+        even = max(self.batch // max(len(want), 1), 16)
+        busy = self._busy & want.keys()
+        share = max(self.batch // len(busy), 16) if busy else even
+        limits = {p: share if p in busy else even for p in want}
+        Seen = tuple[dict[int, _Fetched], int, bool]
 
-        def job(conn: sqlite3.Connection) -> set[int]:
+        def save(conn: sqlite3.Connection) -> set[int]:
+            """Save the commits that moved, fenced by the lease generation; the partitions lost."""
             lost = set()
             for part, (gen, committed, cursor) in dirty.items():
                 cur = conn.execute(
@@ -240,188 +404,75 @@ class SQLiteSubscription(LockedSubscription):
                     lost.add(part)
             return lost
 
-        lost = await self.log._write(job)
-        for part, (_, committed, _) in dirty.items():
-            s = self._parts.get(part)
-            if s is not None:
-                s.saved = committed
-        for part in lost:
-            self._drop(part)
-
-    # -- delivery ------------------------------------------------------------
-    async def _more_locked(self, out: list[Delivery], max: int) -> None:
-        """Redeliveries due now, then what is already fetched (``next_batch``)."""
-        now = time.monotonic()
-        while len(out) < max:
-            d = self._due(now)
-            if d is None:
-                break
-            out.append(d)
-        buffer = self._buffer
-        n = min(max - len(out), len(buffer))
-        if n > 0:
-            popleft = buffer.popleft
-            out.extend([popleft()[1] for _ in range(n)])
-
-    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
-        mine, others = unsettled(self, deliveries)
-        for d in mine:
-            self._ack(d._token)
-        if others:
-            await settle_others(others)
-
-    async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
-        for d in deliveries:
-            self._ack(d._token)
-
-    async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
-        f: _Flight = delivery._token
-        flight = self._inflight.get(f.seq)
-        if flight is f:
-            f.due = time.monotonic() + max(delay, 0.0)
-            heapq.heappush(self._nacks, (f.due, f.seq))
-
-    async def _next_locked(self, timeout: float | None) -> Delivery:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.state is SubState.CLOSED or self.log._closed:
-                raise LogClosed("subscription")
-            now = time.monotonic()
-            if now >= self._next_maintain or any(now >= s.lease_deadline for s in self._parts.values()):
-                await self._maintain()
-                now = time.monotonic()
-            d = self._due(now)
-            if d is not None:
-                return d
-            if self._buffer:
-                return self._buffer.popleft()[1]
-            if len(self._inflight) < self.max_pending:
-                await self._flush()
-                await self._fetch()
-                if self._buffer:
-                    return self._buffer.popleft()[1]
-            wait = min(self._next_maintain - now, self.log.poll_interval)
-            if self._inflight:
-                wait = min(wait, next(iter(self._inflight.values())).due - now)
-            if self._nacks:
-                wait = min(wait, self._nacks[0][0] - now)
-            wait = self._cut_to(deadline, now, wait, timeout)
-            await self.log._wait_for_append(self.topic, max(wait, 0.001))
-
-    def _due(self, now: float) -> Delivery | None:
-        """An un-acked delivery whose time has come again, if any."""
-        while self._nacks and self._nacks[0][0] <= now:
-            due, seq = heapq.heappop(self._nacks)
-            f = self._inflight.get(seq)
-            if f is not None and f.due == due:
-                return self._redeliver(seq, f)
-        if self._inflight:
-            seq, f = next(iter(self._inflight.items()))
-            if f.due <= now:
-                return self._redeliver(seq, f)
-        return None
-
-    def _redeliver(self, seq: int, f: _Flight) -> Delivery:
-        del self._inflight[seq]  # re-inserted at the end: the dict stays oldest-first
-        f.count += 1
-        f.due = time.monotonic() + self.ack_timeout
-        self._inflight[seq] = f
-        return self._delivery(seq, f)
-
-    def _delivery(self, seq: int, f: _Flight) -> Delivery:
-        return Delivery(f.record, f.count, owner=self, token=f)
-
-    def _ack(self, f: _Flight) -> None:
-        seq = f.seq
-        s = self._parts.get(f.part)
-        if s is None or self._inflight.get(seq) is not f or s.generation != f.generation:
-            return  # a late ack for a partition we lost: its new owner redelivers
-        del self._inflight[seq]
-        s.acked.add(seq)
-        while s.order and s.order[0] in s.acked:
-            head = s.order.popleft()
-            s.acked.discard(head)
-            s.committed = head
-
-    async def _fetch(self) -> None:
-        """Fetch each held partition's next records and save how far deliveries went.
-
-        Records are read with a reader connection; when some came (or a gap
-        notice waits), ``delivered`` is saved and the notices taken in one
-        write transaction that first checks no retention pass ran in between
-        (else it reads again, in the writer), so retention -- also a write --
-        always sees exactly what members have fetched.
-        """
-        now = time.monotonic()
-        want = {
-            p: (s.cursor, s.generation)
-            for p, s in self._parts.items()
-            if not s.releasing and s.lease_deadline > now
-        }
-        if not want:
-            return
-        log, topic, group, me = self.log, self.topic, self.group, self.consumer
-        # Split the batch over the partitions that had records last time, the others get an
-        # even share (so a fetch brings at most two batches, whose ack deadlines start now):
-        # records all under one key are in one partition, which an even split over every
-        # held one left at 1/8 of a batch per fetch.
-        even = max(self.batch // len(want), 16)
-        busy = self._busy & want.keys()
-        share = max(self.batch // len(busy), 16) if busy else even
-        limits = {p: share if p in busy else even for p in want}
-        Seen = tuple[dict[int, _Fetched], int, bool]
-
-        def look(conn: sqlite3.Connection, seen: Seen | None) -> Seen:
+        def look(conn: sqlite3.Connection, seen: Seen | None, write: bool) -> Seen:
             t = log._lookup_topic(conn, topic)
             if t is None:
                 return {}, 0, False
             trimmed = conn.execute("SELECT trimmed_upto FROM topics WHERE name = ?", (topic,)).fetchone()[0]
             reuse = seen is not None and seen[1] == trimmed  # no retention pass since the read
-            out: dict[int, _Fetched] = {}
+            # The partitions this member still holds (lease and generation), with `delivered`.
+            held = {
+                part: delivered
+                for part, delivered, gen in conn.execute(
+                    "SELECT part, delivered, generation FROM groups "
+                    "WHERE topic = ? AND grp = ? AND owner = ?",
+                    (topic, group, me),
+                )
+                if part in want and want[part][1] == gen
+            }  # a partition missing lost its lease: the next heartbeat drops it
+            notices: dict[int, list[tuple[int, int, int]]] = {}
             waiting = False
-            for part, (cursor, gen) in want.items():
-                row = conn.execute(
-                    "SELECT delivered FROM groups "
-                    "WHERE topic = ? AND grp = ? AND part = ? AND owner = ? AND generation = ?",
-                    (topic, group, part, me, gen),
-                ).fetchone()
-                if row is None:
-                    continue  # lost the lease: the next heartbeat drops it
+            marks = ",".join("?" * len(held))
+            if not write:  # reading: is anything waiting for the writer?
+                sql = f"SELECT 1 FROM gaps WHERE topic = ? AND grp = ? AND part IN ({marks}) LIMIT 1"
+                waiting = bool(held) and conn.execute(sql, (topic, group, *held)).fetchone() is not None
+            elif held:
+                sql = (
+                    f"DELETE FROM gaps WHERE topic = ? AND grp = ? AND part IN ({marks}) "
+                    "RETURNING part, after, upto, count"
+                )
+                for part, after, upto, count in conn.execute(sql, (topic, group, *held)).fetchall():
+                    notices.setdefault(part, []).append((after, upto, count))
+            out: dict[int, _Fetched] = {}
+            for part, delivered in held.items():
                 if reuse and seen is not None and part in seen[0]:
                     rows = seen[0][part][1]
                 else:
                     rows = conn.execute(
                         f"SELECT seq, id, key, body, time_ms FROM {t.table} "
                         "WHERE part = ? AND seq > ? ORDER BY seq LIMIT ?",
-                        (part, max(cursor, trimmed), limits[part]),
+                        (part, max(want[part][0], trimmed), limits[part]),
                     ).fetchall()
-                notices: list[tuple[int, int, int]] = []
-                if seen is None:  # reading: is anything waiting for the writer?
-                    sql = "SELECT 1 FROM gaps WHERE topic = ? AND grp = ? AND part = ? LIMIT 1"
-                    waiting = waiting or bool(rows) or conn.execute(sql, (topic, group, part)).fetchone()
-                else:
-                    if rows:
-                        conn.execute(
-                            "UPDATE groups SET delivered = max(delivered, ?) "
-                            "WHERE topic = ? AND grp = ? AND part = ?",
-                            (rows[-1][0], topic, group, part),
-                        )
-                    notices = conn.execute(
-                        "DELETE FROM gaps WHERE topic = ? AND grp = ? AND part = ? "
-                        "RETURNING after, upto, count",
-                        (topic, group, part),
-                    ).fetchall()
-                out[part] = (row[0], rows, notices)
+                if write and rows:
+                    conn.execute(
+                        "UPDATE groups SET delivered = max(delivered, ?) "
+                        "WHERE topic = ? AND grp = ? AND part = ?",
+                        (rows[-1][0], topic, group, part),
+                    )
+                waiting = waiting or bool(rows)
+                out[part] = (delivered, rows, notices.get(part, []))
             return out, trimmed, waiting
 
-        seen = await log._read(partial(look, seen=None))
-        if seen[2]:
-            seen = await log._write(partial(look, seen=seen))
-        fetched, trimmed, _ = seen
+        lost: set[int] = set()
+        if dirty or busy:  # one write transaction: commits, records, delivered, notices
+            lost, seen = await log._write(lambda conn: (save(conn), look(conn, None, True)))
+        else:
+            seen = await log._read(partial(look, seen=None, write=False))
+            if seen[2]:
+                seen = await log._write(partial(look, seen=seen, write=True))
+        for part, (_, committed, _) in dirty.items():
+            s = self._parts.get(part)
+            if s is not None:
+                s.saved = committed
+        for part in lost:
+            self._drop(part)
+        self._take(want, *seen[:2])
+
+    def _take(self, want: dict[int, tuple[int, int]], fetched: dict[int, _Fetched], trimmed: int) -> None:
+        """A fetch's findings: gap notices reported, each partition's records made deliveries."""
+        topic, group = self.topic, self.group
         self._busy = {part for part, (_, rows, _) in fetched.items() if rows}
-        due = time.monotonic() + self.ack_timeout
-        batch: list[tuple[int, int, str, str, bytes, int]] = []
+        runs: list[list[SQLiteDelivery]] = []
         for part, (db_delivered, rows, notices) in fetched.items():
             s = self._parts.get(part)
             if s is None or s.generation != want[part][1]:
@@ -441,29 +492,31 @@ class SQLiteSubscription(LockedSubscription):
             if jump > s.cursor:
                 s.cursor = jump
                 if s.order:  # committed catches up once what is in flight is acked
-                    s.order.append(jump)
-                    s.acked.add(jump)
+                    s.order.append(Run(topic, part, s.generation, [], jump))
                 else:
                     s.committed = max(s.committed, jump)
             s.db_delivered = max(db_delivered, rows[-1][0] if rows else 0)
-            batch.extend((part, *r) for r in rows)
-        batch.sort(key=lambda r: r[1])
-        for part, seq, id_, key, body, time_ms in batch:
-            s = self._parts.get(part)
-            if s is None or seq <= s.cursor:
+            if rows and rows[0][0] <= s.cursor:
+                rows = [r for r in rows if r[0] > s.cursor]
+            if not rows:
                 continue
-            s.cursor = seq
-            s.order.append(seq)
-            f = _Flight(
-                seq,
-                part,
-                Record(topic, str(seq), id_, key, body, time_ms),
-                2 if seq <= s.prev_delivered else 1,
-                due,
-                s.generation,
-            )
-            self._inflight[seq] = f
-            self._buffer.append((part, self._delivery(seq, f)))
+            s.cursor = rows[-1][0]
+            run = Run(topic, part, s.generation, rows, s.cursor)
+            s.order.append(run)
+            self._unacked += len(rows)
+            prev = s.prev_delivered  # what the previous owner handed out comes a second time
+            if rows[0][0] > prev:
+                ds = [SQLiteDelivery(self, run, i, r, 1) for i, r in enumerate(rows)]
+            else:
+                ds = [SQLiteDelivery(self, run, i, r, 2 if r[0] <= prev else 1) for i, r in enumerate(rows)]
+            runs.append(ds)
+        if not runs:
+            return
+        # In position order across partitions (runs are each in order).
+        new = runs[0] if len(runs) == 1 else sorted(itertools.chain(*runs), key=_ROW)
+        if self._pos < len(self._buf):
+            new = self._buf[self._pos :] + new
+        self._buf, self._pos = new, 0
 
     async def _close(self) -> None:
         if self.state is SubState.CLOSED:
@@ -492,6 +545,9 @@ class SQLiteSubscription(LockedSubscription):
             await self.log._write(job)
         except Exception:  # leaving is best effort: leases expire anyway
             logger.exception("could not leave group %s cleanly", group)
-        self._parts.clear()
-        self._buffer.clear()
-        self._inflight.clear()
+        for part in list(self._parts):
+            self._drop(part)
+        self._buf, self._pos = [], 0
+        self._redo.clear()
+        self._out.clear()
+        self._nacks.clear()
