@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 import zlib
 from collections import defaultdict
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from cloudevents.core.formats.json import JSONFormat
 
 from creative_hub.errors import EngineUnavailable, LogError
@@ -108,6 +110,34 @@ async def test_member_joins_again_when_its_group_is_destroyed(rlog: RedisLog) ->
         got = await asyncio.wait_for(sub.next(timeout=WAIT), WAIT)
     # Joined again from the start (the group's acks went with it): the first comes back.
     assert got.id == first[0].id
+
+
+async def test_the_next_fetch_goes_out_before_next_batch_returns(
+    rlog: RedisLog, redis_server: RedisServer
+) -> None:
+    # A big fetch means a backlog: the member sends the next fetch as it hands
+    # a batch out, so Redis works on it while the handler works through this
+    # one.  A handler that does so without awaiting anything (the hub's
+    # subscription decoding a batch) used to hold that request back until it
+    # asked for more -- nothing overlapped.  Checked from a second, blocking
+    # client while this loop does not run: the next batch is already pending.
+    topic = new_topic("ahead")
+    await rlog.append(topic, make_entries(400, keys=["k"]))
+    stream = rlog.stream(topic, zlib.crc32(b"k") % 8)
+    probe = redis.Redis.from_url(redis_server.url)  # sync: asks without running the event loop
+    try:
+        async with rlog.subscribe(topic, "ahead", ack_timeout=30, batch=100) as sub:
+            await sub.ack_many(await sub.next_batch(100, timeout=WAIT))  # the first fetch splits over 8
+            batch = await sub.next_batch(100, timeout=WAIT)
+            assert len(batch) == 100
+            pending, deadline = 0, time.monotonic() + 10
+            while pending < 200 and time.monotonic() < deadline:
+                pending = probe.xpending(stream, "ahead")["pending"]
+                time.sleep(0.01)  # blocks the loop on purpose
+            assert pending == 200  # this batch, and the next one fetched ahead
+            await sub.ack_many(batch)
+    finally:
+        probe.close()
 
 
 # -- faults ---------------------------------------------------------------------

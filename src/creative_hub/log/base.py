@@ -137,9 +137,8 @@ class Appended:
     duplicate: bool = False  #: True when the id was already stored
 
 
-@dataclass(slots=True)
-class Record:
-    """One stored event, as read back."""
+class Record(msgspec.Struct, gc=False):
+    """One stored event, as read back (untracked by the garbage collector, as ``Entry``)."""
 
     topic: str
     position: str  #: opaque to callers; pass it back as ``read(after=...)``

@@ -56,6 +56,10 @@ HEARTBEAT_MIN = 0.05  # seconds
 SWEEP_MAX = 5.0  # seconds between sweeps for overdue deliveries at most
 CLAIM_ALL = 0  # CLAIM's count meaning "every pending entry" (taking a partition over)
 FETCH_AHEAD_MIN = 64  # records a fetch must bring for the next one to be sent ahead
+# Loop iterations a fetch ahead takes to reach the socket: its task's first
+# step, then the write, which redis-py runs in a task of its own
+# (asyncio.wait_for, as the engine sets a socket timeout).
+SEND_STEPS = 2
 
 
 class RedisSubscription(SubscriptionBase):
@@ -163,8 +167,7 @@ class RedisSubscription(SubscriptionBase):
         if self._queue and self.state is SubState.OPEN:
             d = self._hand_out(self._queue.popleft())
             if len(self._queue) <= self._low_water and self._ahead is None:
-                self._fetch_ahead()
-                await asyncio.sleep(0)  # let it send the request now
+                await self._fetch_ahead()
             return d
         return await self._next_slow(timeout)
 
@@ -185,8 +188,7 @@ class RedisSubscription(SubscriptionBase):
                 outstanding[d._sid] = d
                 out.append(d)
         if len(queue) <= self._low_water and self._ahead is None:
-            self._fetch_ahead()
-            await asyncio.sleep(0)  # let it send the request now
+            await self._fetch_ahead()
         return out
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -230,17 +232,22 @@ class RedisSubscription(SubscriptionBase):
         self._outstanding[d._sid] = d
         return d
 
-    def _fetch_ahead(self) -> None:
+    async def _fetch_ahead(self) -> None:
         """Fetch the next batch while the handler works through the second half of this one.
 
-        The request goes out at once (next() yields to the loop once), so
-        Redis' work and the round trip overlap the handler's instead of adding
-        to it.  It runs under the same lock as next()'s own fetches, so it
-        never races a rebalance; it does no housekeeping and never blocks:
-        when any is due, or nothing comes, next() does the usual.
+        The request goes out before this returns, so Redis' work and the
+        round trip overlap the handler's instead of adding to it: the loop
+        runs ``SEND_STEPS`` times (a handler that decodes a batch without
+        awaiting anything would otherwise hold the request back until it
+        asks for more, and nothing would overlap).  It runs under the same
+        lock as next()'s own fetches, so it never races a rebalance; it does
+        no housekeeping and never blocks: when any is due, or nothing comes,
+        next() does the usual.
         """
         if self.state is SubState.OPEN and not self._lock.locked():
             self._ahead = asyncio.create_task(self._run_ahead(), name=f"fetch ahead {self!r}")
+            for _ in range(SEND_STEPS):
+                await asyncio.sleep(0)
 
     async def _run_ahead(self) -> None:
         try:
