@@ -370,13 +370,11 @@ class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
         # Fast path: no id seen before, so one executemany does it.  On a
         # UNIQUE violation the rows inserted so far are removed again (each row
         # is its own statement) and the careful path dedups.
+        # A batch's events share few keys (one principal's, often): each key's partition once.
+        part = {k: _partition(k, parts) for k in {e.key for e in entries}}
         try:
             conn.executemany(
-                sql,
-                [
-                    (e.id, _partition(e.key, parts), e.key, e.creator, e.digest, now_ms, e.body)
-                    for e in entries
-                ],
+                sql, [(e.id, part[e.key], e.key, e.creator, e.digest, now_ms, e.body) for e in entries]
             )
         except sqlite3.IntegrityError:
             conn.execute(f"DELETE FROM {table} WHERE seq > ?", (before,))

@@ -286,33 +286,40 @@ class SQLiteSubscription(LockedSubscription):
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
-        mine: list[Delivery] = []
         others: list[Delivery] = []
-        for d in deliveries:
+        n = 0
+        for d in deliveries:  # one pass: marked done, and the record's byte set
             if d._done:
                 continue
             d._done = True
-            (mine if d._owner is self else others).append(d)
-        if mine:
-            self._acked(cast("list[SQLiteDelivery]", mine))
+            if d._owner is not self:
+                others.append(d)
+                continue
+            run = cast(SQLiteDelivery, d)._run
+            i = cast(SQLiteDelivery, d)._i
+            # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
+            if run.live and run.state[i] != ACKED:
+                run.state[i] = ACKED
+                run.left -= 1
+                n += 1
+        if n:
+            self._acked(n)
         if others:
             await settle_others(others)
 
     async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
-        self._acked(cast("Sequence[SQLiteDelivery]", deliveries))
-
-    def _acked(self, deliveries: Sequence[SQLiteDelivery]) -> None:
         n = 0
-        for d in deliveries:
-            run = d._run
-            state, i = run.state, d._i
-            # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
-            if run.live and state[i] != ACKED:
-                state[i] = ACKED
+        for d in cast("Sequence[SQLiteDelivery]", deliveries):
+            run, i = d._run, d._i
+            if run.live and run.state[i] != ACKED:
+                run.state[i] = ACKED
                 run.left -= 1
                 n += 1
-        if not n:
-            return
+        if n:
+            self._acked(n)
+
+    def _acked(self, n: int) -> None:
+        """``n`` more records acked: move the committed positions, forget settled hand-outs."""
         self._unacked -= n
         for s in self._parts.values():  # the committed positions move over what is acked in order
             order = s.order
@@ -324,7 +331,7 @@ class SQLiteSubscription(LockedSubscription):
                     break
                 order.popleft()
         out = self._out
-        while out and out[0].settled():  # forget hand-outs wholly settled
+        while out and out[0].settled():
             out.popleft()
 
     async def _settle_nack(self, delivery: Delivery, delay: float) -> None:
