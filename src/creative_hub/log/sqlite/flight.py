@@ -46,7 +46,7 @@ class Run:
         self.topic = topic
         self.part = part
         self.generation = generation
-        self.rows = rows
+        self.rows = rows  # emptied once every record is acked (the deliveries keep their own rows)
         self.last = last  # the highest position it covers
         self.state = bytearray(len(rows))  # PENDING, ACKED or NACKED per record
         self.left = len(rows)  # records not acked

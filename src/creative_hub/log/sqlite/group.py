@@ -75,6 +75,7 @@ class _Part:
 _Fetched = tuple[int, list[Row], list[tuple[int, int, int]]]
 
 
+_HANDOUTS = 64  # hand-outs kept before the settled ones are swept out
 _ROW = attrgetter("_row")  # a delivery's row: sorting by it sorts by position
 
 
@@ -93,6 +94,7 @@ class SQLiteSubscription(LockedSubscription):
         self._pos = 0
         self._redo: deque[SQLiteDelivery] = deque()  # redeliveries waiting to be handed out
         self._out: deque[HandOut] = deque()  # hand-outs not wholly settled, oldest (first due) first
+        self._out_limit = _HANDOUTS
         self._nacks: list[tuple[float, int, SQLiteDelivery]] = []  # (due, tiebreak, delivery) heap
         self._tick = itertools.count()
         self._unacked = 0  # fetched records not acked (the buffer's too)
@@ -238,7 +240,7 @@ class SQLiteSubscription(LockedSubscription):
             out.extend(self._buf[pos : pos + n])
             self._pos = pos + n
         if len(out) > start:
-            self._out.append(HandOut(now + self.ack_timeout, cast("list[SQLiteDelivery]", out[start:])))
+            self._handed(HandOut(now + self.ack_timeout, cast("list[SQLiteDelivery]", out[start:])))
 
     def _take_one(self, now: float) -> SQLiteDelivery | None:
         """One delivery to hand out now (a redelivery first), its deadline started."""
@@ -249,8 +251,18 @@ class SQLiteSubscription(LockedSubscription):
                 return None
             d = self._buf[self._pos]
             self._pos += 1
-        self._out.append(HandOut(now + self.ack_timeout, [d]))
+        self._handed(HandOut(now + self.ack_timeout, [d]))
         return d
+
+    def _handed(self, h: HandOut) -> None:
+        """Keep a hand-out until it is settled or lapses.  Settled ones behind one still
+        out (a handler holding a record) are dropped whenever the list doubles, so what
+        is kept follows what is un-acked, not the time the oldest delivery is held."""
+        out = self._out
+        out.append(h)
+        if len(out) > self._out_limit:
+            self._out = out = deque(x for x in out if not x.settled())
+            self._out_limit = max(_HANDOUTS, 2 * len(out))
 
     def _pop_redo(self) -> SQLiteDelivery | None:
         """The next redelivery still wanted (not acked meanwhile through an older delivery)."""
@@ -302,6 +314,8 @@ class SQLiteSubscription(LockedSubscription):
                 run.state[i] = ACKED
                 run.left -= 1
                 n += 1
+                if not run.left:  # kept until the runs before it are acked too: only its bounds
+                    run.rows = []
         if n:
             self._acked(n)
         if others:
@@ -315,6 +329,8 @@ class SQLiteSubscription(LockedSubscription):
                 run.state[i] = ACKED
                 run.left -= 1
                 n += 1
+                if not run.left:  # kept until the runs before it are acked too: only its bounds
+                    run.rows = []
         if n:
             self._acked(n)
 
