@@ -7,7 +7,9 @@ ack timeout and is renewed while the member lives; a member that is killed
 or paused loses it, and the next owner resumes from the committed position
 (at-least-once).  Commits are fenced by the lease generation, so a paused
 member that wakes up cannot move a partition it lost.  Un-acked deliveries
-are redelivered after the ack timeout; ``nack(delay)`` schedules one sooner.
+are redelivered after the ack timeout, counted from when they were handed
+out; ``nack(delay)`` schedules one sooner.  What is kept per fetched batch
+and per hand-out (not per record) is described in ``flight.py``.
 
 Leases use ``time.monotonic()`` (CLOCK_MONOTONIC, shared by every process on
 the machine, immune to wall-clock jumps) together with the kernel's boot id,
@@ -307,8 +309,8 @@ class SQLiteSubscription(LockedSubscription):
             if d._owner is not self:
                 others.append(d)
                 continue
-            run = cast(SQLiteDelivery, d)._run
-            i = cast(SQLiteDelivery, d)._i
+            mine: SQLiteDelivery = d  # type: ignore[assignment]  # its owner is this member
+            run, i = mine._run, mine._i
             # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
             if run.live and run.state[i] != ACKED:
                 run.state[i] = ACKED
