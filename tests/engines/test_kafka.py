@@ -234,6 +234,43 @@ async def test_an_early_catch_up_serves_only_the_call_it_was_asked_for(kafka_url
         await other.close()
 
 
+async def test_an_early_catch_up_that_fails_is_asked_again_through_a_reader(
+    kafka_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The early request goes through the admin client, whose ListOffsets fails for a
+    # while after a broker restart ("no leader").  Such a failure must neither fail the
+    # call nor skip the catch-up: the round asks a reader, so a copy another process
+    # stored is still seen.
+    from creative_hub.log.kafka import engine as kafka_engine
+
+    asked: list[str] = []
+
+    def failing(admin: object, ktopic: str, partitions: int, timeout: float) -> asyncio.Future[object]:
+        asked.append(ktopic)
+        answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        answer.set_exception(ck.KafkaException(ck.KafkaError(ck.KafkaError.LEADER_NOT_AVAILABLE)))
+        return answer
+
+    topic = new_topic("kafka")
+    here, other = open_log(kafka_url), open_log(kafka_url)
+    await here.open()
+    await other.open()
+    try:
+        assert isinstance(here, KafkaLog)
+        await here.append(topic, make_entries(1))  # the writer exists
+        monkeypatch.setattr(kafka_engine, "ask_ends", failing)
+        (dup,) = make_entries(1)
+        assert not (await other.append(topic, [dup]))[0].duplicate
+        here.will_append(topic, dup)
+        again = await here.append(topic, [dup])
+        assert asked and again[0].duplicate
+        ids = await read_ids(here, topic)
+        assert ids.count(dup.id) == 1
+    finally:
+        await here.close()
+        await other.close()
+
+
 async def test_broker_down_at_open_fails_fast_naming_the_url() -> None:
     port = _closed_port()
     log = open_log(f"kafka://127.0.0.1:{port}?timeout=2")

@@ -54,7 +54,7 @@ from .names import (
     translate,
 )
 from .read import OFFSET_EARLIEST, OFFSET_LATEST, Merge, Reader, ReaderPool, fetch
-from .writer import Producer, TopicWriter
+from .writer import Producer, TopicWriter, ask_ends
 
 __all__ = ["KafkaLog"]
 
@@ -450,12 +450,11 @@ class KafkaLog(Reads, Subscribes[KafkaSubscription]):
         return {kt: ([] if lows is None else lows[kt], [] if highs is None else highs[kt]) for kt in ktopics}
 
     def ask_ends(self, ktopic: str, partitions: int) -> asyncio.Future[dict[str, list[int]]] | None:
-        """The ListOffsets request for the ends of ``ktopic``'s partitions, sent now from the
-        lister's thread (see ``kafka_offsets``) and not awaited; None before the lister exists."""
-        reader = self._lister
-        if reader is None or self.closed:
+        """The ListOffsets request for the ends of ``ktopic``'s partitions, sent now through
+        the admin client and not awaited (see ``writer.ask_ends``); None when closed."""
+        if self._admin is None or self.closed:
             return None
-        return reader.submit(reader.list_offsets, {ktopic: partitions}, OFFSET_LATEST, self.options.timeout)
+        return ask_ends(self._admin, ktopic, partitions, self.options.timeout)
 
     async def offsets_for_times(self, ktopic: str, partitions: int, ms: int) -> list[int]:
         """Per partition of ``ktopic``, the first offset stored at or after ``ms`` (-1: none)."""

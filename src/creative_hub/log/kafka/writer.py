@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from ...errors import EngineUnavailable, IdConflict
 from ..base import Appended, Entry
@@ -53,7 +54,10 @@ from .read import fetch
 if TYPE_CHECKING:
     from .engine import KafkaLog
 
-__all__ = ["Producer", "TopicWriter"]
+__all__ = ["Producer", "TopicWriter", "ask_ends"]
+
+EARLY_TIMEOUT = 2.0  # seconds an early catch-up request through the admin client may take
+LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
 class _Round:
@@ -223,6 +227,63 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()  # an early catch-up nobody awaited: not "never retrieved"
 
 
+def ask_ends(
+    admin: AdminClient, ktopic: str, partitions: int, timeout: float
+) -> asyncio.Future[dict[str, list[int]]] | None:
+    """The ends of ``ktopic``'s partitions, asked now through the admin client; the future
+    resolves on the event loop once every partition's answer is in.
+
+    Not through a reader's thread: the early catch-up is asked while ``Hub.publish``
+    prepares its events, Python work that holds the GIL for milliseconds, and a reader
+    thread needs the GIL to start its request and again to read the answer -- measured,
+    its request started 1.5-2.3 ms after it was asked and the round still waited 1.4-2.1
+    ms for it.  The admin client queues the request in C within this call; librdkafka's
+    own threads send it and take the answer without the GIL, which is needed only to
+    hand the answer over.  The answer is the last stable offset (read-committed), as the
+    readers' consumers see the end.  None if the request could not be made (the round
+    then asks through a reader)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[dict[str, list[int]]] = loop.create_future()
+    try:
+        futures = admin.list_offsets(
+            {ck.TopicPartition(ktopic, p): LATEST for p in range(partitions)},
+            isolation_level=ck.IsolationLevel.READ_COMMITTED,
+            # Short: while a leader moves the admin may wait for it; the round then asks a reader.
+            request_timeout=min(timeout, EARLY_TIMEOUT),
+        )
+    except Exception as e:
+        logger.debug("early list offsets of %s: %s", ktopic, e)
+        return None
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def resolve() -> None:
+        if answer.done():
+            return
+        ends = [-1] * partitions
+        try:
+            for tp, f in futures.items():
+                ends[tp.partition] = f.result().offset
+        except Exception as e:
+            answer.set_exception(e)
+            return
+        answer.set_result({ktopic: ends})
+
+    def one_done(_: Any) -> None:  # on librdkafka's thread: one wake-up of the loop, when all are in
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # the loop is closed: nobody waits for it
+                pass
+
+    for f in futures.values():
+        f.add_done_callback(one_done)
+    return answer
+
+
 class TopicWriter:
     """Appends to one Kafka topic, deduplicated by id; see the module docstring."""
 
@@ -246,9 +307,10 @@ class TopicWriter:
 
         Measured: the catch-up (a ListOffsets round trip through the reader's
         thread) took 1.1-2.0 ms of a 500-event ``Hub.publish`` call, which spends
-        2-3 ms preparing its events before it appends.  The request is handed to the
-        reader's thread here (a task would not start before the caller's next
-        ``await``), so it runs while the caller prepares.
+        2-3 ms preparing its events before it appends.  The request goes out here,
+        through the admin client (``ask_ends``: a task would not start before the
+        caller's next ``await``, a reader's thread not before the caller lets go of
+        the GIL), so it runs while the caller prepares.
         """
         if self._early is not None or self._calls or (self._task is not None and not self._task.done()):
             return  # one asked already, or a round under way: the next round asks itself
@@ -305,10 +367,13 @@ class TopicWriter:
         from that request, already sent)."""
         kt, log = self.ktopic, self.log
         # Usually nothing new: one ListOffsets request for every partition's end.
+        hi: list[int] | None = None
         if asked is not None:
-            with log.guard("list offsets"):
+            try:
                 hi = (await asked)[kt]
-        else:
+            except Exception as e:  # e.g. the admin's "no leader" for a while after a broker restart
+                logger.debug("early list offsets of %s failed, asking a reader: %s", kt, e)
+        if hi is None or any(h < 0 for h in hi):
             hi = (await log.kafka_offsets({kt: self.partitions}, low=False))[kt][1]
         if self.scanned == hi:  # (a topic made again has smaller ends: rescanned below)
             return hi
@@ -371,49 +436,19 @@ class TopicWriter:
     # -- one round -------------------------------------------------------------
     async def _round(self, calls: list[_Call]) -> None:
         ends = await self._ends(calls)
-        index = self.index
         new: list[Entry] = []
         pending: dict[str, int] = {}  # id -> its index in ``new``, this round
-        # Per call, per entry: n >= 0, new[n] is stored for it; -n-1, a copy of new[n]
-        # earlier in the round; a str, the position it was already stored at.
-        plans: list[tuple[_Call, list[int | str]]] = []
+        # Per call, its plan: a range, every entry new and stored at new[n] (the usual case);
+        # else per entry: n >= 0, new[n] is stored for it; -n-1, a copy of new[n] earlier in
+        # the round; a str, the position it was already stored at.
+        plans: list[tuple[_Call, range | list[int | str]]] = []
         for call in calls:
-            plan: list[int | str] = []
-            base = len(new)
-            mine: dict[str, int] = {}
-            fresh: list[Entry] = []
-            conflict: IdConflict | None = None
-            for e in call.entries:
-                eid = e.id
-                old = index.get(eid)
-                if old is not None:
-                    if old[1] and old[1] != e.digest:
-                        conflict = IdConflict(self.topic, eid)
-                        break
-                    plan.append(old[0])
-                    continue
-                n = mine.get(eid)
-                if n is None:
-                    n = pending.get(eid)
-                if n is not None:
-                    first = new[n] if n < base else fresh[n - base]
-                    if first.digest != e.digest:
-                        conflict = IdConflict(self.topic, eid)
-                        break
-                    plan.append(-n - 1)
-                    continue
-                n = base + len(fresh)
-                mine[eid] = n
-                fresh.append(e)
-                plan.append(n)
-            if conflict is not None:
-                call.future.set_exception(conflict)  # none of this call is produced
-                continue
-            new.extend(fresh)
-            pending.update(mine)
-            plans.append((call, plan))
+            plan = self._plan(call, new, pending)
+            if plan is not None:
+                plans.append((call, plan))
         rnd_positions: list[str] = []
         errors: list[ck.KafkaError | None] = []
+        failed = False
         if new:
             rnd = await self.log.producer().produce(self.ktopic, new)
             if rnd.disorder:  # cannot happen with an idempotent producer; positions unknown if it does
@@ -425,9 +460,14 @@ class TopicWriter:
             errors = rnd.errors
             rnd_positions = self._positions(rnd.partitions, rnd.offsets, ends)
             failed = any(err is not None for err in errors)
-            for e, err, pos in zip(new, errors, rnd_positions, strict=True):
-                if err is None:
-                    index[e.id] = (pos, e.digest)
+            index = self.index
+            if failed:
+                for e, err, pos in zip(new, errors, rnd_positions, strict=True):
+                    if err is None:
+                        index[e.id] = (pos, e.digest)
+            else:  # one C-level update for the round, not a store per entry
+                digests = [e.digest for e in new]
+                index.update(zip([e.id for e in new], zip(rnd_positions, digests, strict=True), strict=True))
             if len(index) > self.window + self.window // 4:
                 self._trim()
             if not failed:
@@ -435,12 +475,17 @@ class TopicWriter:
         for call, plan in plans:
             if call.future.done():
                 continue
-            bad = next((errors[r if r >= 0 else -r - 1] for r in plan if isinstance(r, int)
-                        and errors[r if r >= 0 else -r - 1] is not None), None)  # fmt: skip
-            if bad is not None:
-                call.future.set_exception(
-                    EngineUnavailable(self.log.url, f"append to {self.topic}: {bad.name()}: {bad.str()}")
-                )
+            if failed:
+                bad = next((errors[r if r >= 0 else -r - 1] for r in plan if isinstance(r, int)
+                            and errors[r if r >= 0 else -r - 1] is not None), None)  # fmt: skip
+                if bad is not None:
+                    call.future.set_exception(
+                        EngineUnavailable(self.log.url, f"append to {self.topic}: {bad.name()}: {bad.str()}")
+                    )
+                    continue
+            if isinstance(plan, range):
+                mine = rnd_positions[plan.start : plan.stop]
+                call.future.set_result([Appended(pos, False) for pos in mine])
                 continue
             call.future.set_result(
                 [
@@ -450,6 +495,49 @@ class TopicWriter:
                     for r in plan
                 ]
             )  # fmt: skip
+
+    def _plan(self, call: _Call, new: list[Entry], pending: dict[str, int]) -> range | list[int | str] | None:
+        """What of ``call`` to store (see ``_round``), its new entries added to ``new`` and
+        ``pending``; None if an id conflicts (the call fails whole, nothing of it is produced)."""
+        index = self.index
+        entries = call.entries
+        ids = [e.id for e in entries]
+        base = len(new)
+        # The usual call: every id new to the topic, the round and the call -- set
+        # operations in C, not three dict lookups per entry.
+        if index.keys().isdisjoint(ids) and pending.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            new.extend(entries)
+            pending.update(zip(ids, range(base, base + len(ids)), strict=True))
+            return range(base, base + len(ids))
+        plan: list[int | str] = []
+        mine: dict[str, int] = {}
+        fresh: list[Entry] = []
+        for e in entries:
+            eid = e.id
+            old = index.get(eid)
+            if old is not None:
+                if old[1] and old[1] != e.digest:
+                    call.future.set_exception(IdConflict(self.topic, eid))
+                    return None
+                plan.append(old[0])
+                continue
+            n = mine.get(eid)
+            if n is None:
+                n = pending.get(eid)
+            if n is not None:
+                first = new[n] if n < base else fresh[n - base]
+                if first.digest != e.digest:
+                    call.future.set_exception(IdConflict(self.topic, eid))
+                    return None
+                plan.append(-n - 1)
+                continue
+            n = base + len(fresh)
+            mine[eid] = n
+            fresh.append(e)
+            plan.append(n)
+        new.extend(fresh)
+        pending.update(mine)
+        return plan
 
     def _advance(self, partitions: list[int], offsets: list[int]) -> None:
         """Move ``scanned`` past this round's records where they follow it with nothing between:
