@@ -136,16 +136,41 @@ class HubSubscription:
             await self._check()
             self._iterating = True
         while True:
-            taken = await self._take([await self.inner.__anext__()])  # StopAsyncIteration once closed
+            d = await self.inner.__anext__()  # StopAsyncIteration once closed
+            hd = self._plain(d)
+            if hd is not None:
+                return hd
+            taken = await self._take([d])
             if taken:
                 return taken[0]
 
     async def next(self, timeout: float | None = None) -> HubDelivery:
-        await self._check()
+        if self.gated:
+            await self._check()
         while True:
-            taken = await self._take([await self.inner.next(timeout)])
+            d = await self.inner.next(timeout)
+            hd = self._plain(d)
+            if hd is not None:
+                return hd
+            taken = await self._take([d])
             if taken:
                 return taken[0]
+
+    def _plain(self, d: Delivery) -> HubDelivery | None:
+        """``_take`` of one delivery when nothing needs awaiting -- a valid event of a
+        subscription no grant gates -- else None, and ``_take`` decides (one per
+        event handed by ``async for``/``next``: no coroutine and list each)."""
+        if self.gated:
+            return None
+        try:
+            event = decode_event(d.body)
+            if self.validate:
+                validate_event(event)
+        except _NOT_AN_EVENT:
+            return None  # dead-lettered by _take
+        if self.hub._is_agent():
+            self.hub._handed((event,))
+        return HubDelivery(d, event)
 
     async def next_batch(self, max: int = DEFAULT_BATCH, timeout: float | None = None) -> list[HubDelivery]:
         """At least one event (waiting up to ``timeout``), up to ``max`` ready now; junk is dead-lettered."""
@@ -198,7 +223,7 @@ class HubSubscription:
             out.append(HubDelivery(d, event))
         if out and self.gated:
             out = await self._admit(out)
-        if out and self.hub.identity.agent:
+        if out and self.hub._is_agent():
             self.hub._handed([hd.event for hd in out])
         return out
 
