@@ -442,7 +442,8 @@ class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
         if ev is not None:
             ev.set()
 
-    async def _wait_for_append(self, topic: str, timeout: float) -> None:
+    async def _wait_for_append(self, topic: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for an append to ``topic`` in this process: True if one came."""
         ev = self._wakeups.get(topic)
         if ev is None:
             ev = self._wakeups[topic] = asyncio.Event()
@@ -453,7 +454,8 @@ class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
             async with asyncio.timeout(timeout):
                 await ev.wait()
         except TimeoutError:
-            pass
+            return False
+        return True
 
     # -- read --------------------------------------------------------------
     async def _records(self, topic: str, span: ReadRange) -> AsyncIterator[Record]:

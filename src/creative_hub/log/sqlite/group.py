@@ -102,6 +102,7 @@ class SQLiteSubscription(LockedSubscription):
         self._unacked = 0  # fetched records not acked (the buffer's too)
         self._next_maintain = 0.0
         self._busy: set[int] = set()  # partitions that had records in the last fetch
+        self._woken = False  # an append in this process woke the member: records likely wait
         self._lock = asyncio.Lock()
 
     # -- membership ----------------------------------------------------------
@@ -382,14 +383,15 @@ class SQLiteSubscription(LockedSubscription):
             if self._nacks:
                 wait = min(wait, self._nacks[0][0] - now)
             wait = self._cut_to(deadline, now, wait, timeout)
-            await self.log._wait_for_append(self.topic, max(wait, 0.001))
+            self._woken = await self.log._wait_for_append(self.topic, max(wait, 0.001))
 
     async def _fetch(self) -> None:
         """Fetch each held partition's next records, save how far deliveries went and the commits.
 
-        When commits wait to be saved or the last fetch brought records, one
-        write transaction saves the commits, reads the records, saves
-        ``delivered`` and takes the gap notices.  Otherwise (polling) the
+        When commits wait to be saved, the last fetch brought records or an
+        append in this process woke the member, one write transaction saves
+        the commits, reads the records, saves ``delivered`` and takes the gap
+        notices.  Otherwise (polling for other processes' appends) the
         records are read with a reader connection first; when some came (or
         a gap notice waits), the write transaction first checks no retention
         pass ran in between (else it reads again), so retention -- also a
@@ -479,7 +481,8 @@ class SQLiteSubscription(LockedSubscription):
             return out, trimmed, waiting
 
         lost: set[int] = set()
-        if dirty or busy:  # one write transaction: commits, records, delivered, notices
+        woken, self._woken = self._woken, False
+        if dirty or busy or woken:  # one write transaction: commits, records, delivered, notices
             lost, seen = await log._write(lambda conn: (save(conn), look(conn, None, True)))
         else:
             seen = await log._read(partial(look, seen=None, write=False))
