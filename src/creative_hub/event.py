@@ -47,10 +47,8 @@ refused: payloads are JSON.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -59,13 +57,16 @@ import msgspec
 from .errors import PayloadTooLarge, ValidationError
 from .jsonlimits import decode_json
 from .schemas import AREAS, PAYLOADS, Payload
+from .uuids import NAMESPACE, derive_id, new_id
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "EXTENSIONS",
     "MAX_EXTENSIONS",
     "MAX_EXTENSION_BYTES",
+    "NAMESPACE",
     "PROVENANCE",
+    "WRITTEN_SPECVERSION",
     "Event",
     "check_extensions",
     "decode_event",
@@ -85,7 +86,6 @@ __all__ = [
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # 1 MiB: under NATS' and Kafka's default message limits
 MAX_ID_LENGTH = 256
-NAMESPACE = uuid.UUID("6f1c3e1e-8a5b-4c3e-9a59-6b1f0c7d2e10")  # for derive_id
 
 EXTENSIONS = (
     "creator",
@@ -179,9 +179,10 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
 _KNOWN = frozenset(f.encode_name for f in msgspec.structs.fields(Event) if f.encode_name != _EXT_KEY)
 _SPEC_PREFIX = b'{"specversion":"1.0",'
-# "1.0" as an object of its own: the encoder omits the class default (the same
-# object) but writes this one, so encode_event needs no second copy to add it.
-_WRITTEN_SPECVERSION = "".join(("1", ".0"))
+#: "1.0" as an object of its own, to set on a new event: the encoder omits the
+#: class default (the same object) but writes this one, so the body needs no
+#: second copy to add it.
+WRITTEN_SPECVERSION = "".join(("1", ".0"))
 
 
 def encode_event(event: Event) -> bytes:
@@ -210,26 +211,34 @@ def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
 
     The digest is taken over the encoding without the time, so one encode
     serves both (the hot path of publish)."""
-    body = encode_event(event)
+    try:
+        body = _encoder.encode(event) if event.extensions is None else b""
+    except UnicodeEncodeError:
+        body = b""  # encode_event says what is wrong
+    if not body.startswith(_SPEC_PREFIX):  # extensions, specversion left to the default, bad text
+        body = encode_event(event)
     h = _BLAKE2B_16.copy()  # cheaper than parsing digest_size for a new hasher each time
     h.update(body)
-    return b"".join((_STAMPED_PREFIX, time_json, b",", body[len(_SPEC_PREFIX) :])), h.hexdigest()
+    last = _last_time  # one read: another thread may replace it, never half of it
+    prefix = last[2] if last[1] is time_json else _STAMPED_PREFIX + time_json + b","
+    return prefix + body[len(_SPEC_PREFIX) :], h.hexdigest()
 
 
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)  # never updated: a template to copy
 _STAMPED_PREFIX = _SPEC_PREFIX + b'"time":'
-_last_time: tuple[datetime | None, bytes] = (None, b"")
+#: the last stamp, its JSON, and the body's start with it (``time_json``)
+_last_time: tuple[datetime | None, bytes, bytes] = (None, b"", b"")
 
 
 def time_json(stamp: datetime) -> bytes:
     """``stamp`` as JSON for ``encode_stamped``.  The events of one publish
     share their stamp, so the last one is kept and encoded once."""
     global _last_time
-    last = _last_time  # one read: another thread may replace the pair, never half of it
+    last = _last_time  # one read: another thread may replace it, never half of it
     if last[0] is stamp:
         return last[1]
     encoded = _encoder.encode(stamp)
-    _last_time = (stamp, encoded)
+    _last_time = (stamp, encoded, _STAMPED_PREFIX + encoded + b",")
     return encoded
 
 
@@ -288,67 +297,6 @@ def check_extensions(other: Mapping[str, Any]) -> dict[str, str | int | bool]:
     if out and len(_encoder.encode(out)) > MAX_EXTENSION_BYTES:
         raise ValidationError("extensions", f"at most {MAX_EXTENSION_BYTES} bytes of extension attributes")
     return out
-
-
-_ID_BATCH = 256  # ids made from one os.urandom call
-# UUIDv4 over a whole batch at once: keep 122 random bits of each 16 bytes,
-# set the version nibble (4) and the RFC 4122 variant bits (10).
-_ID_KEEP = int.from_bytes((b"\xff" * 6 + b"\x0f\xff\x3f" + b"\xff" * 7) * _ID_BATCH, "big")
-_ID_SET = int.from_bytes((b"\x00" * 6 + b"\x40\x00\x80" + b"\x00" * 7) * _ID_BATCH, "big")
-_ID_COLUMNS = [c for c in range(36) if c not in (8, 13, 18, 23)]  # where an id's 32 hex digits go
-
-
-def _id_batch() -> Iterator[str]:
-    """A batch of fresh UUIDv4 strings from one read of the OS's random source.
-
-    ``str(uuid.uuid4())`` builds a ``UUID`` object and calls ``os.urandom``
-    per id (about 1 us); this lays out a whole batch with 33 strided copies
-    (digit k of every id at once), about 0.15 us an id.  Same form as
-    ``uuid4``: lowercase 8-4-4-4-12, version 4, 122 random bits."""
-    bits = int.from_bytes(os.urandom(16 * _ID_BATCH), "big") & _ID_KEEP | _ID_SET
-    digits = bits.to_bytes(16 * _ID_BATCH, "big").hex().encode()  # 32 per id
-    text = bytearray(b"-" * (37 * _ID_BATCH))  # 36 per id and a space
-    for k, column in enumerate(_ID_COLUMNS):
-        text[column::37] = digits[k::32]
-    text[36::37] = b" " * _ID_BATCH
-    return iter(text.decode().split())
-
-
-_ids: Iterator[str] = iter(())
-
-
-def _forget_ids() -> None:
-    """A forked child must not hand out the ids its parent holds in the batch."""
-    global _ids
-    _ids = iter(())
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_forget_ids)
-
-
-def new_id() -> str:
-    """A new event id: a random UUIDv4 string, as ``str(uuid.uuid4())`` gives.
-
-    Each id is taken from a list iterator, whose ``next`` is one step under
-    the GIL, so two threads never get the same one; two threads refilling at
-    once each take from their own batch."""
-    global _ids
-    try:
-        return next(_ids)
-    except StopIteration:
-        batch = _id_batch()
-        first = next(batch)
-        _ids = batch
-        return first
-
-
-def derive_id(*parts: str) -> str:
-    """A stable id from a source's own identifiers, so re-ingesting adds nothing.
-
-    derive_id("github", "owner/repo", "commit", sha)
-    """
-    return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))
 
 
 def digest(event: Event) -> str:
@@ -577,7 +525,7 @@ def fill_new_event(event: Event, obj: Mapping[str, Any], creator: str) -> Event:
     """Set on ``event``, converted from the usual ``obj`` (see ``parse_new_event``),
     what the hub fills in; not checked yet (``validate_event``)."""
     if "specversion" not in obj:
-        event.specversion = _WRITTEN_SPECVERSION
+        event.specversion = WRITTEN_SPECVERSION
     if "id" not in obj:
         event.id = new_id()
     event.creator = event.creator or creator

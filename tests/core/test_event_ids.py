@@ -13,7 +13,7 @@ from creative_hub.event import new_id
 
 pytestmark = pytest.mark.sqlite
 
-MANY = 3000  # more than one batch of ids (event._ID_BATCH)
+MANY = 3000  # more than one batch of ids (uuids._ID_BATCH)
 
 
 def test_new_ids_are_version_4_uuids_written_as_uuid4_writes_them() -> None:

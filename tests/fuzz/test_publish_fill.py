@@ -1,5 +1,5 @@
 """What the hub fills in when a publisher's object lacks it (``event.parse_new_event``,
-and ``hub.publish.convert_new_events`` for a whole publish at once).
+and ``Hub.prepare_many`` for a whole publish at once, with its short way for usual objects).
 
 The hub converts the usual object as it is and sets the missing attributes
 on the event (no copy: publish's hot path).  It must give exactly what the
@@ -11,23 +11,31 @@ publisher's object unchanged.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from _fuzz_strategies import event_objects, examples, json_values
+from _fuzz_strategies import event_objects, examples, json_values, payloads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from creative_hub.errors import ValidationError
 from creative_hub.event import (
+    DEFAULT_MAX_EVENT_BYTES,
+    PAYLOADS,
     Event,
+    decode_event,
+    digest,
     encode_event,
     new_id,
+    now,
     parse_event,
     parse_new_event,
-    validate_event,
 )
-from creative_hub.hub.publish import convert_new_events
+from creative_hub.hub import Hub
+from creative_hub.hub.publish import _checked
+from creative_hub.log import Log
+from creative_hub.principals import Keystore
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.fuzz]
 
@@ -129,36 +137,79 @@ def test_odd_creators_are_treated_as_the_plain_way_does(creator: object, keep_cr
     assert outcome(obj, keep_creator, fast=True) == outcome(obj, keep_creator, fast=False)
 
 
-def batch_outcomes(objs: list[dict[str, Any]], keep_creator: bool) -> list[tuple[str, Any]]:
-    """What Hub.prepare_many does: the list converted at once, each converted event
-    validated; an object it leaves out (None) goes alone through parse_new_event."""
-    converted = convert_new_events(objs, PRINCIPAL, keep_creator=keep_creator)
-    out = []
-    for i, obj in enumerate(objs):
-        event = converted[i] if converted is not None else None
-        if event is None:
-            out.append(outcome(obj, keep_creator, fast=True))
-            continue
-        try:
-            validate_event(event)
-        except ValidationError as e:
-            out.append(("error", (e.field, e.rule)))
-            continue
-        if "id" not in obj:
+def hub_for(keep_creator: bool, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Hub:
+    """A hub whose prepare_many and prepare need no log: trusted keeps the
+    publisher's creator, a principal's view replaces it."""
+    return Hub(cast(Log, None), principal=PRINCIPAL, trusted=keep_creator, max_event_bytes=max_event_bytes)
+
+
+def prepared(hub: Hub, objs: list[dict[str, Any]], batch: bool) -> tuple[str, Any]:
+    """``Hub.prepare_many`` of the whole list (``batch``), or each object alone
+    through ``Hub.prepare`` (the general way: ``parse_new_event``, ``_stamp``);
+    the outcome with generated ids made equal."""
+    stamp = STAMP
+    try:
+        if batch:
+            out = hub.prepare_many(objs, stamp)
+        else:
+            out = []
+            for i, obj in enumerate(objs):
+                try:
+                    out.append(_checked(*hub.prepare(obj, stamp)))
+                except ValidationError as e:
+                    raise e.at(i) if len(objs) > 1 else e from None
+    except ValidationError as e:
+        return "error", (type(e).__name__, e.field, e.rule, e.index)
+    result = []
+    for (topic, event, entry), obj in zip(out, objs, strict=True):
+        assert entry.digest == digest(event) and decode_event(entry.body) == event
+        assert entry.id == event.id and entry.key == event.partitionkey and entry.creator == event.creator
+        body = entry.body
+        if "id" not in obj:  # the only difference allowed: a fresh id each time
+            body = body.replace(event.id.encode(), b"generated")
             event.id = "generated"
-        out.append(("event", encode_event(event)))
-    return out
+        result.append((topic, encode_event(event), body))
+    return "events", result
 
 
-@settings(max_examples=examples(300), deadline=None)
-@given(st.lists(publisher_objects(), min_size=2, max_size=4), st.booleans())
-def test_a_whole_publish_converted_at_once_gives_what_each_gives_alone(
-    objs: list[dict[str, Any]], keep_creator: bool
+STAMP = now()  # one time for every publish here, so that the bodies compare
+
+SHORT = ["subject", "partitionkey", "causationid", "correlationid", "supersedes", "forkedfrom"]
+
+
+@st.composite
+def usual_objects(draw: st.DrawFn) -> dict[str, Any]:
+    """What most publishers send: a type, its data and a few plain attributes (the
+    short way), some with one value broken, some with an attribute from elsewhere."""
+    type_ = draw(st.sampled_from(sorted(PAYLOADS)))
+    obj: dict[str, Any] = {"type": type_, "data": draw(payloads(type_))}
+    for name in draw(st.lists(st.sampled_from([*SHORT, "id", "source", "creator"]), unique=True, max_size=4)):
+        obj[name] = draw(
+            st.text(min_size=1, max_size=12) | st.sampled_from(["", "x" * 300, "bob~1", "/hub/x"])
+        )
+    if draw(st.integers(0, 3)) == 0:
+        name = draw(st.sampled_from([*SHORT, "type", "data", "id", "source", "creator", "hub", "visibility"]))
+        obj[name] = draw(json_values | st.sampled_from(["", "private", "shared", "creative.nope.x", None, 0]))
+    return obj
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(
+    st.lists(usual_objects() | publisher_objects(), min_size=1, max_size=4),
+    st.booleans(),
+    st.sampled_from([DEFAULT_MAX_EVENT_BYTES, 400]),
+)
+def test_prepare_many_gives_what_each_gives_alone(
+    objs: list[dict[str, Any]], keep_creator: bool, max_event_bytes: int
 ) -> None:
+    """Hub.prepare_many's one conversion and short way against Hub.prepare of
+    each object alone: the same events, bodies and digests, or the same first
+    error at the same index; the publisher's objects unchanged."""
+    hub = hub_for(keep_creator, max_event_bytes)
     before = copy.deepcopy(objs)
-    batch = batch_outcomes(objs, keep_creator)
-    assert objs == before  # the publisher's objects are not changed
-    assert batch == [outcome(obj, keep_creator, fast=False) for obj in objs]
+    batch = prepared(hub, objs, batch=True)
+    assert objs == before
+    assert batch == prepared(hub, objs, batch=False)
 
 
 GOOD = {"type": "creative.narrative.fragment", "data": {"story": "s", "title": "t", "text": ""}}
@@ -168,7 +219,10 @@ GOOD = {"type": "creative.narrative.fragment", "data": {"story": "s", "title": "
     "odd",
     [
         {**GOOD, "id": ""},  # converts; the check refuses it, as alone
+        {**GOOD, "id": "x" * 300},
         {**GOOD, "source": ""},
+        {**GOOD, "subject": ""},
+        {**GOOD, "partitionkey": ""},
         {**GOOD, "specversion": "0.3"},
         {**GOOD, "_extensions": {"ext": "x"}},  # the struct's own key: no attribute name
         {**GOOD, "creator": "bob"},  # replaced unless kept
@@ -176,10 +230,35 @@ GOOD = {"type": "creative.narrative.fragment", "data": {"story": "s", "title": "
         {**GOOD, "creator": None},
         {**GOOD, "ext1": "x"},  # another extension: taken alone
         {**GOOD, "data": {"story": "s"}},
+        {**GOOD, "data": {"story": "s", "title": "t", "text": "", "nope": 1}},
         {**GOOD, "data": None},
+        {**GOOD, "data": [1]},
+        {**GOOD, "type": "creative.narrative.nope"},
+        {**GOOD, "visibility": "private"},  # not to a drafts stream: refused
+        {**GOOD, "hub": PRINCIPAL, "visibility": "private"},  # to alice's drafts
+        {**GOOD, "id": "bob~1"},  # another principal's namespace: a client may not
+        {**GOOD, "source": "/peers/bob"},
+        {**GOOD, "data": {"story": "s", "title": "t", "text": "\ud800"}},  # not valid Unicode
+        {**GOOD, "data": {"story": "s", "title": "t", "text": "x" * 2000}},  # too large for 1,000 bytes
     ],
 )
 @pytest.mark.parametrize("keep_creator", [True, False])
-def test_odd_objects_in_a_batch_end_as_they_do_alone(odd: dict[str, Any], keep_creator: bool) -> None:
-    objs = [dict(GOOD), odd, dict(GOOD)]
-    assert batch_outcomes(objs, keep_creator) == [outcome(o, keep_creator, fast=False) for o in objs]
+@pytest.mark.parametrize("alone", [True, False])
+def test_odd_objects_in_a_batch_end_as_they_do_alone(
+    odd: dict[str, Any], keep_creator: bool, alone: bool
+) -> None:
+    objs = [odd] if alone else [dict(GOOD), odd, dict(GOOD)]
+    hub = hub_for(keep_creator, 1000)
+    assert prepared(hub, objs, batch=True) == prepared(hub, objs, batch=False)
+
+
+def test_a_creator_with_a_key_is_signed_on_either_way(tmp_path: Path) -> None:
+    """The short way is for unsigned events: a creator with a key takes the general
+    way in a batch too, and each event is signed."""
+    keys = Keystore(tmp_path / "keys")
+    keys.create(PRINCIPAL)
+    hub = hub_for(True)
+    hub.keystore = keys
+    out = hub.prepare_many([dict(GOOD), {**GOOD, "creator": "bob"}, dict(GOOD)])
+    assert [e.signature is not None for _, e, _ in out] == [True, False, True]
+    assert all(decode_event(entry.body) == e and entry.digest == digest(e) for _, e, entry in out)

@@ -71,6 +71,8 @@ class Hub:
         self._grants = grants
         self._ids = ids
         self._parent: Hub | None = None  # acting() views share the index of the hub they came from
+        self._identity_parts: tuple[object, ...] = ()
+        self._identity = Identity(principal)
         self._owns_log = True
         #: the file of the key that MACs API tokens (``Hub.connect``: found from the URL)
         self.token_key: str | None = None
@@ -88,7 +90,11 @@ class Hub:
     def identity(self) -> Identity:
         # Grants count for signed-in principals only; the view is shared, and kept fresh by reads.
         grants = self.grants if self.authenticated and not self.trusted else None
-        return Identity(self.principal, self.authenticated, self.trusted, grants, self.via, self._is_agent())
+        parts = (self.principal, self.authenticated, self.trusted, grants, self.via, self._is_agent())
+        if parts != self._identity_parts:  # the same Identity while they hold (a new one is 0.4 us)
+            self._identity = Identity(*parts)
+            self._identity_parts = parts
+        return self._identity
 
     def _is_agent(self) -> bool:
         """A signed-in agent principal (work queues are theirs; the hub checks their ``inputs``)."""
