@@ -47,8 +47,9 @@ refused: payloads are JSON.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -74,6 +75,7 @@ __all__ = [
     "digest",
     "encode_event",
     "encode_stamped",
+    "encode_stamped_many",
     "fill_new_event",
     "is_json_media",
     "new_id",
@@ -224,8 +226,32 @@ def encode_stamped(event: Event, time_json: bytes) -> tuple[bytes, str]:
     return prefix + body[len(_SPEC_PREFIX) :], h.hexdigest()
 
 
+def encode_stamped_many(events: Sequence[Event], time_json: bytes) -> tuple[list[bytes], list[str]]:
+    """``encode_stamped`` of every event (their ``time`` None), one ``time_json``
+    for all: the same bodies and digests, the encoding done in one C loop."""
+    if any(map(_EXTENSIONS_OF, events)):  # each its own way, sorted extensions and all
+        pairs = [encode_stamped(e, time_json) for e in events]
+        return [b for b, _ in pairs], [d for _, d in pairs]
+    try:
+        bodies = list(map(_encoder.encode, events))
+    except UnicodeEncodeError:
+        bodies = list(map(encode_event, events))  # raises the ValidationError, naming the rule
+    n = len(_SPEC_PREFIX)
+    if not all(map(_STARTS_WITH_SPEC, bodies)):  # specversion left to the default: add it
+        bodies = [b if b.startswith(b'{"specversion"') else _SPEC_PREFIX + b[1:] for b in bodies]
+    digests = []
+    for body in bodies:
+        h = _BLAKE2B_16.copy()
+        h.update(body)
+        digests.append(h.hexdigest())
+    prefix = _STAMPED_PREFIX + time_json + b","
+    return [prefix + b[n:] for b in bodies], digests
+
+
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)  # never updated: a template to copy
 _STAMPED_PREFIX = _SPEC_PREFIX + b'"time":'
+_EXTENSIONS_OF = operator.attrgetter("extensions")
+_STARTS_WITH_SPEC = operator.methodcaller("startswith", b'{"specversion"')  # as encode_event tests
 #: the last stamp, its JSON, and the body's start with it (``time_json``)
 _last_time: tuple[datetime | None, bytes, bytes] = (None, b"", b"")
 

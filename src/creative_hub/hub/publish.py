@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -25,6 +27,8 @@ from ..event import (
     digest,
     encode_event,
     encode_stamped,
+    encode_stamped_many,
+    fill_new_event,
     new_id,
     now,
     parse_new_event,
@@ -116,16 +120,15 @@ def _stamp(
     return topics.route(event), Entry(event.id, event.partitionkey, body, dg, event.creator)
 
 
-# A publisher's object with only these attributes takes prepare_many's short
-# path: the list's conversion checked their JSON types, and no other rule of
-# ``validate_event`` reads them but those the short path checks itself (an
-# empty subject or partition key, the id's length and the payload's schema).
-# Anything else (time, hub, visibility, provenance, a media type ...) takes
-# the general path, whatever its value.
-_SHORT = frozenset(
+# A publisher's object with only these attributes is *usual*: the list's
+# conversion checked their JSON types, and no rule of ``validate_event`` reads
+# them but those ``_usual`` checks itself (an empty subject or partition key,
+# the id's length, the payload's schema).  Anything else (time, hub,
+# visibility, provenance, a media type ...) takes the general way.
+_USUAL = frozenset(
     {"type", "data", "subject", "partitionkey", "causationid", "correlationid", "supersedes", "forkedfrom"}
 )
-_SHORT_TRUSTED = _SHORT | {"id", "source", "creator"}  # a client's ids and sources have rules of their own
+_USUAL_TRUSTED = _USUAL | {"id", "source", "creator"}  # a client's ids and sources have rules of their own
 
 
 def prepare_many(
@@ -142,89 +145,114 @@ def prepare_many(
     with the first item's topic and entry as soon as they are known.
 
     The publisher's dicts are converted in one msgspec call (a call per
-    object cost more than the conversion itself) and filled in as
-    ``event.parse_new_event`` fills them; an object that does not fit
-    (other extensions, a creator the hub replaces, not a dict, or a list
-    that does not convert) takes ``prepare`` alone, so every error is the
-    one it gives.  A usual object -- only the attributes of ``_SHORT``, no
-    key to sign with -- is then checked and stamped in this loop, doing
-    what ``validate_event`` and ``_stamp`` would do to it and nothing more
-    (``tests/fuzz/test_publish_fill.py`` holds the two ways equal)."""
+    object cost more than the conversion itself).  When every object is
+    usual (``_USUAL``) and none has a key to sign with, ``_usual`` checks,
+    stamps and encodes the whole call at once.  Otherwise each converted
+    object is filled in as ``event.parse_new_event`` fills it, checked and
+    stamped; an object that does not fit (other extensions, a creator the
+    hub replaces, not a dict), a list that does not convert, or a usual
+    call with a bad object takes ``prepare`` alone, so every error is the
+    one it gives (``tests/fuzz/test_publish_fill.py`` holds the ways equal)."""
     stamp = stamp or now()  # one publish, one time
     stamp_json = time_json(stamp)
-    converted: Sequence[Event | None] | None = _convert(items) if items and type(items[0]) is dict else None
-    if converted is None:
-        converted = [None] * len(items)
-    trusted, principal, keystore, limit = hub.trusted, hub.principal, hub.keystore, hub.max_event_bytes
-    short = _SHORT_TRUSTED if trusted else _SHORT
-    # The last creator seen, its source and whether it has no key to sign with
-    # (one lookup per creator, not per event: a keystore looks for a file).
-    last: tuple[str | None, str, bool] = (None, "", True)
-    payloads, convert, route = PAYLOADS, msgspec.convert, topics.route
-    prepared: list[tuple[str, Event, Entry]] = []
-    for i, (item, event) in enumerate(zip(items, converted, strict=True)):
+    converted = _convert(items) if len(items) > 1 else None
+    if converted is not None and set(map(type, items)) == {dict}:
+        usual = _USUAL_TRUSTED if hub.trusted else _USUAL
+        if usual.issuperset(chain.from_iterable(cast("list[dict[str, Any]]", items))):
+            prepared = _usual(hub, cast("list[dict[str, Any]]", items), converted, stamp, stamp_json, topic)
+            if prepared is not None:
+                if first is not None:
+                    first(prepared[0][0], prepared[0][2])
+                return prepared
+            converted = None  # one is bad: each alone says which, and why
+    prepared = []
+    for i, item in enumerate(items):
         try:
+            event = converted[i] if converted is not None else None
             if (
                 event is None
                 or type(item) is not dict
                 or event.extensions is not None  # an "_extensions" key: parse_new_event refuses it
-                or (event.creator is not None and not trusted)
+                or (event.creator is not None and not hub.trusted)
             ):
                 routed, event, entry = hub.prepare(item, stamp)
-                prepared.append(_checked(routed if topic is None else topic, event, entry))
             else:
-                # Fill in what parse_new_event fills in.
-                if "specversion" not in item:
-                    event.specversion = WRITTEN_SPECVERSION
-                if "id" not in item:
-                    event.id = new_id()
-                creator = event.creator or principal
-                event.creator = creator
-                if last[0] != creator:
-                    last = (creator, f"/peers/{creator}", keystore is None or keystore.get(creator) is None)
-                if "source" not in item:
-                    event.source = last[1]
-                schema = payloads.get(event.type)
-                data = event.data
-                if (
-                    not last[2]  # signed: _stamp
-                    or not short.issuperset(item)
-                    or schema is None
-                    or type(data) is not dict
-                    or not event.id
-                    or len(event.id) > MAX_ID_LENGTH
-                    or not event.source
-                    or event.subject == ""
-                    or event.partitionkey == ""
-                ):  # the general way (validate_event names what is wrong)
-                    validate_event(event)
-                    routed, entry = _stamp(hub, event, stamp, stamp_json)
-                    prepared.append(_checked(routed if topic is None else topic, event, entry))
-                else:  # the short way: the payload's schema, the client's limits, the defaults
-                    try:
-                        convert(data, schema)
-                    except (ValueError, TypeError):  # msgspec.ValidationError is a ValueError
-                        validate_event(event)  # raises it, naming the field
-                        raise
-                    if not trusted:
-                        check_client_event(event, principal)
-                    key = event.partitionkey
-                    if key is None:
-                        key = event.partitionkey = creator
-                    event.hub = "shared"
-                    event.visibility = PUBLIC
-                    body, dg = encode_stamped(event, stamp_json)
-                    event.time = stamp
-                    if len(body) > limit:
-                        raise PayloadTooLarge(len(body), limit)
-                    entry = Entry(event.id, key, body, dg, creator)
-                    prepared.append((route(event) if topic is None else topic, event, entry))
+                validate_event(fill_new_event(event, item, hub.principal))
+                routed, entry = _stamp(hub, event, stamp, stamp_json)
+            target = routed if topic is None else topic
             if first is not None:
-                first(prepared[0][0], entry)  # the entry object this call's append starts with
+                first(target, entry)  # the entry object this call's append starts with
                 first = None
+            prepared.append(_checked(target, event, entry))
         except ValidationError as e:
             raise (e.at(i) if len(items) > 1 else e) from None
     return prepared
+
+
+def _usual(
+    hub: Hub,
+    items: list[dict[str, Any]],
+    events: list[Event],
+    stamp: datetime,
+    stamp_json: bytes,
+    topic: str | None,
+) -> list[tuple[str, Event, Entry]] | None:
+    """``prepare_many`` of a call of usual objects (``_USUAL``), ``events`` their
+    conversion: what ``parse_new_event`` fills in, what ``validate_event``
+    checks of them, the defaults of ``_stamp``, one encoding pass.  None when
+    one is bad or its creator has a key (the events are then spoilt: the caller
+    prepares each object again, alone).  A client's id and source are the
+    hub's own here, so ``check_client_event`` has nothing to refuse."""
+    principal, keystore, payloads, convert = hub.principal, hub.keystore, PAYLOADS, msgspec.convert
+    creator, source = "", ""
+    routes: list[str] = []
+    last_type, routed = "", ""
+    try:
+        for item, event in zip(items, events, strict=True):
+            event.specversion = WRITTEN_SPECVERSION
+            if "id" not in item:
+                event.id = new_id()
+            mine = event.creator or principal
+            if mine != creator:  # one keystore lookup per creator, not per event (it looks for a file)
+                creator = mine
+                if keystore is not None and keystore.get(creator) is not None:
+                    return None  # signed: the general way
+                source = f"/peers/{creator}"
+            event.creator = creator
+            if "source" not in item:
+                event.source = source
+            schema = payloads.get(event.type)
+            data = event.data
+            if (
+                schema is None
+                or type(data) is not dict
+                or not event.id
+                or len(event.id) > MAX_ID_LENGTH
+                or not event.source
+                or event.subject == ""
+                or event.partitionkey == ""
+            ):
+                return None
+            convert(data, schema)
+            if event.partitionkey is None:
+                event.partitionkey = creator
+            event.hub = "shared"
+            event.visibility = PUBLIC
+            if event.type != last_type:
+                last_type, routed = event.type, topics.route(event)
+            routes.append(routed)
+        bodies, digests = encode_stamped_many(events, stamp_json)
+    except (ValueError, TypeError, ValidationError):  # msgspec.ValidationError is a ValueError
+        return None
+    if max(map(len, bodies)) > hub.max_event_bytes:
+        return None
+    for event in events:
+        event.time = stamp
+    entries = list(map(Entry, map(_ID, events), map(_KEY, events), bodies, digests, map(_CREATOR, events)))
+    return list(zip(routes if topic is None else [topic] * len(events), events, entries, strict=True))
+
+
+_ID, _KEY, _CREATOR = attrgetter("id"), attrgetter("partitionkey"), attrgetter("creator")
 
 
 def _checked(target: str, event: Event, entry: Entry) -> tuple[str, Event, Entry]:
@@ -246,8 +274,6 @@ def _convert(items: Sequence[Any]) -> list[Event] | None:
     filled in nor checked; None when one of them does not convert (each then
     takes ``prepare`` alone, so the error is the one it gives, naming the field)."""
     try:
-        if len(items) == 1:  # msgspec finds the struct's own type faster than list[Event]'s
-            return [msgspec.convert(items[0], Event)]
         return msgspec.convert(items, _EVENTS)
     except (ValueError, TypeError):  # msgspec.ValidationError is a ValueError
         return None
