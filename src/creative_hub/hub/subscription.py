@@ -14,6 +14,7 @@ decode the whole batch first: grants and the audit are per batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -234,11 +235,22 @@ class HubSubscription:
             check_read(self.hub.identity, self.topic)
 
     async def _admit(self, deliveries: list[HubDelivery]) -> list[HubDelivery]:
-        """The deliveries a live grant covers, audited; the rest are acked unseen."""
+        """The deliveries a live grant covers, audited; the rest are acked unseen.
+
+        Decided at one instant for the batch, once per subject (the grants
+        that cover a subject are the same for every event about it).
+        """
         await self.hub.grants.refresh()
-        who = self.hub.identity
-        keep = [hd for hd in deliveries if can_read_event(who, self.topic, hd.event.subject)]
-        drop = [hd for hd in deliveries if hd not in keep]
+        who, topic, at = self.hub.identity, self.topic, datetime.now(UTC)
+        decided: dict[str | None, bool] = {}
+        keep: list[HubDelivery] = []
+        drop: list[HubDelivery] = []
+        for hd in deliveries:
+            subject = hd.event.subject
+            ok = decided.get(subject)
+            if ok is None:
+                ok = decided[subject] = can_read_event(who, topic, subject, at)
+            (keep if ok else drop).append(hd)
         if drop:
             await self.inner.ack_many([hd.delivery for hd in drop])
         await self.hub.grants.record_reads(who, self.topic, [hd.event for hd in keep], "subscribe")
