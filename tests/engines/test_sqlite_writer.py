@@ -1,4 +1,4 @@
-"""The SQLite engine's writer thread outlives callers that went away."""
+"""The SQLite engine's writer thread: it outlives callers that went away, and its WAL is checkpointed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from creative_hub.log.sqlite.writer import Job, Writer
+from creative_hub.testing.contract.support import eventually, make_entries
 
 pytestmark = pytest.mark.sqlite
 
@@ -41,3 +42,29 @@ def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
     writer.jobs.put(None)
     writer.join(10)
     assert not writer.is_alive()
+
+
+async def test_the_wal_is_checkpointed_while_the_log_is_open(tmp_path: Path) -> None:
+    # Checkpoints run beside the writer (a commit does not wait for one), but
+    # they must run: what is committed reaches the database file while the log
+    # is open, and the WAL stays bounded however much is appended.
+    from creative_hub.log.sqlite import SQLiteLog
+    from creative_hub.log.sqlite.writer import CHECKPOINT_ROWS
+
+    path = tmp_path / "hub.db"
+    log = SQLiteLog(path)
+    await log.open()
+    try:
+        entries = make_entries(3 * CHECKPOINT_ROWS)
+        for i in range(0, len(entries), 500):
+            await log.append("ckpt.t", entries[i : i + 500])
+        size = sum(len(e.body) for e in entries)
+
+        async def in_the_file() -> bool:
+            return path.stat().st_size > size
+
+        await eventually(in_the_file, what=f"{size} bytes of records copied into {path.name}")
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size < 64 * 1024 * 1024
+    finally:
+        await log.close()

@@ -231,6 +231,12 @@ class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
             raise EngineUnavailable(self.url, f"cannot open the SQLite file: {e}") from e
         return conn
 
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        """The checkpoint thread's own connection (see ``writer.Checkpointer``)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -247,7 +253,7 @@ class SQLiteLog(Reads, Subscribes[SQLiteSubscription]):
         self._loop = asyncio.get_running_loop()
         if self.path.parent and not self.path.parent.exists():
             raise EngineUnavailable(self.url, f"directory {self.path.parent} does not exist")
-        writer = Writer(lambda: self._connect(write=True))
+        writer = Writer(lambda: self._connect(write=True), checkpoint=self._checkpoint_connection)
         writer.start()
         try:
             await asyncio.wrap_future(writer.ready)
