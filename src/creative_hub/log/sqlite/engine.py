@@ -35,7 +35,8 @@ so a lease written before a reboot is treated as expired.
 
 One writer thread per process owns the write connection and runs each batch
 of queued jobs in one ``BEGIN IMMEDIATE`` transaction (a savepoint per job,
-so one failed job does not fail the others).  Readers use their own
+so one failed job does not fail the others); a checkpoint thread copies the
+WAL into the database file beside it (see ``writer``).  Readers use their own
 connections in a small thread pool.  Several processes may share the file:
 SQLite's locking serialises their writers, and subscribers notice other
 processes' appends by polling (``poll_interval``, default 50 ms); appends in
