@@ -4,7 +4,8 @@
     .venv/bin/python bench/report.py --quick    # small runs, to check the machinery (minutes)
 
 Each engine benchmark (``bench_<engine>.py``) runs in its own process with
-``--json`` and ``--sweep``, then the HTTP fan-out and the index benchmarks.
+``--json`` and ``--sweep``, then the HTTP fan-out, the index, the public
+path against the peers, and the hub layer (with its profile in its log).
 Written to ``--out`` (default ``bench/results``):
 
 * ``report.md``      -- the tables: engine x metric, hub vs raw, with ratios
@@ -61,6 +62,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
     "http": ([], ["--subscribers", "20", "--seconds", "3"]),
     "index": ([], ["--events", "50000", "--log-events", "5000", "--repeat", "3"]),
     "peers": ([], ["--events", "3000", "--single", "300", "--rounds", "1"]),
+    "hub_layer": (["--rounds", "5", "--profile"], ["--events", "5000", "--rounds", "2", "--profile"]),
 }
 #: the hub's public path (bench_peers.py): hub / fair raw and hub / peer, at least
 PATH_TARGETS = {"raw": 0.8, "peer": 1.0}
@@ -212,6 +214,18 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{_rate(rr)} events/s, hub {_rate(hub)} ({_ratio(hub / rr, 0.9)}).",
             "",
         ]
+    layer = results.get("hub_layer")
+    if layer:
+        met = "met" if layer["unsigned_us"] <= layer["target_us"] else "NOT met"
+        lines += [
+            f"The hub layer (`bench_hub_layer.py`: `Hub.publish` less the append -- dicts in, "
+            f"log entries out, no engine; {layer['events']:,} events a call, best of the rounds): "
+            f"**{layer['unsigned_us']:.2f} µs** per unsigned event (CPU {layer['unsigned_cpu_us']:.2f}; "
+            f"≤ {layer['target_us']:g} µs {met}), {layer['unsigned_per_call_us']:.2f} µs one event "
+            f"per call, {layer['signed_us']:.2f} µs signed (Ed25519 signing alone "
+            f"{layer['sign_only_us']:.2f} µs). Its profile: `bench/results/hub_layer.log`.",
+            "",
+        ]
     http, index = results.get("http"), results.get("index")
     if http:
         h = http["http_sse"]
@@ -232,7 +246,7 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
             )  # fmt: skip
         )
     lines += ["", "Each engine's own command (the report passes `--json` and `--sweep` to it):", ""]
-    for name in [*ENGINES, "http", "index", "peers"]:
+    for name in [*ENGINES, "http", "index", "peers", "hub_layer"]:
         if name in results:
             args = " ".join(ARGS[name][0])
             lines.append(f"- `.venv/bin/python bench/bench_{name}.py{' ' + args if args else ''}`")
@@ -309,7 +323,7 @@ def run_one(name: str, quick: bool, out: Path, sweep: str) -> dict[str, Any] | N
         cmd += ["--json", str(target)]
         if sweep:
             cmd += ["--sweep", sweep]
-    elif name in ("index", "peers"):
+    elif name in ("index", "peers", "hub_layer"):
         cmd += ["--json", str(target)]
     else:  # http prints its JSON
         cmd += ["--json"]
@@ -330,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default="",
-        help=f"comma-separated subset of {', '.join([*ENGINES, 'http', 'index', 'peers'])}",
+        help=f"comma-separated subset of {', '.join([*ENGINES, 'http', 'index', 'peers', 'hub_layer'])}",
     )
     ap.add_argument("--out", type=Path, default=HERE / "results", help="where the report goes")
     ap.add_argument(
@@ -338,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    names = [*ENGINES, "http", "index", "peers"]
+    names = [*ENGINES, "http", "index", "peers", "hub_layer"]
     if a.only:
         wanted = [n.strip() for n in a.only.split(",") if n.strip()]
         unknown = [n for n in wanted if n not in names]

@@ -118,3 +118,20 @@ def test_public_path_table_marks_targets_against_raw_and_the_peer() -> None:
     section = report.render({"peers": peers}, META)
     assert "The hub's public path" in section and "bench/bench_peers.py" in section
     assert report.path_rows({}) == []
+
+
+@pytest.mark.parametrize(("unsigned", "mark"), [(2.41, "≤ 3 µs met"), (3.2, "≤ 3 µs NOT met")])
+def test_the_hub_layer_line_says_whether_its_target_is_met(unsigned: float, mark: str) -> None:
+    layer = {
+        "unsigned_us": unsigned,
+        "unsigned_cpu_us": unsigned - 0.01,
+        "unsigned_per_call_us": 3.9,
+        "signed_us": 24.0,
+        "sign_only_us": 21.0,
+        "target_us": 3.0,
+        "events": 20000,
+    }
+    section = report.render({"hub_layer": layer}, META)
+    assert f"**{unsigned:.2f} µs** per unsigned event" in section and mark in section
+    assert "bench/results/hub_layer.log" in section
+    assert "`.venv/bin/python bench/bench_hub_layer.py --rounds 5 --profile`" in section
