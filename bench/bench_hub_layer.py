@@ -15,10 +15,12 @@ engine -- in microseconds per event, best of ``--rounds``:
 * ``signed``: the same events signed with the creator's Ed25519 key
   (``cryptography``), and the bare signing call alone for scale.
 
-A round is one publish of ``--events`` events: like ``Hub.publish`` it
-stamps them with one time (``now()`` once per call); ``unsigned, one event
-per call`` calls it per event, with ``now()`` each time, as single-event
-publishes pay.  Each round starts after a ``gc.collect()``: the collector
+A round publishes ``--events`` events, ``--batch`` (500) a call, as the
+public-path benchmark (``bench_peers.py``) and the engine benchmarks
+publish; like ``Hub.publish`` each call stamps its events with one time
+(``now()`` once per call).  Two more rows: all ``--events`` in one call
+(the figure the target was first measured with), and one event per call,
+as single-event publishes pay.  Each round starts after a ``gc.collect()``: the collector
 stays on, but none of the benchmark's own 40,000 fresh dicts are pending.
 
 ``--publish`` also times the whole ``Hub.publish`` (500 events per call)
@@ -68,15 +70,16 @@ def make_items(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def layer_round(hub: Hub, items: list[dict[str, Any]], *, per_call: bool = False) -> tuple[float, float]:
+def layer_round(hub: Hub, items: list[dict[str, Any]], batch: int) -> tuple[float, float]:
     """(wall, CPU) seconds of ``hub.publish.plan`` over every item (what Hub.publish
-    does before the append): one call for all, or with ``per_call`` one per event."""
+    does before the append), ``batch`` items a call, each call with its ``now()``."""
     start, cpu = time.perf_counter(), time.process_time()
-    if per_call:
+    if batch == 1:
         for item in items:  # as Hub.publish of one event: now(), the one item
             plan(hub, [item], now())
     else:
-        plan(hub, items, now())
+        for i in range(0, len(items), batch):
+            plan(hub, items[i : i + batch], now())
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -99,7 +102,7 @@ async def publish_us(tmp: str, n: int, rounds: int, batch: int = 500) -> tuple[f
     return wall / n * 1e6, cpu / n * 1e6
 
 
-def gc_share(hub: Hub, n: int) -> str:
+def gc_share(hub: Hub, n: int, batch: int) -> str:
     """The garbage collector's collections during one unsigned round, and their time
     per event (``gc.callbacks``): each object left tracked per event costs here."""
     runs: dict[int, list[float]] = {}
@@ -115,7 +118,7 @@ def gc_share(hub: Hub, n: int) -> str:
     gc.collect()  # as best_us: the round starts with none of the benchmark's garbage pending
     gc.callbacks.append(watch)
     try:
-        layer_round(hub, items)
+        layer_round(hub, items, batch)
     finally:
         gc.callbacks.remove(watch)
     parts = [f"gen{g}: {len(t)} ({sum(t) / n * 1e6:.2f} us/event)" for g, t in sorted(runs.items())]
@@ -123,7 +126,7 @@ def gc_share(hub: Hub, n: int) -> str:
     return f"garbage collector in one round: {', '.join(parts) or 'none'}; {total:.2f} us/event in all"
 
 
-def best_us(hub: Hub, n: int, rounds: int, *, per_call: bool = False) -> tuple[float, float]:
+def best_us(hub: Hub, n: int, rounds: int, batch: int) -> tuple[float, float]:
     """Best (wall, CPU) microseconds per event over ``rounds``."""
     wall = cpu = float("inf")
     for _ in range(rounds):
@@ -132,7 +135,7 @@ def best_us(hub: Hub, n: int, rounds: int, *, per_call: bool = False) -> tuple[f
         # benchmark's own making pending (the 40,000 dicts just built): what it
         # then collects is what the round itself leaves (see --profile).
         gc.collect()
-        w, c = layer_round(hub, items, per_call=per_call)
+        w, c = layer_round(hub, items, batch)
         wall, cpu = min(wall, w), min(cpu, c)
     return wall / n * 1e6, cpu / n * 1e6
 
@@ -141,6 +144,9 @@ async def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--batch", type=int, default=500, help="events per Hub.publish call (500: as bench_peers publishes)"
+    )
     p.add_argument("--profile", action="store_true", help="print where one unsigned round spends its time")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     p.add_argument(
@@ -152,20 +158,21 @@ async def main(argv: list[str] | None = None) -> int:
         url = f"sqlite:///{tmp}/layer.db"
         async with Hub.connect(url, principal="alice", keys=f"{tmp}/none.keys") as hub:
             hub.keystore = None  # unsigned: what the engine benchmarks publish
-            best_us(hub, min(a.events, 2000), 1)  # warm-up: imports, caches, schema decoders
-            unsigned, unsigned_cpu = best_us(hub, a.events, a.rounds)
-            per_call, per_call_cpu = best_us(hub, a.events, a.rounds, per_call=True)
+            best_us(hub, min(a.events, 2000), 1, a.batch)  # warm-up: imports, caches, schema decoders
+            unsigned, unsigned_cpu = best_us(hub, a.events, a.rounds, a.batch)
+            one_call, one_call_cpu = best_us(hub, a.events, a.rounds, a.events)
+            per_call, per_call_cpu = best_us(hub, a.events, a.rounds, 1)
             profile_text = ""
             if a.profile:
                 prof = cProfile.Profile()
                 items = make_items(a.events)
                 gc.collect()
                 prof.enable()
-                layer_round(hub, items)
+                layer_round(hub, items, a.batch)
                 prof.disable()
                 out = io.StringIO()
                 pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
-                profile_text = gc_share(hub, a.events) + "\n" + out.getvalue()
+                profile_text = gc_share(hub, a.events, a.batch) + "\n" + out.getvalue()
 
         async with Hub.connect(url, principal="alice", keys=f"{tmp}/signed.keys") as hub:
             from creative_hub.principals import Keystore
@@ -173,8 +180,8 @@ async def main(argv: list[str] | None = None) -> int:
             ks = Keystore(Path(f"{tmp}/signed.keys"))
             ks.create("alice")
             hub.keystore = ks
-            best_us(hub, min(a.events, 1000), 1)
-            signed, _ = best_us(hub, min(a.events, 5000), a.rounds)
+            best_us(hub, min(a.events, 1000), 1, a.batch)
+            signed, _ = best_us(hub, min(a.events, 5000), a.rounds, a.batch)
             key = ks.get("alice")
             assert key is not None
             start = time.perf_counter()
@@ -185,9 +192,10 @@ async def main(argv: list[str] | None = None) -> int:
 
     met = "met" if unsigned <= TARGET_US else "NOT met"
     print(
-        f"hub layer, unsigned: {unsigned:.2f} us/event, CPU {unsigned_cpu:.2f} "
+        f"hub layer, unsigned, {a.batch} per call: {unsigned:.2f} us/event, CPU {unsigned_cpu:.2f} "
         f"(target <= {TARGET_US} us: {met})"
     )
+    print(f"hub layer, unsigned, {a.events} in one call: {one_call:.2f} us/event, CPU {one_call_cpu:.2f}")
     print(f"hub layer, unsigned, one event per call: {per_call:.2f} us/event, CPU {per_call_cpu:.2f}")
     extra = signed - unsigned
     print(f"hub layer, signed:   {signed:.2f} us/event (+{extra:.2f} us; Ed25519 sign {sign_only:.2f} us)")
@@ -204,6 +212,9 @@ async def main(argv: list[str] | None = None) -> int:
                 {
                     "unsigned_us": unsigned,
                     "unsigned_cpu_us": unsigned_cpu,
+                    "batch": a.batch,
+                    "unsigned_one_call_us": one_call,
+                    "unsigned_one_call_cpu_us": one_call_cpu,
                     "unsigned_per_call_us": per_call,
                     "unsigned_per_call_cpu_us": per_call_cpu,
                     "signed_us": signed,

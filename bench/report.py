@@ -219,10 +219,11 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
         met = "met" if layer["unsigned_us"] <= layer["target_us"] else "NOT met"
         lines += [
             f"The hub layer (`bench_hub_layer.py`: `Hub.publish` less the append -- dicts in, "
-            f"log entries out, no engine; {layer['events']:,} events a call, best of the rounds): "
-            f"**{layer['unsigned_us']:.2f} µs** per unsigned event (CPU {layer['unsigned_cpu_us']:.2f}; "
-            f"≤ {layer['target_us']:g} µs {met}), {layer['unsigned_per_call_us']:.2f} µs one event "
-            f"per call, {layer['signed_us']:.2f} µs signed (Ed25519 signing alone "
+            f"log entries out, no engine; best of the rounds): **{layer['unsigned_us']:.2f} µs** per "
+            f"unsigned event at {layer['batch']} a call (CPU {layer['unsigned_cpu_us']:.2f}; "
+            f"≤ {layer['target_us']:g} µs {met}); {layer['unsigned_one_call_us']:.2f} µs with all "
+            f"{layer['events']:,} in one call, {layer['unsigned_per_call_us']:.2f} µs one event per "
+            f"call, {layer['signed_us']:.2f} µs signed (Ed25519 signing alone "
             f"{layer['sign_only_us']:.2f} µs). Its profile: `bench/results/hub_layer.log`.",
             "",
         ]

@@ -262,3 +262,14 @@ def test_a_creator_with_a_key_is_signed_on_either_way(tmp_path: Path) -> None:
     out = hub.prepare_many([dict(GOOD), {**GOOD, "creator": "bob"}, dict(GOOD)])
     assert [e.signature is not None for _, e, _ in out] == [True, False, True]
     assert all(decode_event(entry.body) == e and entry.digest == digest(e) for _, e, entry in out)
+
+
+@pytest.mark.parametrize("bad_at", [None, 0, 511, 512, 1099])
+def test_a_long_call_is_prepared_in_chunks_as_each_alone(bad_at: int | None) -> None:
+    """More events than one pass of the short way takes: the same events in the
+    same order, or the first bad one's error at its own index."""
+    objs = [{**GOOD, "subject": f"story:{i}"} for i in range(1100)]
+    if bad_at is not None:
+        objs[bad_at] = {**GOOD, "data": {"story": "s"}}
+    hub = hub_for(True)
+    assert prepared(hub, objs, batch=True) == prepared(hub, objs, batch=False)
