@@ -164,12 +164,18 @@ def prepare_many(
         usual = _USUAL_TRUSTED if hub.trusted else _USUAL
         dicts = cast("list[dict[str, Any]]", items)
         if usual.issuperset(chain.from_iterable(dicts)):
-            done = _usual_call(hub, dicts, converted, stamp, stamp_json, topic)
-            if done is not None:
+            done: list[tuple[str, Event, Entry]] = []
+            for at in range(0, len(dicts), _CHUNK):
+                end = at + _CHUNK
+                part = _usual(hub, dicts[at:end], converted[at:end], stamp, stamp_json, topic)
+                if part is None:
+                    converted = None  # one is bad: each alone says which, and why
+                    break
+                done += part
+            else:  # every chunk prepared
                 if first is not None:
                     first(done[0][0], done[0][2])
                 return done
-            converted = None  # one is bad: each alone says which, and why
     prepared = []
     for i, item in enumerate(items):
         try:
@@ -191,25 +197,6 @@ def prepare_many(
             prepared.append(_checked(target, event, entry))
         except ValidationError as e:
             raise (e.at(i) if len(items) > 1 else e) from None
-    return prepared
-
-
-def _usual_call(
-    hub: Hub,
-    items: list[dict[str, Any]],
-    events: list[Event],
-    stamp: datetime,
-    stamp_json: bytes,
-    topic: str | None,
-) -> list[tuple[str, Event, Entry]] | None:
-    """``_usual`` over the call, ``_CHUNK`` events at a time; None if one is bad."""
-    prepared: list[tuple[str, Event, Entry]] = []
-    for at in range(0, len(items), _CHUNK):
-        end = at + _CHUNK
-        part = _usual(hub, items[at:end], events[at:end], stamp, stamp_json, topic)
-        if part is None:
-            return None
-        prepared += part
     return prepared
 
 
