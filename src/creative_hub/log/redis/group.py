@@ -533,13 +533,14 @@ class RedisSubscription(SubscriptionBase):
 
         So a member that is busy in its handler, or not iterating at all,
         keeps what it holds and still hands partitions to members that join.
-        Skipped while next() holds the lock (it rebalances itself then), and
-        while a delivery is held past the ack timeout: the member then lets
-        its leases lapse, so that the group takes its partitions over.
+        Skipped while next() holds the lock (it rebalances itself then) or a
+        fetch ahead is on its way (it must not wait behind a rebalance to go
+        out), and while a delivery is held past the ack timeout: the member
+        then lets its leases lapse, so that the group takes its partitions over.
         """
         while self.state is SubState.OPEN:
             await asyncio.sleep(self._heartbeat)
-            if self.state is not SubState.OPEN or self._lock.locked():
+            if self.state is not SubState.OPEN or self._lock.locked() or self._ahead is not None:
                 continue
             oldest = next(iter(self._outstanding.values()), None)
             if oldest is not None and time.monotonic() - oldest._at > self.ack_timeout:
