@@ -187,7 +187,8 @@ def render(results: dict[str, Any], meta: dict[str, Any]) -> str:
             "**The hub's public path** (`bench_peers.py`): what a user calls -- dict events through "
             "`Hub.publish` (validate, stamp, encode, route, dedup, a receipt each) and decoded events "
             "through `hub.subscribe` -- against the fair raw client (a receipt per event, commit after "
-            "the handler) and the peers, on the same server in the same process. Targets: ≥ 0.8x fair "
+            "the handler; its consume does not parse the bodies, the hub decodes and checks every event) "
+            "and the peers, on the same server in the same process. Targets: ≥ 0.8x fair "
             "raw, ≥ 1.0x the peer (FastStream's best path on each broker, eventsourcing on SQLite).",
             "",
             *paths,
