@@ -20,7 +20,11 @@ Timing, all derived from the ack timeout T:
 * a pull request never outlives the local lease deadline, so a member that
   is paused (SIGSTOP) cannot receive records after its lease lapsed;
 * a member that is killed stops renewing: after at most 2T another member
-  takes the partition.
+  takes the partition;
+* JetStream's ack wait (T) runs from the fetch, the contract's from the
+  hand-out: a record that waited in the buffer is handed out with a +WPI
+  (its ack wait restarts), or, if it waited nearly T, left to the server's
+  redelivery -- never handed out beside it (see ``_pop``).
 
 Handing a partition over: the old holder stops pulling, unsubscribes its
 reply inbox (JetStream drops pull requests nobody listens to), waits for the
@@ -88,6 +92,12 @@ PULL_MARGIN = 0.1  # seconds between a pull request's expiry and the lease deadl
 MAX_ACK_PENDING = 10_000  # per partition consumer: un-acked deliveries before JetStream holds back
 FLOOR_WAIT = 2.0  # seconds a leaving member waits for the server to apply its acks
 FLOOR_TTL = 30 * 86400  # seconds a released partition's ack floor mark is kept
+# A record that waited in the buffer longer than this share of the ack
+# timeout (at most ..._MAX s) is handed out with a +WPI: the handler gets a full T.
+PROGRESS_AFTER, PROGRESS_AFTER_MAX = 0.1, 1.0
+# One that waited longer than T less this share (at most ..._MAX s: the fetch's
+# and a +WPI's travel fit in it) is dropped: the server redelivers it about now.
+STALE_MARGIN, STALE_MARGIN_MAX = 0.25, 2.0
 
 
 @dataclass(slots=True)
@@ -133,8 +143,12 @@ class NatsSubscription(LockedSubscription):
         self._t: Topic | None = None
         self._parts: dict[int, _Part] = {}
         # Received, not handed out: a heap by stream sequence, so records of
-        # different partitions go out in log order when they are all here.
-        self._buffer: list[tuple[int, int, _Part, Msg]] = []
+        # different partitions go out in log order when they are all here;
+        # each with its arrival (monotonic), from which its ack wait runs.
+        self._buffer: list[tuple[int, int, float, _Part, Msg]] = []
+        self._progress_after = min(self.ack_timeout * PROGRESS_AFTER, PROGRESS_AFTER_MAX)
+        self._stale_after = self.ack_timeout - min(self.ack_timeout * STALE_MARGIN, STALE_MARGIN_MAX)
+        self._progress: list[Msg] = []  # handed out after a long wait: +WPI to send
         self._received = 0  # tie-break in the heap (a redelivery can repeat a sequence)
         self._event = asyncio.Event()
         self._next_maintain = 0.0
@@ -394,7 +408,7 @@ class NatsSubscription(LockedSubscription):
                     self._jumps.append((p, p.last_seen, seq))
                 p.last_seen = seq
             self._received += 1
-            heapq.heappush(self._buffer, (seq, self._received, p, msg))
+            heapq.heappush(self._buffer, (seq, self._received, time.monotonic(), p, msg))
             p.buffered += 1
             self._event.set()
             return
@@ -482,11 +496,14 @@ class NatsSubscription(LockedSubscription):
     # -- handing out -----------------------------------------------------------
     async def _more_locked(self, out: list[Delivery], max: int) -> None:
         """What is already received (``next_batch``), then a new pull if that took some."""
+        now = time.monotonic()
         while len(out) < max and not self._jumps:  # a possible gap is checked first
-            d = self._pop()
+            d = self._pop(now)
             if d is None:
                 break
             out.append(d)
+        if self._progress:
+            await self._send_progress()
         if len(out) > 1:
             # What was taken may be worth a new pull request at once.
             with self.log.guard(f"pull from {self.topic}"):
@@ -511,8 +528,10 @@ class NatsSubscription(LockedSubscription):
                 with self.log.guard(f"look for removed records of {self.topic}"):
                     mine = [j for j in jumps if self._parts.get(j[0].index) is j[0]]
                     await self._check_removed(self._t, mine)
-            d = self._pop()
+            d = self._pop(time.monotonic())
             if d is not None:
+                if self._progress:
+                    await self._send_progress()
                 return d
             wait = max(self._next_maintain - now, 0.001)
             wait = self._cut_to(deadline, now, wait, timeout)
@@ -521,14 +540,37 @@ class NatsSubscription(LockedSubscription):
                 async with asyncio.timeout(wait):  # not wait_for: see sqlite/engine.py's _wait_for_append
                     await self._event.wait()
 
-    def _pop(self) -> Delivery | None:
-        while self._buffer:
-            _, _, p, msg = heapq.heappop(self._buffer)
-            if self._parts.get(p.index) is not p or p.releasing:
+    def _pop(self, now: float) -> Delivery | None:
+        """The next record to hand out, or None.
+
+        JetStream's ack wait runs from the fetch.  A record that waited here
+        while the handler was slow is not handed out beside its redelivery:
+        a copy the server already sent again gives way to the later copy,
+        one whose ack wait is about to run out is left to the redelivery,
+        and one that waited long is handed out with a +WPI (``_progress``).
+        """
+        buf, parts = self._buffer, self._parts
+        while buf:
+            seq, _, at, p, msg = heapq.heappop(buf)
+            if parts.get(p.index) is not p or p.releasing:
                 continue  # fetched for a partition we gave up: its next holder gets it
             p.buffered -= 1
+            if buf and buf[0][0] == seq:
+                continue  # the server sent it again (same seq, received later): that copy is live
+            if now - at >= self._progress_after:
+                if now - at >= self._stale_after:
+                    continue  # its ack wait ends about now: the server redelivers it
+                self._progress.append(msg)
             return self._deliver(p, msg)
         return None
+
+    async def _send_progress(self) -> None:
+        """+WPI for records handed out after a long wait: their ack wait restarts now."""
+        msgs, self._progress = self._progress, []
+        publish = self.log.nc.publish
+        with self.log.guard("ack progress"):
+            for msg in msgs:
+                await publish(msg.reply or "", b"+WPI")
 
     # -- leaving ---------------------------------------------------------------
     async def _close(self) -> None:
