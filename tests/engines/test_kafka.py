@@ -510,3 +510,51 @@ async def test_engine_errors_are_translated(klog: Log) -> None:
     with pytest.raises(EngineUnavailable):
         raise klog.fail(ck.KafkaException(ck.KafkaError(ck.KafkaError._TRANSPORT)), "test")
     await klog.append(new_topic("kafka"), [Entry("x", "k", b"{}", "d")])
+
+
+# -- the member's bookkeeping, without a broker ------------------------------------
+async def test_buffered_records_become_deliveries_only_when_handed_out() -> None:
+    """Records fetched ahead wait as the consumer's messages (one tracked object each,
+    not two: the collector's full passes come sooner with every long-lived one); a
+    delivery is made when handed out, in offset order per partition, counted as a
+    redelivery below the previous owner's mark; those of a partition lost are never
+    handed out, and the commit covers the acked prefix."""
+    import gc
+
+    from creative_hub.log.kafka.delivery import Part
+    from creative_hub.log.kafka.names import position_format
+
+    log = KafkaLog.from_url("kafka://127.0.0.1:1?partitions=2")  # never connects
+    log._admin = object()  # type: ignore[assignment]  # counts as open: nothing here talks to a broker
+    sub = log.subscribe("buffered", "g", batch=100, ack_timeout=60)
+    sub._loop = asyncio.get_running_loop()
+    sub._format = position_format(2)  # as joining sets it
+    sub._parts = {0: Part(0, 0, 0, 3), 1: Part(1, 0, 0, -1)}
+    for part in sub._parts.values():
+        part.fetched = 0
+    msgs = [
+        ck.Message(topic="buffered", partition=p, offset=o, key=b"k", value=b"v%d" % o)
+        for p in (0, 1)
+        for o in range(500)
+    ]  # fmt: skip
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        sub._on_messages(msgs)
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert grown < 50, f"{grown} tracked objects for 1,000 buffered records"
+    sub._drop([1])
+    handed = sub._take(1000)  # what next_batch hands out once joined
+    assert [(d.part.partition, d.off) for d in handed] == [(0, o) for o in range(500)]  # type: ignore[attr-defined]
+    assert [d.delivery_count for d in handed[:4]] == [2, 2, 2, 1]
+    assert handed[7].body == b"v7" and handed[7].position == "7,-1"
+    await sub.ack_many(handed[:10])
+    await sub.ack_many(handed[11:20])
+    tp = sub._commit_of(sub._parts[0])
+    assert tp is not None and tp.offset == 10 and tp.metadata == "d=500"
+    assert sub.pending() == 500 - 19
+    if sub._commit_handle is not None:
+        sub._commit_handle.cancel()

@@ -40,9 +40,9 @@ PartStart = tuple[int, "int | None", int, int, int, "tuple[int, int] | None"]
 
 
 class KafkaDelivery(LazyDelivery):
-    """A delivery of one Kafka message, made when the message arrives and handed out
-    (and out again, on redelivery) as the same object; it is also its own token in
-    its partition's ``out``.
+    """A delivery of one Kafka message, made when the message is first handed out
+    (and handed out again, on redelivery, as the same object); it is also its own
+    token in its partition's ``out``.
 
     Nothing is decoded until asked: ``body`` is the message's value as librdkafka
     gave it, and the Record (id from the headers, key, position) is made on first
@@ -51,22 +51,25 @@ class KafkaDelivery(LazyDelivery):
     body.
     """
 
-    __slots__ = ("_m", "_sub", "due", "off", "part")
+    __slots__ = ("_m", "due", "off", "part")
+    _owner: KafkaSubscription
 
-    def __init__(self, m: ck.Message, part: Part, off: int, count: int, sub: KafkaSubscription) -> None:
-        # Not Delivery.__init__: ack/nack go to the subscription, no closures per record.
+    def __init__(
+        self, m: ck.Message, part: Part, off: int, count: int, sub: KafkaSubscription, due: float
+    ) -> None:
+        # Not Delivery.__init__: ack/nack go to the subscription (no closures per
+        # record, no _token: part and off are the token).  Made when handed out.
         self._m = m
         self._rec: Record | None = None
-        self._sub = self._owner = sub
-        self._token = None
+        self._owner = sub
         self._done = False
         self.delivery_count = count
         self.part = part
         self.off = off
-        self.due = 0.0  # monotonic time of redelivery, once handed out
+        self.due = due  # monotonic time of redelivery
 
     def _make_record(self) -> Record:
-        sub, p = self._sub, self.part.partition
+        sub, p = self._owner, self.part.partition
         fmt = sub._format
         position = str(self.off) if fmt is None else f"{fmt[p][0]}{self.off}{fmt[p][1]}"
         return message_record(sub.topic, self._m, position)
@@ -80,7 +83,7 @@ class KafkaDelivery(LazyDelivery):
 
     @property
     def topic(self) -> str:
-        return self._sub.topic
+        return self._owner.topic
 
 
 @dataclass(slots=True, eq=False)

@@ -83,7 +83,10 @@ class KafkaSubscription(SubscriptionBase):
         self._partitions = 1
         self._format: list[tuple[str, str]] | None = None  # how a delivery's position is spelled
         self._parts: dict[int, Part] = {}
-        self._ready: deque[KafkaDelivery] = deque()  # received, not handed out yet
+        # Received, not handed out yet: the messages themselves; the delivery is made
+        # when one is handed out, so the buffer ahead holds one GC-tracked object per
+        # record, not two, and a delivery acked soon after dies young.
+        self._ready: deque[ck.Message] = deque()
         self._inflight = 0
         self._next_due = math.inf
         self._wake = asyncio.Event()
@@ -353,12 +356,12 @@ class KafkaSubscription(SubscriptionBase):
     def _drop(self, parts: list[int]) -> None:
         gone = {p for p in parts if self._parts.pop(p, None) is not None}
         if gone:
-            self._ready = deque(o for o in self._ready if o.part.partition not in gone)
+            self._ready = deque(m for m in self._ready if (m.partition() or 0) not in gone)
             self._inflight = sum(len(part.out) for part in self._parts.values())
             self._want_pause = len(self._ready) + self._inflight > self.max_pending
 
     def _on_messages(self, msgs: list[ck.Message]) -> None:
-        # The hot path of consuming: per message one KafkaDelivery, nothing decoded.
+        # The hot path of consuming: per message its partition's bookkeeping, nothing decoded.
         parts, ready = self._parts, self._ready
         append = ready.append
         for m in msgs:
@@ -378,7 +381,7 @@ class KafkaSubscription(SubscriptionBase):
                 part.gaps += 1
                 self._gap(p, part.fetched, off)
             part.fetched = off + 1
-            append(KafkaDelivery(m, part, off, 2 if off < part.prev_mark else 1, self))
+            append(m)
         self._want_pause = len(ready) + self._inflight > self.max_pending
         self._wake.set()
 
@@ -433,15 +436,24 @@ class KafkaSubscription(SubscriptionBase):
         due = now + self.ack_timeout
         popleft, append = ready.popleft, out.append
         handed = 0
-        while ready and len(out) < most:
-            d = popleft()
-            part = d.part
-            if parts.get(part.partition) is not part:
+        p_last, prev = -1, 0
+        part: Part | None = None
+        pout: dict[int, KafkaDelivery] = {}
+        for _ in range(min(most - len(out), len(ready))):
+            m = popleft()
+            p = m.partition() or 0
+            if p != p_last:  # a fetch comes in runs of one partition: look it up per run
+                part = parts.get(p)
+                p_last = p
+                if part is not None:
+                    pout, prev = part.out, part.prev_mark
+            # Only messages of partitions we own are in the buffer (_on_messages keeps
+            # those, _drop takes out those of partitions we lose); checked all the same.
+            if part is None:
                 continue
-            off = d.off
+            off = m.offset() or 0
+            pout[off] = d = KafkaDelivery(m, part, off, 2 if off < prev else 1, self, due)
             part.handed = off + 1
-            d.due = due
-            part.out[off] = d
             handed += 1
             append(d)
         self._inflight += handed
@@ -499,10 +511,14 @@ class KafkaSubscription(SubscriptionBase):
         self._active_until = time.monotonic() + self.ack_timeout
         parts = self._parts
         n = 0
+        last: Part | None = None
+        ours = False
         for d in deliveries:
             k: KafkaDelivery = d  # type: ignore[assignment]  # unsettled() gave only ours
             part = k.part
-            if parts.get(part.partition) is part and part.out.pop(k.off, None) is not None:
+            if part is not last:  # acks come in runs of one partition: check it per run
+                last, ours = part, parts.get(part.partition) is part
+            if ours and part.out.pop(k.off, None) is not None:
                 n += 1
             # else a late ack for a partition we lost: the new owner redelivers it
         if not n:
