@@ -496,9 +496,9 @@ class NatsSubscription(LockedSubscription):
     # -- handing out -----------------------------------------------------------
     async def _more_locked(self, out: list[Delivery], max: int) -> None:
         """What is already received (``next_batch``), then a new pull if that took some."""
-        now = time.monotonic()
+        waited = time.monotonic() - self._progress_after
         while len(out) < max and not self._jumps:  # a possible gap is checked first
-            d = self._pop(now)
+            d = self._pop(waited)
             if d is None:
                 break
             out.append(d)
@@ -528,7 +528,7 @@ class NatsSubscription(LockedSubscription):
                 with self.log.guard(f"look for removed records of {self.topic}"):
                     mine = [j for j in jumps if self._parts.get(j[0].index) is j[0]]
                     await self._check_removed(self._t, mine)
-            d = self._pop(time.monotonic())
+            d = self._pop(time.monotonic() - self._progress_after)
             if d is not None:
                 if self._progress:
                     await self._send_progress()
@@ -540,8 +540,8 @@ class NatsSubscription(LockedSubscription):
                 async with asyncio.timeout(wait):  # not wait_for: see sqlite/engine.py's _wait_for_append
                     await self._event.wait()
 
-    def _pop(self, now: float) -> Delivery | None:
-        """The next record to hand out, or None.
+    def _pop(self, waited: float) -> Delivery | None:
+        """The next record to hand out, or None (``waited``: now less ``_progress_after``).
 
         JetStream's ack wait runs from the fetch.  A record that waited here
         while the handler was slow is not handed out beside its redelivery:
@@ -557,8 +557,8 @@ class NatsSubscription(LockedSubscription):
             p.buffered -= 1
             if buf and buf[0][0] == seq:
                 continue  # the server sent it again (same seq, received later): that copy is live
-            if now - at >= self._progress_after:
-                if now - at >= self._stale_after:
+            if at <= waited:
+                if waited - at >= self._stale_after - self._progress_after:
                     continue  # its ack wait ends about now: the server redelivers it
                 self._progress.append(msg)
             return self._deliver(p, msg)
