@@ -8,10 +8,10 @@ Members share the partitions through the KV bucket ``creative_hub_groups``:
 * ``<stream>.<group>.m.<member>`` -- a member's heartbeat;
 * ``<stream>.<group>.p.<n>`` -- the lease on partition n: the member's name.
 
-Both carry a server-side TTL (``Nats-TTL``) and are written with
-compare-and-set on the key's revision, so two members never hold one
-partition.  A member pulls only from partitions it holds, so records with
-the same key (same partition) reach one member at a time, in stream order.
+Both carry a server-side TTL (``Nats-TTL``) and are written with compare-and-set on the
+key's revision, so two members never hold one partition.  A member pulls only from
+partitions it holds, so records with the same key (same partition) reach one member at a
+time, in stream order.
 
 Timing, all derived from the ack timeout T:
 
@@ -21,30 +21,26 @@ Timing, all derived from the ack timeout T:
   is paused (SIGSTOP) cannot receive records after its lease lapsed;
 * a member that is killed stops renewing: after at most 2T another member
   takes the partition;
-* JetStream's ack wait (T) runs from the fetch, the contract's from the
-  hand-out: a record that waited in the buffer is handed out with a +WPI
-  (its ack wait restarts), or, if it waited nearly T, left to the server's
-  redelivery -- never handed out beside it (see ``_pop``).
+* JetStream's ack wait (T) runs from the fetch, the contract's from the hand-out: a record
+  that waited in the buffer goes out with a +WPI (its ack wait restarts), or, if it waited
+  nearly T, is left to the server's redelivery, never handed out beside it (``_pop``).
 
-Handing a partition over: the old holder stops pulling, unsubscribes its
-reply inbox (JetStream drops pull requests nobody listens to), waits for the
-deliveries it handed out to be acked (up to T) and for the server's ack
-floor to include its acks, then deletes its lease.  The new holder, if the
-consumer has un-acked deliveries (a crash, or records the old holder fetched
-but never handed out), resets the consumer to its ack floor (``CONSUMER.RESET``,
-nats-server 2.14): everything after the floor is delivered again, in order.
-So a takeover never delivers a newer record of a key before an older one
-that was not acked.  Redeliveries after a reset count from the previous
-delivery (``delivery_count`` >= 2).
+Handing a partition over: the old holder stops pulling, unsubscribes its reply inbox
+(JetStream drops pull requests nobody listens to), waits for the deliveries it handed out
+to be acked (up to T) and for the server's ack floor to include its acks, then deletes its
+lease.  The new holder, if the consumer has un-acked deliveries (a crash, or records the old
+holder fetched but never handed out), resets the consumer to its ack floor
+(``CONSUMER.RESET``, nats-server 2.14): everything after the floor is delivered again, in
+order.  So a takeover never delivers a newer record of a key before an older one that was
+not acked.  Redeliveries after a reset count from the previous delivery (``delivery_count`` >= 2).
 
 Gaps (records retention removed before the group got them; see
 ``creative_hub.log.base.Gap``).  JetStream moves a consumer past removed
 records by itself -- its ack floor too -- so the group keeps its own marks:
 
-* a member releasing a partition writes the consumer's ack floor
-  (``<stream>.<group>.f.<n>`` = ``<consumer seq> <stream seq>``); the next
-  holder compares it with the server's: consumer sequences are dense, so
-  the difference is exactly the deliveries that were removed un-acked;
+* a member releasing a partition writes the consumer's ack floor (``<stream>.<group>.f.<n>``
+  = ``<consumer seq> <stream seq>``); the next holder compares it with the server's: consumer
+  sequences are dense, so the difference is exactly the deliveries that were removed un-acked;
 * a holder compares the stream's first sequence with the newest record it
   received on each partition -- at takeover, and on topics with limits
   whenever a record arrives that is not the next stream sequence, before
