@@ -273,3 +273,16 @@ def test_a_long_call_is_prepared_in_chunks_as_each_alone(bad_at: int | None) -> 
         objs[bad_at] = {**GOOD, "data": {"story": "s"}}
     hub = hub_for(True)
     assert prepared(hub, objs, batch=True) == prepared(hub, objs, batch=False)
+
+
+@pytest.mark.parametrize("count", [2, 600])
+def test_the_hint_names_the_first_entry_the_append_starts_with(count: int) -> None:
+    """``first`` (the Kafka engine's early catch-up) gets, once, the very entry
+    object the call's append starts with (the engine matches it by identity)."""
+    hub = hub_for(True)
+    seen: list[tuple[str, object]] = []
+    objs = [{**GOOD, "subject": f"story:{i}"} for i in range(count)]
+    out = hub.prepare_many(objs, first=lambda topic, entry: seen.append((topic, entry)))
+    assert len(seen) == 1
+    topic, entry = seen[0]
+    assert topic == out[0][0] and entry is out[0][2]

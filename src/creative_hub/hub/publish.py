@@ -165,16 +165,19 @@ def prepare_many(
         dicts = cast("list[dict[str, Any]]", items)
         if usual.issuperset(chain.from_iterable(dicts)):
             done: list[tuple[str, Event, Entry]] = []
-            for at in range(0, len(dicts), _CHUNK):
-                end = at + _CHUNK
+            # With a hint to give, the first event is a pass of its own: the engine
+            # hears of the call's first entry before the rest is prepared.
+            starts = [*range(0, len(dicts), _CHUNK)] if first is None else [0, *range(1, len(dicts), _CHUNK)]
+            for at, end in zip(starts, [*starts[1:], len(dicts)], strict=True):
                 part = _usual(hub, dicts[at:end], converted[at:end], stamp, stamp_json, topic)
                 if part is None:
                     converted = None  # one is bad: each alone says which, and why
                     break
                 done += part
-            else:  # every chunk prepared
                 if first is not None:
-                    first(done[0][0], done[0][2])
+                    first(done[0][0], done[0][2])  # the entry object this call's append starts with
+                    first = None
+            else:  # every chunk prepared
                 return done
     prepared = []
     for i, item in enumerate(items):
