@@ -301,33 +301,29 @@ class SQLiteSubscription(LockedSubscription):
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack them all: bookkeeping only; commits are saved with the next fetch or heartbeat."""
+        mine: list[SQLiteDelivery] = []
         others: list[Delivery] = []
-        n = 0
-        for d in deliveries:  # one pass: marked done, and the record's byte set
+        for d in deliveries:  # one pass: each marked done, and sorted by owner
             if d._done:
                 continue
             d._done = True
-            if d._owner is not self:
+            if d._owner is self:
+                mine.append(d)  # type: ignore[arg-type]  # its owner is this member
+            else:
                 others.append(d)
-                continue
-            mine: SQLiteDelivery = d  # type: ignore[assignment]  # its owner is this member
-            run, i = mine._run, mine._i
-            # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
-            if run.live and run.state[i] != ACKED:
-                run.state[i] = ACKED
-                run.left -= 1
-                n += 1
-                if not run.left:  # kept until the runs before it are acked too: only its bounds
-                    run.rows = []
-        if n:
-            self._acked(n)
+        self._ack_records(mine)
         if others:
             await settle_others(others)
 
     async def _settle_acks(self, deliveries: Sequence[Delivery]) -> None:
+        self._ack_records(cast("Sequence[SQLiteDelivery]", deliveries))
+
+    def _ack_records(self, deliveries: Sequence[SQLiteDelivery]) -> None:
+        """Set each record's byte to acked in its run."""
         n = 0
-        for d in cast("Sequence[SQLiteDelivery]", deliveries):
+        for d in deliveries:
             run, i = d._run, d._i
+            # A late ack of a partition lost meanwhile (not live) does nothing: its new owner redelivers.
             if run.live and run.state[i] != ACKED:
                 run.state[i] = ACKED
                 run.left -= 1
