@@ -159,7 +159,8 @@ def prepare_many(
     one it gives (``tests/fuzz/test_publish_fill.py`` holds the ways equal)."""
     stamp = stamp or now()  # one publish, one time
     stamp_json = time_json(stamp)
-    converted = _convert(items) if len(items) > 1 else None
+    # Only a call of dicts is converted at once (a list of Events would be converted for nothing).
+    converted = _convert(items) if len(items) > 1 and type(items[0]) is dict else None
     if converted is not None and set(map(type, items)) == {dict}:
         usual = _USUAL_TRUSTED if hub.trusted else _USUAL
         dicts = cast("list[dict[str, Any]]", items)
